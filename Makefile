@@ -1,0 +1,42 @@
+# Everything installs itself: a fresh machine needs only Python 3.11, Node and npm.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# No AWS account here: never wait on the EC2 metadata service for credentials or a region.
+export AWS_EC2_METADATA_DISABLED := true
+export CDK_DISABLE_VERSION_CHECK := true
+
+.PHONY: synth test lint model bench clean deps
+
+deps: $(VENV)/.deps-stamp node_modules/.deps-stamp
+
+$(VENV)/.deps-stamp: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.deps-stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## synth: synthesize every environment offline, run all nag packs and cfn-lint, print a summary
+synth: deps
+	rm -rf cdk.out
+	npx cdk synth --no-notices --quiet
+	$(BIN)/cfn-lint
+	$(BIN)/python scripts/synth_summary.py cdk.out
+
+## test: run the whole suite (installs what is missing first)
+test: deps
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy platform_config ml_constructs stacks scripts app.py
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

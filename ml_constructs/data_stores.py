@@ -1,0 +1,85 @@
+"""The platform's buckets: model artifacts, endpoint data capture, monitoring reports, access logs."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from ml_constructs.nag import acknowledge
+from ml_constructs.secure_bucket import REPLICATION_REASON, REPLICATION_RULES, secure_bucket
+from platform_config import DataSettings
+
+
+class DataStores(Construct):
+    """Exposes `artifacts_bucket`, `capture_bucket`, `monitoring_bucket` and `access_logs_bucket`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DataSettings,
+        key: kms.IKey,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            # S3 server access log delivery writes only to buckets encrypted with SSE-S3.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(
+                expiration=Duration.days(settings.access_logs_expire_days),
+                noncurrent_version_expiration=Duration.days(1),
+            )],
+            removal_policy=removal_policy,
+        )
+        acknowledge(
+            self.access_logs_bucket,
+            ("AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled",
+             "NIST.800.53.R5-S3BucketLoggingEnabled", "PCI.DSS.321-S3BucketLoggingEnabled"),
+            "This is the access-log sink itself; logging it into itself would loop.",
+        )
+        acknowledge(
+            self.access_logs_bucket,
+            ("HIPAA.Security-S3DefaultEncryptionKMS", "NIST.800.53.R5-S3DefaultEncryptionKMS",
+             "PCI.DSS.321-S3DefaultEncryptionKMS"),
+            "S3 server access log delivery supports only SSE-S3 on the target bucket; it holds request "
+            "metadata, no model or customer data.",
+        )
+        acknowledge(self.access_logs_bucket, REPLICATION_RULES, REPLICATION_REASON)
+
+        def bucket(name: str, rules: list[s3.LifecycleRule]) -> s3.Bucket:
+            return secure_bucket(self, name, key=key, access_logs=self.access_logs_bucket,
+                                 removal_policy=removal_policy, lifecycle_rules=rules)
+
+        self.artifacts_bucket = bucket("ModelArtifacts", [s3.LifecycleRule(
+            transitions=[s3.Transition(
+                storage_class=s3.StorageClass.INTELLIGENT_TIERING, transition_after=Duration.days(0),
+            )],
+            noncurrent_version_transitions=[s3.NoncurrentVersionTransition(
+                storage_class=s3.StorageClass.GLACIER,
+                transition_after=Duration.days(settings.noncurrent_artifacts_to_glacier_days),
+            )],
+            noncurrent_version_expiration=Duration.days(settings.noncurrent_artifacts_expire_days),
+            abort_incomplete_multipart_upload_after=Duration.days(7),
+        )])
+        self.capture_bucket = bucket("DataCapture", [s3.LifecycleRule(
+            expiration=Duration.days(settings.capture_expire_days),
+            noncurrent_version_expiration=Duration.days(1),
+            abort_incomplete_multipart_upload_after=Duration.days(1),
+        )])
+        self.monitoring_bucket = bucket("MonitoringReports", [s3.LifecycleRule(
+            transitions=[s3.Transition(
+                storage_class=s3.StorageClass.INTELLIGENT_TIERING, transition_after=Duration.days(0),
+            )],
+            noncurrent_version_expiration=Duration.days(30),
+            abort_incomplete_multipart_upload_after=Duration.days(1),
+        )])

@@ -1,0 +1,37 @@
+"""cdk-nag v3 wiring: every rule pack on the app, and acknowledgements kept next to their construct."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aws_cdk import Acknowledgment, App, Aspects, Stage, Validations
+from cdk_nag import (
+    AwsSolutionsChecks,
+    HIPAASecurityChecks,
+    NIST80053R5Checks,
+    PCIDSS321Checks,
+    ServerlessChecks,
+    WriteNagSuppressionsToCloudFormationAspect,
+)
+from constructs import IConstruct
+
+RULE_PACKS = (AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks, PCIDSS321Checks, ServerlessChecks)
+
+
+def add_rule_packs(app: App) -> None:
+    """Run all five packs at synth; any unacknowledged finding fails `app.synth()`.
+
+    Acknowledgements are also written into each resource's template metadata (`cdk_nag.rules_to_suppress`),
+    so that reviewers and the synth summary read them from the templates.
+    """
+    for pack in RULE_PACKS:
+        Validations.of(app).add_plugins(pack(app, verbose=True))
+    # Aspects added to the app do not reach into nested stages, so each stage gets the writer itself.
+    for child in app.node.children:
+        if isinstance(child, Stage):
+            Aspects.of(child).add(WriteNagSuppressionsToCloudFormationAspect())
+
+
+def acknowledge(construct: IConstruct, rule_ids: Iterable[str], reason: str) -> None:
+    """Record a deliberate trade-off for `rule_ids` on `construct` (and its children)."""
+    Validations.of(construct).acknowledge(*(Acknowledgment(id=rule_id, reason=reason) for rule_id in rule_ids))

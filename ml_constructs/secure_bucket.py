@@ -1,0 +1,52 @@
+"""S3 buckets that are private, TLS-only, versioned and encrypted, with access logs."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from ml_constructs.nag import acknowledge
+
+
+def secure_bucket(
+    scope: Construct,
+    construct_id: str,
+    *,
+    key: kms.IKey,
+    access_logs: s3.IBucket,
+    removal_policy: RemovalPolicy,
+    lifecycle_rules: list[s3.LifecycleRule] | None = None,
+) -> s3.Bucket:
+    """A bucket for platform data: KMS with a bucket key, TLS only, no public access, logs to `access_logs`."""
+    bucket = s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.KMS,
+        encryption_key=key,
+        bucket_key_enabled=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        versioned=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=f"{construct_id}/",
+        lifecycle_rules=lifecycle_rules,
+        removal_policy=removal_policy,
+    )
+    acknowledge(bucket, REPLICATION_RULES, REPLICATION_REASON)
+    return bucket
+
+
+REPLICATION_RULES = (
+    "HIPAA.Security-S3BucketReplicationEnabled",
+    "NIST.800.53.R5-S3BucketReplicationEnabled",
+    "PCI.DSS.321-S3BucketReplicationEnabled",
+)
+REPLICATION_REASON = (
+    "Single-region platform by design: versioning and retention protect against deletion, model artifacts "
+    "are rebuilt from source by the pipeline, and capture/report data are short-lived telemetry. "
+    "Cross-region replication needs a second-region KMS key and is a per-organisation DR decision."
+)

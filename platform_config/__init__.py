@@ -1,0 +1,65 @@
+"""Per-environment configuration of the platform, loaded from cdk.json context and validated at synth."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from platform_config.loader import ConfigError, build, deep_merge
+from platform_config.settings import DataSettings, EnvironmentSettings, NetworkSettings
+
+CONTEXT_KEY = "ml-platform"
+
+__all__ = [
+    "CONTEXT_KEY",
+    "ConfigError",
+    "DataSettings",
+    "EnvironmentSettings",
+    "NetworkSettings",
+    "load_environments",
+]
+
+
+def load_environments(
+    context: Any, *, selected: str | None = None, default_account: str | None = None,
+    default_region: str | None = None,
+) -> list[EnvironmentSettings]:
+    """Validate the `ml-platform` context and return the selected environments (all by default).
+
+    `selected` is a comma-separated list of environment names (from `-c env=...`).
+    """
+    if not isinstance(context, Mapping):
+        raise ConfigError(CONTEXT_KEY, "missing from cdk.json context")
+    allowed = {"project", "defaults", "environments"}
+    unknown = sorted(set(context) - allowed)
+    if unknown:
+        raise ConfigError(f"{CONTEXT_KEY}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    environments = context.get("environments")
+    if not isinstance(environments, Mapping) or not environments:
+        raise ConfigError(f"{CONTEXT_KEY}.environments", "must name at least one environment")
+    defaults = context.get("defaults", {})
+    if not isinstance(defaults, Mapping):
+        raise ConfigError(f"{CONTEXT_KEY}.defaults", "expected an object")
+
+    names = list(environments)
+    if selected:
+        names = [name.strip() for name in selected.split(",") if name.strip()]
+        missing = [name for name in names if name not in environments]
+        if missing:
+            raise ConfigError("env", f"unknown environment {missing[0]!r} (known: {', '.join(environments)})")
+
+    loaded = []
+    for name in names:
+        overrides = environments[name]
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"{CONTEXT_KEY}.environments.{name}", "expected an object")
+        raw = deep_merge(defaults, overrides)
+        raw.update(name=name, project=context.get("project", "mlapi"))
+        raw.setdefault("account", default_account)
+        if raw.get("region") is None:
+            if not default_region:
+                raise ConfigError(f"{CONTEXT_KEY}.environments.{name}.region",
+                                  "is not set and CDK_DEFAULT_REGION is empty")
+            raw["region"] = default_region
+        loaded.append(build(EnvironmentSettings, raw, f"{CONTEXT_KEY}.environments.{name}"))
+    return loaded

@@ -1,0 +1,25 @@
+"""The environment's VPC, endpoints and flow logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from ml_constructs.private_network import PrivateNetwork
+from platform_config import EnvironmentSettings
+
+
+class NetworkStack(Stack):
+    """Private network for inference; flow logs encrypted with the data stack's logs key."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, logs_key: kms.IKey,
+        removal_policy: RemovalPolicy,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.network = PrivateNetwork(self, "Network", settings=settings.network, logs_key=logs_key,
+                                      removal_policy=removal_policy)

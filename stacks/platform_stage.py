@@ -1,0 +1,31 @@
+"""One deployment environment (dev, staging, prod) as a CDK Stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Environment, RemovalPolicy, Stage, Tags
+from constructs import Construct
+
+from platform_config import EnvironmentSettings
+from stacks.data_stack import DataStack
+from stacks.network_stack import NetworkStack
+
+
+class PlatformStage(Stage):
+    """All stacks of one environment, tagged with project and environment."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, **kwargs: Any) -> None:
+        super().__init__(
+            scope, construct_id, env=Environment(account=settings.account, region=settings.region), **kwargs
+        )
+        prefix = settings.resource_prefix()
+        removal = RemovalPolicy.RETAIN if settings.data.removal_policy == "retain" else RemovalPolicy.DESTROY
+        self.data = DataStack(self, "Data", stack_name=f"{prefix}-data", settings=settings, removal_policy=removal,
+                              termination_protection=settings.data.removal_policy == "retain")
+        self.network = NetworkStack(self, "Network", stack_name=f"{prefix}-network", settings=settings,
+                                    logs_key=self.data.keys.logs_key, removal_policy=removal)
+        Tags.of(self).add("project", settings.project)
+        Tags.of(self).add("environment", settings.name)
+        for key, value in settings.tags.items():
+            Tags.of(self).add(key, value)

@@ -1,0 +1,99 @@
+"""The configuration rejects bad input with the key named, and defaults fill the rest."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platform_config import ConfigError, load_environments
+
+CONTEXT = json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text())["context"]["ml-platform"]
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    context = copy.deepcopy(CONTEXT)
+    node = context
+    *parents, last = path.split(".")
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[last] = value
+    return context
+
+
+def test_shipped_config_loads_three_environments_that_differ() -> None:
+    envs = {env.name: env for env in load_environments(CONTEXT)}
+    assert list(envs) == ["dev", "staging", "prod"]
+    assert envs["dev"].data.removal_policy == "destroy"
+    assert envs["prod"].data.removal_policy == "retain"
+    assert len({env.network.cidr for env in envs.values()}) == 3
+    assert len(envs["dev"].network.availability_zones) == 2
+    assert len(envs["prod"].network.availability_zones) == 3
+
+
+def test_defaults_fill_omitted_keys_and_account_comes_from_environment() -> None:
+    [dev] = load_environments(CONTEXT, selected="dev", default_account="123456789012")
+    assert dev.account == "123456789012"
+    assert dev.network.nat_gateways == 0
+    assert dev.data.organization_trail_exists is False
+
+
+def test_selection_picks_named_environments_only() -> None:
+    assert [env.name for env in load_environments(CONTEXT, selected="prod,dev")] == ["prod", "dev"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key", "fragment"),
+    [
+        ("environments.dev.network.colour", "blue", "ml-platform.environments.dev.network.colour", "unknown key"),
+        ("environments.dev.network.nat_gateways", "1", "ml-platform.environments.dev.network.nat_gateways",
+         "expected an integer"),
+        ("environments.dev.network.nat_gateways", True, "ml-platform.environments.dev.network.nat_gateways",
+         "expected an integer"),
+        ("environments.dev.network.nat_gateways", 3, "ml-platform.environments.dev.network.nat_gateways",
+         "between 0 and the number of AZs"),
+        ("environments.dev.network.cidr", "10.0.0.0/8", "ml-platform.environments.dev.network.cidr", "/16"),
+        ("environments.dev.network.availability_zones", ["us-east-1a", "us-east-1b"],
+         "ml-platform.environments.dev.network.availability_zones[0]", "not an AZ of eu-west-1"),
+        ("environments.dev.data.removal_policy", "keep", "ml-platform.environments.dev.data.removal_policy",
+         "must be one of"),
+        ("environments.dev.data.noncurrent_artifacts_expire_days", 60,
+         "ml-platform.environments.dev.data.noncurrent_artifacts_expire_days", "must exceed"),
+        ("environments.dev.data.log_retention_days", 42, "ml-platform.environments.dev.data.log_retention_days",
+         "retention periods"),
+        ("environments.dev.region", "mars-1", "ml-platform.environments.dev.region", "not an AWS region"),
+        ("environments.dev.account", "12345", "ml-platform.environments.dev.account", "12 digits"),
+        ("environments.dev.alarm_emails", ["not-an-email"], "ml-platform.environments.dev.alarm_emails[0]",
+         "not an email"),
+        ("colour", "blue", "ml-platform.colour", "unknown key"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(path: str, value: Any, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_environments(with_change(path, value))
+    assert raised.value.key == key
+    assert fragment in str(raised.value)
+    assert key in str(raised.value)
+
+
+def test_unknown_environment_selection_is_named() -> None:
+    with pytest.raises(ConfigError, match="unknown environment 'qa'"):
+        load_environments(CONTEXT, selected="qa")
+
+
+def test_region_falls_back_to_cdk_default_region_and_fails_without_one() -> None:
+    context = copy.deepcopy(CONTEXT)
+    del context["environments"]["dev"]["region"]
+    [dev] = load_environments(context, selected="dev", default_region="eu-west-1")
+    assert dev.region == "eu-west-1"
+    with pytest.raises(ConfigError) as raised:
+        load_environments(context, selected="dev")
+    assert raised.value.key == "ml-platform.environments.dev.region"
+
+
+def test_missing_context_is_reported() -> None:
+    with pytest.raises(ConfigError, match=r"missing from cdk\.json"):
+        load_environments(None)
