@@ -23,15 +23,25 @@ node_modules/.deps-stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+MODEL_DIST := model_container/dist
+MODEL_SOURCES := model_container/build_model.py $(wildcard model_container/contract/*.py)
+
+# The model build is deterministic (fixed seed) and takes seconds; synth reads its metadata and tarball.
+$(MODEL_DIST)/metadata.json: $(VENV)/.deps-stamp $(MODEL_SOURCES)
+	$(BIN)/python -m model_container.build_model --out $(MODEL_DIST)
+
+## model: build the model, its metadata, baseline and holdout sets into model_container/dist
+model: $(MODEL_DIST)/metadata.json
+
 ## synth: synthesize every environment offline, run all nag packs and cfn-lint, print a summary
-synth: deps
+synth: deps model
 	rm -rf cdk.out
 	npx cdk synth --no-notices --quiet
 	$(BIN)/cfn-lint
 	$(BIN)/python scripts/synth_summary.py cdk.out
 
 ## test: run the whole suite (installs what is missing first)
-test: deps
+test: deps model
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: deps

@@ -27,10 +27,10 @@ class AuditTrail(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        bucket = secure_bucket(self, "TrailBucket", key=key, access_logs=access_logs,
-                               removal_policy=removal_policy)
-        log_group = encrypted_log_group(self, "TrailLogs", key=key, retention_days=retention_days,
-                                        removal_policy=removal_policy)
+        bucket = secure_bucket(self, "TrailBucket", key=key, access_logs=access_logs, removal_policy=removal_policy)
+        log_group = encrypted_log_group(
+            self, "TrailLogs", key=key, retention_days=retention_days, removal_policy=removal_policy
+        )
         self.trail = cloudtrail.Trail(
             self,
             "Trail",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -20,6 +20,7 @@ class DataStores(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        prefix: str,
         settings: DataSettings,
         key: kms.IKey,
         removal_policy: RemovalPolicy,
@@ -35,51 +36,95 @@ class DataStores(Construct):
             minimum_tls_version=1.2,
             versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(
-                expiration=Duration.days(settings.access_logs_expire_days),
-                noncurrent_version_expiration=Duration.days(1),
-            )],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(settings.access_logs_expire_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                )
+            ],
             removal_policy=removal_policy,
         )
         acknowledge(
             self.access_logs_bucket,
-            ("AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled",
-             "NIST.800.53.R5-S3BucketLoggingEnabled", "PCI.DSS.321-S3BucketLoggingEnabled"),
+            (
+                "AwsSolutions-S1",
+                "HIPAA.Security-S3BucketLoggingEnabled",
+                "NIST.800.53.R5-S3BucketLoggingEnabled",
+                "PCI.DSS.321-S3BucketLoggingEnabled",
+            ),
             "This is the access-log sink itself; logging it into itself would loop.",
         )
         acknowledge(
             self.access_logs_bucket,
-            ("HIPAA.Security-S3DefaultEncryptionKMS", "NIST.800.53.R5-S3DefaultEncryptionKMS",
-             "PCI.DSS.321-S3DefaultEncryptionKMS"),
+            (
+                "HIPAA.Security-S3DefaultEncryptionKMS",
+                "NIST.800.53.R5-S3DefaultEncryptionKMS",
+                "PCI.DSS.321-S3DefaultEncryptionKMS",
+            ),
             "S3 server access log delivery supports only SSE-S3 on the target bucket; it holds request "
             "metadata, no model or customer data.",
         )
         acknowledge(self.access_logs_bucket, REPLICATION_RULES, REPLICATION_REASON)
 
-        def bucket(name: str, rules: list[s3.LifecycleRule]) -> s3.Bucket:
-            return secure_bucket(self, name, key=key, access_logs=self.access_logs_bucket,
-                                 removal_policy=removal_policy, lifecycle_rules=rules)
+        stack = Stack.of(self)
+        # Known names let other stacks scope IAM to a bucket without a cross-stack export.
+        self.capture_bucket_name = f"{prefix}-capture-{stack.account}-{stack.region}"
 
-        self.artifacts_bucket = bucket("ModelArtifacts", [s3.LifecycleRule(
-            transitions=[s3.Transition(
-                storage_class=s3.StorageClass.INTELLIGENT_TIERING, transition_after=Duration.days(0),
-            )],
-            noncurrent_version_transitions=[s3.NoncurrentVersionTransition(
-                storage_class=s3.StorageClass.GLACIER,
-                transition_after=Duration.days(settings.noncurrent_artifacts_to_glacier_days),
-            )],
-            noncurrent_version_expiration=Duration.days(settings.noncurrent_artifacts_expire_days),
-            abort_incomplete_multipart_upload_after=Duration.days(7),
-        )])
-        self.capture_bucket = bucket("DataCapture", [s3.LifecycleRule(
-            expiration=Duration.days(settings.capture_expire_days),
-            noncurrent_version_expiration=Duration.days(1),
-            abort_incomplete_multipart_upload_after=Duration.days(1),
-        )])
-        self.monitoring_bucket = bucket("MonitoringReports", [s3.LifecycleRule(
-            transitions=[s3.Transition(
-                storage_class=s3.StorageClass.INTELLIGENT_TIERING, transition_after=Duration.days(0),
-            )],
-            noncurrent_version_expiration=Duration.days(30),
-            abort_incomplete_multipart_upload_after=Duration.days(1),
-        )])
+        def bucket(name: str, rules: list[s3.LifecycleRule], bucket_name: str | None = None) -> s3.Bucket:
+            return secure_bucket(
+                self,
+                name,
+                key=key,
+                access_logs=self.access_logs_bucket,
+                removal_policy=removal_policy,
+                lifecycle_rules=rules,
+                bucket_name=bucket_name,
+            )
+
+        self.artifacts_bucket = bucket(
+            "ModelArtifacts",
+            [
+                s3.LifecycleRule(
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INTELLIGENT_TIERING,
+                            transition_after=Duration.days(0),
+                        )
+                    ],
+                    noncurrent_version_transitions=[
+                        s3.NoncurrentVersionTransition(
+                            storage_class=s3.StorageClass.GLACIER,
+                            transition_after=Duration.days(settings.noncurrent_artifacts_to_glacier_days),
+                        )
+                    ],
+                    noncurrent_version_expiration=Duration.days(settings.noncurrent_artifacts_expire_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
+        )
+        self.capture_bucket = bucket(
+            "DataCapture",
+            [
+                s3.LifecycleRule(
+                    expiration=Duration.days(settings.capture_expire_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            bucket_name=self.capture_bucket_name,
+        )
+        self.monitoring_bucket = bucket(
+            "MonitoringReports",
+            [
+                s3.LifecycleRule(
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INTELLIGENT_TIERING,
+                            transition_after=Duration.days(0),
+                        )
+                    ],
+                    noncurrent_version_expiration=Duration.days(30),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )

@@ -33,29 +33,42 @@ class PlatformKeys(Construct):
             removal_policy=removal_policy,
         )
         # CloudWatch Logs encrypts with the key only for log groups of this account and region.
-        self.logs_key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-            resources=["*"],
-            conditions={"ArnLike": {
-                "kms:EncryptionContext:aws:logs:arn": f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"
-            }},
-        ))
+        self.logs_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"
+                        )
+                    }
+                },
+            )
+        )
         # CloudTrail encrypts log files of this account's trails only.
-        self.logs_key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
-            actions=["kms:GenerateDataKey*", "kms:DescribeKey"],
-            resources=["*"],
-            conditions={
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
-                               f"arn:{stack.partition}:cloudtrail:*:{stack.account}:trail/*"},
-            },
-        ))
+        self.logs_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["kms:GenerateDataKey*", "kms:DescribeKey"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "StringLike": {
+                        "kms:EncryptionContext:aws:cloudtrail:arn": (
+                            f"arn:{stack.partition}:cloudtrail:*:{stack.account}:trail/*"
+                        )
+                    },
+                },
+            )
+        )
         # CloudWatch alarms publish to the KMS-encrypted SNS topic.
-        self.logs_key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-        ))
+        self.logs_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )

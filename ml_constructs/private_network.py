@@ -48,9 +48,15 @@ class PrivateNetwork(Construct):
             )
         ]
         if with_nat:
-            subnets.insert(0, ec2.SubnetConfiguration(
-                name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=26, map_public_ip_on_launch=False,
-            ))
+            subnets.insert(
+                0,
+                ec2.SubnetConfiguration(
+                    name="public",
+                    subnet_type=ec2.SubnetType.PUBLIC,
+                    cidr_mask=26,
+                    map_public_ip_on_launch=False,
+                ),
+            )
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
@@ -63,19 +69,27 @@ class PrivateNetwork(Construct):
         self.inference_subnets = ec2.SubnetSelection(subnet_group_name="inference")
 
         flow_log_group = encrypted_log_group(
-            self, "FlowLogs", key=logs_key, retention_days=settings.flow_log_retention_days,
+            self,
+            "FlowLogs",
+            key=logs_key,
+            retention_days=settings.flow_log_retention_days,
             removal_policy=removal_policy,
         )
         # A customer-managed policy instead of the L2's inline default policy (IAMNoInlinePolicy);
         # the immutable role view stops the L2 from adding that inline policy anyway.
-        flow_log_role = iam.Role(self, "FlowLogRole",
-                                 assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"))
-        flow_log_role.add_managed_policy(iam.ManagedPolicy(self, "FlowLogDelivery", statements=[
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[flow_log_group.log_group_arn],
-            ),
-        ]))
+        flow_log_role = iam.Role(self, "FlowLogRole", assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"))
+        flow_log_role.add_managed_policy(
+            iam.ManagedPolicy(
+                self,
+                "FlowLogDelivery",
+                statements=[
+                    iam.PolicyStatement(
+                        actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                        resources=[flow_log_group.log_group_arn],
+                    ),
+                ],
+            )
+        )
         self.vpc.add_flow_log(
             "AllTraffic",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(

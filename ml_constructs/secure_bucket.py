@@ -18,11 +18,13 @@ def secure_bucket(
     access_logs: s3.IBucket,
     removal_policy: RemovalPolicy,
     lifecycle_rules: list[s3.LifecycleRule] | None = None,
+    bucket_name: str | None = None,
 ) -> s3.Bucket:
     """A bucket for platform data: KMS with a bucket key, TLS only, no public access, logs to `access_logs`."""
     bucket = s3.Bucket(
         scope,
         construct_id,
+        bucket_name=bucket_name,
         encryption=s3.BucketEncryption.KMS,
         encryption_key=key,
         bucket_key_enabled=True,

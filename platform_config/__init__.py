@@ -6,22 +6,39 @@ from collections.abc import Mapping
 from typing import Any
 
 from platform_config.loader import ConfigError, build, deep_merge
-from platform_config.settings import DataSettings, EnvironmentSettings, NetworkSettings
+from platform_config.settings import (
+    AlarmSettings,
+    ApiSettings,
+    DataSettings,
+    DeploymentSettings,
+    EndpointSettings,
+    EnvironmentSettings,
+    ModelSource,
+    NetworkSettings,
+)
 
 CONTEXT_KEY = "ml-platform"
 
 __all__ = [
     "CONTEXT_KEY",
+    "AlarmSettings",
+    "ApiSettings",
     "ConfigError",
     "DataSettings",
+    "DeploymentSettings",
+    "EndpointSettings",
     "EnvironmentSettings",
+    "ModelSource",
     "NetworkSettings",
     "load_environments",
 ]
 
 
 def load_environments(
-    context: Any, *, selected: str | None = None, default_account: str | None = None,
+    context: Any,
+    *,
+    selected: str | None = None,
+    default_account: str | None = None,
     default_region: str | None = None,
 ) -> list[EnvironmentSettings]:
     """Validate the `ml-platform` context and return the selected environments (all by default).
@@ -58,8 +75,9 @@ def load_environments(
         raw.setdefault("account", default_account)
         if raw.get("region") is None:
             if not default_region:
-                raise ConfigError(f"{CONTEXT_KEY}.environments.{name}.region",
-                                  "is not set and CDK_DEFAULT_REGION is empty")
+                raise ConfigError(
+                    f"{CONTEXT_KEY}.environments.{name}.region", "is not set and CDK_DEFAULT_REGION is empty"
+                )
             raw["region"] = default_region
         loaded.append(build(EnvironmentSettings, raw, f"{CONTEXT_KEY}.environments.{name}"))
     return loaded

@@ -70,9 +70,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"expected an object, got {type(value).__name__}")
         value_hint = get_args(hint)[1] if get_args(hint) else Any
-        return types.MappingProxyType(
-            {str(k): _coerce(value_hint, v, f"{key}.{k}") for k, v in value.items()}
-        )
+        return types.MappingProxyType({str(k): _coerce(value_hint, v, f"{key}.{k}") for k, v in value.items()})
     return _scalar(hint, value, key)
 
 

@@ -39,8 +39,11 @@ class NetworkSettings:
             "nat_gateways",
             "must be between 0 and the number of AZs",
         )
-        check(self.flow_log_retention_days in LOG_RETENTION_DAYS, "flow_log_retention_days",
-              f"must be one of CloudWatch's retention periods {LOG_RETENTION_DAYS}")
+        check(
+            self.flow_log_retention_days in LOG_RETENTION_DAYS,
+            "flow_log_retention_days",
+            f"must be one of CloudWatch's retention periods {LOG_RETENTION_DAYS}",
+        )
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,9 @@ class DataSettings:
     organization_trail_exists: bool = False
 
     def __post_init__(self) -> None:
-        check(self.noncurrent_artifacts_to_glacier_days >= 1, "noncurrent_artifacts_to_glacier_days",
-              "must be at least 1")
+        check(
+            self.noncurrent_artifacts_to_glacier_days >= 1, "noncurrent_artifacts_to_glacier_days", "must be at least 1"
+        )
         check(
             self.noncurrent_artifacts_expire_days > self.noncurrent_artifacts_to_glacier_days + 90,
             "noncurrent_artifacts_expire_days",
@@ -65,8 +69,11 @@ class DataSettings:
         )
         check(self.capture_expire_days >= 1, "capture_expire_days", "must be at least 1")
         check(self.access_logs_expire_days >= 1, "access_logs_expire_days", "must be at least 1")
-        check(self.log_retention_days in LOG_RETENTION_DAYS, "log_retention_days",
-              f"must be one of CloudWatch's retention periods {LOG_RETENTION_DAYS}")
+        check(
+            self.log_retention_days in LOG_RETENTION_DAYS,
+            "log_retention_days",
+            f"must be one of CloudWatch's retention periods {LOG_RETENTION_DAYS}",
+        )
 
 
 @dataclass(frozen=True)
@@ -79,19 +86,33 @@ class EnvironmentSettings:
     network: NetworkSettings
     account: str | None = None
     data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSource = field(default_factory=lambda: ModelSource())
+    endpoint: EndpointSettings = field(default_factory=lambda: EndpointSettings())
+    api: ApiSettings = field(default_factory=lambda: ApiSettings())
+    alarms: AlarmSettings = field(default_factory=lambda: AlarmSettings())
+    deployment: DeploymentSettings = field(default_factory=lambda: DeploymentSettings())
     alarm_emails: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check(bool(re.fullmatch(r"[a-z][a-z0-9-]{1,20}", self.project)), "project",
-              "must be 2-21 lowercase letters, digits or dashes, starting with a letter")
-        check(bool(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", self.region)), "region",
-              f"{self.region!r} is not an AWS region name")
+        check(
+            bool(re.fullmatch(r"[a-z][a-z0-9-]{1,20}", self.project)),
+            "project",
+            "must be 2-21 lowercase letters, digits or dashes, starting with a letter",
+        )
+        check(
+            bool(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", self.region)),
+            "region",
+            f"{self.region!r} is not an AWS region name",
+        )
         if self.account is not None:
             check(bool(re.fullmatch(r"\d{12}", self.account)), "account", "must be 12 digits")
         for index, zone in enumerate(self.network.availability_zones):
-            check(bool(re.fullmatch(re.escape(self.region) + r"[a-z]", zone)),
-                  f"network.availability_zones[{index}]", f"{zone!r} is not an AZ of {self.region}")
+            check(
+                bool(re.fullmatch(re.escape(self.region) + r"[a-z]", zone)),
+                f"network.availability_zones[{index}]",
+                f"{zone!r} is not an AZ of {self.region}",
+            )
         for index, email in enumerate(self.alarm_emails):
             check(bool(_EMAIL.match(email)), f"alarm_emails[{index}]", f"{email!r} is not an email address")
 
@@ -99,5 +120,255 @@ class EnvironmentSettings:
         return f"{self.project}-{self.name}"
 
 
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                      2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model and the serving image come from: built from this repo (assets) or given URIs."""
+
+    artifact_dir: str = "model_container/dist"
+    model_data_s3_uri: str | None = None
+    image_uri: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_data_s3_uri is not None:
+            check(
+                self.model_data_s3_uri.startswith("s3://") and self.model_data_s3_uri.endswith(".tar.gz"),
+                "model_data_s3_uri",
+                "must be an s3:// URI of a .tar.gz",
+            )
+        if self.image_uri is not None:
+            check(
+                bool(
+                    re.fullmatch(
+                        r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})",
+                        self.image_uri,
+                    )
+                ),
+                "image_uri",
+                "must be an ECR image URI with a tag or digest",
+            )
+
+
+@dataclass(frozen=True)
+class ScheduledScaling:
+    """A known traffic peak: capacity bounds applied on a cron schedule (UTC)."""
+
+    name: str
+    schedule: str
+    min_capacity: int
+    max_capacity: int
+
+    def __post_init__(self) -> None:
+        check(
+            self.schedule.startswith("cron(") and self.schedule.endswith(")"),
+            "schedule",
+            "must be an Application Auto Scaling cron(...) expression",
+        )
+        check(1 <= self.min_capacity <= self.max_capacity, "min_capacity", "must be at least 1 and <= max_capacity")
+
+
+@dataclass(frozen=True)
+class ServerlessSettings:
+    """SageMaker Serverless Inference instead of instances (dev, for cost)."""
+
+    memory_mb: int = 2048
+    max_concurrency: int = 5
+
+    def __post_init__(self) -> None:
+        check(
+            self.memory_mb in (1024, 2048, 3072, 4096, 5120, 6144), "memory_mb", "must be 1024..6144 in steps of 1024"
+        )
+        check(1 <= self.max_concurrency <= 200, "max_concurrency", "must be between 1 and 200")
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """SageMaker real-time endpoint: instances, autoscaling and data capture."""
+
+    instance_type: str = "ml.c6i.large"
+    initial_instance_count: int = 1
+    min_capacity: int = 1
+    max_capacity: int = 2
+    # SageMakerVariantInvocationsPerInstance counts per minute; see README for how it derives from the benchmark.
+    invocations_per_instance_target: int = 60000
+    cpu_utilization_target: float = 70.0
+    scale_in_cooldown_seconds: int = 600
+    scale_out_cooldown_seconds: int = 60
+    scheduled_scaling: tuple[ScheduledScaling, ...] = ()
+    data_capture_percent: int = 100
+    startup_health_check_timeout_seconds: int = 600
+    serverless: ServerlessSettings | None = None
+
+    def __post_init__(self) -> None:
+        check(
+            bool(re.fullmatch(r"ml\.[a-z0-9]+\.[a-z0-9]+", self.instance_type)),
+            "instance_type",
+            f"{self.instance_type!r} is not a SageMaker instance type",
+        )
+        check(self.min_capacity >= 1, "min_capacity", "must be at least 1")
+        check(
+            self.min_capacity <= self.max_capacity,
+            "min_capacity",
+            f"({self.min_capacity}) must not exceed max_capacity ({self.max_capacity})",
+        )
+        check(
+            self.min_capacity <= self.initial_instance_count <= self.max_capacity,
+            "initial_instance_count",
+            "must lie between min_capacity and max_capacity",
+        )
+        check(self.invocations_per_instance_target > 0, "invocations_per_instance_target", "must be positive")
+        check(0 < self.cpu_utilization_target <= 100, "cpu_utilization_target", "must be in (0, 100]")
+        check(
+            self.scale_in_cooldown_seconds > self.scale_out_cooldown_seconds,
+            "scale_in_cooldown_seconds",
+            "must be longer than scale_out_cooldown_seconds (scale out fast, in slowly)",
+        )
+        check(0 <= self.data_capture_percent <= 100, "data_capture_percent", "must be between 0 and 100")
+        check(
+            60 <= self.startup_health_check_timeout_seconds <= 3600,
+            "startup_health_check_timeout_seconds",
+            "must be between 60 and 3600",
+        )
+
+
+@dataclass(frozen=True)
+class UsagePlanSettings:
+    """One API consumer tier: steady rate, burst and daily quota."""
+
+    rate_limit: float
+    burst_limit: int
+    quota_per_day: int
+
+    def __post_init__(self) -> None:
+        check(self.rate_limit > 0, "rate_limit", "must be positive")
+        check(self.burst_limit >= 1, "burst_limit", "must be at least 1")
+        check(self.quota_per_day >= 1, "quota_per_day", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Public REST API: auth, throttling, consumer tiers, WAF limits, caching."""
+
+    auth: Literal["api_key", "iam"] = "api_key"
+    throttle_rate_limit: float = 1000.0
+    throttle_burst_limit: int = 2000
+    usage_plans: Mapping[str, UsagePlanSettings] = field(
+        default_factory=lambda: {
+            "standard": UsagePlanSettings(rate_limit=50, burst_limit=100, quota_per_day=100_000),
+        }
+    )
+    waf_rate_limit_per_5_minutes: int = 3000
+    # WAF inspects at most 64 KB of a regional API's body; larger bodies are blocked, not passed uninspected.
+    max_body_kb: Literal[8, 16, 32, 48, 64] = 64
+    integration_timeout_seconds: int = 29
+    cache_size_gb: float | None = None
+    access_log_retention_days: int = 365
+
+    def __post_init__(self) -> None:
+        check(self.throttle_rate_limit > 0, "throttle_rate_limit", "must be positive")
+        check(self.throttle_burst_limit >= 1, "throttle_burst_limit", "must be at least 1")
+        check(bool(self.usage_plans), "usage_plans", "needs at least one tier")
+        for tier, plan in self.usage_plans.items():
+            check(
+                plan.rate_limit <= self.throttle_rate_limit,
+                f"usage_plans.{tier}.rate_limit",
+                "must not exceed the stage's throttle_rate_limit",
+            )
+        check(self.waf_rate_limit_per_5_minutes >= 100, "waf_rate_limit_per_5_minutes", "must be at least 100")
+        check(1 <= self.integration_timeout_seconds <= 60, "integration_timeout_seconds", "must be 1..60")
+        if self.cache_size_gb is not None:
+            check(
+                self.cache_size_gb in (0.5, 1.6, 6.1, 13.5, 28.4, 58.2, 118.0, 237.0),
+                "cache_size_gb",
+                "must be an API Gateway cache size",
+            )
+        check(
+            self.access_log_retention_days in LOG_RETENTION_DAYS,
+            "access_log_retention_days",
+            "must be one of CloudWatch's retention periods",
+        )
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """Alarm thresholds; each alarm notifies the environment's SNS topic."""
+
+    api_5xx_rate_percent: float = 1.0
+    api_4xx_rate_percent: float = 25.0
+    api_p99_latency_ms: float = 500.0
+    endpoint_5xx_errors: int = 5
+    model_latency_p99_ms: float = 50.0
+    overhead_latency_p99_ms: float = 50.0
+    cpu_utilization_percent: float = 80.0
+    memory_utilization_percent: float = 80.0
+    disk_utilization_percent: float = 80.0
+    container_error_rate_percent: float = 1.0
+    evaluation_periods: int = 3
+    period_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        for name in (
+            "api_5xx_rate_percent",
+            "api_4xx_rate_percent",
+            "cpu_utilization_percent",
+            "memory_utilization_percent",
+            "disk_utilization_percent",
+            "container_error_rate_percent",
+        ):
+            check(0 < getattr(self, name) <= 100, name, "must be a percentage in (0, 100]")
+        for name in ("api_p99_latency_ms", "model_latency_p99_ms", "overhead_latency_p99_ms"):
+            check(getattr(self, name) > 0, name, "must be positive")
+        check(self.endpoint_5xx_errors >= 1, "endpoint_5xx_errors", "must be at least 1")
+        check(self.evaluation_periods >= 1, "evaluation_periods", "must be at least 1")
+        check(
+            self.period_seconds in (10, 30) or self.period_seconds % 60 == 0,
+            "period_seconds",
+            "must be 10, 30 or a multiple of 60",
+        )
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """Blue/green update of the endpoint: canary size, waits, bake time; alarms roll it back."""
+
+    traffic_routing: Literal["CANARY", "LINEAR", "ALL_AT_ONCE"] = "CANARY"
+    canary_percent: int = 10
+    linear_step_percent: int = 25
+    wait_interval_seconds: int = 300
+    bake_minutes: int = 30
+    auto_rollback: bool = True
+
+    def __post_init__(self) -> None:
+        check(1 <= self.canary_percent <= 50, "canary_percent", "must be between 1 and 50")
+        check(5 <= self.linear_step_percent <= 50, "linear_step_percent", "must be between 5 and 50")
+        check(0 <= self.wait_interval_seconds <= 3600, "wait_interval_seconds", "must be 0..3600")
+        check(
+            0 <= self.bake_minutes <= 60,
+            "bake_minutes",
+            "must be 0..60 (SageMaker's TerminationWaitInSeconds is at most 3600)",
+        )

@@ -49,8 +49,10 @@ def main(argv: list[str]) -> int:
         print(f"{row['stack']:<28}{row['resources']:>10}{row['acknowledged']:>14}")
     total_resources = sum(row["resources"] for row in summary["stacks"])
     total_acks = sum(row["acknowledged"] for row in summary["stacks"])
-    print(f"{len(summary['stacks'])} stacks, {total_resources} resources, "
-          f"{total_acks} acknowledged nag findings (per resource), {summary['failed_findings']} failed nag findings")
+    print(
+        f"{len(summary['stacks'])} stacks, {total_resources} resources, "
+        f"{total_acks} acknowledged nag findings (per resource), {summary['failed_findings']} failed nag findings"
+    )
     return 1 if summary["failed_findings"] else 0
 
 

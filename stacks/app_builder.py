@@ -12,7 +12,7 @@ from stacks.platform_stage import PlatformStage
 def build_stages(app: App, *, default_account: str | None, default_region: str | None) -> list[PlatformStage]:
     """Add the environments selected by `-c env=...` (all by default) to `app`."""
     stages = [
-        PlatformStage(app, settings.name, settings=settings)
+        PlatformStage(app, settings.name, settings=settings, commit=app.node.try_get_context("commit") or "unknown")
         for settings in load_environments(
             app.node.try_get_context(CONTEXT_KEY),
             selected=app.node.try_get_context("env"),

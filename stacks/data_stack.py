@@ -16,12 +16,31 @@ from platform_config import EnvironmentSettings
 class DataStack(Stack):
     """Keys, buckets and trail; retained in prod, destroyable where the config says so."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings,
-        removal_policy: RemovalPolicy, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        removal_policy: RemovalPolicy,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.keys = PlatformKeys(self, "Keys", prefix=settings.resource_prefix(), removal_policy=removal_policy)
-        self.stores = DataStores(self, "Stores", settings=settings.data, key=self.keys.data_key,
-                                 removal_policy=removal_policy)
+        self.stores = DataStores(
+            self,
+            "Stores",
+            prefix=settings.resource_prefix(),
+            settings=settings.data,
+            key=self.keys.data_key,
+            removal_policy=removal_policy,
+        )
         if not settings.data.organization_trail_exists:
-            AuditTrail(self, "Audit", key=self.keys.logs_key, access_logs=self.stores.access_logs_bucket,
-                       retention_days=settings.data.log_retention_days, removal_policy=removal_policy)
+            AuditTrail(
+                self,
+                "Audit",
+                key=self.keys.logs_key,
+                access_logs=self.stores.access_logs_bucket,
+                retention_days=settings.data.log_retention_days,
+                removal_policy=removal_policy,
+            )

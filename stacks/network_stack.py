@@ -16,10 +16,16 @@ class NetworkStack(Stack):
     """Private network for inference; flow logs encrypted with the data stack's logs key."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, logs_key: kms.IKey,
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        logs_key: kms.IKey,
         removal_policy: RemovalPolicy,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.network = PrivateNetwork(self, "Network", settings=settings.network, logs_key=logs_key,
-                                      removal_policy=removal_policy)
+        self.network = PrivateNetwork(
+            self, "Network", settings=settings.network, logs_key=logs_key, removal_policy=removal_policy
+        )

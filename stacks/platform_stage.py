@@ -9,22 +9,50 @@ from constructs import Construct
 
 from platform_config import EnvironmentSettings
 from stacks.data_stack import DataStack
+from stacks.inference_stack import InferenceStack
 from stacks.network_stack import NetworkStack
 
 
 class PlatformStage(Stage):
     """All stacks of one environment, tagged with project and environment."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, commit: str, **kwargs: Any
+    ) -> None:
         super().__init__(
             scope, construct_id, env=Environment(account=settings.account, region=settings.region), **kwargs
         )
         prefix = settings.resource_prefix()
         removal = RemovalPolicy.RETAIN if settings.data.removal_policy == "retain" else RemovalPolicy.DESTROY
-        self.data = DataStack(self, "Data", stack_name=f"{prefix}-data", settings=settings, removal_policy=removal,
-                              termination_protection=settings.data.removal_policy == "retain")
-        self.network = NetworkStack(self, "Network", stack_name=f"{prefix}-network", settings=settings,
-                                    logs_key=self.data.keys.logs_key, removal_policy=removal)
+        self.data = DataStack(
+            self,
+            "Data",
+            stack_name=f"{prefix}-data",
+            settings=settings,
+            removal_policy=removal,
+            termination_protection=settings.data.removal_policy == "retain",
+        )
+        self.network = NetworkStack(
+            self,
+            "Network",
+            stack_name=f"{prefix}-network",
+            settings=settings,
+            logs_key=self.data.keys.logs_key,
+            removal_policy=removal,
+        )
+        self.inference = InferenceStack(
+            self,
+            "Inference",
+            stack_name=f"{prefix}-inference",
+            settings=settings,
+            network=self.network.network,
+            data_key=self.data.keys.data_key,
+            logs_key=self.data.keys.logs_key,
+            capture_bucket=self.data.stores.capture_bucket,
+            capture_bucket_name=self.data.stores.capture_bucket_name,
+            removal_policy=removal,
+            commit=commit,
+        )
         Tags.of(self).add("project", settings.project)
         Tags.of(self).add("environment", settings.name)
         for key, value in settings.tags.items():

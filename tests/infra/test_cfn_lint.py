@@ -14,6 +14,9 @@ def test_cfn_lint_is_clean(synthesized) -> None:
     assert len(templates) >= 6
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cfn-lint"), "--config-file", str(ROOT / ".cfnlintrc.yaml"), *templates],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

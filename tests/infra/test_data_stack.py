@@ -19,7 +19,10 @@ def test_every_bucket_is_private_encrypted_versioned_and_tls_only(synthesized, e
     for logical_id, bucket in buckets.items():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
         }, logical_id
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}, logical_id
         [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -38,8 +41,11 @@ def test_every_bucket_is_private_encrypted_versioned_and_tls_only(synthesized, e
 def test_artifacts_move_to_intelligent_tiering_and_old_versions_to_glacier(
     synthesized, env: str, glacier_days: int, expire_days: int
 ) -> None:
-    [artifacts] = [b for k, b in synthesized.resources(env, "data", "AWS::S3::Bucket").items()
-                   if k.startswith("StoresModelArtifacts")]
+    [artifacts] = [
+        b
+        for k, b in synthesized.resources(env, "data", "AWS::S3::Bucket").items()
+        if k.startswith("StoresModelArtifacts")
+    ]
     [rule] = artifacts["Properties"]["LifecycleConfiguration"]["Rules"]
     assert rule["Transitions"] == [{"StorageClass": "INTELLIGENT_TIERING", "TransitionInDays": 0}]
     assert rule["NoncurrentVersionTransitions"] == [{"StorageClass": "GLACIER", "TransitionInDays": glacier_days}]

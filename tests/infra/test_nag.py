@@ -28,8 +28,13 @@ def test_every_acknowledgement_carries_a_reviewable_reason(synthesized) -> None:
 
 def test_all_five_packs_are_attached() -> None:
     names = {pack.__name__ for pack in RULE_PACKS}
-    assert names == {"AwsSolutionsChecks", "HIPAASecurityChecks", "NIST80053R5Checks", "PCIDSS321Checks",
-                     "ServerlessChecks"}
+    assert names == {
+        "AwsSolutionsChecks",
+        "HIPAASecurityChecks",
+        "NIST80053R5Checks",
+        "PCIDSS321Checks",
+        "ServerlessChecks",
+    }
 
 
 def test_an_insecure_resource_fails_synth_and_an_acknowledgement_is_scoped(tmp_path) -> None:
@@ -41,8 +46,12 @@ def test_an_insecure_resource_fails_synth_and_an_acknowledgement_is_scoped(tmp_p
         app.synth()
     report = json.loads((tmp_path / "validation-report.json").read_text())
     rules = {v["ruleName"] for p in report["pluginReports"] for v in p["violations"]}
-    assert {"AwsSolutions-S10", "HIPAA.Security-S3DefaultEncryptionKMS", "NIST.800.53.R5-S3BucketLoggingEnabled",
-            "PCI.DSS.321-S3BucketSSLRequestsOnly"} <= rules
+    assert {
+        "AwsSolutions-S10",
+        "HIPAA.Security-S3DefaultEncryptionKMS",
+        "NIST.800.53.R5-S3BucketLoggingEnabled",
+        "PCI.DSS.321-S3BucketSSLRequestsOnly",
+    } <= rules
 
     acked_app = App(outdir=str(tmp_path / "acked"))
     bucket = s3.Bucket(Stack(acked_app, "Probe"), "Plain")

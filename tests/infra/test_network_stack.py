@@ -32,8 +32,7 @@ def test_subnets_span_the_configured_azs(synthesized, cdk_context, env: str) -> 
 def test_vpc_endpoints_for_sagemaker_hosting(synthesized, env: str) -> None:
     endpoints = synthesized.resources(env, "network", "AWS::EC2::VPCEndpoint").values()
     services = {
-        e["Properties"]["ServiceName"] if isinstance(e["Properties"]["ServiceName"], str)
-        else "s3" for e in endpoints
+        e["Properties"]["ServiceName"] if isinstance(e["Properties"]["ServiceName"], str) else "s3" for e in endpoints
     }
     expected = {f"com.amazonaws.eu-west-1.{s.short_name}" for s in INTERFACE_ENDPOINTS.values()}
     assert expected <= services
@@ -69,6 +68,11 @@ def test_flow_logs_are_encrypted_and_retained_per_config(synthesized, env: str, 
     template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": days, "KmsKeyId": Match.any_value()})
     # The flow log role's permissions are one managed policy scoped to the flow log group.
     template.resource_count_is("AWS::IAM::Policy", 0)
-    template.has_resource_properties("AWS::IAM::ManagedPolicy", {
-        "PolicyDocument": {"Statement": [Match.object_like({"Resource": {"Fn::GetAtt": [Match.any_value(), "Arn"]}})]}
-    })
+    template.has_resource_properties(
+        "AWS::IAM::ManagedPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": [Match.object_like({"Resource": {"Fn::GetAtt": [Match.any_value(), "Arn"]}})]
+            }
+        },
+    )

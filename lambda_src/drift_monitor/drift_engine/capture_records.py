@@ -1,0 +1,95 @@
+"""Parse SageMaker data-capture JSON Lines records and group their rows by serving model version."""
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from drift_engine.payload_decoding import (
+    Instance,
+    MalformedPayload,
+    Prediction,
+    decode_instances,
+    decode_predictions,
+)
+
+UNKNOWN_VERSION = "unknown"
+MAX_MALFORMED_SAMPLES = 10
+# The version becomes part of S3 keys and metric dimensions: anything else is grouped as unknown.
+_SAFE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class CapturedRow:
+    """One instance of a captured request with the prediction the model returned for it."""
+
+    instance: Instance
+    prediction: Prediction | None
+    join_key: str | None
+
+
+@dataclass
+class CaptureBatch:
+    """Rows of a window grouped by model version, plus malformed-record bookkeeping."""
+
+    rows_by_version: dict[str, list[CapturedRow]] = field(default_factory=lambda: defaultdict(list))
+    records: int = 0
+    malformed_records: int = 0
+    malformed_reasons: Counter[str] = field(default_factory=Counter)
+    malformed_samples: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(len(rows) for rows in self.rows_by_version.values())
+
+    def record_malformed(self, source: str, reason: str) -> None:
+        self.malformed_records += 1
+        self.malformed_reasons[reason.split(":")[0]] += 1
+        if len(self.malformed_samples) < MAX_MALFORMED_SAMPLES:
+            self.malformed_samples.append({"source": source, "reason": reason[:300]})
+
+
+def parse_capture_line(line: str) -> list[CapturedRow]:
+    """One JSON Lines capture record -> rows; raises MalformedPayload on any structural problem."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise MalformedPayload(f"bad json line: {error.msg}") from error
+    if not isinstance(record, dict) or not isinstance(record.get("captureData"), dict):
+        raise MalformedPayload("missing captureData")
+    capture = record["captureData"]
+    if not isinstance(capture.get("endpointInput"), dict):
+        raise MalformedPayload("missing endpointInput")
+    instances = decode_instances(capture["endpointInput"])
+    predictions: list[Prediction | None] = [None] * len(instances)
+    if isinstance(capture.get("endpointOutput"), dict):
+        decoded = decode_predictions(capture["endpointOutput"])
+        if len(decoded) != len(instances):
+            raise MalformedPayload(f"count mismatch: {len(instances)} instances, {len(decoded)} predictions")
+        predictions = list(decoded)
+    metadata = record.get("eventMetadata") or {}
+    # SageMaker joins ground truth on inferenceId when the caller set one, else on eventId.
+    join_key = metadata.get("inferenceId") or metadata.get("eventId")
+    return [
+        CapturedRow(instance, prediction, join_key) for instance, prediction in zip(instances, predictions, strict=True)
+    ]
+
+
+def group_capture_lines(lines: Iterable[tuple[str, str]]) -> CaptureBatch:
+    """(source, line) pairs -> CaptureBatch. Malformed lines are counted, never fatal."""
+    batch = CaptureBatch()
+    for source, line in lines:
+        if not line.strip():
+            continue
+        batch.records += 1
+        try:
+            rows = parse_capture_line(line)
+        except MalformedPayload as error:
+            batch.record_malformed(source, str(error))
+            continue
+        for row in rows:
+            version = row.prediction.model_version if row.prediction else None
+            safe = version if version and _SAFE_VERSION.match(version) else UNKNOWN_VERSION
+            batch.rows_by_version[safe].append(row)
+    return batch

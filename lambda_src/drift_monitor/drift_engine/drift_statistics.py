@@ -1,0 +1,76 @@
+"""Distribution-shift statistics: PSI on baseline-quantile bins, two-sample KS, data-quality rates."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+# Floor for a bin's share: an empty bin would otherwise make ln(a/e) infinite.
+PSI_EPSILON = 1e-4
+
+
+def quantile_bin_edges(baseline: np.ndarray, bins: int) -> np.ndarray:
+    """Interior edges splitting the baseline into ~equal-count bins; outer bins are open-ended.
+
+    Repeated quantiles (discrete or constant features) are merged; a constant baseline still gets
+    a bin for values below, at, and above its value so a shift away from it is visible.
+    """
+    interior = np.unique(np.quantile(baseline, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    if interior.size == 0 or np.ptp(baseline) == 0:
+        value = float(baseline[0])
+        interior = np.array([value, np.nextafter(value, np.inf)])
+    return interior
+
+
+def bin_shares(values: np.ndarray, interior_edges: np.ndarray) -> np.ndarray:
+    """Share of values per bin; bin i holds edges[i-1] <= x < edges[i]."""
+    counts = np.bincount(np.searchsorted(interior_edges, values, side="right"), minlength=interior_edges.size + 1)
+    return counts / max(values.size, 1)
+
+
+def population_stability_index(baseline: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """PSI = sum((a - e) * ln(a / e)) over baseline-quantile bins, shares floored at PSI_EPSILON."""
+    edges = quantile_bin_edges(baseline, bins)
+    expected = np.clip(bin_shares(baseline, edges), PSI_EPSILON, None)
+    actual = np.clip(bin_shares(current, edges), PSI_EPSILON, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+@dataclass(frozen=True)
+class KsResult:
+    """Two-sample Kolmogorov-Smirnov statistic and p-value."""
+
+    statistic: float
+    p_value: float
+
+
+def ks_test(baseline: np.ndarray, current: np.ndarray) -> KsResult:
+    result = stats.ks_2samp(baseline, current)
+    return KsResult(statistic=float(result.statistic), p_value=float(result.pvalue))
+
+
+def missing_rate(values: np.ndarray) -> float:
+    return float(np.mean(np.isnan(values))) if values.size else 0.0
+
+
+def out_of_range_rate(values: np.ndarray, minimum: float | None, maximum: float | None) -> float:
+    """Share of present values outside the schema range (missing values are not counted here)."""
+    present = values[~np.isnan(values)]
+    if present.size == 0:
+        return 0.0
+    outside = np.zeros(present.size, dtype=bool)
+    if minimum is not None:
+        outside |= present < minimum
+    if maximum is not None:
+        outside |= present > maximum
+    return float(np.mean(outside))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC via the Mann-Whitney rank-sum identity (ties get average ranks); None if one class."""
+    positives = labels == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = stats.rankdata(scores)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

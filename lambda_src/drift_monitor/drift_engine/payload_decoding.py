@@ -1,0 +1,140 @@
+"""Decode captured request/response bodies (JSON, CSV, BASE64 of either) into rows and predictions."""
+
+import base64
+import binascii
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Instance = list[Any] | dict[str, Any]
+
+
+class MalformedPayload(ValueError):
+    """A captured body that cannot be turned into instances or predictions."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model output: predicted label, probability as reported, and serving version."""
+
+    label: int | None
+    probability: float | None
+    model_version: str | None
+
+
+def _body_text(capture: Mapping[str, Any]) -> tuple[str, str]:
+    """Return (format, text) where format is "json" or "csv"."""
+    data = capture.get("data")
+    if data is None:
+        raise MalformedPayload("missing data")
+    encoding = str(capture.get("encoding", "")).upper()
+    content_type = str(capture.get("observedContentType", "")).lower()
+    if encoding == "BASE64":
+        try:
+            data = base64.b64decode(data, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, TypeError) as error:
+            raise MalformedPayload(f"bad base64: {error}") from error
+        fmt = "csv" if "csv" in content_type else "json" if "json" in content_type else _sniff(data)
+        return fmt, data
+    if not isinstance(data, str):
+        # Some producers embed the JSON body as an object rather than a string.
+        return "json", json.dumps(data)
+    if encoding == "CSV":
+        return "csv", data
+    if encoding == "JSON":
+        return "json", data
+    return _sniff(data), data
+
+
+def _sniff(text: str) -> str:
+    return "json" if text.lstrip()[:1] in ("{", "[") else "csv"
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise MalformedPayload(f"bad json: {error.msg}") from error
+
+
+def decode_instances(capture: Mapping[str, Any]) -> list[Instance]:
+    """Request body -> instances (lists in schema order, or dicts keyed by feature name)."""
+    fmt, text = _body_text(capture)
+    if fmt == "csv":
+        return [list(row) for row in _csv_rows(text)]
+    body = _load_json(text)
+    instances = body.get("instances", body.get("inputs")) if isinstance(body, dict) else body
+    if not isinstance(instances, list) or not instances:
+        raise MalformedPayload("no instances in request")
+    if all(isinstance(item, int | float) for item in instances):
+        instances = [instances]  # a single un-nested row
+    if not all(isinstance(item, list | dict) for item in instances):
+        raise MalformedPayload("instances must be lists or objects")
+    return instances
+
+
+def to_float(value: Any) -> float:
+    """Numeric value or NaN for missing/unparseable values (counted as missing, not fatal)."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def _prediction_from_object(item: Any) -> Prediction:
+    if isinstance(item, int | float) and not isinstance(item, bool):
+        return Prediction(label=None, probability=float(item), model_version=None)
+    if not isinstance(item, dict):
+        raise MalformedPayload("prediction must be an object or number")
+    probability = item.get("probability", item.get("score"))
+    label = item.get("label", item.get("predicted_label"))
+    version = item.get("model_version")
+    return Prediction(
+        label=None if label is None else int(label),
+        probability=None if probability is None else to_float(probability),
+        model_version=None if version is None else str(version),
+    )
+
+
+def _prediction_from_csv(row: list[str]) -> Prediction:
+    # Documented CSV output columns: probability | label,probability | label,probability,model_version.
+    cells = [cell.strip() for cell in row]
+    if len(cells) == 1:
+        return Prediction(None, to_float(cells[0]), None)
+    if len(cells) in (2, 3):
+        version = cells[2] if len(cells) == 3 and cells[2] else None
+        return Prediction(int(float(cells[0])), to_float(cells[1]), version)
+    raise MalformedPayload(f"csv prediction with {len(cells)} columns")
+
+
+def decode_predictions(capture: Mapping[str, Any]) -> list[Prediction]:
+    """Response body -> one Prediction per instance."""
+    fmt, text = _body_text(capture)
+    try:
+        if fmt == "csv":
+            return [_prediction_from_csv(row) for row in _csv_rows(text)]
+        body = _load_json(text)
+        items = body.get("predictions") if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise MalformedPayload("no predictions in response")
+        version = body.get("model_version") if isinstance(body, dict) else None
+        predictions = [_prediction_from_object(item) for item in items]
+    except (TypeError, ValueError) as error:
+        if isinstance(error, MalformedPayload):
+            raise
+        raise MalformedPayload(f"bad prediction: {error}") from error
+    if version is not None:
+        # A response-level version applies to predictions that do not carry their own.
+        predictions = [p if p.model_version else Prediction(p.label, p.probability, str(version)) for p in predictions]
+    return predictions

@@ -1,0 +1,204 @@
+"""Alarms on the public API, the endpoint and the container, to one encrypted SNS topic, plus a dashboard."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from platform_config import AlarmSettings
+
+CONTAINER_NAMESPACE = "MlApi/ModelServer"
+
+
+class EndpointAlarms(Construct):
+    """Creates `topic`, the alarms (`rollback_alarms` guard deployments) and `dashboard`.
+
+    Alarm names are fixed (`{prefix}-...`) so the rollback Lambdas and operators can find them.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        settings: AlarmSettings,
+        emails: tuple[str, ...],
+        key: kms.IKey,
+        endpoint_name: str,
+        variant_name: str,
+        api_name: str,
+        api_stage: str,
+        model_name: str,
+        model_version: str,
+        max_instances: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(self, "Topic", display_name=f"{prefix} alarms", master_key=key, enforce_ssl=True)
+        for email in emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        period = Duration.seconds(settings.period_seconds)
+        endpoint_dims = {"EndpointName": endpoint_name, "VariantName": variant_name}
+        api_dims = {"ApiName": api_name, "Stage": api_stage}
+
+        def metric(namespace: str, name: str, statistic: str, dims: dict[str, str]) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=namespace, metric_name=name, statistic=statistic, dimensions_map=dims, period=period
+            )
+
+        def sagemaker(name: str, statistic: str = "Average") -> cloudwatch.Metric:
+            return metric("AWS/SageMaker", name, statistic, endpoint_dims)
+
+        def host(name: str) -> cloudwatch.Metric:
+            return metric("/aws/sagemaker/Endpoints", name, "Average", endpoint_dims)
+
+        def api(name: str, statistic: str) -> cloudwatch.Metric:
+            return metric("AWS/ApiGateway", name, statistic, api_dims)
+
+        container_dims = {"ModelName": model_name, "ModelVersion": model_version}
+        container_errors = cloudwatch.MathExpression(
+            expression="100 * errors / MAX([requests, 1])",
+            using_metrics={
+                "errors": metric(CONTAINER_NAMESPACE, "Status500", "Sum", container_dims),
+                "requests": metric(CONTAINER_NAMESPACE, "Requests", "Sum", container_dims),
+            },
+            label="Container 5xx rate (%)",
+            period=period,
+        )
+        # (name, metric, threshold, comparison); latencies of SageMaker are in microseconds.
+        above = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        specs: dict[str, tuple[cloudwatch.IMetric, float, cloudwatch.ComparisonOperator]] = {
+            "api-5xx-rate": (
+                cloudwatch.MathExpression(
+                    expression="100 * m",
+                    using_metrics={"m": api("5XXError", "Average")},
+                    label="API 5xx rate (%)",
+                    period=period,
+                ),
+                settings.api_5xx_rate_percent,
+                above,
+            ),
+            "api-4xx-rate": (
+                cloudwatch.MathExpression(
+                    expression="100 * m",
+                    using_metrics={"m": api("4XXError", "Average")},
+                    label="API 4xx rate (%)",
+                    period=period,
+                ),
+                settings.api_4xx_rate_percent,
+                above,
+            ),
+            "api-latency-p99": (api("Latency", "p99"), settings.api_p99_latency_ms, above),
+            "endpoint-5xx": (sagemaker("Invocation5XXErrors", "Sum"), settings.endpoint_5xx_errors, above),
+            "model-latency-p99": (sagemaker("ModelLatency", "p99"), settings.model_latency_p99_ms * 1000, above),
+            "overhead-latency-p99": (
+                sagemaker("OverheadLatency", "p99"),
+                settings.overhead_latency_p99_ms * 1000,
+                above,
+            ),
+            "container-error-rate": (container_errors, settings.container_error_rate_percent, above),
+            "cpu": (host("CPUUtilization"), settings.cpu_utilization_percent, above),
+            "memory": (host("MemoryUtilization"), settings.memory_utilization_percent, above),
+            "disk": (host("DiskUtilization"), settings.disk_utilization_percent, above),
+        }
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        action = cw_actions.SnsAction(self.topic)
+        for name, (alarm_metric, threshold, comparison) in specs.items():
+            alarm = cloudwatch.Alarm(
+                self,
+                name,
+                alarm_name=f"{prefix}-{name}",
+                metric=alarm_metric,
+                threshold=threshold,
+                comparison_operator=comparison,
+                evaluation_periods=settings.evaluation_periods,
+                datapoints_to_alarm=min(2, settings.evaluation_periods),
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{prefix}: {name} above {threshold:g}",
+            )
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+            self.alarms[name] = alarm
+        self.alarms["instances-at-max"] = self._instances_at_max(prefix, endpoint_dims, max_instances, period)
+        self.alarms["instances-at-max"].add_alarm_action(action)
+        # The alarms that must stay OK while a new model takes traffic (SageMaker rolls back otherwise).
+        self.rollback_alarms = [self.alarms[n] for n in ("endpoint-5xx", "model-latency-p99", "container-error-rate")]
+        self.dashboard = self._dashboard(prefix, api, sagemaker, host, container_errors, container_dims)
+
+    def _instances_at_max(
+        self, prefix: str, dims: dict[str, str], max_instances: int, period: Duration
+    ) -> cloudwatch.Alarm:
+        # Autoscaling has no headroom left once the variant runs at max_capacity.
+        instances = cloudwatch.Metric(
+            namespace="/aws/sagemaker/Endpoints",
+            metric_name="CPUUtilization",
+            statistic="SampleCount",
+            dimensions_map=dims,
+            period=period,
+        )
+        return cloudwatch.Alarm(
+            self,
+            "instances-at-max",
+            alarm_name=f"{prefix}-instances-at-max",
+            metric=instances,
+            threshold=max_instances,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=15,
+            datapoints_to_alarm=15,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{prefix}: endpoint has run at max_capacity ({max_instances}) for 15 periods",
+        )
+
+    def _dashboard(self, prefix, api, sagemaker, host, container_errors, container_dims) -> cloudwatch.Dashboard:  # type: ignore[no-untyped-def]
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{prefix}-inference")
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="API requests and errors",
+                left=[api("Count", "Sum")],
+                right=[api("4XXError", "Sum"), api("5XXError", "Sum")],
+            ),
+            cloudwatch.GraphWidget(
+                title="API latency p99 (ms)", left=[api("Latency", "p99"), api("IntegrationLatency", "p99")]
+            ),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values())),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Endpoint invocations",
+                left=[sagemaker("Invocations", "Sum")],
+                right=[sagemaker("Invocation4XXErrors", "Sum"), sagemaker("Invocation5XXErrors", "Sum")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Model / overhead latency p99 (us)",
+                left=[sagemaker("ModelLatency", "p99"), sagemaker("OverheadLatency", "p99")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Scaling: invocations per instance", left=[sagemaker("InvocationsPerInstance", "Sum")]
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Instance utilisation (%)",
+                left=[host("CPUUtilization"), host("MemoryUtilization"), host("DiskUtilization")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Predictions (container)",
+                left=[
+                    cloudwatch.Metric(
+                        namespace=CONTAINER_NAMESPACE,
+                        metric_name="MeanPositiveProbability",
+                        dimensions_map=container_dims,
+                    ),
+                    cloudwatch.Metric(
+                        namespace=CONTAINER_NAMESPACE, metric_name="PositiveRate", dimensions_map=container_dims
+                    ),
+                ],
+                right=[container_errors],
+            ),
+        )
+        return dashboard

@@ -1,0 +1,284 @@
+"""A SageMaker model, endpoint config and endpoint in private subnets, with data capture."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import ArnFormat, Stack, Tags, Token
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from ml_constructs.nag import acknowledge
+from platform_config import EndpointSettings, ModelSource
+
+CAPTURE_PREFIX = "capture"
+VARIANT_NAME = "primary"
+# Files of model_container/ that the serving image does not need (tests, benchmark, local build output).
+IMAGE_EXCLUDES = ["dist", "bench", "**/__pycache__", "*.pyc", ".pytest_cache"]
+
+
+@dataclass(frozen=True)
+class ModelRelease:
+    """What identifies a model build: version and content hash, read from the build's metadata.json."""
+
+    name: str
+    version: str
+    content_hash: str
+
+    @classmethod
+    def from_metadata(cls, metadata_file: Path) -> ModelRelease:
+        if not metadata_file.is_file():
+            raise FileNotFoundError(f"{metadata_file} is missing: build the model first (make model)")
+        metadata = json.loads(metadata_file.read_text())
+        return cls(metadata["model_name"], metadata["model_version"], metadata["content_sha256"])
+
+    @classmethod
+    def from_metadata_dir(cls, artifact_dir: str) -> ModelRelease:
+        return cls.from_metadata(Path(artifact_dir) / "metadata.json")
+
+    @property
+    def slug(self) -> str:
+        """Name fragment that changes with every build: a new model gives new model/config names."""
+        return f"{self.version.replace('.', '-')}-{self.content_hash[:8]}"
+
+
+class ModelEndpoint(Construct):
+    """Model, endpoint config (data capture, KMS volume) and endpoint; exposes `endpoint_name`, `role`.
+
+    Model and endpoint-config names carry the model version and hash, so a new build creates new ones and
+    CloudFormation updates the endpoint in place (blue/green, see `deployment_config`).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        settings: EndpointSettings,
+        source: ModelSource,
+        release: ModelRelease,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        data_key: kms.IKey,
+        capture_bucket: s3.IBucket,
+        capture_bucket_name: str,
+        deployment_config: sagemaker.CfnEndpoint.DeploymentConfigProperty | None = None,
+        commit: str = "unknown",
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.endpoint_name = endpoint_name
+        self.variant_name = VARIANT_NAME
+        self.release = release
+        self.role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"SageMaker execution role of endpoint {endpoint_name}",
+        )
+        # Explicit statements in one managed policy (no inline policy), each scoped to this endpoint's things.
+        self.policy = iam.ManagedPolicy(self, "ExecutionPolicy", roles=[self.role])
+        model_data_url = self._model_data(source)
+        image_uri = self._image(source)
+        log_group_arn = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=f"/aws/sagemaker/Endpoints/{endpoint_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        partition = "<AWS::Partition>" if Token.is_unresolved(stack.partition) else stack.partition
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        capture_objects = f"arn:{stack.partition}:s3:::{capture_bucket_name}/{CAPTURE_PREFIX}/{endpoint_name}/*"
+        self.policy.add_statements(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[log_group_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            ),
+            # ENIs in the private subnets; EC2 supports no resource scoping for these Describe calls.
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                ],
+                resources=["*"],
+                conditions={"StringEquals": {"ec2:Vpc": vpc.vpc_arn}},
+            ),
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[capture_objects]),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[data_key.key_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant"],
+                resources=[data_key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+        )
+        # cdk-nag names each wildcard finding by the resource as it prints it (pseudo parameters in <>).
+        printed_capture = capture_bucket_name.replace(stack.account, account)
+        acknowledge(
+            self.policy,
+            (
+                "AwsSolutions-IAM5[Resource::*]",
+                f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{stack.region}:{account}:log-group:"
+                f"/aws/sagemaker/Endpoints/{endpoint_name}:*]",
+                f"AwsSolutions-IAM5[Resource::arn:{partition}:s3:::{printed_capture}/{CAPTURE_PREFIX}/{endpoint_name}/*]",
+            ),
+            "Wildcards are the narrowest IAM allows here: EC2 Describe*, ecr:GetAuthorizationToken and "
+            "PutMetricData have no resource scoping (PutMetricData is limited by namespace, ENI changes by VPC); "
+            "log streams and captured objects are named by SageMaker under this endpoint's own group and prefix.",
+        )
+
+        tags = {
+            "model-name": self.release.name,
+            "model-version": self.release.version,
+            "model-hash": self.release.content_hash[:16],
+            "commit": commit,
+        }
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            model_name=f"{endpoint_name}-{self.release.slug}",
+            execution_role_arn=self.role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image_uri,
+                model_data_url=model_data_url,
+                environment={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "60", "MODEL_VERSION": self.release.version},
+            ),
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                subnets=vpc.select_subnets(subnet_group_name=subnets.subnet_group_name).subnet_ids,
+                security_group_ids=[security_group.security_group_id],
+            ),
+            # The container needs no network: it reads /opt/ml/model and writes logs to stdout.
+            enable_network_isolation=True,
+        )
+        self.model.node.add_dependency(self.role)
+
+        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT_NAME,
+            model_name=self.model.attr_model_name,
+            initial_variant_weight=1.0,
+            **(
+                {
+                    "serverless_config": sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                        memory_size_in_mb=settings.serverless.memory_mb,
+                        max_concurrency=settings.serverless.max_concurrency,
+                    )
+                }
+                if settings.serverless
+                else {
+                    "instance_type": settings.instance_type,
+                    "initial_instance_count": settings.initial_instance_count,
+                    "container_startup_health_check_timeout_in_seconds": settings.startup_health_check_timeout_seconds,
+                }
+            ),
+        )
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "Config",
+            endpoint_config_name=f"{endpoint_name}-{self.release.slug}",
+            production_variants=[variant],
+            kms_key_id=None if settings.serverless else data_key.key_arn,
+            data_capture_config=None
+            if settings.serverless
+            else sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                enable_capture=settings.data_capture_percent > 0,
+                initial_sampling_percentage=settings.data_capture_percent,
+                destination_s3_uri=capture_bucket.s3_url_for_object(CAPTURE_PREFIX),
+                kms_key_id=data_key.key_arn,
+                capture_options=[
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+                ],
+                capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+                    json_content_types=["application/json"],
+                    csv_content_types=["text/csv"],
+                ),
+            ),
+        )
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            deployment_config=deployment_config,
+            retain_all_variant_properties=False,
+        )
+        for resource in (self.model, self.endpoint_config, self.endpoint):
+            for key, value in tags.items():
+                Tags.of(resource).add(key, value)
+
+    def metric(self, metric_name: str, statistic: str = "Average") -> cloudwatch.Metric:
+        """An AWS/SageMaker metric of this endpoint's variant."""
+        return cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name=metric_name,
+            statistic=statistic,
+            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME},
+        )
+
+    def _model_data(self, source: ModelSource) -> str:
+        if source.model_data_s3_uri:
+            bucket, _, key = source.model_data_s3_uri.removeprefix("s3://").partition("/")
+            object_arn = s3.Bucket.from_bucket_name(self, "ModelDataBucket", bucket).arn_for_objects(key)
+            self.policy.add_statements(iam.PolicyStatement(actions=["s3:GetObject"], resources=[object_arn]))
+            return source.model_data_s3_uri
+        asset = s3_assets.Asset(self, "ModelData", path=str(Path(source.artifact_dir) / "model.tar.gz"))
+        self.policy.add_statements(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)])
+        )
+        return asset.s3_object_url
+
+    def _image(self, source: ModelSource) -> str:
+        if source.image_uri:
+            repository_name = source.image_uri.split("/", 1)[1].split("@")[0].split(":")[0]
+            self._allow_pull(ecr.Repository.from_repository_name(self, "ImageRepository", repository_name))
+            return source.image_uri
+        # Built and pushed by `cdk deploy` (or the pipeline's asset stage); synth only stages the directory.
+        image = ecr_assets.DockerImageAsset(
+            self,
+            "ServingImage",
+            directory="model_container",
+            exclude=IMAGE_EXCLUDES,
+            platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+        self._allow_pull(image.repository)
+        return image.image_uri
+
+    def _allow_pull(self, repository: ecr.IRepository) -> None:
+        self.policy.add_statements(
+            iam.PolicyStatement(
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[repository.repository_arn],
+            ),
+            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        )

@@ -1,0 +1,235 @@
+"""Benchmark our model server against the Flask/gunicorn/scikit-learn stack on the same model and machine.
+
+    python -m model_container.bench.run [--duration 10] [--connections 16]
+
+Needs wrk (a C load generator, run in its own process): ``apt-get update && apt-get install -y wrk``.
+Needs flask, gunicorn, gevent for the peer (see model_container/README.md for pins).
+Loopback only. Prints a table and writes model_container/bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import onnxruntime as ort
+
+from model_container.build_model import train
+from model_container.build_model import build as build_model
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RESULTS = HERE / "results.json"
+# wrk reports exact percentiles (µs) and error counts through its Lua `done` hook.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,'
+    .. '"non_2xx":%d,"socket_errors":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_ping(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server on port {port} did not become ready")
+
+
+def start_ours(model_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
+           "MODEL_SERVER_HOST": "127.0.0.1", "MODEL_SERVER_USER": os.environ.get("MODEL_SERVER_USER", "nobody")}
+    command = [sys.executable, "-m", "model_container.entrypoint", "serve"]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return process, port
+
+
+def start_peer(pickle_path: Path, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    command = [str(gunicorn), "--workers", str(workers), "--worker-class", "gevent", "--bind", f"127.0.0.1:{port}",
+               "--log-level", "warning", "model_container.bench.peer_app:app"]
+    env = {**os.environ, "MODEL_PATH": str(pickle_path)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return process, port
+
+
+def run_wrk(port: int, body_path: Path, script: Path, duration: int, connections: int, threads: int) -> dict[str, Any]:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "-s", str(script),
+               f"http://127.0.0.1:{port}/invocations"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 30,
+                            env={**os.environ, "BENCH_BODY": str(body_path)}).stdout
+    line = next(x for x in output.splitlines() if x.startswith("WRKJSON "))
+    raw = json.loads(line.removeprefix("WRKJSON "))
+    seconds = raw["duration_us"] / 1e6
+    return {"requests_per_s": round(raw["requests"] / seconds, 1), "requests": raw["requests"],
+            "p50_ms": raw["p50_us"] / 1000, "p90_ms": raw["p90_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
+            "max_ms": raw["max_us"] / 1000, "non_2xx": raw["non_2xx"], "socket_errors": raw["socket_errors"]}
+
+
+def inference_floor(onnx_path: Path, pipeline: Any, rows: np.ndarray) -> dict[str, float]:
+    """Median in-process time of one call: ONNX Runtime (1 thread) and scikit-learn predict_proba."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def median_us(call: Any, repeat: int) -> float:
+        for _ in range(50):
+            call()
+        samples = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - started)
+        return round(float(np.median(samples)) * 1e6, 2)
+
+    one, hundred = rows[:1].astype(np.float32), rows[:100].astype(np.float32)
+    return {
+        "onnxruntime_1_row_us": median_us(lambda: session.run(None, {"input": one}), 5000),
+        "onnxruntime_100_rows_us": median_us(lambda: session.run(None, {"input": hundred}), 2000),
+        "sklearn_predict_proba_1_row_us": median_us(lambda: pipeline.predict_proba(rows[:1]), 1000),
+        "sklearn_predict_proba_100_rows_us": median_us(lambda: pipeline.predict_proba(rows[:100]), 500),
+    }
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def busy_processes() -> list[str]:
+    """Other processes using CPU right now: the figures are only comparable on a quiet machine."""
+    output = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"], capture_output=True,
+                            text=True, check=False).stdout
+    return [line.strip() for line in output.splitlines()[:5] if float(line.split()[0]) >= 5.0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the model server against Flask/gunicorn/sklearn")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is missing: install it with `apt-get update && apt-get install -y wrk`", file=sys.stderr)
+        return 2
+    workers = len(os.sched_getaffinity(0))
+    work = Path(tempfile.mkdtemp(prefix="model-bench-"))
+    work.chmod(0o755)  # our server drops to an unprivileged user who must read the model
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        build_model(work / "dist", contract_dir=work / "contract", commit="bench")
+        model_dir = work / "model"
+        with tarfile.open(work / "dist" / "model.tar.gz") as archive:
+            archive.extractall(model_dir, filter="data")
+        pipeline = train(int(json.loads((model_dir / "metadata.json").read_text())["seed"]))[0]
+        joblib.dump(pipeline, work / "model.joblib")
+        rows = np.loadtxt(work / "dist" / "holdout.csv", delimiter=",")[:, 1:]
+        bodies = {}
+        for name, count in (("1_row", 1), ("100_rows", 100)):
+            bodies[name] = work / f"{name}.json"
+            bodies[name].write_text(json.dumps({"instances": rows[:count].tolist()}))
+        script = work / "post.lua"
+        script.write_text(WRK_SCRIPT)
+
+        ours, our_port = start_ours(model_dir, work / "ours.log")
+        peer, peer_port = start_peer(work / "model.joblib", workers, work / "peer.log")
+        processes += [ours, peer]
+        wait_for_ping(our_port)
+        wait_for_ping(peer_port)
+
+        results: dict[str, Any] = {
+            "machine": {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
+                        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+                        "busy_processes_before": busy_processes()},
+            "settings": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": args.threads,
+                         "workers_per_server": workers, "load_generator": "wrk"},
+            "servers": {
+                "ours": "uvloop + httptools prefork (SO_REUSEPORT), ONNX Runtime 1 thread/worker, validation + "
+                "request logs + EMF metrics on",
+                "peer": f"Flask behind gunicorn ({workers} gevent workers), joblib pickle, predict_proba, "
+                "no validation",
+            },
+            "floor": inference_floor(work / "dist" / "model.onnx", pipeline, rows),
+            "runs": {},
+        }
+        for name, body in bodies.items():
+            for label, port in (("ours", our_port), ("peer", peer_port)):
+                run_wrk(port, body, script, 2, args.connections, args.threads)  # warm-up
+                result = run_wrk(port, body, script, args.duration, args.connections, args.threads)
+                result["rows_per_s"] = round(result["requests_per_s"] * (1 if name == "1_row" else 100), 1)
+                results["runs"][f"{label}_{name}"] = result
+        runs = results["runs"]
+        results["ratios"] = {
+            "requests_per_s_1_row": round(runs["ours_1_row"]["requests_per_s"] / runs["peer_1_row"]["requests_per_s"], 2),
+            "rows_per_s_100_rows": round(runs["ours_100_rows"]["rows_per_s"] / runs["peer_100_rows"]["rows_per_s"], 2),
+            "p99_1_row_peer_over_ours": round(runs["peer_1_row"]["p99_ms"] / runs["ours_1_row"]["p99_ms"], 2),
+        }
+        results["targets"] = {
+            "ratio_1_row_at_least_10x": results["ratios"]["requests_per_s_1_row"] >= 10,
+            "p99_1_row_at_most_2ms": runs["ours_1_row"]["p99_ms"] <= 2.0,
+            "rows_per_s_100_rows_at_least_50k": runs["ours_100_rows"]["rows_per_s"] >= 50_000,
+        }
+        results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print_table(results)
+        print(f"\nwritten to {args.out}")
+        return 0
+    finally:
+        for process in processes:
+            stop(process)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'run':<16}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    for name, run in results["runs"].items():
+        print(f"{name:<16}{run['requests_per_s']:>10.0f}{run['rows_per_s']:>11.0f}{run['p50_ms']:>9.3f}"
+              f"{run['p90_ms']:>9.3f}{run['p99_ms']:>9.3f}{run['non_2xx']:>9}")
+    print("floor (median µs per call):", json.dumps(results["floor"]))
+    print("ratios:", json.dumps(results["ratios"]))
+    print("targets met:", json.dumps(results["targets"]))
+    print("machine:", json.dumps(results["machine"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Generate the API contracts from feature_schema.json.
+
+``python -m model_container.contract.generate`` writes, next to feature_schema.json:
+- request.schema.json: the API Gateway request model (JSON Schema draft-04, self-contained);
+- openapi.json: OpenAPI 3.0 for API consumers (POST /v1/predict behind API Gateway);
+- container-openapi.json: OpenAPI 3.0 of the serving container itself (POST /invocations, GET /ping).
+``--check`` writes nothing and exits 1 if a committed file differs from a fresh generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from model_container.contract import CONTRACT_DIR, load_feature_schema
+
+JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+DRAFT_04 = "http://json-schema.org/draft-04/schema#"
+# OpenAPI 3.0 has no positional (tuple) array items, so the array-row form there can only say "30
+# numbers"; the per-position schemas ride along in this extension for tools that want them.
+POSITIONAL_EXTENSION = "x-positional-items"
+
+
+def feature_property(feature: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "number", "minimum": feature["minimum"], "maximum": feature["maximum"]}
+
+
+def object_row(schema: dict[str, Any]) -> dict[str, Any]:
+    features = schema["features"]
+    return {
+        "type": "object",
+        "description": "One row as named features.",
+        "properties": {f["name"]: feature_property(f) for f in features},
+        "required": [f["name"] for f in features if f["required"]],
+        "additionalProperties": False,
+    }
+
+
+def array_row_draft4(schema: dict[str, Any]) -> dict[str, Any]:
+    features = schema["features"]
+    return {
+        "type": "array",
+        "description": "One row as numbers in feature order: " + ", ".join(f["name"] for f in features),
+        "items": [feature_property(f) for f in features],
+        "additionalItems": False,
+        "minItems": len(features),
+        "maxItems": len(features),
+    }
+
+
+def request_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The draft-04 request model: API Gateway validates bodies with it before the endpoint sees them."""
+    return {
+        "$schema": DRAFT_04,
+        "title": "PredictRequest",
+        "type": "object",
+        "required": ["instances"],
+        "additionalProperties": False,
+        "properties": {
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": schema["max_batch_rows"],
+                "items": {"anyOf": [array_row_draft4(schema), object_row(schema)]},
+            }
+        },
+    }
+
+
+def openapi_request_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    positional = array_row_draft4(schema)
+    array_row = {
+        "type": "array",
+        "description": positional["description"]
+        + ". Per-position ranges: see "
+        + POSITIONAL_EXTENSION
+        + " (OpenAPI 3.0 cannot express them; the gateway and container enforce them).",
+        "items": {"type": "number"},
+        "minItems": positional["minItems"],
+        "maxItems": positional["maxItems"],
+        POSITIONAL_EXTENSION: positional["items"],
+    }
+    return {
+        "type": "object",
+        "required": ["instances"],
+        "additionalProperties": False,
+        "properties": {
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": schema["max_batch_rows"],
+                "items": {"anyOf": [array_row, object_row(schema)]},
+            }
+        },
+    }
+
+
+def examples(schema: dict[str, Any]) -> dict[str, Any]:
+    midpoints = [round((f["training_min"] + f["training_max"]) / 2, 4) for f in schema["features"]]
+    named = dict(zip((f["name"] for f in schema["features"]), midpoints, strict=True))
+    return {
+        "arrays": {"summary": "Rows as arrays in feature order", "value": {"instances": [midpoints]}},
+        "objects": {"summary": "Rows as named features", "value": {"instances": [named]}},
+    }
+
+
+PREDICTION_SCHEMA = {
+    "type": "object",
+    "description": "Flat predictions, one object per input row in input order. Model Monitor / drift checks "
+    "read predictions[*].probability and predictions[*].label.",
+    "required": ["predictions"],
+    "additionalProperties": False,
+    "properties": {
+        "predictions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "probability", "model_version"],
+                "additionalProperties": False,
+                "properties": {
+                    "label": {"type": "integer", "enum": [0, 1], "description": "1 = malignant, 0 = benign"},
+                    "probability": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                        "description": "probability of label 1 (malignant), 6 decimals",
+                    },
+                    "model_version": {"type": "string", "example": "1.0.0"},
+                },
+            },
+        }
+    },
+    "example": {"predictions": [{"label": 1, "probability": 0.973214, "model_version": "1.0.0"}]},
+}
+
+CONTAINER_ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Error raised by the model container. row (0-based) and field name the first offending value.",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "request_id"],
+            "properties": {
+                "code": {"type": "string", "example": "out_of_range"},
+                "message": {"type": "string"},
+                "request_id": {"type": "string"},
+                "row": {"type": "integer", "minimum": 0},
+                "field": {"type": "string"},
+            },
+        }
+    },
+    "example": {
+        "error": {
+            "code": "out_of_range",
+            "message": "row 0 feature 'mean_radius' = 99 is outside [0, 37.29]",
+            "request_id": "3f2a9c1e-17",
+            "row": 0,
+            "field": "mean_radius",
+        }
+    },
+}
+
+GATEWAY_ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Error raised by API Gateway itself (validation, auth, throttling, integration).",
+    "required": ["message"],
+    "properties": {"message": {"type": "string", "example": "Invalid request body"}},
+}
+
+
+def error_response(description: str, *schemas: str) -> dict[str, Any]:
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in schemas]
+    schema = refs[0] if len(refs) == 1 else {"anyOf": refs}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0 for consumers of the public API: POST /v1/predict behind API Gateway."""
+    request = openapi_request_schema(schema)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Breast cancer classifier API",
+            "version": "1.0.0",
+            "description": "Predicts whether a tumour is malignant from 30 numeric features. Feature ranges "
+            "come from model_container/contract/feature_schema.json.",
+        },
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/v1/predict": {
+                "post": {
+                    "operationId": "predict",
+                    "summary": "Score one or more rows",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/PredictRequest"},
+                                "examples": examples(schema),
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "One prediction per input row",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}
+                            },
+                        },
+                        "400": error_response(
+                            "Invalid body (gateway request validation or container checks)",
+                            "ContainerError",
+                            "GatewayError",
+                        ),
+                        "403": error_response("Missing or invalid API key", "GatewayError"),
+                        "413": error_response("Body larger than 6 MB", "ContainerError", "GatewayError"),
+                        "415": error_response(
+                            "Content type other than application/json", "ContainerError", "GatewayError"
+                        ),
+                        "429": error_response("Throttled: usage plan rate or quota exceeded", "GatewayError"),
+                        "500": error_response("Model failure; quote request_id", "ContainerError", "GatewayError"),
+                        "502": error_response("The endpoint returned an invalid response", "GatewayError"),
+                        "504": error_response("The endpoint did not answer in time", "GatewayError"),
+                    },
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "schemas": {
+                "PredictRequest": request,
+                "PredictResponse": PREDICTION_SCHEMA,
+                "ContainerError": CONTAINER_ERROR_SCHEMA,
+                "GatewayError": GATEWAY_ERROR_SCHEMA,
+            },
+        },
+    }
+
+
+def container_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0 of the container's SageMaker hosting interface (not exposed to API consumers)."""
+    csv_example = ",".join(str(v) for v in examples(schema)["arrays"]["value"]["instances"][0]) + "\n"
+    errors = {
+        "400": "Malformed body, wrong feature count, wrong type, non-finite or out-of-range value",
+        "404": "Unknown path",
+        "405": "Method not allowed",
+        "406": "Accept excludes application/json",
+        "408": "Body not received within SAGEMAKER_MODEL_SERVER_TIMEOUT",
+        "413": "Body over 6 MB",
+        "415": "Content type is not application/json or text/csv",
+        "500": "Model failure",
+        "503": "Model not loaded yet (or failed to load)",
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Model server (SageMaker hosting contract)", "version": "1.0.0"},
+        "paths": {
+            "/ping": {
+                "get": {
+                    "operationId": "ping",
+                    "summary": "Health check",
+                    "responses": {
+                        "200": {"description": "Model loaded and warmed up; empty body"},
+                        "503": {"description": "Not ready"},
+                    },
+                }
+            },
+            "/invocations": {
+                "post": {
+                    "operationId": "invoke",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/PredictRequest"},
+                                "examples": examples(schema),
+                            },
+                            "text/csv": {
+                                "schema": {
+                                    "type": "string",
+                                    "description": "Header-less rows of 30 plain decimal numbers in feature order",
+                                },
+                                "example": csv_example,
+                            },
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "One prediction per input row",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}
+                            },
+                        },
+                        **{code: error_response(text, "ContainerError") for code, text in errors.items()},
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "PredictRequest": openapi_request_schema(schema),
+                "PredictResponse": PREDICTION_SCHEMA,
+                "ContainerError": CONTAINER_ERROR_SCHEMA,
+            }
+        },
+    }
+
+
+def generated_files(schema: dict[str, Any]) -> dict[str, bytes]:
+    documents = {
+        "request.schema.json": request_schema(schema),
+        "openapi.json": openapi(schema),
+        "container-openapi.json": container_openapi(schema),
+    }
+    return {name: orjson.dumps(copy.deepcopy(doc), option=JSON_OPTIONS) for name, doc in documents.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate API contracts from feature_schema.json")
+    parser.add_argument("--dir", type=Path, default=CONTRACT_DIR)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the files are stale; write nothing")
+    args = parser.parse_args(argv)
+    files = generated_files(load_feature_schema(args.dir / "feature_schema.json"))
+    stale = [
+        name
+        for name, content in files.items()
+        if not (args.dir / name).exists() or (args.dir / name).read_bytes() != content
+    ]
+    if args.check:
+        for name in stale:
+            print(f"stale: {args.dir / name} (run python -m model_container.contract.generate)", file=sys.stderr)
+        return 1 if stale else 0
+    for name, content in files.items():
+        (args.dir / name).write_bytes(content)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

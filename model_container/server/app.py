@@ -1,0 +1,156 @@
+"""Request handling of the SageMaker hosting contract, independent of the HTTP transport.
+
+POST /invocations (application/json or text/csv) -> 200
+    {"predictions": [{"label": 1, "probability": 0.973214, "model_version": "1.0.0"}, ...]}
+one flat object per input row, in input order; probability is P(label = 1), rounded to 6 decimals.
+Errors: {"error": {"code", "message", "request_id", "row"?, "field"?}}.
+GET /ping -> 200 with an empty body once the model is loaded and warmed up, 503 before.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+
+import orjson
+
+from model_container.server.logs import LogWriter
+from model_container.server.model import LoadedModel
+from model_container.server.validation import RequestError
+
+JSON = b"application/json"
+PARSERS = {"application/json": "from_json", "text/csv": "from_csv"}
+ACCEPTABLE = (b"*/*", b"application/*", b"application/json")
+HEADER_CACHE_LIMIT = 1024  # header values repeat: cache their parse, but bounded against junk
+
+
+@dataclass(slots=True)
+class Response:
+    """What the transport writes back, plus the figures the request log and metrics need."""
+
+    status: int
+    body: bytes = b""
+    content_type: bytes = JSON
+    rows: int = 0
+    probability_sum: float = 0.0
+    positives: int = 0
+    error_code: str | None = None
+    allow: bytes | None = None
+
+
+def media_type(raw: bytes) -> str:
+    """'Text/CSV; charset=utf-8' -> 'text/csv'."""
+    return raw.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+
+def accepts_json(raw: bytes) -> bool:
+    if not raw.strip():
+        return True
+    for part in raw.split(b","):
+        media, _, params = part.partition(b";")
+        if media.strip().lower() not in ACCEPTABLE:
+            continue
+        quality = 1.0
+        for param in params.split(b";"):
+            key, _, value = param.partition(b"=")
+            if key.strip().lower() == b"q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            return True
+    return False
+
+
+class InferenceApp:
+    """Routes /ping and /invocations to the loaded model and renders JSON responses."""
+
+    def __init__(self, logs: LogWriter) -> None:
+        self.logs = logs
+        self.model: LoadedModel | None = None
+        self.load_error: str | None = None
+        self._media_types: dict[bytes, str] = {}
+        self._accepts: dict[bytes, bool] = {}
+
+    def handle(
+        self, method: bytes, path: bytes, content_type: bytes, accept: bytes, body: bytes, request_id: str
+    ) -> Response:
+        path = path.split(b"?", 1)[0]
+        try:
+            if path == b"/invocations":
+                if method != b"POST":
+                    raise RequestError(405, "method_not_allowed", "use POST /invocations")
+                return self.invoke(content_type, accept, body)
+            if path == b"/ping":
+                if method != b"GET":
+                    raise RequestError(405, "method_not_allowed", "use GET /ping")
+                return self.ping()
+            raise RequestError(404, "not_found", f"no route for {path.decode('latin-1')!r}")
+        except RequestError as error:
+            return self.error(error, request_id)
+        except Exception:
+            self.logs.write_now(
+                {
+                    "level": "error",
+                    "event": "request_failed",
+                    "request_id": request_id,
+                    "traceback": traceback.format_exc(),
+                }
+            )
+            return self.error(
+                RequestError(
+                    500, "internal_error", "internal error (model failure); quote the request_id when reporting it"
+                ),
+                request_id,
+            )
+
+    def ping(self) -> Response:
+        if self.model is None:
+            raise RequestError(503, "model_not_ready", self.load_error or "model is loading")
+        return Response(200, content_type=b"")
+
+    def invoke(self, content_type: bytes, accept: bytes, body: bytes) -> Response:
+        media = self._media_types.get(content_type)
+        if media is None:
+            media = media_type(content_type)
+            if len(self._media_types) < HEADER_CACHE_LIMIT:
+                self._media_types[content_type] = media
+        parser = PARSERS.get(media)
+        if parser is None:
+            raise RequestError(
+                415,
+                "unsupported_media_type",
+                f"content type {media or '(none)'!r} not supported; use application/json or text/csv",
+            )
+        accepted = self._accepts.get(accept)
+        if accepted is None:
+            accepted = accepts_json(accept)
+            if len(self._accepts) < HEADER_CACHE_LIMIT:
+                self._accepts[accept] = accepted
+        if not accepted:
+            raise RequestError(406, "not_acceptable", "this server only produces application/json")
+        model = self.model
+        if model is None:
+            raise RequestError(503, "model_not_ready", self.load_error or "model is loading")
+        features = getattr(model.validator, parser)(body)
+        probabilities, labels = model.predict(features)
+        version = model.version
+        predictions = [
+            {"label": label, "probability": probability, "model_version": version}
+            for label, probability in zip(labels, probabilities.tolist(), strict=True)
+        ]
+        return Response(
+            200,
+            orjson.dumps({"predictions": predictions}),
+            rows=len(labels),
+            probability_sum=float(probabilities.sum()),
+            positives=sum(labels),
+        )
+
+    @staticmethod
+    def error(error: RequestError, request_id: str) -> Response:
+        allow = None
+        if error.status == 405:
+            allow = b"GET" if "ping" in error.message else b"POST"
+        return Response(error.status, orjson.dumps(error.body(request_id)), error_code=error.code, allow=allow)

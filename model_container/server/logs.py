@@ -1,0 +1,68 @@
+"""Structured JSON log lines, buffered and written in pipe-atomic chunks."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import orjson
+
+# Writes of at most PIPE_BUF bytes to a pipe are atomic, so lines from several workers sharing
+# stdout never interleave mid-line.
+PIPE_BUF = 4096
+
+
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def utc_timestamp(now: float) -> str:
+    """ISO 8601 UTC with milliseconds; the formatted second is cached (this runs once per request)."""
+    global _second_cache
+    second = int(now)
+    if second != _second_cache[0]:
+        _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
+
+
+class LogWriter:
+    """Buffers one JSON object per line and writes them to a file descriptor on flush()."""
+
+    def __init__(self, fd: int = 1, max_buffered: int = 64 * 1024) -> None:
+        self.fd, self.max_buffered = fd, max_buffered
+        self.lines: list[bytes] = []
+        self.size = 0
+
+    def write(self, record: dict[str, Any], now: float | None = None) -> None:
+        record["time"] = utc_timestamp(time.time() if now is None else now)
+        line = orjson.dumps(record) + b"\n"
+        self.lines.append(line)
+        self.size += len(line)
+        if self.size >= self.max_buffered:
+            self.flush()
+
+    def write_now(self, record: dict[str, Any]) -> None:
+        self.write(record)
+        self.flush()
+
+    def flush(self) -> None:
+        chunk = b""
+        for line in self.lines:
+            if chunk and len(chunk) + len(line) > PIPE_BUF:
+                self._write_all(chunk)
+                chunk = b""
+            chunk += line
+        if chunk:
+            self._write_all(chunk)
+        self.lines, self.size = [], 0
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                continue
+            except OSError:  # stdout gone: nothing better to do than drop the logs
+                return
+            view = view[written:]

@@ -1,0 +1,200 @@
+"""Strict request parsing: JSON and CSV bodies into a float32 feature matrix.
+
+Every rule comes from the feature schema (model_container/contract/feature_schema.json, also
+embedded in the model's metadata.json), the same source as the API Gateway request model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import orjson
+
+NUMBER_TYPES = frozenset((int, float))  # exact types: bool is an int subclass and is rejected
+# Only what a plain decimal CSV can contain; anything else (quotes, letters, nan/inf, "1_0") is refused
+# before float() gets a chance to be lenient about it.
+CSV_ALLOWED = re.compile(rb"[0-9eE+\-., \t\r\n]*")
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class RequestError(Exception):
+    """A client error with the HTTP status and the JSON error body fields it maps to."""
+
+    def __init__(self, status: int, code: str, message: str, row: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.row, self.field = status, code, message, row, field
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "request_id": request_id}
+        if self.row is not None:
+            error["row"] = self.row
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+def bad(code: str, message: str, row: int | None = None, field: str | None = None) -> RequestError:
+    return RequestError(400, code, message, row, field)
+
+
+class FeatureValidator:
+    """Validates request bodies against the feature schema and returns model-ready float32 rows."""
+
+    def __init__(self, feature_schema: dict[str, Any]) -> None:
+        features = feature_schema["features"]
+        self.names: list[str] = [f["name"] for f in features]
+        self.name_set = frozenset(self.names)
+        self.width = len(self.names)
+        self.minimum = np.array([f["minimum"] for f in features], dtype=np.float64)
+        self.maximum = np.array([f["maximum"] for f in features], dtype=np.float64)
+        self.max_rows: int = feature_schema["max_batch_rows"]
+
+    # --- JSON -------------------------------------------------------------------------------
+    def from_json(self, body: bytes) -> np.ndarray:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise bad("malformed_json", f"body is not valid JSON: {exc}") from None
+        return self.from_document(document)
+
+    def from_document(self, document: Any) -> np.ndarray:
+        if type(document) is not dict:
+            raise bad("invalid_body", 'body must be a JSON object {"instances": [...]}')
+        if "instances" not in document:
+            raise bad("missing_field", 'body must have an "instances" array', field="instances")
+        if len(document) != 1:
+            extra = sorted(k for k in document if k != "instances")[0]
+            raise bad("unknown_field", f"unexpected top-level field {extra!r}", field=extra)
+        instances = document["instances"]
+        if type(instances) is not list:
+            raise bad("invalid_body", '"instances" must be an array', field="instances")
+        self._check_row_count(len(instances))
+        rows = [self._row_values(i, row) for i, row in enumerate(instances)]
+        flat = list(chain.from_iterable(rows))
+        if not set(map(type, flat)) <= NUMBER_TYPES:
+            self._raise_first_type_error(rows)
+        try:
+            matrix = np.array(flat, dtype=np.float64)
+        except OverflowError:
+            matrix = np.array([_to_float(v) for v in flat], dtype=np.float64)
+        return self._checked(matrix.reshape(len(rows), self.width))
+
+    def _row_values(self, index: int, row: Any) -> list[Any]:
+        row_type = type(row)
+        if row_type is list:
+            if len(row) != self.width:
+                raise bad("wrong_feature_count", f"row {index} has {len(row)} values, expected {self.width}", row=index)
+            return row
+        if row_type is dict:
+            if len(row) != self.width or row.keys() != self.name_set:
+                self._raise_key_error(index, row)
+            return [row[name] for name in self.names]
+        raise bad("invalid_row", f"row {index} must be an array of {self.width} numbers or an object", row=index)
+
+    def _raise_key_error(self, index: int, row: dict[str, Any]) -> None:
+        for key in row:
+            if key not in self.name_set:
+                raise bad("unknown_field", f"row {index} has unknown feature {key!r}", row=index, field=key)
+        missing = next(name for name in self.names if name not in row)
+        raise bad("missing_field", f"row {index} lacks feature {missing!r}", row=index, field=missing)
+
+    def _raise_first_type_error(self, rows: list[list[Any]]) -> None:
+        for index, row in enumerate(rows):
+            for column, value in enumerate(row):
+                if type(value) not in NUMBER_TYPES:
+                    name = self.names[column]
+                    raise bad(
+                        "wrong_type",
+                        f"row {index} feature {name!r} must be a number, got {_json_type(value)}",
+                        row=index,
+                        field=name,
+                    )
+
+    def _check_row_count(self, count: int) -> None:
+        if count == 0:
+            raise bad("empty_batch", "at least one row is required", field="instances")
+        if count > self.max_rows:
+            raise bad(
+                "too_many_rows", f"{count} rows exceed the limit of {self.max_rows} per request", field="instances"
+            )
+
+    # --- CSV --------------------------------------------------------------------------------
+    def from_csv(self, body: bytes) -> np.ndarray:
+        if body.startswith(UTF8_BOM):
+            body = body[len(UTF8_BOM) :]
+        if not CSV_ALLOWED.fullmatch(body):
+            self._raise_csv_character_error(body)
+        lines = body.decode("ascii").splitlines()
+        self._check_row_count(len(lines))
+        cells = [line.split(",") for line in lines]
+        for index, row in enumerate(cells):
+            if len(row) != self.width:
+                raise bad("wrong_feature_count", f"row {index} has {len(row)} values, expected {self.width}", row=index)
+        try:
+            values = [float(cell) for cell in chain.from_iterable(cells)]
+        except ValueError:
+            self._raise_csv_number_error(cells)
+            raise
+        return self._checked(np.array(values, dtype=np.float64).reshape(len(cells), self.width))
+
+    def _raise_csv_character_error(self, body: bytes) -> None:
+        match = re.compile(rb"[^0-9eE+\-., \t\r\n]").search(body)
+        position = match.start() if match else 0
+        row_start = body.rfind(b"\n", 0, position) + 1
+        row = body.count(b"\n", 0, position)
+        column = body.count(b",", row_start, position)
+        field = self.names[column] if column < self.width else None
+        raise bad(
+            "wrong_type",
+            f"row {row} has a non-numeric value (CSV takes plain decimal numbers, no header, quotes, nan or inf)",
+            row=row,
+            field=field,
+        )
+
+    def _raise_csv_number_error(self, cells: list[list[str]]) -> None:
+        for index, row in enumerate(cells):
+            for column, cell in enumerate(row):
+                try:
+                    float(cell)
+                except ValueError:
+                    name = self.names[column]
+                    raise bad(
+                        "wrong_type",
+                        f"row {index} feature {name!r}: {cell.strip()!r} is not a number",
+                        row=index,
+                        field=name,
+                    ) from None
+
+    # --- ranges -----------------------------------------------------------------------------
+    def _checked(self, matrix: np.ndarray) -> np.ndarray:
+        # Written as "not inside" so NaN, which compares false to everything, is caught too.
+        outside = ~((matrix >= self.minimum) & (matrix <= self.maximum))
+        if outside.any():
+            index, column = (int(i) for i in np.argwhere(outside)[0])
+            name, value = self.names[column], float(matrix[index, column])
+            if not math.isfinite(value):
+                raise bad("non_finite", f"row {index} feature {name!r} is not a finite number", row=index, field=name)
+            raise bad(
+                "out_of_range",
+                f"row {index} feature {name!r} = {value:g} is outside "
+                f"[{self.minimum[column]:g}, {self.maximum[column]:g}]",
+                row=index,
+                field=name,
+            )
+        return matrix.astype(np.float32)
+
+
+def _to_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer literal too large for a double: surely out of range
+        return math.inf if value > 0 else -math.inf
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", str: "string", type(None): "null", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,169 @@
+"""One serving process: listens with SO_REUSEPORT, loads the model off the event loop, drains on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+
+import uvloop
+
+from model_container.server.app import InferenceApp
+from model_container.server.config import ServerConfig
+from model_container.server.http import HttpConnection, ServerState
+from model_container.server.logs import LogWriter
+from model_container.server.metrics import MetricsAggregator
+from model_container.server.model import LoadedModel, ModelLoadError
+
+TICK_S = 0.5  # log flush, timeout sweep and drain checks run at this cadence
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Every worker binds the same port; the kernel spreads new connections across them.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class Worker:
+    """Serves HTTP on the shared port; /ping turns 200 once its own model copy is loaded and warm."""
+
+    def __init__(self, config: ServerConfig, index: int) -> None:
+        self.config, self.index = config, index
+        self.logs = LogWriter()
+        self.app = InferenceApp(self.logs)
+        self.metrics = MetricsAggregator("unknown", index)
+        self.state = ServerState(self.app, self.logs, self.metrics, config.max_body_bytes, index)
+        self.loop = uvloop.new_event_loop()
+        self.server: asyncio.AbstractServer | None = None
+        self.drain_deadline: float | None = None
+        self.next_metrics_flush = time.monotonic() + config.metrics_interval_s
+
+    def run(self) -> int:
+        asyncio.set_event_loop(self.loop)
+        sock = listening_socket(self.config.host, self.config.port)
+        self.server = self.loop.run_until_complete(
+            self.loop.create_server(lambda: HttpConnection(self.state), sock=sock)
+        )
+        self.logs.write_now(
+            {
+                "level": "info",
+                "event": "worker_listening",
+                "worker": self.index,
+                "pid": os.getpid(),
+                "uid": os.getuid(),
+                "port": self.config.port,
+            }
+        )
+        # The model loads in a thread so /ping can answer 503 meanwhile instead of hanging.
+        threading.Thread(target=self._load_model, name="model-loader", daemon=True).start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.begin_shutdown)
+        self.state.on_idle = self._stop_if_drained
+        self.loop.call_later(TICK_S, self._tick)
+        try:
+            self.loop.run_forever()
+        finally:
+            self._flush_metrics()
+            self.logs.write_now(
+                {"level": "info", "event": "worker_stopped", "worker": self.index, "requests": self.state.request_count}
+            )
+            self.loop.close()
+        return 0
+
+    def _load_model(self) -> None:
+        started = time.perf_counter()
+        try:
+            model = LoadedModel.load(self.config.model_dir)
+        except ModelLoadError as exc:
+            self.loop.call_soon_threadsafe(self._model_failed, str(exc), None)
+        except Exception as exc:
+            self.loop.call_soon_threadsafe(self._model_failed, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        else:
+            self.loop.call_soon_threadsafe(self._model_ready, model, time.perf_counter() - started)
+
+    def _model_ready(self, model: LoadedModel, seconds: float) -> None:
+        self.metrics.model_name, self.metrics.model_version = model.name, model.version
+        self.app.model = model
+        self.logs.write_now(
+            {
+                "level": "info",
+                "event": "model_ready",
+                "worker": self.index,
+                "model_name": model.name,
+                "model_version": model.version,
+                "content_sha256": model.metadata["content_sha256"],
+                "load_seconds": round(seconds, 3),
+            }
+        )
+
+    def _model_failed(self, reason: str, trace: str | None) -> None:
+        # Stay up and answer 503: SageMaker then reports a failed health check, and the log says why.
+        self.app.load_error = f"model failed to load: {reason}"
+        record = {
+            "level": "error",
+            "event": "model_load_failed",
+            "worker": self.index,
+            "reason": reason,
+            "model_dir": str(self.config.model_dir),
+        }
+        if trace:
+            record["traceback"] = trace
+        self.logs.write_now(record)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        timeout = self.config.timeout_s
+        for connection in list(self.state.connections):
+            if connection.started is not None and now - connection.started > timeout:
+                connection.reject(408, "request_timeout", f"request not received within {timeout} s")
+        if time.monotonic() >= self.next_metrics_flush:
+            self._flush_metrics()
+        self.logs.flush()
+        if self.drain_deadline is not None:
+            self._stop_if_drained()
+        self.loop.call_later(TICK_S, self._tick)
+
+    def _flush_metrics(self) -> None:
+        self.next_metrics_flush = time.monotonic() + self.config.metrics_interval_s
+        record = self.metrics.flush()
+        if record:
+            self.logs.write(record)
+
+    def begin_shutdown(self) -> None:
+        """Stop accepting, close idle keep-alive connections, let in-flight requests finish."""
+        if self.drain_deadline is not None:
+            return
+        self.state.draining = True
+        self.drain_deadline = time.monotonic() + self.config.drain_timeout_s
+        busy = sum(1 for c in self.state.connections if c.busy)
+        self.logs.write_now({"level": "info", "event": "worker_draining", "worker": self.index, "in_flight": busy})
+        if self.server is not None:
+            self.server.close()
+        for connection in list(self.state.connections):
+            if not connection.busy:
+                connection.close()
+        self._stop_if_drained()
+
+    def _stop_if_drained(self) -> None:
+        if self.drain_deadline is None or not self.loop.is_running():
+            return
+        if time.monotonic() >= self.drain_deadline:
+            for connection in list(self.state.connections):
+                connection.close()
+            self.loop.stop()
+        elif not self.state.connections:
+            self.loop.stop()
+
+
+def run_worker(config: ServerConfig, index: int) -> int:
+    return Worker(config, index).run()

@@ -1,0 +1,110 @@
+"""The model endpoint, its autoscaling and alarms, and the public API in front of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from ml_constructs.api_firewall import ApiFirewall
+from ml_constructs.deployment_guardrail import blue_green_deployment
+from ml_constructs.endpoint_alarms import EndpointAlarms
+from ml_constructs.endpoint_autoscaling import EndpointAutoscaling
+from ml_constructs.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelRelease
+from ml_constructs.prediction_api import STAGE_NAME, PredictionApi
+from ml_constructs.private_network import PrivateNetwork
+from platform_config import EnvironmentSettings
+
+
+class InferenceStack(Stack):
+    """WAF → API Gateway → SageMaker runtime → endpoint in private subnets; alarms guard every release."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        network: PrivateNetwork,
+        data_key: kms.IKey,
+        logs_key: kms.IKey,
+        capture_bucket: s3.IBucket,
+        capture_bucket_name: str,
+        removal_policy: RemovalPolicy,
+        commit: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        prefix = settings.resource_prefix()
+        endpoint_name, api_name = f"{prefix}-endpoint", f"{prefix}-api"
+        release = ModelRelease.from_metadata_dir(settings.model.artifact_dir)
+
+        self.alarms = EndpointAlarms(
+            self,
+            "Alarms",
+            prefix=prefix,
+            settings=settings.alarms,
+            emails=settings.alarm_emails,
+            key=logs_key,
+            endpoint_name=endpoint_name,
+            variant_name=VARIANT_NAME,
+            api_name=api_name,
+            api_stage=STAGE_NAME,
+            model_name=release.name,
+            model_version=release.version,
+            max_instances=settings.endpoint.max_capacity,
+        )
+        self.model_endpoint = ModelEndpoint(
+            self,
+            "Model",
+            endpoint_name=endpoint_name,
+            settings=settings.endpoint,
+            source=settings.model,
+            release=release,
+            vpc=network.vpc,
+            subnets=network.inference_subnets,
+            security_group=network.endpoint_security_group,
+            data_key=data_key,
+            capture_bucket=capture_bucket,
+            capture_bucket_name=capture_bucket_name,
+            commit=commit,
+            deployment_config=blue_green_deployment(
+                settings.deployment,
+                alarms=self.alarms.rollback_alarms,
+                serverless=settings.endpoint.serverless is not None,
+            ),
+        )
+        if settings.endpoint.serverless is None:
+            EndpointAutoscaling(
+                self,
+                "Autoscaling",
+                endpoint_name=endpoint_name,
+                variant_name=VARIANT_NAME,
+                settings=settings.endpoint,
+                endpoint=self.model_endpoint.endpoint,
+            )
+        self.api = PredictionApi(
+            self,
+            "Api",
+            api_name=api_name,
+            endpoint_name=endpoint_name,
+            settings=settings.api,
+            logs_key=logs_key,
+            log_retention_days=settings.api.access_log_retention_days,
+            removal_policy=removal_policy,
+        )
+        self.api.node.add_dependency(self.model_endpoint.endpoint)
+        self.firewall = ApiFirewall(
+            self,
+            "Firewall",
+            prefix=prefix,
+            stage_arn=self.api.stage.stage_arn,
+            rate_limit_per_5_minutes=settings.api.waf_rate_limit_per_5_minutes,
+            max_body_kb=settings.api.max_body_kb,
+            logs_key=logs_key,
+            log_retention_days=settings.data.log_retention_days,
+            removal_policy=removal_policy,
+        )

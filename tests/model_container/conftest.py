@@ -1,0 +1,202 @@
+"""Shared fixtures: one model build per session, and real model servers started as subprocesses."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_container.build_model import build
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "model_container" / "Dockerfile"
+SERVE_USER = "nobody"  # an existing unprivileged user stands in for the image's model-server
+
+
+def entrypoint_command() -> list[str]:
+    """The Dockerfile's exec-form ENTRYPOINT plus `serve`, with this interpreter as `python`."""
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("ENTRYPOINT "):
+            command = json.loads(line.removeprefix("ENTRYPOINT "))
+            return [sys.executable if command[0] == "python" else command[0], *command[1:], "serve"]
+    raise AssertionError("Dockerfile has no ENTRYPOINT")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Build:
+    dist: Path
+    contract: Path
+    model_dir: Path  # model.tar.gz unpacked, as SageMaker does into /opt/ml/model
+    metadata: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def model_build() -> Iterator[Build]:
+    # mkdtemp + chmod, not tmp_path: the server drops to `nobody`, who must read the model.
+    root = Path(tempfile.mkdtemp(prefix="model-build-"))
+    root.chmod(0o755)
+    try:
+        metadata = build(root / "dist", contract_dir=root / "contract", commit="test-commit")
+        model_dir = root / "model"
+        model_dir.mkdir()
+        with tarfile.open(root / "dist" / "model.tar.gz") as archive:
+            archive.extractall(model_dir, filter="data")
+        yield Build(root / "dist", root / "contract", model_dir, metadata)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class ServerProcess:
+    """A model server started with the image's entry point; its stdout goes to a log file."""
+
+    def __init__(self, model_dir: Path, log_dir: Path, workers: int = 2, **env: str) -> None:
+        self.port = free_port()
+        self.log_path = log_dir / f"server-{self.port}.log"
+        environment = {
+            **os.environ,
+            "SM_MODEL_DIR": str(model_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(self.port),
+            "MODEL_SERVER_HOST": "127.0.0.1",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+            "MODEL_SERVER_USER": SERVE_USER,
+            "MODEL_SERVER_METRICS_INTERVAL": "1",
+            **env,
+        }
+        self.workers = workers
+        self.log_file = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            entrypoint_command(), cwd=REPO, env=environment, stdout=self.log_file, stderr=subprocess.STDOUT
+        )
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                records.append({"event": "raw", "line": line})
+        return records
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [r for r in self.log_records() if r.get("event") == name]
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(event)
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {count}x {event!r} within {timeout}s:\n{self.log_path.read_text()}")
+
+    def wait_ready(self) -> ServerProcess:
+        self.wait_for("model_ready", self.workers)
+        return self
+
+    def connection(self, timeout: float = 10) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(
+        self, method: str, path: str, body: bytes | str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = self.connection()
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def invoke(
+        self, body: Any, content_type: str = "application/json", **headers: str
+    ) -> tuple[int, dict[str, Any] | None]:
+        payload = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        status, _, data = self.request("POST", "/invocations", payload, {"Content-Type": content_type, **headers})
+        return status, (json.loads(data) if data else None)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.log_file.closed:
+            return self.proc.wait()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log_file.close()
+        return code
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def server(model_build: Build, server_logs: Path) -> Iterator[ServerProcess]:
+    """The shared server for contract, fuzz and concurrency tests (1 s receive timeout for the 408 test)."""
+    process = ServerProcess(model_build.model_dir, server_logs, SAGEMAKER_MODEL_SERVER_TIMEOUT="1")
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def start_server(server_logs: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory for extra servers (lifecycle tests); each is stopped at the end if still running."""
+    started: list[ServerProcess] = []
+
+    def start(model_dir: Path, workers: int = 2, **env: str) -> ServerProcess:
+        process = ServerProcess(model_dir, server_logs, workers, **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def serve_command() -> list[str]:
+    return entrypoint_command()
+
+
+@pytest.fixture(scope="session")
+def serve_user() -> str:
+    return SERVE_USER
+
+
+@pytest.fixture(scope="session")
+def feature_schema(model_build: Build) -> dict[str, Any]:
+    schema: dict[str, Any] = model_build.metadata["feature_schema"]
+    return schema
+
+
+@pytest.fixture(scope="session")
+def holdout_rows(model_build: Build) -> list[list[float]]:
+    lines = (model_build.dist / "holdout.csv").read_text().splitlines()
+    return [[float(v) for v in line.split(",")[1:]] for line in lines]

@@ -1,0 +1,109 @@
+"""InferenceApp: routing, media types, content negotiation and model failures, without HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_container.server.app import InferenceApp, accepts_json, media_type
+from model_container.server.logs import LogWriter
+from model_container.server.model import LoadedModel, ModelLoadError
+
+
+@pytest.fixture
+def log_pipe():
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    yield LogWriter(fd=write_end), read_end
+    os.close(read_end)
+    os.close(write_end)
+
+
+@pytest.fixture(scope="module")
+def model(model_build) -> LoadedModel:
+    return LoadedModel.load(model_build.model_dir)
+
+
+def csv_body(model: LoadedModel, rows: int = 1) -> bytes:
+    row = ",".join(
+        str((f["training_min"] + f["training_max"]) / 2) for f in model.metadata["feature_schema"]["features"]
+    )
+    return ((row + "\n") * rows).encode()
+
+
+def test_media_type_and_accept_parsing() -> None:
+    assert media_type(b"Text/CSV ; charset=utf-8") == "text/csv"
+    assert media_type(b"") == ""
+    for accept in (b"", b"*/*", b"application/json", b"text/html, application/*;q=0.5", b"application/json;q=1"):
+        assert accepts_json(accept), accept
+    for accept in (b"text/csv", b"application/json;q=0", b"text/html, */*;q=0", b"application/json;q=x"):
+        assert not accepts_json(accept), accept
+
+
+def test_prediction_shape(model: LoadedModel, log_pipe) -> None:
+    app = InferenceApp(log_pipe[0])
+    app.model = model
+    response = app.handle(b"POST", b"/invocations", b"text/csv", b"", csv_body(model, 3), "r1")
+    assert response.status == 200 and response.rows == 3
+    predictions = json.loads(response.body)["predictions"]
+    assert len(predictions) == 3
+    for prediction in predictions:
+        assert set(prediction) == {"label", "probability", "model_version"}
+        assert prediction["label"] in (0, 1) and 0 <= prediction["probability"] <= 1
+        assert prediction["label"] == int(prediction["probability"] >= 0.5)
+        assert prediction["model_version"] == "1.0.0"
+
+
+def test_routing_and_readiness(model: LoadedModel, log_pipe) -> None:
+    app = InferenceApp(log_pipe[0])
+    assert app.handle(b"GET", b"/ping", b"", b"", b"", "r").status == 503
+    assert app.handle(b"POST", b"/invocations", b"text/csv", b"", b"1", "r").status == 503
+    app.model = model
+    ping = app.handle(b"GET", b"/ping?x=1", b"", b"", b"", "r")
+    assert (ping.status, ping.body) == (200, b"")
+    assert app.handle(b"POST", b"/ping", b"", b"", b"", "r").allow == b"GET"
+    assert app.handle(b"GET", b"/invocations", b"", b"", b"", "r").status == 405
+    assert app.handle(b"GET", b"/", b"", b"", b"", "r").status == 404
+    assert app.handle(b"POST", b"/invocations", b"application/xml", b"", b"<a/>", "r").status == 415
+    assert app.handle(b"POST", b"/invocations", b"", b"", b"{}", "r").status == 415
+    assert app.handle(b"POST", b"/invocations", b"text/csv", b"text/csv", csv_body(model), "r").status == 406
+
+
+def test_model_failure_is_a_500_with_request_id_and_logged_trace(model: LoadedModel, log_pipe) -> None:
+    logs, read_end = log_pipe
+
+    class BrokenSession:
+        def run(self, *args: object) -> None:
+            raise RuntimeError("onnxruntime exploded")
+
+    app = InferenceApp(logs)
+    app.model = LoadedModel(
+        model.name, model.version, model.metadata, model.validator, BrokenSession(), model.input_name
+    )  # type: ignore[arg-type]
+    response = app.handle(b"POST", b"/invocations", b"text/csv", b"", csv_body(model), "req-42")
+    assert response.status == 500
+    assert json.loads(response.body)["error"]["request_id"] == "req-42"
+    logged = json.loads(os.read(read_end, 65536))
+    assert logged["request_id"] == "req-42" and "onnxruntime exploded" in logged["traceback"]
+
+
+def test_load_refuses_missing_or_tampered_model(model_build, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not found"):
+        LoadedModel.load(tmp_path)
+    (tmp_path / "metadata.json").write_bytes((model_build.model_dir / "metadata.json").read_bytes())
+    (tmp_path / "model.onnx").write_bytes((model_build.model_dir / "model.onnx").read_bytes() + b"x")
+    with pytest.raises(ModelLoadError, match="sha256"):
+        LoadedModel.load(tmp_path)
+
+
+def test_predict_matches_onnx_probabilities(model: LoadedModel) -> None:
+    rows = np.array(
+        [[(f["training_min"] + f["training_max"]) / 2 for f in model.metadata["feature_schema"]["features"]]] * 2,
+        dtype=np.float32,
+    )
+    probabilities, labels = model.predict(rows)
+    assert probabilities.dtype == np.float64 and labels == [int(p >= 0.5) for p in probabilities]

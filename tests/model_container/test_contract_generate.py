@@ -1,0 +1,154 @@
+"""Generated contracts: no drift from feature_schema.json, valid documents, and agreement of all validators."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from jsonschema import Draft4Validator
+
+from model_container.contract import CONTRACT_DIR, FEATURE_SCHEMA_PATH, load_feature_schema
+from model_container.contract.generate import POSITIONAL_EXTENSION, generated_files, main
+from model_container.server.validation import FeatureValidator, RequestError
+
+SCHEMA = load_feature_schema()
+NAMES = [f["name"] for f in SCHEMA["features"]]
+MID = [round((f["training_min"] + f["training_max"]) / 2, 4) for f in SCHEMA["features"]]
+
+
+def load(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((CONTRACT_DIR / name).read_text())
+    return document
+
+
+def with_value(index: int, value: Any) -> list[Any]:
+    row: list[Any] = list(MID)
+    row[index] = value
+    return row
+
+
+def named(row: list[Any]) -> dict[str, Any]:
+    return dict(zip(NAMES, row, strict=True))
+
+
+VALID = {
+    "one array row": {"instances": [MID]},
+    "one object row": {"instances": [named(MID)]},
+    "mixed rows": {"instances": [MID, named(MID)]},
+    "integer value": {"instances": [with_value(3, int(MID[3]))]},
+    "at minimum": {"instances": [with_value(0, SCHEMA["features"][0]["minimum"])]},
+    "at maximum": {"instances": [with_value(3, SCHEMA["features"][3]["maximum"])]},
+    "batch at cap": {"instances": [MID] * SCHEMA["max_batch_rows"]},
+}
+# name -> (document, error code the container reports)
+INVALID: dict[str, tuple[Any, str]] = {
+    "not an object": ([MID], "invalid_body"),
+    "missing instances": ({"rows": [MID]}, "missing_field"),
+    "extra top-level field": ({"instances": [MID], "extra": 1}, "unknown_field"),
+    "instances not an array": ({"instances": named(MID)}, "invalid_body"),
+    "empty batch": ({"instances": []}, "empty_batch"),
+    "over the batch cap": ({"instances": [MID] * (SCHEMA["max_batch_rows"] + 1)}, "too_many_rows"),
+    "row of 29": ({"instances": [MID[:-1]]}, "wrong_feature_count"),
+    "row of 31": ({"instances": [[*MID, 1.0]]}, "wrong_feature_count"),
+    "row is a number": ({"instances": [1.0]}, "invalid_row"),
+    "string value": ({"instances": [with_value(2, "12.0")]}, "wrong_type"),
+    "boolean value": ({"instances": [with_value(2, True)]}, "wrong_type"),
+    "null value": ({"instances": [with_value(2, None)]}, "wrong_type"),
+    "nested array value": ({"instances": [with_value(2, [1.0])]}, "wrong_type"),
+    "below minimum (array)": ({"instances": [with_value(0, -1.0)]}, "out_of_range"),
+    "above maximum (array)": ({"instances": [with_value(5, 1e6)]}, "out_of_range"),
+    "above maximum (object)": ({"instances": [named(with_value(5, 1e6))]}, "out_of_range"),
+    "huge integer": ({"instances": [with_value(7, 10**40)]}, "out_of_range"),
+    "missing feature": ({"instances": [{k: v for k, v in named(MID).items() if k != "mean_area"}]}, "missing_field"),
+    "unknown feature": ({"instances": [{**named(MID), "colour": 1}]}, "unknown_field"),
+    "boolean in object": ({"instances": [named(with_value(1, False))]}, "wrong_type"),
+    "second row bad": ({"instances": [MID, with_value(4, "x")]}, "wrong_type"),
+}
+# What OpenAPI 3.0 cannot express (per-position ranges of array rows) without its extension.
+POSITIONAL_ONLY = {"below minimum (array)", "above maximum (array)", "huge integer"}
+
+
+def openapi_request_schema(apply_extension: bool) -> dict[str, Any]:
+    schema = copy.deepcopy(load("openapi.json")["components"]["schemas"]["PredictRequest"])
+    if apply_extension:
+        for row in schema["properties"]["instances"]["items"]["anyOf"]:
+            if POSITIONAL_EXTENSION in row:
+                row["items"] = row.pop(POSITIONAL_EXTENSION)
+                row["additionalItems"] = False
+    return schema
+
+
+def server_accepts(document: Any) -> bool:
+    try:
+        FeatureValidator(SCHEMA).from_json(json.dumps(document).encode())
+    except RequestError:
+        return False
+    return True
+
+
+def test_generated_files_are_committed_and_fresh() -> None:
+    for name, content in generated_files(SCHEMA).items():
+        assert (CONTRACT_DIR / name).read_bytes() == content, f"{name} is stale: run the generator"
+    assert main(["--check"]) == 0
+
+
+def test_check_mode_reports_drift(tmp_path) -> None:
+    (tmp_path / "feature_schema.json").write_bytes(FEATURE_SCHEMA_PATH.read_bytes())
+    assert main(["--dir", str(tmp_path), "--check"]) == 1
+    assert main(["--dir", str(tmp_path)]) == 0
+    assert main(["--dir", str(tmp_path), "--check"]) == 0
+
+
+def test_request_schema_is_self_contained_draft4() -> None:
+    schema = load("request.schema.json")
+    assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
+    Draft4Validator.check_schema(schema)
+    assert "$ref" not in json.dumps(schema)
+    instances = schema["properties"]["instances"]
+    assert instances["minItems"] == 1 and instances["maxItems"] == SCHEMA["max_batch_rows"]
+    assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_all_validators_accept(name: str) -> None:
+    document = VALID[name]
+    assert Draft4Validator(load("request.schema.json")).is_valid(document)
+    assert Draft4Validator(openapi_request_schema(apply_extension=False)).is_valid(document)
+    assert Draft4Validator(openapi_request_schema(apply_extension=True)).is_valid(document)
+    assert server_accepts(document)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_all_validators_reject(name: str) -> None:
+    document, code = INVALID[name]
+    assert not Draft4Validator(load("request.schema.json")).is_valid(document)
+    assert not Draft4Validator(openapi_request_schema(apply_extension=True)).is_valid(document)
+    plain_openapi = Draft4Validator(openapi_request_schema(apply_extension=False)).is_valid(document)
+    assert plain_openapi is (name in POSITIONAL_ONLY)  # the documented OpenAPI 3.0 gap, and only it
+    with pytest.raises(RequestError) as error:
+        FeatureValidator(SCHEMA).from_json(json.dumps(document).encode())
+    assert error.value.status == 400 and error.value.code == code
+
+
+def test_openapi_documents_the_public_api() -> None:
+    document = load("openapi.json")
+    assert document["openapi"].startswith("3.0")
+    operation = document["paths"]["/v1/predict"]["post"]
+    assert set(operation["responses"]) == {"200", "400", "403", "413", "415", "429", "500", "502", "504"}
+    assert document["components"]["securitySchemes"]["apiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+    }
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    for example in examples.values():
+        assert Draft4Validator(load("request.schema.json")).is_valid(example["value"])
+
+
+def test_container_openapi_documents_invocations_and_ping() -> None:
+    document = load("container-openapi.json")
+    assert set(document["paths"]) == {"/invocations", "/ping"}
+    content = document["paths"]["/invocations"]["post"]["requestBody"]["content"]
+    assert set(content) == {"application/json", "text/csv"}

@@ -1,0 +1,39 @@
+"""The Dockerfile cannot be built here: lint it and check what the SageMaker contract needs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+MODEL_CONTAINER = Path(__file__).resolve().parents[2] / "model_container"
+DOCKERFILE = MODEL_CONTAINER / "Dockerfile"
+HADOLINT = Path(sys.executable).parent / "hadolint"
+
+
+def test_hadolint_passes() -> None:
+    result = subprocess.run([str(HADOLINT), str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sagemaker_essentials() -> None:
+    text = DOCKERFILE.read_text()
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert entrypoint == ["python", "-m", "model_container.entrypoint"]  # exec form, `serve` appended by SageMaker
+    assert re.search(r'^CMD \["serve"\]$', text, re.M)
+    assert "HEALTHCHECK" in text and "EXPOSE 8080" in text
+    assert "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in text  # SAGEMAKER_BIND_TO_PORT honoured
+    assert re.search(r"ml\.model\.version=", text)
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base)  # pinned tag
+    assert text.count("FROM ") == 2 and "useradd" in text and "MODEL_SERVER_USER=model-server" in text
+
+
+def test_runtime_requirements_are_exact_pins() -> None:
+    for name in ("requirements.txt", "requirements-build.txt"):
+        pins = [line for line in (MODEL_CONTAINER / name).read_text().splitlines() if line and line[0] not in "# "]
+        assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[\w.]+", pin) for pin in pins), pins
+    runtime = (MODEL_CONTAINER / "requirements.txt").read_text()
+    assert "scikit-learn" not in runtime and "uvloop==" in runtime and "onnxruntime==" in runtime

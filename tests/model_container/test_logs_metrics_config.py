@@ -1,0 +1,90 @@
+"""Log chunking, EMF aggregation and environment configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from model_container.server.config import ServerConfig
+from model_container.server.logs import PIPE_BUF, LogWriter, utc_timestamp
+from model_container.server.metrics import MetricsAggregator
+
+
+def test_log_lines_are_json_and_written_in_atomic_chunks(tmp_path: Path) -> None:
+    writes: list[int] = []
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    writer = LogWriter(fd=fd)
+    original = writer._write_all
+
+    def recording_write(data: bytes) -> None:
+        writes.append(len(data))
+        original(data)
+
+    writer._write_all = recording_write  # type: ignore[method-assign]
+    for i in range(500):
+        writer.write({"event": "request", "i": i, "pad": "x" * 50})
+    writer.flush()
+    os.close(fd)
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["i"] for line in lines] == list(range(500))
+    assert max(writes) <= PIPE_BUF and len(writes) > 1
+
+
+def test_utc_timestamp() -> None:
+    assert utc_timestamp(0.25) == "1970-01-01T00:00:00.250Z"
+    assert utc_timestamp(86400.5) == "1970-01-02T00:00:00.500Z"
+
+
+def test_emf_record_aggregates_an_interval() -> None:
+    metrics = MetricsAggregator("m", 0)
+    assert metrics.flush() is None
+    metrics.model_version = "1.0.0"
+    for latency in range(1, 101):
+        metrics.observe(200, float(latency), rows=2, probability_sum=1.0, positives=1)
+    metrics.observe(400, 0.5)
+    metrics.observe(503, 0.5)
+    record = metrics.flush(now=1000.0)
+    assert record is not None
+    definition = record["_aws"]["CloudWatchMetrics"][0]
+    assert record["_aws"]["Timestamp"] == 1_000_000
+    assert definition["Dimensions"] == [["ModelName", "ModelVersion"]]
+    names = {m["Name"] for m in definition["Metrics"]}
+    assert {
+        "Requests",
+        "Rows",
+        "Errors4xx",
+        "Errors5xx",
+        "LatencyP50",
+        "LatencyP99",
+        "Status400",
+        "Status503",
+        "MeanPositiveProbability",
+    } <= names
+    assert all(name in record for name in names)
+    assert (record["Requests"], record["Rows"], record["Errors4xx"], record["Errors5xx"]) == (102, 200, 1, 1)
+    assert record["MeanPositiveProbability"] == 0.5 and record["LatencyP99"] > 98
+    assert metrics.flush() is None  # a new interval starts empty
+
+
+def test_config_from_env() -> None:
+    config = ServerConfig.from_env({})
+    assert (config.port, config.timeout_s, config.user) == (8080, 60, "model-server")
+    assert str(config.model_dir) == "/opt/ml/model" and config.max_body_bytes == 6 * 1024 * 1024
+    assert config.workers == len(os.sched_getaffinity(0))
+    config = ServerConfig.from_env(
+        {
+            "SAGEMAKER_BIND_TO_PORT": "9000",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT": "5",
+            "MODEL_DIR": "/m",
+        }
+    )
+    assert (config.port, config.workers, config.timeout_s, str(config.model_dir)) == (9000, 3, 5, "/m")
+    with pytest.raises(SystemExit, match="SAGEMAKER_MODEL_SERVER_WORKERS"):
+        ServerConfig.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
+    with pytest.raises(SystemExit):
+        ServerConfig.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "0"})

@@ -1,0 +1,124 @@
+"""FeatureValidator: JSON and CSV parsing, and errors that name the row and field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model_container.contract import load_feature_schema
+from model_container.server.validation import FeatureValidator, RequestError
+
+SCHEMA = load_feature_schema()
+VALIDATOR = FeatureValidator(SCHEMA)
+MID = [round((f["training_min"] + f["training_max"]) / 2, 4) for f in SCHEMA["features"]]
+CSV_ROW = ",".join(str(v) for v in MID)
+
+
+def error_of(call: Any, body: bytes) -> RequestError:
+    with pytest.raises(RequestError) as info:
+        call(body)
+    assert info.value.status == 400
+    return info.value
+
+
+def test_json_rows_become_float32_matrix() -> None:
+    matrix = VALIDATOR.from_json(json.dumps({"instances": [MID, MID]}).encode())
+    assert matrix.dtype == np.float32 and matrix.shape == (2, 30)
+    assert np.allclose(matrix[0], MID)
+
+
+def test_object_rows_are_put_in_schema_order() -> None:
+    reversed_row = dict(reversed(list(zip(VALIDATOR.names, MID, strict=True))))
+    matrix = VALIDATOR.from_json(json.dumps({"instances": [reversed_row]}).encode())
+    assert np.allclose(matrix[0], MID)
+
+
+def test_csv_with_crlf_bom_and_spaces() -> None:
+    body = b"\xef\xbb\xbf" + (CSV_ROW + "\r\n" + CSV_ROW.replace(",", ", ") + "\r\n").encode()
+    assert VALIDATOR.from_csv(body).shape == (2, 30)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "row", "field"),
+    [
+        (f"{CSV_ROW}\n{CSV_ROW},1\n", "wrong_feature_count", 1, None),
+        (f"{CSV_ROW}\n\n", "wrong_feature_count", 1, None),
+        ("", "empty_batch", None, "instances"),
+        (",".join(VALIDATOR.names) + "\n", "wrong_type", 0, "mean_radius"),
+        (CSV_ROW.replace(str(MID[2]), "nan", 1), "wrong_type", 0, "mean_perimeter"),
+        (CSV_ROW.replace(str(MID[2]), "inf", 1), "wrong_type", 0, "mean_perimeter"),
+        (CSV_ROW.replace(str(MID[2]), "1_0", 1), "wrong_type", 0, "mean_perimeter"),
+        (CSV_ROW.replace(str(MID[2]), "1-2", 1), "wrong_type", 0, "mean_perimeter"),
+        (CSV_ROW.replace(str(MID[2]), '"1"', 1), "wrong_type", 0, "mean_perimeter"),
+        (CSV_ROW.replace(str(MID[2]), "", 1), "wrong_type", 0, "mean_perimeter"),
+        (CSV_ROW + "\n" + CSV_ROW.replace(str(MID[3]), "1e300", 1), "out_of_range", 1, "mean_area"),
+    ],
+)
+def test_csv_errors(body: str, code: str, row: int | None, field: str | None) -> None:
+    error = error_of(VALIDATOR.from_csv, body.encode())
+    assert (error.code, error.row, error.field) == (code, row, field)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "malformed_json"),
+        (b"{", "malformed_json"),
+        (b'{"instances": [[NaN]]}', "malformed_json"),
+        (b'{"instances": [[1e400]]}', "malformed_json"),
+        (b"\xff\xfe", "malformed_json"),
+        (b"null", "invalid_body"),
+    ],
+)
+def test_malformed_json(body: bytes, code: str) -> None:
+    assert error_of(VALIDATOR.from_json, body).code == code
+
+
+def test_error_body_names_row_and_field() -> None:
+    row = list(MID)
+    row[4] = True
+    error = error_of(VALIDATOR.from_json, json.dumps({"instances": [MID, row]}).encode())
+    assert error.body("req-1") == {
+        "error": {
+            "code": "wrong_type",
+            "request_id": "req-1",
+            "row": 1,
+            "field": "mean_smoothness",
+            "message": "row 1 feature 'mean_smoothness' must be a number, got boolean",
+        }
+    }
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=35) | st.dictionaries(st.text(), children, max_size=5),
+    max_leaves=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_any_json_document_is_accepted_or_refused_cleanly(document: Any) -> None:
+    for body in (json.dumps(document).encode(), json.dumps({"instances": document}).encode()):
+        try:
+            matrix = VALIDATOR.from_json(body)
+        except RequestError as error:
+            assert error.status == 400
+        else:
+            assert matrix.shape[1] == 30 and np.isfinite(matrix).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400) | st.text(alphabet="0123456789.,-+eE \r\n", max_size=400).map(str.encode))
+def test_any_csv_body_is_accepted_or_refused_cleanly(body: bytes) -> None:
+    try:
+        matrix = VALIDATOR.from_csv(body)
+    except RequestError as error:
+        assert error.status == 400
+    else:
+        assert matrix.shape[1] == 30
