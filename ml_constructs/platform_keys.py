@@ -23,6 +23,15 @@ class PlatformKeys(Construct):
             pending_window=Duration.days(30),
             removal_policy=removal_policy,
         )
+        # EventBridge delivers undeliverable events to the Lambdas' KMS-encrypted dead-letter queues.
+        self.data_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
         self.logs_key = kms.Key(
             self,
             "LogsKey",

@@ -20,6 +20,10 @@ INTERFACE_ENDPOINTS = {
     "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
     "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
     "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    # For the platform's Lambdas in the same subnets (release history, rollback, drift).
+    "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
+    "XRay": ec2.InterfaceVpcEndpointAwsService.XRAY,
+    "Events": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
 }
 
 
@@ -114,6 +118,9 @@ class PrivateNetwork(Construct):
 
         self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.inference_subnets]
+        )
+        self.vpc.add_gateway_endpoint(
+            "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[self.inference_subnets]
         )
         for name, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(

@@ -91,6 +91,7 @@ class EnvironmentSettings:
     api: ApiSettings = field(default_factory=lambda: ApiSettings())
     alarms: AlarmSettings = field(default_factory=lambda: AlarmSettings())
     deployment: DeploymentSettings = field(default_factory=lambda: DeploymentSettings())
+    lambdas: LambdaSettings = field(default_factory=lambda: LambdaSettings())
     alarm_emails: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -371,4 +372,26 @@ class DeploymentSettings:
             0 <= self.bake_minutes <= 60,
             "bake_minutes",
             "must be 0..60 (SageMaker's TerminationWaitInSeconds is at most 3600)",
+        )
+
+
+@dataclass(frozen=True)
+class LambdaSettings:
+    """Shared settings of the platform's Lambdas: the public Powertools layer (no lookup at synth)."""
+
+    powertools_layer_account: str = "017000801446"
+    powertools_layer_version: int = 27
+
+    def __post_init__(self) -> None:
+        check(
+            bool(re.fullmatch(r"\d{12}", self.powertools_layer_account)),
+            "powertools_layer_account",
+            "must be 12 digits",
+        )
+        check(self.powertools_layer_version >= 1, "powertools_layer_version", "must be at least 1")
+
+    def powertools_layer_arn(self, region: str) -> str:
+        return (
+            f"arn:aws:lambda:{region}:{self.powertools_layer_account}:layer:"
+            f"AWSLambdaPowertoolsPythonV3-python313-x86_64:{self.powertools_layer_version}"
         )

@@ -10,6 +10,7 @@ from constructs import Construct
 from ml_constructs.audit_trail import AuditTrail
 from ml_constructs.data_stores import DataStores
 from ml_constructs.platform_keys import PlatformKeys
+from ml_constructs.release_history_table import release_history_table
 from platform_config import EnvironmentSettings
 
 
@@ -32,6 +33,13 @@ class DataStack(Stack):
             "Stores",
             prefix=settings.resource_prefix(),
             settings=settings.data,
+            key=self.keys.data_key,
+            removal_policy=removal_policy,
+        )
+        self.release_table = release_history_table(
+            self,
+            "ReleaseHistory",
+            table_name=f"{settings.resource_prefix()}-releases",
             key=self.keys.data_key,
             removal_policy=removal_policy,
         )

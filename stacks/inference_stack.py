@@ -16,6 +16,7 @@ from ml_constructs.endpoint_autoscaling import EndpointAutoscaling
 from ml_constructs.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelRelease
 from ml_constructs.prediction_api import STAGE_NAME, PredictionApi
 from ml_constructs.private_network import PrivateNetwork
+from ml_constructs.release_safety import ReleaseSafety
 from platform_config import EnvironmentSettings
 
 
@@ -33,6 +34,7 @@ class InferenceStack(Stack):
         logs_key: kms.IKey,
         capture_bucket: s3.IBucket,
         capture_bucket_name: str,
+        release_table_name: str,
         removal_policy: RemovalPolicy,
         commit: str,
         **kwargs: Any,
@@ -97,6 +99,24 @@ class InferenceStack(Stack):
             removal_policy=removal_policy,
         )
         self.api.node.add_dependency(self.model_endpoint.endpoint)
+        self.release_safety = ReleaseSafety(
+            self,
+            "Releases",
+            prefix=prefix,
+            endpoint_name=endpoint_name,
+            table_name=release_table_name,
+            guard_alarms=self.alarms.rollback_alarms,
+            topic=self.alarms.topic,
+            settings=settings.deployment,
+            powertools_layer_arn=settings.lambdas.powertools_layer_arn(settings.region),
+            vpc=network.vpc,
+            subnets=network.inference_subnets,
+            security_group=network.endpoint_security_group,
+            data_key=data_key,
+            logs_key=logs_key,
+            log_retention_days=settings.data.log_retention_days,
+            removal_policy=removal_policy,
+        )
         self.firewall = ApiFirewall(
             self,
             "Firewall",

@@ -50,6 +50,7 @@ class PlatformStage(Stage):
             logs_key=self.data.keys.logs_key,
             capture_bucket=self.data.stores.capture_bucket,
             capture_bucket_name=self.data.stores.capture_bucket_name,
+            release_table_name=self.data.release_table.table_name,
             removal_policy=removal,
             commit=commit,
         )

@@ -64,6 +64,10 @@ def test_no_data_plane_action_on_a_wildcard_resource(synthesized, env: str) -> N
         "ec2:CreateNetworkInterfacePermission",
         "ec2:DeleteNetworkInterface",
         "ec2:DeleteNetworkInterfacePermission",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
     }
     template = synthesized.templates[(env, "inference")]
     policies = [

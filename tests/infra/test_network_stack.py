@@ -37,7 +37,7 @@ def test_vpc_endpoints_for_sagemaker_hosting(synthesized, env: str) -> None:
     expected = {f"com.amazonaws.eu-west-1.{s.short_name}" for s in INTERFACE_ENDPOINTS.values()}
     assert expected <= services
     gateway = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Gateway"]
-    assert len(gateway) == 1
+    assert len(gateway) == 2  # S3 and DynamoDB
     interfaces = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
     assert len(interfaces) == len(INTERFACE_ENDPOINTS)
     assert all(e["Properties"]["PrivateDnsEnabled"] for e in interfaces)

@@ -1,0 +1,149 @@
+"""A Lambda function that every nag pack accepts: private, traced, with its own encrypted logs and a DLQ."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from ml_constructs.encrypted_logs import encrypted_log_group
+from ml_constructs.nag import acknowledge
+
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+
+
+class PlatformFunction(Construct):
+    """Lambda in the private subnets with X-Ray, JSON logs, reserved concurrency and a KMS-encrypted DLQ.
+
+    Its permissions live in one managed policy, `policy` (add scoped statements there), so nothing is
+    granted implicitly. Exposes `function`, `policy`, `dead_letter_queue`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function_name: str,
+        code: lambda_.Code,
+        handler: str,
+        environment: Mapping[str, str],
+        network: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        data_key: kms.IKey,
+        logs_key: kms.IKey,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+        reserved_concurrency: int,
+        timeout_seconds: int = 60,
+        memory_size: int = 256,
+        layers: Sequence[lambda_.ILayerVersion] = (),
+        retry_attempts: int = 2,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        log_group = encrypted_log_group(
+            self,
+            "Logs",
+            key=logs_key,
+            retention_days=log_retention_days,
+            removal_policy=removal_policy,
+            log_group_name=f"/aws/lambda/{function_name}",
+        )
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=data_key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=removal_policy,
+        )
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of {function_name}",
+        )
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+                ),
+                # ENIs for the VPC and X-Ray segments: neither API supports resource-level permissions.
+                iam.PolicyStatement(
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                        "xray:PutTraceSegments",
+                        "xray:PutTelemetryRecords",
+                    ],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]),
+                iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[data_key.key_arn]),
+            ],
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            code=code,
+            handler=handler,
+            environment=dict(environment),
+            # An immutable view: the L2 must not add an inline policy; `policy` holds every permission.
+            role=role.without_policy_updates(),
+            vpc=network,
+            vpc_subnets=subnets,
+            security_groups=[security_group],
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            reserved_concurrent_executions=reserved_concurrency,
+            timeout=Duration.seconds(timeout_seconds),
+            memory_size=memory_size,
+            layers=list(layers),
+            dead_letter_queue=self.dead_letter_queue,
+            on_failure=destinations.SqsDestination(self.dead_letter_queue),
+            retry_attempts=retry_attempts,
+        )
+        self.function.node.add_dependency(self.policy)
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        acknowledge(
+            self.policy,
+            (
+                "AwsSolutions-IAM5[Resource::*]",
+                f"AwsSolutions-IAM5[Resource::arn:{stack.partition}:logs:{stack.region}:{account}:log-group:"
+                f"/aws/lambda/{function_name}:*]",
+            ),
+            "ENI management for VPC Lambdas and X-Ray PutTraceSegments support no resource scoping; log "
+            "streams are created by Lambda under this function's own log group.",
+        )
+        acknowledge(
+            self.dead_letter_queue,
+            ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"),
+            "This queue is itself the terminal dead-letter queue and on-failure destination of the "
+            "function (and of the EventBridge targets that invoke it).",
+        )
+        acknowledge(
+            self.function,
+            ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"),
+            "Pinned to Python 3.13 because the Powertools layer is published per Python minor version "
+            "and the code is tested on it; raise together with powertools_layer_version.",
+        )

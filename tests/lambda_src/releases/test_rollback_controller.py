@@ -1,0 +1,137 @@
+"""Rollback controller decisions, including the faults moto cannot produce on its own."""
+
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from release_history import controller, recorder
+from release_history.aws import retry_config
+from release_history.errors import EndpointBusyError, TransientAwsError
+from release_history.repository import Status
+from release_history.runtime import get_runtime
+from release_history.timeutil import iso, utcnow
+from release_world import ALARMS, ENDPOINT, LambdaContext, World
+
+CTX = LambdaContext()
+
+
+def go_live(world: World, config: str, minutes: float) -> None:
+    world.register(config, minutes)
+    world.set_endpoint(config)
+    recorder.handler(world.state_event("IN_SERVICE", config, minutes + 5), CTX)
+    assert recorder.handler(world.schedule_event(), CTX)["outcome"] == "promoted"
+
+
+@pytest.fixture
+def two_live(world: World) -> World:
+    """v1 superseded by v2, which is live and serving."""
+    go_live(world, "ml-api-v1", 0)
+    go_live(world, "ml-api-v2", 10)
+    return world
+
+
+def test_rolls_back_live_release_to_previous(two_live: World) -> None:
+    result = controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
+    assert result["outcome"] == "rolled_back"
+    assert two_live.endpoint.endpoint_config_name == "ml-api-v1"
+    assert (two_live.status("ml-api-v2"), two_live.status("ml-api-v1")) == (Status.ROLLED_BACK, Status.LIVE)
+
+
+def test_no_last_known_good_notifies_only(world: World) -> None:
+    go_live(world, "ml-api-v1", 0)
+    result = controller.handler(world.alarm_event(ALARMS[0], 30), CTX)
+    assert result["outcome"] == "no_last_known_good"
+    assert world.update_calls == [] and world.status("ml-api-v1") == Status.LIVE
+    assert "no last known good" in world.notifications()[-1]["subject"]
+
+
+def test_auto_rollback_disabled_notifies_only(two_live: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTO_ROLLBACK", "false")
+    get_runtime.cache_clear()
+    assert controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)["outcome"] == "notify_only"
+    assert two_live.update_calls == [] and two_live.status("ml-api-v2") == Status.LIVE
+    assert two_live.notifications()[-1]["target"] == "ml-api-v1"
+    # The same occurrence delivered again does not notify twice.
+    count = len(two_live.notifications())
+    assert controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)["outcome"] == "duplicate"
+    assert len(two_live.notifications()) == count
+
+
+def test_frozen_notifies_only(two_live: World) -> None:
+    two_live.repo.set_freeze(True, reason="investigating", by="bob", at=iso(two_live.at(20)))
+    assert controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)["outcome"] == "frozen"
+    assert two_live.update_calls == []
+    assert two_live.notifications()[-1]["frozen_by"] == "bob"
+
+
+def test_alarm_older_than_current_deployment_is_ignored(two_live: World) -> None:
+    # v2 went InService at minute 15: an alarm from minute 12 was about v1, already replaced.
+    assert controller.handler(two_live.alarm_event(ALARMS[0], 12), CTX)["outcome"] == "stale"
+    assert two_live.update_calls == []
+
+
+def test_already_on_last_known_good_is_noop(two_live: World) -> None:
+    # v3 was rolled back by SageMaker itself; the endpoint is on v2 (the good one) again.
+    two_live.register("ml-api-v3", 20)
+    two_live.set_endpoint("ml-api-v2", failure_reason=f"Alarm {ALARMS[1]} in ALARM state")
+    recorder.handler(two_live.state_event("IN_SERVICE", "ml-api-v2", 30), CTX)
+    assert two_live.status("ml-api-v3") == Status.ROLLED_BACK
+    assert controller.handler(two_live.alarm_event(ALARMS[1], 25), CTX)["outcome"] == "stale"
+    assert two_live.update_calls == []
+
+
+def test_non_alarm_states_and_foreign_alarms_are_ignored(two_live: World) -> None:
+    assert controller.handler(two_live.alarm_event(ALARMS[0], 30, state="OK"), CTX)["outcome"] == "ignored"
+    assert controller.handler(two_live.alarm_event("billing", 30), CTX)["outcome"] == "ignored"
+    assert two_live.update_calls == []
+
+
+def test_updating_endpoint_is_retried_then_given_up(two_live: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_ROLLBACK_ATTEMPTS", "3")
+    get_runtime.cache_clear()
+    two_live.set_endpoint(status="Updating")
+    event = two_live.alarm_event(ALARMS[0], 30)
+    for _ in range(2):
+        with pytest.raises(EndpointBusyError):
+            controller.handler(event, CTX)
+    assert controller.handler(event, CTX)["outcome"] == "gave_up"
+    assert "gave up" in two_live.notifications()[-1]["subject"]
+    assert controller.handler(event, CTX)["outcome"] == "duplicate"
+    assert two_live.update_calls == []
+
+
+def test_concurrent_invocation_holding_the_lock_blocks_a_second_update(two_live: World) -> None:
+    assert two_live.repo.acquire_lock("other", now=utcnow(), ttl_seconds=600, purpose="test")
+    with pytest.raises(EndpointBusyError):
+        controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
+    assert two_live.update_calls == []
+
+
+def test_throttled_update_raises_clearly_and_releases_the_lock(two_live: World) -> None:
+    client = get_runtime().endpoint._client
+    described = {"EndpointName": ENDPOINT, "EndpointArn": two_live.endpoint.arn,
+                 "EndpointConfigName": "ml-api-v2", "EndpointStatus": "InService",
+                 "CreationTime": two_live.at(0), "LastModifiedTime": two_live.at(15)}
+    with Stubber(client) as stub:
+        stub.add_response("describe_endpoint", described, {"EndpointName": ENDPOINT})
+        stub.add_response("describe_endpoint", described, {"EndpointName": ENDPOINT})
+        stub.add_client_error("update_endpoint", service_error_code="ThrottlingException",
+                              service_message="Rate exceeded", http_status_code=400)
+        with pytest.raises(TransientAwsError, match="UpdateEndpoint still failing"):
+            controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
+    assert two_live.status("ml-api-v2") == Status.LIVE
+    assert two_live.repo.acquire_lock("next", now=utcnow(), ttl_seconds=1, purpose="test")
+
+
+def test_clients_use_adaptive_retries() -> None:
+    assert retry_config().retries == {"mode": "adaptive", "max_attempts": 2}
+    assert get_runtime().endpoint._client.meta.config.retries["mode"] == "adaptive"
+
+
+def test_unexpected_client_errors_propagate(two_live: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    def denied(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "UpdateEndpoint")
+
+    monkeypatch.setattr(get_runtime().endpoint._client, "update_endpoint", denied)
+    with pytest.raises(ClientError):
+        controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
+    assert two_live.status("ml-api-v2") == Status.LIVE
