@@ -69,6 +69,8 @@ class DataStores(Construct):
         stack = Stack.of(self)
         # Known names let other stacks scope IAM to a bucket without a cross-stack export.
         self.capture_bucket_name = f"{prefix}-capture-{stack.account}-{stack.region}"
+        self.artifacts_bucket_name = f"{prefix}-artifacts-{stack.account}-{stack.region}"
+        self.monitoring_bucket_name = f"{prefix}-monitoring-{stack.account}-{stack.region}"
 
         def bucket(name: str, rules: list[s3.LifecycleRule], bucket_name: str | None = None) -> s3.Bucket:
             return secure_bucket(
@@ -101,6 +103,7 @@ class DataStores(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 )
             ],
+            bucket_name=self.artifacts_bucket_name,
         )
         self.capture_bucket = bucket(
             "DataCapture",
@@ -127,4 +130,5 @@ class DataStores(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],
+            bucket_name=self.monitoring_bucket_name,
         )

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Stack, Tags, Token
+from aws_cdk import ArnFormat, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
@@ -18,7 +18,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from ml_constructs.nag import acknowledge
+from ml_constructs.nag import acknowledge, wildcard_finding
 from platform_config import EndpointSettings, ModelSource
 
 CAPTURE_PREFIX = "capture"
@@ -98,8 +98,6 @@ class ModelEndpoint(Construct):
             resource_name=f"/aws/sagemaker/Endpoints/{endpoint_name}:*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        partition = "<AWS::Partition>" if Token.is_unresolved(stack.partition) else stack.partition
-        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
         capture_objects = f"arn:{stack.partition}:s3:::{capture_bucket_name}/{CAPTURE_PREFIX}/{endpoint_name}/*"
         self.policy.add_statements(
             iam.PolicyStatement(
@@ -143,15 +141,12 @@ class ModelEndpoint(Construct):
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
         )
-        # cdk-nag names each wildcard finding by the resource as it prints it (pseudo parameters in <>).
-        printed_capture = capture_bucket_name.replace(stack.account, account)
         acknowledge(
             self.policy,
             (
                 "AwsSolutions-IAM5[Resource::*]",
-                f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{stack.region}:{account}:log-group:"
-                f"/aws/sagemaker/Endpoints/{endpoint_name}:*]",
-                f"AwsSolutions-IAM5[Resource::arn:{partition}:s3:::{printed_capture}/{CAPTURE_PREFIX}/{endpoint_name}/*]",
+                wildcard_finding(stack, log_group_arn),
+                wildcard_finding(stack, capture_objects),
             ),
             "Wildcards are the narrowest IAM allows here: EC2 Describe*, ecr:GetAuthorizationToken and "
             "PutMetricData have no resource scoping (PutMetricData is limited by namespace, ENI changes by VPC); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import Acknowledgment, App, Aspects, Stage, Validations
+from aws_cdk import Acknowledgment, App, Aspects, Stack, Stage, Token, Validations
 from cdk_nag import (
     AwsSolutionsChecks,
     HIPAASecurityChecks,
@@ -35,3 +35,15 @@ def add_rule_packs(app: App) -> None:
 def acknowledge(construct: IConstruct, rule_ids: Iterable[str], reason: str) -> None:
     """Record a deliberate trade-off for `rule_ids` on `construct` (and its children)."""
     Validations.of(construct).acknowledge(*(Acknowledgment(id=rule_id, reason=reason) for rule_id in rule_ids))
+
+
+def wildcard_finding(stack: Stack, resource: str) -> str:
+    """The id cdk-nag gives an IAM5 wildcard finding on `resource` (unresolved pseudo parameters in <>)."""
+    for token, printed in (
+        (stack.account, "<AWS::AccountId>"),
+        (stack.partition, "<AWS::Partition>"),
+        (stack.region, "<AWS::Region>"),
+    ):
+        if Token.is_unresolved(token):
+            resource = resource.replace(token, printed)
+    return f"AwsSolutions-IAM5[Resource::{resource}]"

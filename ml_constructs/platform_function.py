@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -14,7 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ml_constructs.encrypted_logs import encrypted_log_group
-from ml_constructs.nag import acknowledge
+from ml_constructs.nag import acknowledge, wildcard_finding
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 
@@ -34,6 +34,7 @@ class PlatformFunction(Construct):
         function_name: str,
         code: lambda_.Code,
         handler: str,
+        runtime: lambda_.Runtime = RUNTIME,
         environment: Mapping[str, str],
         network: ec2.IVpc,
         subnets: ec2.SubnetSelection,
@@ -102,7 +103,7 @@ class PlatformFunction(Construct):
             self,
             "Function",
             function_name=function_name,
-            runtime=RUNTIME,
+            runtime=runtime,
             architecture=lambda_.Architecture.X86_64,
             code=code,
             handler=handler,
@@ -118,20 +119,18 @@ class PlatformFunction(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             timeout=Duration.seconds(timeout_seconds),
             memory_size=memory_size,
-            layers=list(layers),
+            layers=list(layers) or None,
             dead_letter_queue=self.dead_letter_queue,
             on_failure=destinations.SqsDestination(self.dead_letter_queue),
             retry_attempts=retry_attempts,
         )
         self.function.node.add_dependency(self.policy)
-        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        log_streams = (
+            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/lambda/{function_name}:*"
+        )
         acknowledge(
             self.policy,
-            (
-                "AwsSolutions-IAM5[Resource::*]",
-                f"AwsSolutions-IAM5[Resource::arn:{stack.partition}:logs:{stack.region}:{account}:log-group:"
-                f"/aws/lambda/{function_name}:*]",
-            ),
+            ("AwsSolutions-IAM5[Resource::*]", wildcard_finding(stack, log_streams)),
             "ENI management for VPC Lambdas and X-Ray PutTraceSegments support no resource scoping; log "
             "streams are created by Lambda under this function's own log group.",
         )

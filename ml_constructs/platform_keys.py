@@ -72,6 +72,15 @@ class PlatformKeys(Construct):
                 },
             )
         )
+        # EventBridge forwards drift events to the KMS-encrypted alarm topic.
+        self.logs_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
         # CloudWatch alarms publish to the KMS-encrypted SNS topic.
         self.logs_key.add_to_resource_policy(
             iam.PolicyStatement(

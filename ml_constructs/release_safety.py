@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -13,7 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from ml_constructs.nag import acknowledge
+from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import PlatformFunction
 from ml_constructs.release_history_table import STATUS_INDEX
 from platform_config import DeploymentSettings
@@ -99,7 +99,6 @@ class ReleaseSafety(Construct):
         )
 
         partition = stack.partition
-        account_text = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
 
         def arn(service: str, resource: str) -> str:
             return f"arn:{partition}:{service}:{stack.region}:{stack.account}:{resource}"
@@ -143,13 +142,9 @@ class ReleaseSafety(Construct):
             iam.PolicyStatement(actions=["sagemaker:UpdateEndpoint"], resources=[endpoint_arn, config_arns])
         )
         for fn in (self.recorder, self.controller):
-            printed = lambda resource: f"arn:{partition}:sagemaker:{stack.region}:{account_text}:{resource}"  # noqa: E731
             acknowledge(
                 fn.policy,
-                (
-                    f"AwsSolutions-IAM5[Resource::{printed(f'endpoint-config/{endpoint_name}-*')}]",
-                    f"AwsSolutions-IAM5[Resource::{printed(f'model/{endpoint_name}-*')}]",
-                ),
+                (wildcard_finding(stack, config_arns), wildcard_finding(stack, model_arns)),
                 "Each release creates a new model and endpoint config named after this endpoint; the prefix "
                 "scopes access to this endpoint's releases and nothing else.",
             )

@@ -14,6 +14,7 @@ from platform_config.settings import (
     EndpointSettings,
     EnvironmentSettings,
     ModelSource,
+    MonitoringSettings,
     NetworkSettings,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "EndpointSettings",
     "EnvironmentSettings",
     "ModelSource",
+    "MonitoringSettings",
     "NetworkSettings",
     "load_environments",
 ]

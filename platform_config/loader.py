@@ -66,7 +66,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, f"expected a list, got {type(value).__name__}")
         item_hint = get_args(hint)[0]
         return tuple(_coerce(item_hint, item, f"{key}[{i}]") for i, item in enumerate(value))
-    if origin is dict or hint is dict:
+    if origin in (dict, Mapping) or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"expected an object, got {type(value).__name__}")
         value_hint = get_args(hint)[1] if get_args(hint) else Any

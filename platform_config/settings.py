@@ -92,6 +92,7 @@ class EnvironmentSettings:
     alarms: AlarmSettings = field(default_factory=lambda: AlarmSettings())
     deployment: DeploymentSettings = field(default_factory=lambda: DeploymentSettings())
     lambdas: LambdaSettings = field(default_factory=lambda: LambdaSettings())
+    monitoring: MonitoringSettings = field(default_factory=lambda: MonitoringSettings())
     alarm_emails: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -395,3 +396,43 @@ class LambdaSettings:
             f"arn:aws:lambda:{region}:{self.powertools_layer_account}:layer:"
             f"AWSLambdaPowertoolsPythonV3-python313-x86_64:{self.powertools_layer_version}"
         )
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Drift detection on captured traffic: engine, window, thresholds, ground truth, retraining trigger."""
+
+    engine: Literal["builtin", "model_monitor"] = "builtin"
+    window_hours: int = 1
+    psi_warn: float = 0.1
+    psi_alarm: float = 0.25
+    ks_p_value: float = 0.01
+    min_samples: int = 50
+    feature_psi_alarm: Mapping[str, float] = field(default_factory=dict)
+    ground_truth_prefix: str | None = None
+    min_accuracy: float = 0.9
+    retraining_event_bus_arn: str | None = None
+
+    def __post_init__(self) -> None:
+        check(
+            self.engine == "builtin",
+            "engine",
+            "only 'builtin' is implemented; Model Monitor is closed to new AWS customers (see README)",
+        )
+        check(1 <= self.window_hours <= 24, "window_hours", "must be 1..24")
+        check(0 < self.psi_warn < self.psi_alarm, "psi_warn", "must be positive and below psi_alarm")
+        check(0 < self.ks_p_value < 1, "ks_p_value", "must be in (0, 1)")
+        check(self.min_samples >= 10, "min_samples", "must be at least 10")
+        for feature, threshold in self.feature_psi_alarm.items():
+            check(threshold > 0, f"feature_psi_alarm.{feature}", "must be positive")
+        check(0 < self.min_accuracy <= 1, "min_accuracy", "must be in (0, 1]")
+        if self.retraining_event_bus_arn is not None:
+            check(
+                bool(
+                    re.fullmatch(
+                        r"arn:aws[\w-]*:events:[a-z0-9-]+:\d{12}:event-bus/[\w.\-/]+", self.retraining_event_bus_arn
+                    )
+                ),
+                "retraining_event_bus_arn",
+                "must be an EventBridge event bus ARN",
+            )

@@ -11,9 +11,10 @@ from constructs import Construct
 
 from ml_constructs.api_firewall import ApiFirewall
 from ml_constructs.deployment_guardrail import blue_green_deployment
+from ml_constructs.drift_monitor import DriftMonitor
 from ml_constructs.endpoint_alarms import EndpointAlarms
 from ml_constructs.endpoint_autoscaling import EndpointAutoscaling
-from ml_constructs.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelRelease
+from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint, ModelRelease
 from ml_constructs.prediction_api import STAGE_NAME, PredictionApi
 from ml_constructs.private_network import PrivateNetwork
 from ml_constructs.release_safety import ReleaseSafety
@@ -35,6 +36,8 @@ class InferenceStack(Stack):
         capture_bucket: s3.IBucket,
         capture_bucket_name: str,
         release_table_name: str,
+        artifacts_bucket_name: str,
+        reports_bucket_name: str,
         removal_policy: RemovalPolicy,
         commit: str,
         **kwargs: Any,
@@ -109,6 +112,27 @@ class InferenceStack(Stack):
             topic=self.alarms.topic,
             settings=settings.deployment,
             powertools_layer_arn=settings.lambdas.powertools_layer_arn(settings.region),
+            vpc=network.vpc,
+            subnets=network.inference_subnets,
+            security_group=network.endpoint_security_group,
+            data_key=data_key,
+            logs_key=logs_key,
+            log_retention_days=settings.data.log_retention_days,
+            removal_policy=removal_policy,
+        )
+        self.drift = DriftMonitor(
+            self,
+            "Drift",
+            prefix=prefix,
+            settings=settings.monitoring,
+            endpoint_name=endpoint_name,
+            variant_name=VARIANT_NAME,
+            model_version=release.version,
+            capture_bucket_name=capture_bucket_name,
+            capture_prefix=CAPTURE_PREFIX,
+            artifacts_bucket_name=artifacts_bucket_name,
+            reports_bucket_name=reports_bucket_name,
+            topic=self.alarms.topic,
             vpc=network.vpc,
             subnets=network.inference_subnets,
             security_group=network.endpoint_security_group,

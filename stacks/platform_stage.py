@@ -51,6 +51,8 @@ class PlatformStage(Stage):
             capture_bucket=self.data.stores.capture_bucket,
             capture_bucket_name=self.data.stores.capture_bucket_name,
             release_table_name=self.data.release_table.table_name,
+            artifacts_bucket_name=self.data.stores.artifacts_bucket_name,
+            reports_bucket_name=self.data.stores.monitoring_bucket_name,
             removal_policy=removal,
             commit=commit,
         )

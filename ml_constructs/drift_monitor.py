@@ -1,0 +1,221 @@
+"""Hourly drift job over captured traffic, its alarms, and the drift → SNS / retraining path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from ml_constructs.nag import acknowledge, wildcard_finding
+from ml_constructs.platform_function import PlatformFunction
+from platform_config import MonitoringSettings
+
+CODE_DIR = "lambda_src/drift_monitor"
+FEATURE_SCHEMA = Path("model_container/contract/feature_schema.json")
+METRICS_NAMESPACE = "MlApi/ModelDrift"
+DRIFT_EVENT_SOURCE = "ml-platform.drift-monitor"
+DRIFT_DETAIL_TYPE = "Model Drift Detected"
+
+
+class DriftMonitor(Construct):
+    """Exposes `job` (PlatformFunction), `alarms` (per feature, prediction, drift count, accuracy)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        settings: MonitoringSettings,
+        endpoint_name: str,
+        variant_name: str,
+        model_version: str,
+        capture_bucket_name: str,
+        capture_prefix: str,
+        artifacts_bucket_name: str,
+        reports_bucket_name: str,
+        topic: sns.ITopic,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        data_key: kms.IKey,
+        logs_key: kms.IKey,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        thresholds = {
+            "psi_warn": settings.psi_warn,
+            "psi_alarm": settings.psi_alarm,
+            "ks_p_value": settings.ks_p_value,
+            "min_samples": settings.min_samples,
+            "features": {name: {"psi_alarm": value} for name, value in settings.feature_psi_alarm.items()},
+        }
+        environment = {
+            "ENDPOINT_NAME": endpoint_name,
+            "VARIANT_NAME": variant_name,
+            "CAPTURE_BUCKET": capture_bucket_name,
+            "CAPTURE_PREFIX": capture_prefix,
+            "BASELINE_BUCKET": artifacts_bucket_name,
+            "BASELINE_PREFIX": "baselines/",
+            "REPORT_BUCKET": reports_bucket_name,
+            "METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "EVENT_BUS_NAME": "default",
+            "WINDOW_HOURS": str(settings.window_hours),
+            "THRESHOLDS_JSON": json.dumps(thresholds),
+            "PROBABILITY_OF": "positive_class",
+            "POWERTOOLS_SERVICE_NAME": "drift-monitor",
+        }
+        if settings.ground_truth_prefix:
+            environment["GROUND_TRUTH_PREFIX"] = settings.ground_truth_prefix
+        self.job = PlatformFunction(
+            self,
+            "Job",
+            function_name=f"{prefix}-drift-monitor",
+            # numpy + scipy: a container image built at deploy time, not at synth.
+            code=lambda_.Code.from_asset_image(CODE_DIR),
+            handler=lambda_.Handler.FROM_IMAGE,
+            runtime=lambda_.Runtime.FROM_IMAGE,
+            environment=environment,
+            network=vpc,
+            subnets=subnets,
+            security_group=security_group,
+            data_key=data_key,
+            logs_key=logs_key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+            reserved_concurrency=1,
+            timeout_seconds=900,
+            memory_size=2048,
+            retry_attempts=2,
+        )
+
+        def s3_arn(bucket: str, key: str = "") -> str:
+            return f"arn:{stack.partition}:s3:::{bucket}{key}"
+
+        reads = [(capture_bucket_name, f"{capture_prefix}/{endpoint_name}/"), (artifacts_bucket_name, "baselines/")]
+        if settings.ground_truth_prefix:
+            reads.append((capture_bucket_name, settings.ground_truth_prefix.rstrip("/") + "/"))
+        objects = [s3_arn(b, f"/{k}*") for b, k in reads]
+        reports = s3_arn(reports_bucket_name, f"/drift-reports/{endpoint_name}/*")
+        self.job.policy.add_statements(
+            *[
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[s3_arn(bucket)],
+                    conditions={"StringLike": {"s3:prefix": [f"{key}*"]}},
+                )
+                for bucket, key in reads
+            ],
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=objects),
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[reports]),
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            ),
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[f"arn:{stack.partition}:events:{stack.region}:{stack.account}:event-bus/default"],
+            ),
+        )
+        acknowledge(
+            self.job.policy,
+            [wildcard_finding(stack, arn) for arn in [*objects, reports]],
+            "Capture files, baselines and reports are keyed by hour and model version under this "
+            "endpoint's own prefixes; the prefix wildcard is the narrowest possible scope.",
+        )
+        events.Rule(
+            self,
+            "Hourly",
+            description=f"Drift check of {endpoint_name}'s captured traffic",
+            schedule=events.Schedule.cron(minute="5"),
+            targets=[
+                targets.LambdaFunction(
+                    self.job.function, retry_attempts=2, dead_letter_queue=self.job.dead_letter_queue
+                )
+            ],
+        )
+        drift_rule = events.Rule(
+            self,
+            "DriftDetected",
+            description="Drift → alarm topic and retraining trigger",
+            event_pattern=events.EventPattern(
+                source=[DRIFT_EVENT_SOURCE], detail_type=[DRIFT_DETAIL_TYPE], detail={"endpointName": [endpoint_name]}
+            ),
+            targets=[targets.SnsTopic(topic, dead_letter_queue=self.job.dead_letter_queue)],
+        )
+        if settings.retraining_event_bus_arn:
+            bus = events.EventBus.from_event_bus_arn(self, "RetrainingBus", settings.retraining_event_bus_arn)
+            drift_rule.add_target(targets.EventBus(bus, dead_letter_queue=self.job.dead_letter_queue))
+
+        self.alarms = self._alarms(prefix, settings, endpoint_name, model_version, topic)
+
+    def _alarms(
+        self, prefix: str, settings: MonitoringSettings, endpoint_name: str, model_version: str, topic: sns.ITopic
+    ) -> dict[str, cloudwatch.Alarm]:
+        dims = {"EndpointName": endpoint_name, "ModelVersion": model_version}
+        features = [f["name"] for f in json.loads(FEATURE_SCHEMA.read_text())["features"]]
+        hour = Duration.hours(1)
+
+        def metric(name: str, extra: dict[str, str] | None = None, statistic: str = "Maximum") -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                statistic=statistic,
+                dimensions_map={**dims, **(extra or {})},
+                period=hour,
+            )
+
+        specs: dict[str, tuple[cloudwatch.Metric, float, cloudwatch.ComparisonOperator]] = {
+            "drift-features": (
+                metric("FeaturesDrifted"),
+                1,
+                cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            ),
+            "drift-prediction": (
+                metric("PredictionPSI"),
+                settings.psi_alarm,
+                cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            ),
+        }
+        for feature in features:
+            specs[f"drift-{feature}"] = (
+                metric("PSI", {"Feature": feature}),
+                settings.feature_psi_alarm.get(feature, settings.psi_alarm),
+                cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            )
+        if settings.ground_truth_prefix:
+            specs["model-accuracy"] = (
+                metric("Accuracy", statistic="Minimum"),
+                settings.min_accuracy,
+                cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            )
+        alarms = {}
+        for name, (alarm_metric, threshold, comparison) in specs.items():
+            alarm = cloudwatch.Alarm(
+                self,
+                name,
+                alarm_name=f"{prefix}-{name}",
+                metric=alarm_metric,
+                threshold=threshold,
+                comparison_operator=comparison,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{prefix}: {name} (drift job, model {model_version})",
+            )
+            alarm.add_alarm_action(cw_actions.SnsAction(topic))
+            alarms[name] = alarm
+        return alarms

@@ -1,0 +1,56 @@
+"""Upload a model build's drift baseline to the artifacts bucket, where the drift job looks for it.
+
+    python scripts/publish_baseline.py --bucket mlapi-dev-artifacts-<account>-<region> [--dist model_container/dist]
+
+Writes s3://BUCKET/baselines/<model_version>/{metadata.json, baseline.csv[, baseline_predictions.csv]}.
+The pipeline runs it before the endpoint update; run it by hand after a manual `cdk deploy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
+
+FILES = ("metadata.json", "baseline.csv", "baseline_predictions.csv")
+REQUIRED = FILES[:2]
+
+
+def publish(dist: Path, bucket: str, s3_client=None) -> list[str]:  # type: ignore[no-untyped-def]
+    """Upload the baseline files of the build in `dist`; returns the keys written."""
+    missing = [name for name in REQUIRED if not (dist / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{dist} lacks {', '.join(missing)}: build the model first (make model)")
+    version = json.loads((dist / "metadata.json").read_text())["model_version"]
+    client = s3_client or boto3.client("s3")
+    keys = []
+    for name in FILES:
+        if (dist / name).is_file():
+            key = f"baselines/{version}/{name}"
+            client.upload_file(str(dist / name), bucket, key, ExtraArgs={"ServerSideEncryption": "aws:kms"})
+            keys.append(key)
+    return keys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bucket", required=True, help="the environment's artifacts bucket")
+    parser.add_argument("--dist", type=Path, default=Path("model_container/dist"))
+    args = parser.parse_args(argv)
+    try:
+        keys = publish(args.dist, args.bucket)
+    except (FileNotFoundError, ClientError, BotoCoreError, S3UploadFailedError) as error:
+        print(f"publish_baseline: {error}", file=sys.stderr)
+        return 1
+    for key in keys:
+        print(f"s3://{args.bucket}/{key}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The built-in drift job runs hourly, may read only its prefixes, alarms per feature and routes drift events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVS = ("dev", "staging", "prod")
+
+
+def drift_function(synthesized, env: str) -> dict:
+    [fn] = [
+        f["Properties"]
+        for f in synthesized.resources(env, "inference", "AWS::Lambda::Function").values()
+        if f["Properties"].get("FunctionName") == f"mlapi-{env}-drift-monitor"
+    ]
+    return fn
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_job_reads_the_endpoints_capture_and_is_a_private_image_function(synthesized, env: str) -> None:
+    fn = drift_function(synthesized, env)
+    assert fn["PackageType"] == "Image" and "VpcConfig" in fn and fn["ReservedConcurrentExecutions"] == 1
+    variables = fn["Environment"]["Variables"]
+    assert variables["ENDPOINT_NAME"] == f"mlapi-{env}-endpoint"
+    assert variables["VARIANT_NAME"] == "primary" and variables["CAPTURE_PREFIX"] == "capture"
+    assert json.loads(variables["THRESHOLDS_JSON"])["psi_alarm"] == 0.25
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_job_is_scheduled_hourly_and_drift_events_reach_the_topic(synthesized, env: str) -> None:
+    rules = [r["Properties"] for r in synthesized.resources(env, "inference", "AWS::Events::Rule").values()]
+    assert any(r.get("ScheduleExpression") == "cron(5 * * * ? *)" for r in rules)
+    [drift] = [r for r in rules if r.get("EventPattern", {}).get("source") == ["ml-platform.drift-monitor"]]
+    assert drift["EventPattern"]["detail-type"] == ["Model Drift Detected"]
+    [topic] = synthesized.resources(env, "inference", "AWS::SNS::Topic")
+    assert [t["Arn"] for t in drift["Targets"]] == [{"Ref": topic}]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_one_alarm_per_feature_plus_summary_alarms(synthesized, env: str) -> None:
+    features = [
+        f["name"] for f in json.loads((ROOT / "model_container/contract/feature_schema.json").read_text())["features"]
+    ]
+    names = {
+        a["Properties"]["AlarmName"] for a in synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()
+    }
+    assert {f"mlapi-{env}-drift-{feature}" for feature in features} <= names
+    assert {f"mlapi-{env}-drift-features", f"mlapi-{env}-drift-prediction"} <= names
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_job_writes_only_its_report_prefix(synthesized, env: str) -> None:
+    template = synthesized.templates[(env, "inference")]
+    [policy] = [
+        r["Properties"]
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::ManagedPolicy" and k.startswith("DriftJob")
+    ]
+    puts = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "s3:PutObject"]
+    assert len(puts) == 1
+    assert f"/drift-reports/mlapi-{env}-endpoint/*" in json.dumps(puts[0]["Resource"])
