@@ -9,7 +9,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_EC2_METADATA_DISABLED := true
 export CDK_DISABLE_VERSION_CHECK := true
 
-.PHONY: synth test lint model bench clean deps
+CDK_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: synth test lint model bench contracts-check clean deps
 
 deps: $(VENV)/.deps-stamp node_modules/.deps-stamp
 
@@ -36,13 +39,23 @@ model: $(MODEL_DIST)/metadata.json
 ## synth: synthesize every environment offline, run all nag packs and cfn-lint, print a summary
 synth: deps model
 	rm -rf cdk.out
-	npx cdk synth --no-notices --quiet
+	npx cdk synth --no-notices --quiet $(CDK_ARGS)
 	$(BIN)/cfn-lint
 	$(BIN)/python scripts/synth_summary.py cdk.out
 
 ## test: run the whole suite (installs what is missing first)
 test: deps model
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## contracts-check: fail if the committed API contract differs from the one generated from the feature schema
+contracts-check: deps
+	$(BIN)/python -m model_container.contract.generate --check
+
+## bench: serving container vs the Flask/gunicorn/sklearn peer (needs wrk; not part of the tests)
+bench: deps model
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	$(BIN)/pip install --quiet -r model_container/bench/requirements.txt
+	$(BIN)/python -m model_container.bench.run
 
 lint: deps
 	$(BIN)/ruff check .

@@ -7,8 +7,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ml_constructs.nag import acknowledge
-from ml_constructs.secure_bucket import REPLICATION_REASON, REPLICATION_RULES, secure_bucket
+from ml_constructs.secure_bucket import access_log_bucket, secure_bucket
 from platform_config import DataSettings
 
 
@@ -26,46 +25,9 @@ class DataStores(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.access_logs_bucket = s3.Bucket(
-            self,
-            "AccessLogs",
-            # S3 server access log delivery writes only to buckets encrypted with SSE-S3.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    expiration=Duration.days(settings.access_logs_expire_days),
-                    noncurrent_version_expiration=Duration.days(1),
-                )
-            ],
-            removal_policy=removal_policy,
+        self.access_logs_bucket = access_log_bucket(
+            self, "AccessLogs", expire_days=settings.access_logs_expire_days, removal_policy=removal_policy
         )
-        acknowledge(
-            self.access_logs_bucket,
-            (
-                "AwsSolutions-S1",
-                "HIPAA.Security-S3BucketLoggingEnabled",
-                "NIST.800.53.R5-S3BucketLoggingEnabled",
-                "PCI.DSS.321-S3BucketLoggingEnabled",
-            ),
-            "This is the access-log sink itself; logging it into itself would loop.",
-        )
-        acknowledge(
-            self.access_logs_bucket,
-            (
-                "HIPAA.Security-S3DefaultEncryptionKMS",
-                "NIST.800.53.R5-S3DefaultEncryptionKMS",
-                "PCI.DSS.321-S3DefaultEncryptionKMS",
-            ),
-            "S3 server access log delivery supports only SSE-S3 on the target bucket; it holds request "
-            "metadata, no model or customer data.",
-        )
-        acknowledge(self.access_logs_bucket, REPLICATION_RULES, REPLICATION_REASON)
-
         stack = Stack.of(self)
         # Known names let other stacks scope IAM to a bucket without a cross-stack export.
         self.capture_bucket_name = f"{prefix}-capture-{stack.account}-{stack.region}"

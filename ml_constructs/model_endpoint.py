@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Stack, Tags
+from aws_cdk import ArnFormat, IgnoreMode, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
@@ -23,8 +23,8 @@ from platform_config import EndpointSettings, ModelSource
 
 CAPTURE_PREFIX = "capture"
 VARIANT_NAME = "primary"
-# Files of model_container/ that the serving image does not need (tests, benchmark, local build output).
-IMAGE_EXCLUDES = ["dist", "bench", "**/__pycache__", "*.pyc", ".pytest_cache"]
+# The image builds from the repository root; its ignore file keeps the context to model_container/.
+DOCKER_IGNORE = Path("model_container/Dockerfile.dockerignore")
 
 
 @dataclass(frozen=True)
@@ -262,8 +262,10 @@ class ModelEndpoint(Construct):
         image = ecr_assets.DockerImageAsset(
             self,
             "ServingImage",
-            directory="model_container",
-            exclude=IMAGE_EXCLUDES,
+            directory=".",
+            file="model_container/Dockerfile",
+            exclude=_docker_ignore_patterns(),
+            ignore_mode=IgnoreMode.DOCKER,
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
         self._allow_pull(image.repository)
@@ -277,3 +279,8 @@ class ModelEndpoint(Construct):
             ),
             iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
         )
+
+
+def _docker_ignore_patterns() -> list[str]:
+    lines = (line.strip() for line in DOCKER_IGNORE.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]

@@ -38,6 +38,12 @@ def release_history_table(
         sort_key=dynamodb.Attribute(name="status_changed_at", type=dynamodb.AttributeType.STRING),
         projection_type=dynamodb.ProjectionType.ALL,
     )
+    acknowledge_pitr_backups(table)
+    return table
+
+
+def acknowledge_pitr_backups(table: dynamodb.Table) -> None:
+    """Tables here back up continuously (PITR) instead of joining an AWS Backup plan."""
     acknowledge(
         table,
         (
@@ -48,4 +54,3 @@ def release_history_table(
         "Continuous backups via point-in-time recovery (35 days) and deletion protection outside dev; "
         "AWS Backup plans are managed at the organisation level, not per application.",
     )
-    return table

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -37,6 +37,48 @@ def secure_bucket(
         server_access_logs_prefix=f"{construct_id}/",
         lifecycle_rules=lifecycle_rules,
         removal_policy=removal_policy,
+    )
+    acknowledge(bucket, REPLICATION_RULES, REPLICATION_REASON)
+    return bucket
+
+
+def access_log_bucket(
+    scope: Construct, construct_id: str, *, expire_days: int, removal_policy: RemovalPolicy
+) -> s3.Bucket:
+    """The sink of S3 server access logs: SSE-S3 (log delivery cannot use SSE-KMS), private, TLS only."""
+    bucket = s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        versioned=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+        lifecycle_rules=[
+            s3.LifecycleRule(expiration=Duration.days(expire_days), noncurrent_version_expiration=Duration.days(1))
+        ],
+        removal_policy=removal_policy,
+    )
+    acknowledge(
+        bucket,
+        (
+            "AwsSolutions-S1",
+            "HIPAA.Security-S3BucketLoggingEnabled",
+            "NIST.800.53.R5-S3BucketLoggingEnabled",
+            "PCI.DSS.321-S3BucketLoggingEnabled",
+        ),
+        "This is the access-log sink itself; logging it into itself would loop.",
+    )
+    acknowledge(
+        bucket,
+        (
+            "HIPAA.Security-S3DefaultEncryptionKMS",
+            "NIST.800.53.R5-S3DefaultEncryptionKMS",
+            "PCI.DSS.321-S3DefaultEncryptionKMS",
+        ),
+        "S3 server access log delivery supports only SSE-S3 on the target bucket; it holds request "
+        "metadata, no model or customer data.",
     )
     acknowledge(bucket, REPLICATION_RULES, REPLICATION_REASON)
     return bucket

@@ -16,6 +16,7 @@ from platform_config.settings import (
     ModelSource,
     MonitoringSettings,
     NetworkSettings,
+    PipelineSettings,
 )
 
 CONTEXT_KEY = "ml-platform"
@@ -32,7 +33,9 @@ __all__ = [
     "ModelSource",
     "MonitoringSettings",
     "NetworkSettings",
+    "PipelineSettings",
     "load_environments",
+    "load_pipeline",
 ]
 
 
@@ -49,7 +52,7 @@ def load_environments(
     """
     if not isinstance(context, Mapping):
         raise ConfigError(CONTEXT_KEY, "missing from cdk.json context")
-    allowed = {"project", "defaults", "environments"}
+    allowed = {"project", "defaults", "environments", "pipeline"}
     unknown = sorted(set(context) - allowed)
     if unknown:
         raise ConfigError(f"{CONTEXT_KEY}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
@@ -83,3 +86,17 @@ def load_environments(
             raw["region"] = default_region
         loaded.append(build(EnvironmentSettings, raw, f"{CONTEXT_KEY}.environments.{name}"))
     return loaded
+
+
+def load_pipeline(context: Any, environments: list[EnvironmentSettings]) -> PipelineSettings | None:
+    """Validate the optional `ml-platform.pipeline` section; its stages must name known environments."""
+    if not isinstance(context, Mapping) or context.get("pipeline") is None:
+        return None
+    key = f"{CONTEXT_KEY}.pipeline"
+    pipeline = build(PipelineSettings, context["pipeline"], key)
+    known = {env.name for env in environments}
+    for role in ("staging", "production"):
+        name = getattr(pipeline, role)
+        if name not in known:
+            raise ConfigError(f"{key}.{role}", f"names no environment in this synth ({', '.join(sorted(known))})")
+    return pipeline

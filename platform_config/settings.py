@@ -436,3 +436,71 @@ class MonitoringSettings:
                 "retraining_event_bus_arn",
                 "must be an EventBridge event bus ARN",
             )
+
+
+@dataclass(frozen=True)
+class PipelineSource:
+    """Where the pipeline pulls from: a CodeConnections connection (GitHub/GitLab/Bitbucket) by default."""
+
+    repository: str
+    branch: str = "main"
+    connection_arn: str | None = None
+    codecommit_repository: str | None = None
+
+    def __post_init__(self) -> None:
+        check(bool(re.fullmatch(r"[\w.-]+/[\w.-]+", self.repository)), "repository", "must be owner/name")
+        check(
+            (self.connection_arn is None) != (self.codecommit_repository is None),
+            "connection_arn",
+            "set exactly one of connection_arn and codecommit_repository",
+        )
+        if self.connection_arn is not None:
+            check(
+                bool(
+                    re.fullmatch(
+                        r"arn:aws[\w-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:"
+                        r"connection/[\w-]+",
+                        self.connection_arn,
+                    )
+                ),
+                "connection_arn",
+                "must be a CodeConnections connection ARN",
+            )
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The delivery pipeline: where it lives, its source, which environments it deploys, its gates."""
+
+    region: str
+    source: PipelineSource
+    account: str | None = None
+    staging: str = "staging"
+    production: str = "prod"
+    approval_emails: tuple[str, ...] = ()
+    model_thresholds: Mapping[str, float] = field(default_factory=lambda: {"accuracy": 0.93, "roc_auc": 0.97})
+    metric_tolerance: float = 0.01
+    load_test_requests: int = 2000
+    load_test_concurrency: int = 16
+    load_test_p99_ms: float = 500.0
+
+    def __post_init__(self) -> None:
+        check(bool(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", self.region)), "region", "is not an AWS region name")
+        if self.account is not None:
+            check(bool(re.fullmatch(r"\d{12}", self.account)), "account", "must be 12 digits")
+        for metric, threshold in self.model_thresholds.items():
+            check(
+                metric in ("accuracy", "precision", "recall", "roc_auc"),
+                f"model_thresholds.{metric}",
+                "must be one of accuracy, precision, recall, roc_auc",
+            )
+            check(0 < threshold <= 1, f"model_thresholds.{metric}", "must be in (0, 1]")
+        check(0 <= self.metric_tolerance < 0.5, "metric_tolerance", "must be in [0, 0.5)")
+        for index, email in enumerate(self.approval_emails):
+            check(bool(_EMAIL.match(email)), f"approval_emails[{index}]", f"{email!r} is not an email address")
+        check(1 <= self.load_test_concurrency <= 64, "load_test_concurrency", "must be 1..64")
+        check(
+            self.load_test_requests >= self.load_test_concurrency,
+            "load_test_requests",
+            "must be at least load_test_concurrency",
+        )

@@ -138,13 +138,13 @@ class InferenceApp:
         version = model.version
         predictions = [
             {"label": label, "probability": probability, "model_version": version}
-            for label, probability in zip(labels, probabilities.tolist(), strict=True)
+            for label, probability in zip(labels, probabilities, strict=True)
         ]
         return Response(
             200,
             orjson.dumps({"predictions": predictions}),
             rows=len(labels),
-            probability_sum=float(probabilities.sum()),
+            probability_sum=sum(probabilities),
             positives=sum(labels),
         )
 

@@ -13,6 +13,8 @@ import orjson
 
 from model_container.server.validation import FeatureValidator
 
+SMALL_BATCH = 8
+
 
 class ModelLoadError(Exception):
     """The model directory is missing, incomplete or does not match its metadata."""
@@ -28,6 +30,7 @@ class LoadedModel:
     validator: FeatureValidator
     session: ort.InferenceSession
     input_name: str
+    output_names: list[str]
 
     @classmethod
     def load(cls, model_dir: Path) -> LoadedModel:
@@ -57,6 +60,7 @@ class LoadedModel:
             FeatureValidator(metadata["feature_schema"]),
             session,
             session.get_inputs()[0].name,
+            [output.name for output in session.get_outputs()],  # ["label", "probabilities"]
         )
         model.warm_up()
         return model
@@ -67,12 +71,20 @@ class LoadedModel:
         row = [(f["training_min"] + f["training_max"]) / 2 for f in features]
         for rows in (1, 100):
             probabilities, labels = self.predict(np.array([row] * rows, dtype=np.float32))
-            if probabilities.shape != (rows,) or len(labels) != rows:
+            if len(probabilities) != rows or len(labels) != rows:
                 raise ModelLoadError("warm-up inference returned an unexpected shape")
 
-    def predict(self, features: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        """Return the probability of label 1 per row (float64, 6 decimals) and the predicted labels."""
-        labels, probabilities = self.session.run(None, {self.input_name: features})
-        # float32 -> float64 before rounding, so 0.97 prints as 0.97 and not 0.9700000286.
-        positive = np.round(probabilities[:, 1].astype(np.float64), 6)
-        return positive, labels.tolist()
+    def predict(self, features: np.ndarray) -> tuple[list[float], list[int]]:
+        """Return the probability of label 1 per row (6 decimals) and the predicted labels."""
+        # The C-level run skips the Python wrapper's per-call input checks (~5 µs of a ~30 µs request);
+        # our feed is always one float32 matrix of the declared width. warm_up() exercises it at load.
+        labels, probabilities = self._run(self.output_names, {self.input_name: features}, None)
+        # float32 -> float64, then to 6 decimals: 0.97 prints as 0.97, not 0.9700000286102295.
+        positive = probabilities[:, 1].astype(np.float64)
+        if len(positive) <= SMALL_BATCH:  # numpy's per-call overhead dominates on a few rows
+            return [round(p, 6) for p in positive.tolist()], labels.tolist()
+        return (np.rint(positive * 1e6) / 1e6).tolist(), labels.tolist()
+
+    @property
+    def _run(self) -> Any:
+        return getattr(self.session, "_sess", self.session).run

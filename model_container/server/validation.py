@@ -171,21 +171,20 @@ class FeatureValidator:
 
     # --- ranges -----------------------------------------------------------------------------
     def _checked(self, matrix: np.ndarray) -> np.ndarray:
-        # Written as "not inside" so NaN, which compares false to everything, is caught too.
+        # Comparisons with NaN are false, so "all >= minimum" also refuses NaN.
+        if (matrix >= self.minimum).all() and (matrix <= self.maximum).all():
+            return matrix.astype(np.float32)
         outside = ~((matrix >= self.minimum) & (matrix <= self.maximum))
-        if outside.any():
-            index, column = (int(i) for i in np.argwhere(outside)[0])
-            name, value = self.names[column], float(matrix[index, column])
-            if not math.isfinite(value):
-                raise bad("non_finite", f"row {index} feature {name!r} is not a finite number", row=index, field=name)
-            raise bad(
-                "out_of_range",
-                f"row {index} feature {name!r} = {value:g} is outside "
-                f"[{self.minimum[column]:g}, {self.maximum[column]:g}]",
-                row=index,
-                field=name,
-            )
-        return matrix.astype(np.float32)
+        index, column = (int(i) for i in np.argwhere(outside)[0])
+        name, value = self.names[column], float(matrix[index, column])
+        if not math.isfinite(value):
+            raise bad("non_finite", f"row {index} feature {name!r} is not a finite number", row=index, field=name)
+        raise bad(
+            "out_of_range",
+            f"row {index} feature {name!r} = {value:g} is outside [{self.minimum[column]:g}, {self.maximum[column]:g}]",
+            row=index,
+            field=name,
+        )
 
 
 def _to_float(value: int | float) -> float:

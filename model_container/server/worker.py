@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -94,6 +95,8 @@ class Worker:
     def _model_ready(self, model: LoadedModel, seconds: float) -> None:
         self.metrics.model_name, self.metrics.model_version = model.name, model.version
         self.app.model = model
+        # Everything allocated so far lives for the whole process: keep the cyclic GC from rescanning it.
+        gc.freeze()
         self.logs.write_now(
             {
                 "level": "info",

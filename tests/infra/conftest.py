@@ -50,8 +50,10 @@ def synthesized(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFa
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = App(context=cdk_context, outdir=str(outdir))
     stages = build_stages(app, default_account="123456789012", default_region=None)
-    app.synth()  # raises if any nag pack reports an unacknowledged finding
+    assembly = app.synth()  # raises if any nag pack reports an unacknowledged finding
     templates = {}
+    for stack in assembly.stacks:  # top-level stacks: the pipeline, when configured
+        templates[("pipeline", "pipeline")] = stack.template
     for stage in stages:
         assembly = stage.synth()
         for stack in assembly.stacks:

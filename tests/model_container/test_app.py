@@ -81,8 +81,9 @@ def test_model_failure_is_a_500_with_request_id_and_logged_trace(model: LoadedMo
             raise RuntimeError("onnxruntime exploded")
 
     app = InferenceApp(logs)
+    broken: object = BrokenSession()
     app.model = LoadedModel(
-        model.name, model.version, model.metadata, model.validator, BrokenSession(), model.input_name
+        model.name, model.version, model.metadata, model.validator, broken, model.input_name, model.output_names
     )  # type: ignore[arg-type]
     response = app.handle(b"POST", b"/invocations", b"text/csv", b"", csv_body(model), "req-42")
     assert response.status == 500
@@ -100,10 +101,12 @@ def test_load_refuses_missing_or_tampered_model(model_build, tmp_path: Path) -> 
         LoadedModel.load(tmp_path)
 
 
-def test_predict_matches_onnx_probabilities(model: LoadedModel) -> None:
-    rows = np.array(
-        [[(f["training_min"] + f["training_max"]) / 2 for f in model.metadata["feature_schema"]["features"]]] * 2,
-        dtype=np.float32,
-    )
-    probabilities, labels = model.predict(rows)
-    assert probabilities.dtype == np.float64 and labels == [int(p >= 0.5) for p in probabilities]
+def test_predict_rounds_the_same_for_small_and_large_batches(model: LoadedModel, holdout_rows) -> None:
+    rows = np.array(holdout_rows[:40], dtype=np.float32)
+    small = [p for start in range(0, 40, 4) for p in model.predict(rows[start : start + 4])[0]]
+    large, labels = model.predict(rows)
+    assert small == large and len(set(large)) > 10
+    assert all(isinstance(p, float) and p == round(p, 6) for p in large)
+    assert labels == [int(p >= 0.5) for p in large]
+    _, raw = model.session.run(None, {"input": rows})
+    assert np.allclose(large, raw[:, 1], atol=1e-6)

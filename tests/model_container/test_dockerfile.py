@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from model_container.build_model import MODEL_VERSION
+
 MODEL_CONTAINER = Path(__file__).resolve().parents[2] / "model_container"
 DOCKERFILE = MODEL_CONTAINER / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -29,6 +31,11 @@ def test_sagemaker_essentials() -> None:
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base)  # pinned tag
     assert text.count("FROM ") == 2 and "useradd" in text and "MODEL_SERVER_USER=model-server" in text
+
+
+def test_image_label_matches_model_version() -> None:
+    default = re.search(r"^ARG MODEL_VERSION=(\S+)$", DOCKERFILE.read_text(), re.M).group(1)  # type: ignore[union-attr]
+    assert default == MODEL_VERSION
 
 
 def test_runtime_requirements_are_exact_pins() -> None:

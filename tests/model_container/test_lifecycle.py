@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# Starts real servers; one xdist worker shares the session server.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("model_server")]
+
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop only happens when started as root")
 
 
@@ -88,3 +92,23 @@ def test_entrypoint_rejects_unknown_commands(serve_command: list[str]) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 2 and "usage: serve" in result.stderr
+
+
+@needs_root
+def test_refuses_to_serve_when_the_user_is_missing(model_build, serve_command: list[str]) -> None:
+    env = {**os.environ, "SM_MODEL_DIR": str(model_build.model_dir), "MODEL_SERVER_USER": "no-such-user-here"}
+    result = subprocess.run(
+        serve_command, capture_output=True, text=True, timeout=30, env=env, cwd=Path(__file__).resolve().parents[2]
+    )
+    assert result.returncode != 0 and "does not exist; refusing to serve as root" in result.stderr
+
+
+def test_crashed_worker_is_replaced(model_build, start_server) -> None:
+    process = start_server(model_build.model_dir, workers=1).wait_ready()
+    worker = process.events("worker_listening")[0]["pid"]
+    os.kill(worker, signal.SIGKILL)
+    exited = process.wait_for("worker_exited")[0]
+    assert exited["pid"] == worker and exited["exit_status"] == -signal.SIGKILL
+    process.wait_for("model_ready", 2)
+    assert process.request("GET", "/ping")[0] == 200
+    assert process.stop() == 0

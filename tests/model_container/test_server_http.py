@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+# Starts real servers; one xdist worker shares the session server.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("model_server")]
+
 
 def raw_exchange(port: int, payload: bytes, pause: float = 0.0, rest: bytes = b"") -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -126,6 +129,12 @@ def test_chunked_oversize_body_is_refused(server) -> None:
             sock.sendall(head + body)
         response = sock.recv(65536)
     assert response.startswith(b"HTTP/1.1 413 ")
+
+
+def test_endless_headers_are_refused(server) -> None:
+    head = b"GET /ping HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: " + b"a" * 100_000
+    response = raw_exchange(server.port, head)
+    assert response.startswith(b"HTTP/1.1 431 ")
 
 
 def test_malformed_http_is_400(server) -> None:

@@ -1,0 +1,55 @@
+"""CDK Pipelines steps that the library lacks: approvals that notify a topic, and a Lambda invoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsii
+from aws_cdk import aws_codepipeline_actions as actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import pipelines
+
+
+@jsii.implements(pipelines.ICodePipelineActionFactory)
+class NotifyingApprovalStep(pipelines.Step):
+    """A manual approval that notifies `topic` and links reviewers to the evidence."""
+
+    def __init__(self, step_id: str, *, topic: sns.ITopic, comment: str, review_url: str) -> None:
+        super().__init__(step_id)
+        self.topic, self.comment, self.review_url = topic, comment, review_url
+
+    def produce_action(self, stage: Any, options: pipelines.ProduceActionOptions) -> Any:
+        stage.add_action(
+            actions.ManualApprovalAction(
+                action_name=options.action_name,
+                run_order=options.run_order,
+                notification_topic=self.topic,
+                additional_information=self.comment,
+                external_entity_link=self.review_url,
+            )
+        )
+        return pipelines.CodePipelineActionFactoryResult(run_orders_consumed=1)
+
+
+@jsii.implements(pipelines.ICodePipelineActionFactory)
+class LambdaInvokeStep(pipelines.Step):
+    """Invokes `function` with the synth output as input artifact and JSON `user_parameters`."""
+
+    def __init__(
+        self, step_id: str, *, function: lambda_.IFunction, input: pipelines.FileSet, user_parameters: dict[str, Any]
+    ) -> None:
+        super().__init__(step_id)
+        self.function, self.input_files, self.user_parameters = function, input, user_parameters
+
+    def produce_action(self, stage: Any, options: pipelines.ProduceActionOptions) -> Any:
+        stage.add_action(
+            actions.LambdaInvokeAction(
+                action_name=options.action_name,
+                run_order=options.run_order,
+                lambda_=self.function,
+                inputs=[options.artifacts.to_code_pipeline(self.input_files)],
+                user_parameters=self.user_parameters,
+            )
+        )
+        return pipelines.CodePipelineActionFactoryResult(run_orders_consumed=1)

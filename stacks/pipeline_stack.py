@@ -1,0 +1,40 @@
+"""The delivery pipeline, deployed once to the tooling account; it then deploys staging and prod itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from constructs import Construct
+
+from ml_constructs.delivery_pipeline import DeliveryPipeline
+from platform_config import EnvironmentSettings, PipelineSettings
+from stacks.platform_stage import PlatformStage
+
+
+class PipelineStack(Stack):
+    """Self-mutating pipeline whose stages are the same PlatformStage the app synthesizes directly."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: PipelineSettings,
+        project: str,
+        staging: EnvironmentSettings,
+        production: EnvironmentSettings,
+        commit: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.delivery = DeliveryPipeline(
+            self,
+            "Delivery",
+            prefix=f"{project}-pipeline",
+            settings=settings,
+            staging=PlatformStage(self, staging.name, settings=staging, commit=commit),
+            production=PlatformStage(self, production.name, settings=production, commit=commit),
+            staging_prefix=staging.resource_prefix(),
+            production_prefix=production.resource_prefix(),
+        )
