@@ -17,7 +17,7 @@ from constructs import Construct
 
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.pipeline_steps import LambdaInvokeStep, NotifyingApprovalStep
-from ml_constructs.platform_function import PlatformFunction
+from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.platform_keys import PlatformKeys
 from ml_constructs.release_history_table import acknowledge_pitr_backups
 from ml_constructs.secure_bucket import access_log_bucket, secure_bucket
@@ -265,13 +265,15 @@ class DeliveryPipeline(Construct):
             code=lambda_.Code.from_asset("lambda_src/change_classifier"),
             handler="change_classifier.handler.handler",
             environment={"POWERTOOLS_SERVICE_NAME": "change-classifier"},
-            network=None,
-            subnets=None,
-            security_group=None,
-            data_key=key,
-            logs_key=logs_key,
-            log_retention_days=365,
-            removal_policy=RemovalPolicy.RETAIN,
+            placement=FunctionPlacement(
+                vpc=None,
+                subnets=None,
+                security_group=None,
+                data_key=key,
+                logs_key=logs_key,
+                log_retention_days=365,
+                removal_policy=RemovalPolicy.RETAIN,
+            ),
             reserved_concurrency=1,
             timeout_seconds=120,
         )

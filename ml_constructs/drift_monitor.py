@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_constructs.nag import acknowledge, wildcard_finding
-from ml_constructs.platform_function import PlatformFunction
+from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from platform_config import MonitoringSettings
 
 CODE_DIR = "lambda_src/drift_monitor"
@@ -46,13 +44,7 @@ class DriftMonitor(Construct):
         artifacts_bucket_name: str,
         reports_bucket_name: str,
         topic: sns.ITopic,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        security_group: ec2.ISecurityGroup,
-        data_key: kms.IKey,
-        logs_key: kms.IKey,
-        log_retention_days: int,
-        removal_policy: RemovalPolicy,
+        placement: FunctionPlacement,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -89,13 +81,7 @@ class DriftMonitor(Construct):
             handler=lambda_.Handler.FROM_IMAGE,
             runtime=lambda_.Runtime.FROM_IMAGE,
             environment=environment,
-            network=vpc,
-            subnets=subnets,
-            security_group=security_group,
-            data_key=data_key,
-            logs_key=logs_key,
-            log_retention_days=log_retention_days,
-            removal_policy=removal_policy,
+            placement=placement,
             reserved_concurrency=1,
             timeout_seconds=900,
             memory_size=2048,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -17,6 +18,19 @@ from ml_constructs.encrypted_logs import encrypted_log_group
 from ml_constructs.nag import acknowledge, wildcard_finding
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
+
+
+@dataclass(frozen=True)
+class FunctionPlacement:
+    """Where a stack's platform Lambdas run and how their logs, queues and data are protected."""
+
+    vpc: ec2.IVpc | None
+    subnets: ec2.SubnetSelection | None
+    security_group: ec2.ISecurityGroup | None
+    data_key: kms.IKey
+    logs_key: kms.IKey
+    log_retention_days: int
+    removal_policy: RemovalPolicy
 
 
 class PlatformFunction(Construct):
@@ -36,13 +50,7 @@ class PlatformFunction(Construct):
         handler: str,
         runtime: lambda_.Runtime = RUNTIME,
         environment: Mapping[str, str],
-        network: ec2.IVpc | None,
-        subnets: ec2.SubnetSelection | None,
-        security_group: ec2.ISecurityGroup | None,
-        data_key: kms.IKey,
-        logs_key: kms.IKey,
-        log_retention_days: int,
-        removal_policy: RemovalPolicy,
+        placement: FunctionPlacement,
         reserved_concurrency: int,
         timeout_seconds: int = 60,
         memory_size: int = 256,
@@ -51,11 +59,12 @@ class PlatformFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        data_key, logs_key, removal_policy = placement.data_key, placement.logs_key, placement.removal_policy
         log_group = encrypted_log_group(
             self,
             "Logs",
             key=logs_key,
-            retention_days=log_retention_days,
+            retention_days=placement.log_retention_days,
             removal_policy=removal_policy,
             log_group_name=f"/aws/lambda/{function_name}",
         )
@@ -110,9 +119,9 @@ class PlatformFunction(Construct):
             environment=dict(environment),
             # An immutable view: the L2 must not add an inline policy; `policy` holds every permission.
             role=role.without_policy_updates(),
-            vpc=network,
-            vpc_subnets=subnets,
-            security_groups=[security_group] if security_group else None,
+            vpc=placement.vpc,
+            vpc_subnets=placement.subnets,
+            security_groups=[placement.security_group] if placement.security_group else None,
             tracing=lambda_.Tracing.ACTIVE,
             logging_format=lambda_.LoggingFormat.JSON,
             log_group=log_group,
@@ -134,7 +143,7 @@ class PlatformFunction(Construct):
             "ENI management for VPC Lambdas and X-Ray PutTraceSegments support no resource scoping; log "
             "streams are created by Lambda under this function's own log group.",
         )
-        if network is None:
+        if placement.vpc is None:
             acknowledge(
                 self.function,
                 ("HIPAA.Security-LambdaInsideVPC", "NIST.800.53.R5-LambdaInsideVPC", "PCI.DSS.321-LambdaInsideVPC"),

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_constructs.nag import acknowledge, wildcard_finding
-from ml_constructs.platform_function import PlatformFunction
+from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.release_history_table import STATUS_INDEX
 from platform_config import DeploymentSettings
 
@@ -36,15 +34,9 @@ class ReleaseSafety(Construct):
         table_name: str,
         guard_alarms: list[cloudwatch.Alarm],
         topic: sns.ITopic,
+        placement: FunctionPlacement,
         settings: DeploymentSettings,
         powertools_layer_arn: str,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        security_group: ec2.ISecurityGroup,
-        data_key: kms.IKey,
-        logs_key: kms.IKey,
-        log_retention_days: int,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -68,13 +60,7 @@ class ReleaseSafety(Construct):
                 code=lambda_.Code.from_asset(CODE_DIR),
                 handler=handler,
                 environment={**common, "POWERTOOLS_SERVICE_NAME": f"release-{name}", **environment},
-                network=vpc,
-                subnets=subnets,
-                security_group=security_group,
-                data_key=data_key,
-                logs_key=logs_key,
-                log_retention_days=log_retention_days,
-                removal_policy=removal_policy,
+                placement=placement,
                 reserved_concurrency=concurrency,
                 layers=[layer],
                 retry_attempts=retries,
@@ -131,7 +117,9 @@ class ReleaseSafety(Construct):
                     resources=[endpoint_arn, config_arns, model_arns],
                 ),
                 iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
-                iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[logs_key.key_arn]),
+                iam.PolicyStatement(
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[placement.logs_key.key_arn]
+                ),
             )
         self.recorder.policy.add_statements(
             iam.PolicyStatement(

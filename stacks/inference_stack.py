@@ -15,6 +15,7 @@ from ml_constructs.drift_monitor import DriftMonitor
 from ml_constructs.endpoint_alarms import EndpointAlarms
 from ml_constructs.endpoint_autoscaling import EndpointAutoscaling
 from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint, ModelRelease
+from ml_constructs.platform_function import FunctionPlacement
 from ml_constructs.prediction_api import STAGE_NAME, PredictionApi
 from ml_constructs.private_network import PrivateNetwork
 from ml_constructs.release_safety import ReleaseSafety
@@ -102,6 +103,15 @@ class InferenceStack(Stack):
             removal_policy=removal_policy,
         )
         self.api.node.add_dependency(self.model_endpoint.endpoint)
+        placement = FunctionPlacement(
+            vpc=network.vpc,
+            subnets=network.inference_subnets,
+            security_group=network.endpoint_security_group,
+            data_key=data_key,
+            logs_key=logs_key,
+            log_retention_days=settings.data.log_retention_days,
+            removal_policy=removal_policy,
+        )
         self.release_safety = ReleaseSafety(
             self,
             "Releases",
@@ -112,13 +122,7 @@ class InferenceStack(Stack):
             topic=self.alarms.topic,
             settings=settings.deployment,
             powertools_layer_arn=settings.lambdas.powertools_layer_arn(settings.region),
-            vpc=network.vpc,
-            subnets=network.inference_subnets,
-            security_group=network.endpoint_security_group,
-            data_key=data_key,
-            logs_key=logs_key,
-            log_retention_days=settings.data.log_retention_days,
-            removal_policy=removal_policy,
+            placement=placement,
         )
         self.drift = DriftMonitor(
             self,
@@ -133,13 +137,7 @@ class InferenceStack(Stack):
             artifacts_bucket_name=artifacts_bucket_name,
             reports_bucket_name=reports_bucket_name,
             topic=self.alarms.topic,
-            vpc=network.vpc,
-            subnets=network.inference_subnets,
-            security_group=network.endpoint_security_group,
-            data_key=data_key,
-            logs_key=logs_key,
-            log_retention_days=settings.data.log_retention_days,
-            removal_policy=removal_policy,
+            placement=placement,
         )
         self.firewall = ApiFirewall(
             self,
