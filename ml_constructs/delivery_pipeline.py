@@ -15,6 +15,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.pipeline_steps import LambdaInvokeStep, NotifyingApprovalStep
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
@@ -41,6 +42,7 @@ class DeliveryPipeline(Construct):
         production: Stage,
         staging_prefix: str,
         production_prefix: str,
+        production_artifacts_bucket: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -86,6 +88,10 @@ class DeliveryPipeline(Construct):
             ),
         )
 
+        self.baselines_arn = f"arn:{stack.partition}:s3:::{production_artifacts_bucket}/baselines/*"
+        releases_table = (
+            f"arn:{stack.partition}:dynamodb:{stack.region}:{stack.account}:table/{production_prefix}-releases"
+        )
         thresholds = ",".join(f"{k}={v}" for k, v in settings.model_thresholds.items())
         checks = self.pipeline.add_wave("Checks")
         checks.add_pre(
@@ -96,11 +102,26 @@ class DeliveryPipeline(Construct):
                 source,
                 [
                     "make model",
-                    ".venv/bin/python scripts/model_gate.py --dist model_container/dist "
+                    "mkdir -p reports",
+                    ".venv/bin/python -m scripts.model_gate --dist model_container/dist "
                     f"--thresholds-kv '{thresholds}' --tolerance {settings.metric_tolerance} "
                     f"--endpoint {production_prefix}-endpoint --table {production_prefix}-releases "
-                    "--report reports/model-gate.json",
+                    f"--artifacts-bucket {production_artifacts_bucket} --report reports/model-gate.json",
                     ".venv/bin/pytest tests/model_container -q",
+                ],
+                policy=[
+                    # The live model's metrics: its release record and its published baseline.
+                    iam.PolicyStatement(
+                        actions=["dynamodb:Query"],
+                        resources=[
+                            f"{releases_table}",
+                            f"{releases_table}/index/status-index",
+                        ],
+                    ),
+                    iam.PolicyStatement(
+                        actions=["s3:GetObject"],
+                        resources=[self.baselines_arn],
+                    ),
                 ],
             ),
         )
@@ -109,13 +130,16 @@ class DeliveryPipeline(Construct):
             "KEY=$(aws apigateway get-api-keys --name-query {p}-api-standard --include-values "
             "--query 'items[0].value' --output text)"
         )
-        staging_api = f"https://$API_ID.execute-api.{stack.region}.amazonaws.com/v1/v1/predict"
+        # $API_ID is looked up per environment in each step before the URL is used.
+        api_url = f"https://$API_ID.execute-api.{stack.region}.amazonaws.com/v1/v1/predict"
+        guard_alarms = ",".join(f"{staging_prefix}-{name}" for name in ROLLBACK_ALARMS)
         bake_check = self._step(
             "NoAlarmDuringBake",
             source,
             [
                 "make deps",
-                f".venv/bin/python scripts/bake_check.py --alarm-prefix {staging_prefix}- --minutes 30",
+                # CloudFormation returns once the blue/green bake has ended: look back over it.
+                f".venv/bin/python -m scripts.bake_check --alarms {guard_alarms} --minutes 30",
             ],
             aws_read_only=True,
         )
@@ -127,7 +151,7 @@ class DeliveryPipeline(Construct):
                 "API_ID=$(aws apigateway get-rest-apis --query \"items[?name=='" + staging_prefix + "-api'].id\" "
                 "--output text)",
                 api_key_lookup.format(p=staging_prefix),
-                f".venv/bin/python scripts/smoke_test.py --url {staging_api} --api-key $KEY "
+                f".venv/bin/python -m scripts.smoke_test --url {api_url} --api-key $KEY "
                 f"--requests {settings.load_test_requests} --concurrency {settings.load_test_concurrency} "
                 f"--p99-ms {settings.load_test_p99_ms}",
             ],
@@ -168,6 +192,8 @@ class DeliveryPipeline(Construct):
                     f"{production_prefix}-network",
                 ],
                 "audit_table": self.audit_table.table_name,
+                # This app synthesizes prod twice (directly and in the pipeline); compare the pipeline's copy.
+                "assembly": f"assembly-{stack.node.id}-{production.stage_name}",
             },
         )
         self.pipeline.add_stage(
@@ -184,7 +210,7 @@ class DeliveryPipeline(Construct):
                         + "-api'].id\" "
                         "--output text)",
                         api_key_lookup.format(p=production_prefix),
-                        f".venv/bin/python scripts/smoke_test.py --url {staging_api} --api-key $KEY --requests 50 "
+                        f".venv/bin/python -m scripts.smoke_test --url {api_url} --api-key $KEY --requests 50 "
                         "--concurrency 2",
                     ],
                     aws_read_only=True,
@@ -204,12 +230,13 @@ class DeliveryPipeline(Construct):
         *,
         reports: bool = False,
         aws_read_only: bool = False,
+        policy: list[iam.PolicyStatement] | None = None,
     ) -> pipelines.CodeBuildStep:
-        policy = []
+        policy = list(policy or [])
         if aws_read_only:
             # Smoke tests look up the API's id and key; the bake check reads alarm state and history.
             region = Stack.of(self).region
-            policy = [
+            policy += [
                 iam.PolicyStatement(
                     actions=["apigateway:GET"],
                     resources=[f"arn:aws:apigateway:{region}::/restapis", f"arn:aws:apigateway:{region}::/apikeys"],
@@ -298,7 +325,9 @@ class DeliveryPipeline(Construct):
                     for name in ("inference", "data", "network")
                 ],
             ),
-            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[self.audit_table.table_arn]),
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[self.audit_table.table_arn]
+            ),
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[artifacts.arn_for_objects("*")]),
         )
         acknowledge(
@@ -341,6 +370,8 @@ class DeliveryPipeline(Construct):
             ),
             "AwsSolutions-IAM5[Resource::*]",
             wildcard_finding(stack, f"arn:*:iam::{stack.account}:role/*"),
+            # The model gate reads published baselines (one folder per model version) of production.
+            wildcard_finding(stack, self.baselines_arn),
             f"AwsSolutions-IAM5[Resource::<{_logical_id(self.artifacts)}.Arn>/*]",
             f"AwsSolutions-IAM5[Resource::<{_logical_id(self.classifier.function)}.Arn>:*]",
             wildcard_finding(

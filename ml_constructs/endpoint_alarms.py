@@ -13,6 +13,8 @@ from constructs import Construct
 from platform_config import AlarmSettings
 
 CONTAINER_NAMESPACE = "MlApi/ModelServer"
+# The alarms that must stay OK while a new model takes traffic; named `{prefix}-{name}`.
+ROLLBACK_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate")
 
 
 class EndpointAlarms(Construct):
@@ -127,7 +129,7 @@ class EndpointAlarms(Construct):
         self.alarms["instances-at-max"] = self._instances_at_max(prefix, endpoint_dims, max_instances, period)
         self.alarms["instances-at-max"].add_alarm_action(action)
         # The alarms that must stay OK while a new model takes traffic (SageMaker rolls back otherwise).
-        self.rollback_alarms = [self.alarms[n] for n in ("endpoint-5xx", "model-latency-p99", "container-error-rate")]
+        self.rollback_alarms = [self.alarms[name] for name in ROLLBACK_ALARMS]
         self.dashboard = self._dashboard(prefix, api, sagemaker, host, container_errors, container_dims)
 
     def _instances_at_max(

@@ -37,4 +37,8 @@ class PipelineStack(Stack):
             production=PlatformStage(self, production.name, settings=production, commit=commit),
             staging_prefix=staging.resource_prefix(),
             production_prefix=production.resource_prefix(),
+            # The name DataStores gives it; prod defaults to the pipeline's own account.
+            production_artifacts_bucket=(
+                f"{production.resource_prefix()}-artifacts-{production.account or self.account}-{production.region}"
+            ),
         )

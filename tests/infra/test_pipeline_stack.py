@@ -1,0 +1,92 @@
+"""The delivery pipeline: stage order, gates, approvals with notifications, and scoped roles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def pipeline(synthesized) -> dict:
+    [resource] = synthesized.resources("pipeline", "pipeline", "AWS::CodePipeline::Pipeline").values()
+    return resource["Properties"]
+
+
+def actions(pipeline: dict, stage: str) -> dict[str, dict]:
+    [found] = [s for s in pipeline["Stages"] if s["Name"] == stage]
+    return {a["Name"]: a for a in found["Actions"]}
+
+
+def buildspec(synthesized, action: dict) -> str:
+    projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project")
+    return projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]["Source"]["BuildSpec"]
+
+
+def test_stages_run_checks_then_staging_then_approvals_then_production(pipeline) -> None:
+    names = [s["Name"] for s in pipeline["Stages"]]
+    assert names[:3] == ["Source", "Build", "UpdatePipeline"]
+    assert names.index("Checks") < names.index("staging") < names.index("prod") == len(names) - 1
+    prod = actions(pipeline, "prod")
+    first_deploy = min(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
+    for gate in ("ModelApproval", "OperationsApproval", "ChangeClassifier"):
+        assert prod[gate]["RunOrder"] < first_deploy
+    assert prod["VerifyProduction"]["RunOrder"] > max(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
+
+
+def test_source_is_a_codeconnections_push_trigger(pipeline, cdk_context) -> None:
+    [source] = actions(pipeline, "Source").values()
+    config = cdk_context["ml-platform"]["pipeline"]["source"]
+    assert source["Configuration"]["ConnectionArn"] == config["connection_arn"]
+    assert source["Configuration"]["FullRepositoryId"] == config["repository"]
+    assert source["Configuration"]["BranchName"] == config["branch"]
+
+
+def test_build_specs_run_the_readme_commands(synthesized, pipeline) -> None:
+    assert "make synth" in buildspec(synthesized, actions(pipeline, "Build")["Synth"])
+    checks = actions(pipeline, "Checks")
+    assert set(checks) == {"UnitTests", "SecurityScans", "ModelGate"}
+    assert "make test" in buildspec(synthesized, checks["UnitTests"])
+    assert "JUNITXML" in buildspec(synthesized, checks["UnitTests"])
+    assert "-m scripts.model_gate" in buildspec(synthesized, checks["ModelGate"])
+    assert "make security-report" in buildspec(synthesized, checks["SecurityScans"])
+
+
+def test_staging_is_tested_after_deploy_and_bake_is_checked_before_load(synthesized, pipeline) -> None:
+    staging = actions(pipeline, "staging")
+    last_deploy = max(a["RunOrder"] for n, a in staging.items() if n.endswith(".Deploy"))
+    assert last_deploy < staging["NoAlarmDuringBake"]["RunOrder"] < staging["SmokeAndLoadTests"]["RunOrder"]
+    assert "-m scripts.smoke_test" in buildspec(synthesized, staging["SmokeAndLoadTests"])
+
+
+def test_approvals_notify_the_topic_with_a_link(synthesized, pipeline) -> None:
+    [topic] = synthesized.resources("pipeline", "pipeline", "AWS::SNS::Topic")
+    prod = actions(pipeline, "prod")
+    for name in ("ModelApproval", "OperationsApproval"):
+        configuration = prod[name]["Configuration"]
+        assert configuration["NotificationArn"] == {"Ref": topic}
+        assert configuration["ExternalEntityLink"].startswith("https://")
+    # The audit table's name is a reference, so the parameters are a Fn::Join around JSON text.
+    classifier = json.dumps(prod["ChangeClassifier"]["Configuration"]["UserParameters"])
+    assert '\\"approval_actions\\":[\\"ModelApproval\\",\\"OperationsApproval\\"]' in classifier
+    assert "mlapi-prod-inference" in classifier
+
+
+def test_classifier_may_approve_only_in_this_pipeline(synthesized) -> None:
+    template = synthesized.templates[("pipeline", "pipeline")]
+    [policy] = [
+        r["Properties"]
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::ManagedPolicy" and k.startswith("DeliveryClassifierPolicy")
+    ]
+    statements = policy["PolicyDocument"]["Statement"]
+    [approve] = [s for s in statements if "codepipeline:PutApprovalResult" in s["Action"]]
+    assert "mlapi-pipeline-delivery" in json.dumps(approve["Resource"])
+    assert not any("sagemaker" in json.dumps(s["Action"]) for s in statements)
+
+
+def test_artifacts_are_encrypted_and_tls_only(synthesized) -> None:
+    buckets = synthesized.resources("pipeline", "pipeline", "AWS::S3::Bucket")
+    [artifacts] = [b for k, b in buckets.items() if k.startswith("DeliveryArtifacts") and "Logs" not in k]
+    rule = artifacts["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
