@@ -12,7 +12,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 CDK_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: synth test lint model bench contracts-check clean deps
+.PHONY: synth test lint model bench contracts-check security-report clean deps
 
 deps: $(VENV)/.deps-stamp node_modules/.deps-stamp
 
@@ -21,6 +21,12 @@ $(VENV)/.deps-stamp: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# checkov pins boto3/botocore/packaging far below ours, so it lives in a venv of its own.
+CHECKOV_VENV := $(VENV)/tools/checkov
+$(CHECKOV_VENV)/bin/checkov: $(VENV)/.deps-stamp
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
 
 node_modules/.deps-stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -44,8 +50,14 @@ synth: deps model
 	$(BIN)/python scripts/synth_summary.py cdk.out
 
 ## test: run the whole suite (installs what is missing first)
-test: deps model
+test: deps model $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## security-report: synth, then nag/checkov/cfn-lint/IAM/encryption/logs/network review into reports/
+security-report: deps model $(CHECKOV_VENV)/bin/checkov
+	rm -rf cdk.out
+	npx cdk synth --no-notices --quiet $(CDK_ARGS)
+	$(BIN)/python scripts/security_report.py --cloud-assembly cdk.out --out reports
 
 ## contracts-check: fail if the committed API contract differs from the one generated from the feature schema
 contracts-check: deps

@@ -46,6 +46,7 @@ class DeliveryPipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        self.alarm_readers: list[str] = []
         keys = PlatformKeys(self, "Keys", prefix=prefix, removal_policy=RemovalPolicy.RETAIN)
         key = keys.data_key
         artifacts = self._artifact_bucket(key)
@@ -141,7 +142,7 @@ class DeliveryPipeline(Construct):
                 # CloudFormation returns once the blue/green bake has ended: look back over it.
                 f".venv/bin/python -m scripts.bake_check --alarms {guard_alarms} --minutes 30",
             ],
-            aws_read_only=True,
+            policy=self._alarm_reader(staging_prefix),
         )
         smoke_tests = self._step(
             "SmokeAndLoadTests",
@@ -155,7 +156,7 @@ class DeliveryPipeline(Construct):
                 f"--requests {settings.load_test_requests} --concurrency {settings.load_test_concurrency} "
                 f"--p99-ms {settings.load_test_p99_ms}",
             ],
-            aws_read_only=True,
+            policy=self._api_reader(),
         )
         # The bake check first: the smoke tests send invalid requests on purpose, which move the 4xx alarm.
         smoke_tests.add_step_dependency(bake_check)
@@ -213,7 +214,7 @@ class DeliveryPipeline(Construct):
                         f".venv/bin/python -m scripts.smoke_test --url {api_url} --api-key $KEY --requests 50 "
                         "--concurrency 2",
                     ],
-                    aws_read_only=True,
+                    policy=self._api_reader(),
                 ),
             ],
         )
@@ -229,22 +230,9 @@ class DeliveryPipeline(Construct):
         commands: list[str],
         *,
         reports: bool = False,
-        aws_read_only: bool = False,
         policy: list[iam.PolicyStatement] | None = None,
     ) -> pipelines.CodeBuildStep:
         policy = list(policy or [])
-        if aws_read_only:
-            # Smoke tests look up the API's id and key; the bake check reads alarm state and history.
-            region = Stack.of(self).region
-            policy += [
-                iam.PolicyStatement(
-                    actions=["apigateway:GET"],
-                    resources=[f"arn:aws:apigateway:{region}::/restapis", f"arn:aws:apigateway:{region}::/apikeys"],
-                ),
-                iam.PolicyStatement(
-                    actions=["cloudwatch:DescribeAlarms", "cloudwatch:DescribeAlarmHistory"], resources=["*"]
-                ),
-            ]
         return pipelines.CodeBuildStep(
             step_id,
             input=source,
@@ -256,6 +244,27 @@ class DeliveryPipeline(Construct):
             if reports
             else None,
         )
+
+    def _api_reader(self) -> list[iam.PolicyStatement]:
+        """Smoke tests look up the API's id and key by name."""
+        region = Stack.of(self).region
+        return [
+            iam.PolicyStatement(
+                actions=["apigateway:GET"],
+                resources=[f"arn:aws:apigateway:{region}::/restapis", f"arn:aws:apigateway:{region}::/apikeys"],
+            )
+        ]
+
+    def _alarm_reader(self, prefix: str) -> list[iam.PolicyStatement]:
+        """The bake check reads the state and history of one environment's alarms."""
+        stack = Stack.of(self)
+        alarms = f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:{prefix}-*"
+        self.alarm_readers.append(alarms)
+        return [
+            iam.PolicyStatement(
+                actions=["cloudwatch:DescribeAlarms", "cloudwatch:DescribeAlarmHistory"], resources=[alarms]
+            )
+        ]
 
     def _source(self, settings: PipelineSettings) -> pipelines.CodePipelineSource:
         source = settings.source
@@ -372,6 +381,8 @@ class DeliveryPipeline(Construct):
             wildcard_finding(stack, f"arn:*:iam::{stack.account}:role/*"),
             # The model gate reads published baselines (one folder per model version) of production.
             wildcard_finding(stack, self.baselines_arn),
+            # The bake check reads one environment's alarms, all named after it.
+            *(wildcard_finding(stack, alarms) for alarms in self.alarm_readers),
             f"AwsSolutions-IAM5[Resource::<{_logical_id(self.artifacts)}.Arn>/*]",
             f"AwsSolutions-IAM5[Resource::<{_logical_id(self.classifier.function)}.Arn>:*]",
             wildcard_finding(

@@ -26,10 +26,14 @@ def add_rule_packs(app: App) -> None:
     """
     for pack in RULE_PACKS:
         Validations.of(app).add_plugins(pack(app, verbose=True))
-    # Aspects added to the app do not reach into nested stages, so each stage gets the writer itself.
-    for child in app.node.children:
-        if isinstance(child, Stage):
-            Aspects.of(child).add(WriteNagSuppressionsToCloudFormationAspect())
+    # The pipeline stack's acknowledgements stay in its metadata only: copied onto each of its resources they
+    # would push its template past CloudFormation's 1 MB limit.
+
+
+def record_acknowledgements_in_templates(scope: Stage) -> None:
+    """Copy acknowledgements into template metadata. Aspects do not cross into nested stages, and CDK
+    Pipelines synthesizes its stages when they are added, so every stage calls this in its constructor."""
+    Aspects.of(scope).add(WriteNagSuppressionsToCloudFormationAspect())
 
 
 def acknowledge(construct: IConstruct, rule_ids: Iterable[str], reason: str) -> None:

@@ -117,6 +117,7 @@ class PlatformFunction(Construct):
             code=code,
             handler=handler,
             environment=dict(environment),
+            environment_encryption=data_key,
             # An immutable view: the L2 must not add an inline policy; `policy` holds every permission.
             role=role.without_policy_updates(),
             vpc=placement.vpc,

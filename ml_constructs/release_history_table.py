@@ -49,7 +49,6 @@ def acknowledge_pitr_backups(table: dynamodb.Table) -> None:
         (
             "HIPAA.Security-DynamoDBInBackupPlan",
             "NIST.800.53.R5-DynamoDBInBackupPlan",
-            "PCI.DSS.321-DynamoDBInBackupPlan",
         ),
         "Continuous backups via point-in-time recovery (35 days) and deletion protection outside dev; "
         "AWS Backup plans are managed at the organisation level, not per application.",

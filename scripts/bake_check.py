@@ -23,7 +23,7 @@ def describe_alarms(cloudwatch: Any, names: list[str] | None, prefix: str | None
     """{alarm name: current state} of the named alarms, or of every alarm under the prefix."""
     states: dict[str, str] = {}
     paginator = cloudwatch.get_paginator("describe_alarms")
-    batches = [names[i:i + 100] for i in range(0, len(names), 100)] if names else [None]
+    batches = [names[i : i + 100] for i in range(0, len(names), 100)] if names else [None]
     for batch in batches:
         query = {"AlarmNames": batch} if batch else {"AlarmNamePrefix": prefix}
         for page in paginator.paginate(AlarmTypes=ALARM_TYPES, **query):
@@ -36,8 +36,9 @@ def alarm_transitions(cloudwatch: Any, name: str, since: datetime, until: dateti
     """The alarm's state updates into ALARM between `since` and `until`."""
     fired = []
     paginator = cloudwatch.get_paginator("describe_alarm_history")
-    for page in paginator.paginate(AlarmName=name, AlarmTypes=ALARM_TYPES, HistoryItemType="StateUpdate",
-                                   StartDate=since, EndDate=until):
+    for page in paginator.paginate(
+        AlarmName=name, AlarmTypes=ALARM_TYPES, HistoryItemType="StateUpdate", StartDate=since, EndDate=until
+    ):
         for item in page.get("AlarmHistoryItems", []):
             new_state = json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue")
             if new_state == "ALARM":
@@ -45,8 +46,9 @@ def alarm_transitions(cloudwatch: Any, name: str, since: datetime, until: dateti
     return fired
 
 
-def check(cloudwatch: Any, *, names: list[str] | None, prefix: str | None, since: datetime,
-          now: datetime) -> dict[str, Any]:
+def check(
+    cloudwatch: Any, *, names: list[str] | None, prefix: str | None, since: datetime, now: datetime
+) -> dict[str, Any]:
     states = describe_alarms(cloudwatch, names, prefix)
     failures = [f"alarm {name} does not exist" for name in (names or []) if name not in states]
     if not states and prefix:
@@ -58,10 +60,17 @@ def check(cloudwatch: Any, *, names: list[str] | None, prefix: str | None, since
         if state == "ALARM":
             failures.append(f"alarm {name} is in ALARM now")
         if fired:
-            failures.append(f"alarm {name} went to ALARM {len(fired)} time(s) since {since.isoformat()}, "
-                            f"first at {min(f['at'] for f in fired)}")
-    return {"passed": not failures, "since": since.isoformat(), "until": now.isoformat(), "alarms": alarms,
-            "failures": failures}
+            failures.append(
+                f"alarm {name} went to ALARM {len(fired)} time(s) since {since.isoformat()}, "
+                f"first at {min(f['at'] for f in fired)}"
+            )
+    return {
+        "passed": not failures,
+        "since": since.isoformat(),
+        "until": now.isoformat(),
+        "alarms": alarms,
+        "failures": failures,
+    }
 
 
 def parse_since(text: str) -> datetime:

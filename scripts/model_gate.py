@@ -49,8 +49,13 @@ def evaluate(dist: Path) -> tuple[dict[str, Any], dict[str, float]]:
     width = session.get_inputs()[0].shape[1]
     if isinstance(width, int) and features.shape[1] != width:
         raise GateInputError(f"holdout.csv has {features.shape[1]} features, the model expects {width}")
-    outputs = dict(zip([o.name for o in session.get_outputs()],
-                       session.run(None, {session.get_inputs()[0].name: features}), strict=True))
+    outputs = dict(
+        zip(
+            [o.name for o in session.get_outputs()],
+            session.run(None, {session.get_inputs()[0].name: features}),
+            strict=True,
+        )
+    )
     predicted, positive = outputs["label"], outputs["probabilities"][:, 1].astype(np.float64)
     metrics = {
         "accuracy": float(accuracy_score(labels, predicted)),
@@ -61,14 +66,20 @@ def evaluate(dist: Path) -> tuple[dict[str, Any], dict[str, float]]:
     return metadata, {name: round(value, 6) for name, value in metrics.items()}
 
 
-def check_metrics(metrics: dict[str, float], thresholds: dict[str, float], live: dict[str, float] | None,
-                  tolerance: float) -> list[str]:
-    failures = [f"{name} {metrics[name]:.6f} is under its threshold {minimum}"
-                for name, minimum in thresholds.items() if metrics[name] < minimum]
+def check_metrics(
+    metrics: dict[str, float], thresholds: dict[str, float], live: dict[str, float] | None, tolerance: float
+) -> list[str]:
+    failures = [
+        f"{name} {metrics[name]:.6f} is under its threshold {minimum}"
+        for name, minimum in thresholds.items()
+        if metrics[name] < minimum
+    ]
     for name in METRICS:
         if live and name in live and metrics[name] < float(live[name]) - tolerance:
-            failures.append(f"{name} {metrics[name]:.6f} is worse than the live model's {float(live[name]):.6f} "
-                            f"by more than the tolerance {tolerance}")
+            failures.append(
+                f"{name} {metrics[name]:.6f} is worse than the live model's {float(live[name]):.6f} "
+                f"by more than the tolerance {tolerance}"
+            )
     return failures
 
 
@@ -76,8 +87,12 @@ def check_metrics(metrics: dict[str, float], thresholds: dict[str, float], live:
 def live_from_file(path: Path) -> dict[str, Any]:
     try:
         metadata = json.loads(path.read_text())
-        return {"source": str(path), "model_version": metadata.get("model_version"),
-                "content_sha256": metadata.get("content_sha256"), "metrics": metadata["holdout_metrics"]}
+        return {
+            "source": str(path),
+            "model_version": metadata.get("model_version"),
+            "content_sha256": metadata.get("content_sha256"),
+            "metrics": metadata["holdout_metrics"],
+        }
     except (OSError, ValueError, KeyError) as error:
         raise GateInputError(f"--live-metrics {path}: not a metadata.json with holdout_metrics ({error})") from None
 
@@ -106,9 +121,13 @@ def live_from_aws(endpoint: str, table: str, bucket: str) -> dict[str, Any] | No
         raise LiveModelError(f"s3://{bucket}/{key} is not JSON: {error}") from None
     if "holdout_metrics" not in metadata:
         raise LiveModelError(f"s3://{bucket}/{key} has no holdout_metrics")
-    return {"source": f"s3://{bucket}/{key}", "release_id": release.release_id,
-            "model_version": release.model_version, "content_sha256": metadata.get("content_sha256"),
-            "metrics": metadata["holdout_metrics"]}
+    return {
+        "source": f"s3://{bucket}/{key}",
+        "release_id": release.release_id,
+        "model_version": release.model_version,
+        "content_sha256": metadata.get("content_sha256"),
+        "metrics": metadata["holdout_metrics"],
+    }
 
 
 # ---- request contract -----------------------------------------------------------------------------
@@ -122,8 +141,11 @@ def _read_json(path: Path) -> Any:
 def _api_versions(openapi: dict[str, Any]) -> tuple[int, int]:
     """(info.version major, highest /vN/ path version) of an OpenAPI document."""
     major = int(str(openapi.get("info", {}).get("version", "0")).split(".")[0] or 0)
-    paths = [int(p.split("/")[1][1:]) for p in openapi.get("paths", {})
-             if p.count("/") > 1 and p.split("/")[1][:1] == "v" and p.split("/")[1][1:].isdigit()]
+    paths = [
+        int(p.split("/")[1][1:])
+        for p in openapi.get("paths", {})
+        if p.count("/") > 1 and p.split("/")[1][:1] == "v" and p.split("/")[1][1:].isdigit()
+    ]
     return major, max(paths, default=0)
 
 
@@ -138,13 +160,19 @@ def check_contract(current: Path, previous: Path) -> tuple[dict[str, Any], list[
     old_openapi = previous / "openapi.json"
     old_versions = _api_versions(_read_json(old_openapi)) if old_openapi.is_file() else (0, 0)
     bumped = new_versions[0] > old_versions[0] or new_versions[1] > old_versions[1]
-    summary = {"checked": True, "request_schema_changed": True, "version_bumped": bumped,
-               "api_major": {"previous": old_versions[0], "current": new_versions[0]},
-               "path_version": {"previous": old_versions[1], "current": new_versions[1]}}
+    summary = {
+        "checked": True,
+        "request_schema_changed": True,
+        "version_bumped": bumped,
+        "api_major": {"previous": old_versions[0], "current": new_versions[0]},
+        "path_version": {"previous": old_versions[1], "current": new_versions[1]},
+    }
     if bumped:
         return summary, []
-    return summary, ["contract: request.schema.json changed but neither openapi.json info.version major "
-                     f"({old_versions[0]}) nor the /v{old_versions[1]}/ path version was bumped"]
+    return summary, [
+        "contract: request.schema.json changed but neither openapi.json info.version major "
+        f"({old_versions[0]}) nor the /v{old_versions[1]}/ path version was bumped"
+    ]
 
 
 # ---- command line ---------------------------------------------------------------------------------
@@ -194,11 +222,18 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         contract, contract_failures = check_contract(args.contract, args.previous_contract)
         failures += contract_failures
     summary = {
-        "passed": not failures, "failures": failures,
+        "passed": not failures,
+        "failures": failures,
         "model": {"version": metadata.get("model_version"), "content_sha256": metadata.get("content_sha256")},
-        "holdout_metrics": metrics, "thresholds": thresholds, "tolerance": args.tolerance,
-        "live": live or {"skipped": "no live release: comparison with the live model skipped"
-                         if args.endpoint else "no live model given: comparison skipped"},
+        "holdout_metrics": metrics,
+        "thresholds": thresholds,
+        "tolerance": args.tolerance,
+        "live": live
+        or {
+            "skipped": "no live release: comparison with the live model skipped"
+            if args.endpoint
+            else "no live model given: comparison skipped"
+        },
         "contract": contract,
     }
     return (1 if failures else 0), summary

@@ -27,8 +27,13 @@ FEATURE_SCHEMA = Path(__file__).resolve().parents[1] / "model_container" / "cont
 def sample_rows(schema_path: Path, count: int) -> list[list[float]]:
     """`count` plausible rows: each feature interpolated inside its training range."""
     features = json.loads(schema_path.read_text())["features"]
-    return [[round(f["training_min"] + (f["training_max"] - f["training_min"]) * (i + 1) / (count + 1), 6)
-             for f in features] for i in range(count)]
+    return [
+        [
+            round(f["training_min"] + (f["training_max"] - f["training_min"]) * (i + 1) / (count + 1), 6)
+            for f in features
+        ]
+        for i in range(count)
+    ]
 
 
 @dataclass
@@ -92,8 +97,12 @@ def _predictions_ok(response: Response, rows: int) -> str | None:
     if not isinstance(predictions, list) or len(predictions) != rows:
         return f"expected {rows} prediction(s), got {response.body[:200]!r}"
     for p in predictions:
-        if not (isinstance(p, dict) and p.get("label") in (0, 1) and isinstance(p.get("probability"), int | float)
-                and 0 <= p["probability"] <= 1):
+        if not (
+            isinstance(p, dict)
+            and p.get("label") in (0, 1)
+            and isinstance(p.get("probability"), int | float)
+            and 0 <= p["probability"] <= 1
+        ):
             return f"malformed prediction {p!r}"
     return None
 
@@ -108,11 +117,23 @@ def run_cases(client: ApiClient, rows: list[list[float]]) -> list[CaseResult]:
     body = response.json()
     error = body.get("error") if isinstance(body, dict) else None
     valid_error = isinstance(error, dict) and "code" in error and "message" in error
-    results.append(CaseResult("invalid body -> 400 JSON error", response.status == 400 and valid_error,
-                              response.status, "ok" if valid_error else f"body {response.body[:200]!r}"))
+    results.append(
+        CaseResult(
+            "invalid body -> 400 JSON error",
+            response.status == 400 and valid_error,
+            response.status,
+            "ok" if valid_error else f"body {response.body[:200]!r}",
+        )
+    )
     response = client.post(json.dumps({"instances": rows[:1]}).encode(), with_key=False)
-    results.append(CaseResult("missing API key -> 403", response.status == 403, response.status,
-                              "ok" if response.status == 403 else f"body {response.body[:200]!r}"))
+    results.append(
+        CaseResult(
+            "missing API key -> 403",
+            response.status == 403,
+            response.status,
+            "ok" if response.status == 403 else f"body {response.body[:200]!r}",
+        )
+    )
     return results
 
 
@@ -132,8 +153,9 @@ class LoadResult:
         return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 2)  # nearest rank
 
 
-def run_load(url: str, api_key: str, body: bytes, *, requests: int, concurrency: int, budget_s: float,
-             timeout: float) -> LoadResult:
+def run_load(
+    url: str, api_key: str, body: bytes, *, requests: int, concurrency: int, budget_s: float, timeout: float
+) -> LoadResult:
     """Send exactly `requests` requests from `concurrency` threads, stopping early at the time budget."""
     result, lock = LoadResult(requests), threading.Lock()
     remaining = iter(range(requests))
@@ -175,8 +197,9 @@ def load_failures(load: LoadResult, p99_ms: float, max_error_rate: float) -> lis
         failures.append(f"load: only {load.completed} of {load.requested} requests finished within the time budget")
     error_count = sum(load.errors.values())
     if load.completed and error_count / load.completed > max_error_rate:
-        failures.append(f"load: {error_count} of {load.completed} requests failed {load.errors} "
-                        f"(allowed rate {max_error_rate})")
+        failures.append(
+            f"load: {error_count} of {load.completed} requests failed {load.errors} (allowed rate {max_error_rate})"
+        )
     p99 = load.percentile(0.99)
     if p99 is None or p99 > p99_ms:
         failures.append(f"load: p99 latency {p99} ms is over the threshold {p99_ms} ms")
@@ -218,13 +241,24 @@ def main(argv: list[str] | None = None) -> int:
     failures = [f"case '{c.name}': status {c.status}, {c.detail}" for c in cases if not c.passed]
     report: dict[str, Any] = {"url": args.url, "cases": [asdict(c) for c in cases]}
     if args.requests and not failures:  # no load on an API that already breaks its contract
-        load = run_load(args.url, args.api_key, json.dumps({"instances": rows}).encode(), requests=args.requests,
-                        concurrency=args.concurrency, budget_s=args.time_budget_s, timeout=args.timeout_s)
+        load = run_load(
+            args.url,
+            args.api_key,
+            json.dumps({"instances": rows}).encode(),
+            requests=args.requests,
+            concurrency=args.concurrency,
+            budget_s=args.time_budget_s,
+            timeout=args.timeout_s,
+        )
         failures += load_failures(load, args.p99_ms, args.max_error_rate)
-        report["load"] = {**{k: v for k, v in asdict(load).items() if k != "latencies_ms"},
-                          "p50_ms": load.percentile(0.5), "p99_ms": load.percentile(0.99),
-                          "max_ms": load.percentile(1.0), "p99_threshold_ms": args.p99_ms,
-                          "requests_per_s": round(load.completed / load.elapsed_s, 1) if load.elapsed_s else None}
+        report["load"] = {
+            **{k: v for k, v in asdict(load).items() if k != "latencies_ms"},
+            "p50_ms": load.percentile(0.5),
+            "p99_ms": load.percentile(0.99),
+            "max_ms": load.percentile(1.0),
+            "p99_threshold_ms": args.p99_ms,
+            "requests_per_s": round(load.completed / load.elapsed_s, 1) if load.elapsed_s else None,
+        }
     report.update(passed=not failures, failures=failures)
     print(json.dumps(report, indent=2))
     for failure in failures:

@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import Environment, RemovalPolicy, Stage, Tags
 from constructs import Construct
 
+from ml_constructs.nag import record_acknowledgements_in_templates
 from platform_config import EnvironmentSettings
 from stacks.data_stack import DataStack
 from stacks.inference_stack import InferenceStack
@@ -22,6 +23,7 @@ class PlatformStage(Stage):
         super().__init__(
             scope, construct_id, env=Environment(account=settings.account, region=settings.region), **kwargs
         )
+        record_acknowledgements_in_templates(self)
         prefix = settings.resource_prefix()
         removal = RemovalPolicy.RETAIN if settings.data.removal_policy == "retain" else RemovalPolicy.DESTROY
         self.data = DataStack(

@@ -31,20 +31,30 @@ def alarm(name: str, state: str = "OK") -> dict[str, Any]:
 
 def transition(name: str, new_state: str, minutes_ago: int) -> dict[str, Any]:
     data = {"oldState": {"stateValue": "OK"}, "newState": {"stateValue": new_state}}
-    return {"AlarmName": name, "AlarmType": "MetricAlarm", "Timestamp": NOW - timedelta(minutes=minutes_ago),
-            "HistoryItemType": "StateUpdate", "HistorySummary": f"Alarm updated from OK to {new_state}",
-            "HistoryData": json.dumps(data)}
+    return {
+        "AlarmName": name,
+        "AlarmType": "MetricAlarm",
+        "Timestamp": NOW - timedelta(minutes=minutes_ago),
+        "HistoryItemType": "StateUpdate",
+        "HistorySummary": f"Alarm updated from OK to {new_state}",
+        "HistoryData": json.dumps(data),
+    }
 
 
 def expect_alarms(stubber: Stubber, alarms: list[dict[str, Any]], **query: Any) -> None:
-    stubber.add_response("describe_alarms", {"MetricAlarms": alarms, "CompositeAlarms": []},
-                         {"AlarmTypes": ["MetricAlarm", "CompositeAlarm"], **query})
+    stubber.add_response(
+        "describe_alarms",
+        {"MetricAlarms": alarms, "CompositeAlarms": []},
+        {"AlarmTypes": ["MetricAlarm", "CompositeAlarm"], **query},
+    )
 
 
 def expect_history(stubber: Stubber, name: str, items: list[dict[str, Any]], since: datetime) -> None:
-    stubber.add_response("describe_alarm_history", {"AlarmHistoryItems": items},
-                         {"AlarmName": name, "AlarmTypes": ANY, "HistoryItemType": "StateUpdate",
-                          "StartDate": since, "EndDate": NOW})
+    stubber.add_response(
+        "describe_alarm_history",
+        {"AlarmHistoryItems": items},
+        {"AlarmName": name, "AlarmTypes": ANY, "HistoryItemType": "StateUpdate", "StartDate": since, "EndDate": NOW},
+    )
 
 
 def run(client: Any, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
@@ -64,8 +74,9 @@ def test_quiet_window_passes(cloudwatch: tuple[Any, Stubber], capsys: pytest.Cap
     assert code == 0 and report["passed"] and sorted(report["alarms"]) == ALARMS
 
 
-def test_alarm_that_fired_and_recovered_fails(cloudwatch: tuple[Any, Stubber],
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_alarm_that_fired_and_recovered_fails(
+    cloudwatch: tuple[Any, Stubber], capsys: pytest.CaptureFixture[str]
+) -> None:
     client, stubber = cloudwatch
     since = datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
     expect_alarms(stubber, [alarm(n) for n in ALARMS], AlarmNames=ALARMS)
@@ -108,8 +119,15 @@ def test_aws_error_exits_3(cloudwatch: tuple[Any, Stubber], capsys: pytest.Captu
     assert code == 3 and "AccessDenied" in err
 
 
-@pytest.mark.parametrize("args", [["--alarms", "a"], ["--minutes", "5"], ["--alarms", "a", "--since", "2030-01-01"],
-                                  ["--alarms", " , ", "--minutes", "5"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--alarms", "a"],
+        ["--minutes", "5"],
+        ["--alarms", "a", "--since", "2030-01-01"],
+        ["--alarms", " , ", "--minutes", "5"],
+    ],
+)
 def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(args, cloudwatch=object(), now=NOW)

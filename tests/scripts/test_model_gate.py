@@ -53,11 +53,13 @@ def edit_json(path: Path, change: Any) -> None:
     path.write_text(json.dumps(document))
 
 
-def test_good_model_passes_and_metrics_are_recomputed(dist: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_good_model_passes_and_metrics_are_recomputed(
+    dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     report = tmp_path / "reports" / "gate.json"
-    code, summary, _ = run_gate(capsys, "--dist", str(dist), "--thresholds", '{"accuracy": 0.93, "roc_auc": 0.97}',
-                                "--report", str(report))
+    code, summary, _ = run_gate(
+        capsys, "--dist", str(dist), "--thresholds", '{"accuracy": 0.93, "roc_auc": 0.97}', "--report", str(report)
+    )
     assert code == 0 and summary["passed"] is True
     recorded = json.loads((dist / "metadata.json").read_text())["holdout_metrics"]
     for name in ("accuracy", "precision", "recall", "roc_auc"):
@@ -81,8 +83,9 @@ def test_threshold_above_the_model_fails_naming_the_metric(dist: Path, capsys: p
     assert "FAILED recall" in err
 
 
-def test_live_model_better_by_more_than_tolerance_fails(dist: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_live_model_better_by_more_than_tolerance_fails(
+    dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     live = live_metadata(tmp_path, accuracy=0.99, precision=0.5, recall=0.5, roc_auc=0.5)
     code, summary, _ = run_gate(capsys, "--dist", str(dist), "--live-metrics", str(live))
     assert code == 1
@@ -101,27 +104,31 @@ def test_unchanged_contract_passes(dist: Path, tmp_path: Path, capsys: pytest.Ca
     assert code == 0 and summary["contract"] == {"checked": True, "request_schema_changed": False}
 
 
-def test_changed_contract_without_version_bump_fails(dist: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_contract_without_version_bump_fails(
+    dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     current = copy_contract(tmp_path, "new")
     edit_json(current / "request.schema.json", lambda d: d["properties"]["instances"].update(maxItems=10))
-    code, summary, err = run_gate(capsys, "--dist", str(dist), "--contract", str(current),
-                                  "--previous-contract", str(CONTRACT))
+    code, summary, err = run_gate(
+        capsys, "--dist", str(dist), "--contract", str(current), "--previous-contract", str(CONTRACT)
+    )
     assert code == 1 and summary["contract"]["version_bumped"] is False
     assert "request.schema.json changed" in err
 
 
 @pytest.mark.parametrize("bump", ["info-major", "path"])
-def test_changed_contract_with_version_bump_passes(dist: Path, tmp_path: Path, bump: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_contract_with_version_bump_passes(
+    dist: Path, tmp_path: Path, bump: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     current = copy_contract(tmp_path, "new")
     edit_json(current / "request.schema.json", lambda d: d["properties"]["instances"].update(maxItems=10))
     if bump == "info-major":
         edit_json(current / "openapi.json", lambda d: d["info"].update(version="2.0.0"))
     else:
         edit_json(current / "openapi.json", lambda d: d.update(paths={"/v2/predict": d["paths"]["/v1/predict"]}))
-    code, summary, _ = run_gate(capsys, "--dist", str(dist), "--contract", str(current),
-                                "--previous-contract", str(CONTRACT))
+    code, summary, _ = run_gate(
+        capsys, "--dist", str(dist), "--contract", str(current), "--previous-contract", str(CONTRACT)
+    )
     assert code == 0 and summary["contract"]["version_bumped"] is True
 
 
@@ -141,18 +148,29 @@ def test_unknown_threshold_metric_is_a_usage_error(dist: Path, capsys: pytest.Ca
 # ---- live model from AWS: release table + published baseline metadata --------------------------------
 def _table(dynamodb: Any) -> Any:
     return dynamodb.create_table(
-        TableName="releases", BillingMode="PAY_PER_REQUEST",
+        TableName="releases",
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
-                              for n in ("pk", "sk", "status_key", "status_changed_at")],
-        GlobalSecondaryIndexes=[{"IndexName": "status-index", "Projection": {"ProjectionType": "ALL"},
-                                 "KeySchema": [{"AttributeName": "status_key", "KeyType": "HASH"},
-                                               {"AttributeName": "status_changed_at", "KeyType": "RANGE"}]}])
+        AttributeDefinitions=[
+            {"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "status_key", "status_changed_at")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "status-index",
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [
+                    {"AttributeName": "status_key", "KeyType": "HASH"},
+                    {"AttributeName": "status_changed_at", "KeyType": "RANGE"},
+                ],
+            }
+        ],
+    )
 
 
 @mock_aws
-def test_live_metrics_come_from_the_live_release_baseline(dist: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_live_metrics_come_from_the_live_release_baseline(
+    dist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
 
@@ -161,13 +179,23 @@ def test_live_metrics_come_from_the_live_release_baseline(dist: Path, monkeypatc
     code, summary, _ = run_gate(capsys, *aws_args)
     assert code == 0 and summary["live"]["skipped"].startswith("no live release")
 
-    repository.register(Release(release_id="ep-0-9-0", endpoint_name="ep", status=Status.LIVE,
-                                registered_at="2026-01-01T00:00:00Z", model_version="0.9.0",
-                                live_at="2026-01-01T01:00:00Z"))
+    repository.register(
+        Release(
+            release_id="ep-0-9-0",
+            endpoint_name="ep",
+            status=Status.LIVE,
+            registered_at="2026-01-01T00:00:00Z",
+            model_version="0.9.0",
+            live_at="2026-01-01T01:00:00Z",
+        )
+    )
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
-    s3.put_object(Bucket="artifacts", Key="baselines/0.9.0/metadata.json",
-                  Body=json.dumps({"model_version": "0.9.0", "holdout_metrics": {"accuracy": 0.99}}))
+    s3.put_object(
+        Bucket="artifacts",
+        Key="baselines/0.9.0/metadata.json",
+        Body=json.dumps({"model_version": "0.9.0", "holdout_metrics": {"accuracy": 0.99}}),
+    )
     code, summary, err = run_gate(capsys, *aws_args)
     assert code == 1 and summary["live"]["release_id"] == "ep-0-9-0"
     assert "accuracy" in err and "live model's 0.990000" in err
@@ -178,15 +206,28 @@ def test_missing_live_baseline_is_an_aws_error(dist: Path, capsys: pytest.Captur
     from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
 
     repository = ReleaseRepository(_table(boto3.resource("dynamodb", region_name=REGION)), "ep")
-    repository.register(Release(release_id="ep-1", endpoint_name="ep", status=Status.LIVE,
-                                registered_at="2026-01-01T00:00:00Z", model_version="0.9.0"))
-    code, _, err = run_gate(capsys, "--dist", str(dist), "--endpoint", "ep", "--table", "releases",
-                            "--artifacts-bucket", "no-such-bucket")
+    repository.register(
+        Release(
+            release_id="ep-1",
+            endpoint_name="ep",
+            status=Status.LIVE,
+            registered_at="2026-01-01T00:00:00Z",
+            model_version="0.9.0",
+        )
+    )
+    code, _, err = run_gate(
+        capsys, "--dist", str(dist), "--endpoint", "ep", "--table", "releases", "--artifacts-bucket", "no-such-bucket"
+    )
     assert code == 3 and "reading the live model of ep" in err
 
 
 def test_runs_as_a_file_from_the_repo_root(dist: Path) -> None:
-    result = subprocess.run([sys.executable, "scripts/model_gate.py", "--dist", str(dist), "--thresholds-kv",
-                             "accuracy=0.93"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "scripts/model_gate.py", "--dist", str(dist), "--thresholds-kv", "accuracy=0.93"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["passed"] is True

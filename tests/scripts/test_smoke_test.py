@@ -72,21 +72,25 @@ def smoke(capsys: pytest.CaptureFixture[str], url: str, *extra: str) -> tuple[in
 
 
 def test_well_behaved_api_passes_cases_and_load(api: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, report, err = smoke(capsys, api, "--rows", "3", "--requests", "60", "--concurrency", "4",
-                              "--p99-ms", "2000")
+    code, report, err = smoke(capsys, api, "--rows", "3", "--requests", "60", "--concurrency", "4", "--p99-ms", "2000")
     assert code == 0, err
     assert [c["passed"] for c in report["cases"]] == [True] * 4
     assert report["load"]["completed"] == 60 and report["load"]["errors"] == {}
     assert report["load"]["p99_ms"] <= 2000
 
 
-@pytest.mark.parametrize(("api", "failing_case"), [
-    (["no_auth"], "missing API key -> 403"),
-    (["accepts_anything"], "invalid body -> 400 JSON error"),
-    (["drops_a_row"], "single row"),
-], indirect=["api"])
-def test_contract_violations_fail_with_the_case_named(api: str, failing_case: str,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("api", "failing_case"),
+    [
+        (["no_auth"], "missing API key -> 403"),
+        (["accepts_anything"], "invalid body -> 400 JSON error"),
+        (["drops_a_row"], "single row"),
+    ],
+    indirect=["api"],
+)
+def test_contract_violations_fail_with_the_case_named(
+    api: str, failing_case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, report, err = smoke(capsys, api, "--requests", "10")
     assert code == 1
     assert failing_case in [c["name"] for c in report["cases"] if not c["passed"]]
