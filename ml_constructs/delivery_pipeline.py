@@ -47,6 +47,7 @@ class DeliveryPipeline(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.alarm_readers: list[str] = []
+        self.guard_wildcards: list[str] = []
         keys = PlatformKeys(self, "Keys", prefix=prefix, removal_policy=RemovalPolicy.RETAIN)
         key = keys.data_key
         artifacts = self._artifact_bucket(key)
@@ -160,7 +161,9 @@ class DeliveryPipeline(Construct):
         )
         # The bake check first: the smoke tests send invalid requests on purpose, which move the 4xx alarm.
         smoke_tests.add_step_dependency(bake_check)
-        self.pipeline.add_stage(staging, post=[bake_check, smoke_tests])
+        scaling_before, scaling_after = self._autoscaling_guard(synth, source, staging, staging_prefix)
+        bake_check.add_step_dependency(scaling_after)
+        self.pipeline.add_stage(staging, pre=[scaling_before], post=[scaling_after, bake_check, smoke_tests])
 
         self.classifier = self._classifier(prefix, key, keys.logs_key)
         review_url = (
@@ -197,11 +200,15 @@ class DeliveryPipeline(Construct):
                 "assembly": f"assembly-{stack.node.id}-{production.stage_name}",
             },
         )
+        prod_scaling_before, prod_scaling_after = self._autoscaling_guard(synth, source, production, production_prefix)
+        for gate in (model_approval, ops_approval, classify):
+            prod_scaling_before.add_step_dependency(gate)
         self.pipeline.add_stage(
             production,
-            pre=[model_approval, ops_approval, classify],
+            pre=[model_approval, ops_approval, classify, prod_scaling_before],
             post=[
-                self._step(
+                prod_scaling_after,
+                verify := self._step(
                     "VerifyProduction",
                     source,
                     [
@@ -218,6 +225,7 @@ class DeliveryPipeline(Construct):
                 ),
             ],
         )
+        verify.add_step_dependency(prod_scaling_after)
         self.artifacts = artifacts
         self._grant_classifier(prefix, production_prefix, artifacts)
         self.pipeline.build_pipeline()
@@ -244,6 +252,55 @@ class DeliveryPipeline(Construct):
             if reports
             else None,
         )
+
+    def _autoscaling_guard(
+        self, synth: pipelines.CodeBuildStep, source: pipelines.IFileSetProducer, stage: Stage, env_prefix: str
+    ) -> tuple[pipelines.CodeBuildStep, pipelines.CodeBuildStep]:
+        """Steps around a stage's deploy: SageMaker rejects an instance-type change on an autoscaled variant."""
+        stack = Stack.of(self)
+        cdk_out = synth.primary_output
+        assert cdk_out is not None
+        template = f"$(ls cdk.out/assembly-{stack.node.id}-{stage.stage_name}/*Inference*.template.json)"
+        endpoint = f"{env_prefix}-endpoint"
+
+        def arn(service: str, resource: str) -> str:
+            return f"arn:{stack.partition}:{service}:{stack.region}:{stack.account}:{resource}"
+
+        scalable_targets = arn("application-autoscaling", "scalable-target/*")
+        scaling_alarms = arn("cloudwatch", f"alarm:TargetTracking-endpoint/{endpoint}/*")
+        self.guard_wildcards += [scalable_targets, scaling_alarms, arn("sagemaker", f"endpoint-config/{endpoint}-*")]
+        policy = [
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig"],
+                resources=[arn("sagemaker", f"endpoint/{endpoint}"), arn("sagemaker", f"endpoint-config/{endpoint}-*")],
+            ),
+            iam.PolicyStatement(actions=["application-autoscaling:DescribeScalableTargets"], resources=["*"]),
+            iam.PolicyStatement(
+                actions=[
+                    "application-autoscaling:RegisterScalableTarget",
+                    "application-autoscaling:DeregisterScalableTarget",
+                    "application-autoscaling:PutScalingPolicy",
+                    "application-autoscaling:PutScheduledAction",
+                ],
+                resources=[scalable_targets],
+            ),
+            # Target tracking creates its alarms with the caller's rights, named after the scaled resource.
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+                resources=[scaling_alarms],
+            ),
+        ]
+
+        def step(phase: str) -> pipelines.CodeBuildStep:
+            return pipelines.CodeBuildStep(
+                f"Autoscaling{phase.title()}Deploy",
+                input=source,
+                additional_inputs={"cdk.out": cdk_out},
+                commands=["make deps", f".venv/bin/python -m scripts.autoscaling_guard {phase} --template {template}"],
+                role_policy_statements=policy,
+            )
+
+        return step("before"), step("after")
 
     def _api_reader(self) -> list[iam.PolicyStatement]:
         """Smoke tests look up the API's id and key by name."""
@@ -383,6 +440,9 @@ class DeliveryPipeline(Construct):
             wildcard_finding(stack, self.baselines_arn),
             # The bake check reads one environment's alarms, all named after it.
             *(wildcard_finding(stack, alarms) for alarms in self.alarm_readers),
+            # The autoscaling guard: scalable targets have generated ids; target-tracking alarms and endpoint
+            # configs are named after the endpoint.
+            *(wildcard_finding(stack, resource) for resource in self.guard_wildcards),
             f"AwsSolutions-IAM5[Resource::<{_logical_id(self.artifacts)}.Arn>/*]",
             f"AwsSolutions-IAM5[Resource::<{_logical_id(self.classifier.function)}.Arn>:*]",
             wildcard_finding(

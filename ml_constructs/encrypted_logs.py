@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -30,3 +32,22 @@ def encrypted_log_group(
     assert isinstance(cfn, logs.CfnLogGroup)
     cfn.retention_in_days = retention_days
     return group
+
+
+@dataclass(frozen=True)
+class LogPolicy:
+    """How a stack keeps its logs: the key that encrypts them, how long, and what happens on stack deletion."""
+
+    key: kms.IKey
+    retention_days: int
+    removal_policy: RemovalPolicy
+
+    def group(self, scope: Construct, construct_id: str, log_group_name: str | None = None) -> logs.LogGroup:
+        return encrypted_log_group(
+            scope,
+            construct_id,
+            key=self.key,
+            retention_days=self.retention_days,
+            removal_policy=self.removal_policy,
+            log_group_name=log_group_name,
+        )

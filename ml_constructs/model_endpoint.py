@@ -18,6 +18,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.nag import acknowledge, wildcard_finding
 from platform_config import EndpointSettings, ModelSource
 
@@ -74,6 +75,7 @@ class ModelEndpoint(Construct):
         data_key: kms.IKey,
         capture_bucket: s3.IBucket,
         capture_bucket_name: str,
+        logs: LogPolicy,
         deployment_config: sagemaker.CfnEndpoint.DeploymentConfigProperty | None = None,
         commit: str = "unknown",
     ) -> None:
@@ -92,6 +94,8 @@ class ModelEndpoint(Construct):
         self.policy = iam.ManagedPolicy(self, "ExecutionPolicy", roles=[self.role])
         model_data_url = self._model_data(source)
         image_uri = self._image(source)
+        # Declared here, so that it is encrypted and expires, instead of SageMaker creating it on first start.
+        logs.group(self, "Logs", f"/aws/sagemaker/Endpoints/{endpoint_name}")
         log_group_arn = stack.format_arn(
             service="logs",
             resource="log-group",
@@ -101,7 +105,7 @@ class ModelEndpoint(Construct):
         capture_objects = f"arn:{stack.partition}:s3:::{capture_bucket_name}/{CAPTURE_PREFIX}/{endpoint_name}/*"
         self.policy.add_statements(
             iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 resources=[log_group_arn],
             ),
             iam.PolicyStatement(

@@ -118,6 +118,15 @@ class PredictionApi(Construct):
             disable_execute_api_endpoint=False,
         )
         self.stage = self.api.deployment_stage
+        # API Gateway's execution log group, declared so that it is encrypted and expires.
+        encrypted_log_group(
+            self,
+            "ExecutionLogs",
+            key=logs_key,
+            retention_days=log_retention_days,
+            removal_policy=removal_policy,
+            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE_NAME}",
+        )
         for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
             self.api.add_gateway_response(
                 f"{code}-{response_type.response_type}",

@@ -35,6 +35,7 @@ STAR_ONLY_ACTIONS = (
     "codepipeline:PutJobSuccessResult",  # custom/Lambda pipeline actions report their job result; no resource type
     "codepipeline:PutJobFailureResult",
     "lambda:ListFunctions",  # list action, no resource type (CDK Pipelines' Lambda invoke action)
+    "application-autoscaling:DescribeScalableTargets",  # no resource type (scripts/autoscaling_guard.py)
 )
 # Control-plane calls that CDK Pipelines' own roles make on "*" (it cannot know the names in advance:
 # its asset projects, the stacks it deploys, the bootstrap buckets it checks). Accepted only in roles

@@ -200,7 +200,16 @@ def log_destinations(env: Env) -> list[dict[str, Any]]:
         if props.get("AccessLogSetting", {}).get("DestinationArn"):
             writer(stack, props["AccessLogSetting"]["DestinationArn"], f"{stage} access logs")
         levels = {m.get("LoggingLevel", "OFF") for m in as_list(props.get("MethodSettings"))} - {"OFF"}
-        if levels:
+        execution_prefix = "API-Gateway-Execution-Logs_"
+        declared_execution = [
+            g
+            for g in groups.values()
+            if g["destination"].startswith(execution_prefix)
+            and g["destination"].endswith(f"/{props.get('StageName', '')}")
+        ]
+        for group in declared_execution:  # declared by the stack, so that it is encrypted and expires
+            group["writers"].append(f"{stage} execution logs ({', '.join(sorted(levels))})")
+        if levels and not declared_execution:
             extra.append(
                 {
                     "destination": f"API-Gateway-Execution-Logs_<api id>/{props.get('StageName', '')}",
@@ -247,6 +256,8 @@ def log_destinations(env: Env) -> list[dict[str, Any]]:
     for stack, lid, r in env.resources("AWS::SageMaker::Endpoint"):
         name = render(r.get("Properties", {}).get("EndpointName", lid))
         group = f"/aws/sagemaker/Endpoints/{name}"
+        for declared in (g for g in groups.values() if g["destination"] == group):
+            declared["writers"].append(f"SageMaker endpoint {name} (container stdout/stderr)")
         if group not in declared_names:
             extra.append(
                 {

@@ -12,6 +12,7 @@ from constructs import Construct
 from ml_constructs.api_firewall import ApiFirewall
 from ml_constructs.deployment_guardrail import blue_green_deployment
 from ml_constructs.drift_monitor import DriftMonitor
+from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.endpoint_alarms import EndpointAlarms
 from ml_constructs.endpoint_autoscaling import EndpointAutoscaling
 from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint, ModelRelease
@@ -76,6 +77,7 @@ class InferenceStack(Stack):
             data_key=data_key,
             capture_bucket=capture_bucket,
             capture_bucket_name=capture_bucket_name,
+            logs=LogPolicy(logs_key, settings.data.log_retention_days, removal_policy),
             commit=commit,
             deployment_config=blue_green_deployment(
                 settings.deployment,

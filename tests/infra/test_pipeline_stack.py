@@ -90,3 +90,17 @@ def test_artifacts_are_encrypted_and_tls_only(synthesized) -> None:
     [artifacts] = [b for k, b in buckets.items() if k.startswith("DeliveryArtifacts") and "Logs" not in k]
     rule = artifacts["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_autoscaling_is_released_before_and_restored_after_each_deploy(synthesized, pipeline, stage: str) -> None:
+    steps = actions(pipeline, stage)
+    deploys = [a["RunOrder"] for n, a in steps.items() if n.endswith(".Deploy")]
+    assert steps["AutoscalingBeforeDeploy"]["RunOrder"] < min(deploys)
+    assert steps["AutoscalingAfterDeploy"]["RunOrder"] > max(deploys)
+    assert "-m scripts.autoscaling_guard after" in buildspec(synthesized, steps["AutoscalingAfterDeploy"])
+    if stage == "prod":  # nothing changes production before both approvals
+        assert steps["AutoscalingBeforeDeploy"]["RunOrder"] > steps["ModelApproval"]["RunOrder"]
+        assert steps["VerifyProduction"]["RunOrder"] > steps["AutoscalingAfterDeploy"]["RunOrder"]
+    else:
+        assert steps["NoAlarmDuringBake"]["RunOrder"] > steps["AutoscalingAfterDeploy"]["RunOrder"]
