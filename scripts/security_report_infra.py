@@ -207,8 +207,8 @@ def log_destinations(env: Env) -> list[dict[str, Any]]:
             if g["destination"].startswith(execution_prefix)
             and g["destination"].endswith(f"/{props.get('StageName', '')}")
         ]
-        for group in declared_execution:  # declared by the stack, so that it is encrypted and expires
-            group["writers"].append(f"{stage} execution logs ({', '.join(sorted(levels))})")
+        for execution_group in declared_execution:  # declared by the stack, so that it is encrypted and expires
+            execution_group["writers"].append(f"{stage} execution logs ({', '.join(sorted(levels))})")
         if levels and not declared_execution:
             extra.append(
                 {
