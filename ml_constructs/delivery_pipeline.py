@@ -6,7 +6,6 @@ from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack, Stage, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_codepipeline as codepipeline
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -20,7 +19,7 @@ from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.pipeline_steps import LambdaInvokeStep, NotifyingApprovalStep
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.platform_keys import PlatformKeys
-from ml_constructs.release_history_table import acknowledge_pitr_backups
+from ml_constructs.release_history_table import keyed_table
 from ml_constructs.secure_bucket import access_log_bucket, secure_bucket
 from platform_config import PipelineSettings
 
@@ -98,7 +97,16 @@ class DeliveryPipeline(Construct):
         checks = self.pipeline.add_wave("Checks")
         checks.add_pre(
             self._step("UnitTests", source, ["make test PYTEST_ARGS='--junitxml=" + JUNIT + "'"], reports=True),
-            self._step("SecurityScans", source, ["make security-report", ".venv/bin/pip-audit -r requirements.txt"]),
+            # pip-audit queries vulnerability databases online: a build step's tool, not a test dependency.
+            self._step(
+                "SecurityScans",
+                source,
+                [
+                    "make security-report",
+                    ".venv/bin/pip install --quiet pip-audit==2.10.1",
+                    ".venv/bin/pip-audit -r requirements.txt -r requirements-dev.txt",
+                ],
+            ),
             self._step(
                 "ModelGate",
                 source,
@@ -337,20 +345,7 @@ class DeliveryPipeline(Construct):
         return secure_bucket(self, "Artifacts", key=key, access_logs=logs, removal_policy=RemovalPolicy.RETAIN)
 
     def _classifier(self, prefix: str, key: kms.IKey, logs_key: kms.IKey) -> PlatformFunction:
-        self.audit_table = dynamodb.Table(
-            self,
-            "ApprovalAudit",
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge_pitr_backups(self.audit_table)
+        self.audit_table = keyed_table(self, "ApprovalAudit", key=key, removal_policy=RemovalPolicy.RETAIN)
         fn = PlatformFunction(
             self,
             "Classifier",

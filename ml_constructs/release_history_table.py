@@ -16,6 +16,33 @@ def release_history_table(
     scope: Construct, construct_id: str, *, table_name: str, key: kms.IKey, removal_policy: RemovalPolicy
 ) -> dynamodb.Table:
     """Layout as `lambda_src/releases/release_history/repository.py` expects it (pk/sk, status GSI, TTL)."""
+    table = keyed_table(
+        scope,
+        construct_id,
+        key=key,
+        removal_policy=removal_policy,
+        table_name=table_name,
+        time_to_live_attribute="expires_at",
+    )
+    table.add_global_secondary_index(
+        index_name=STATUS_INDEX,
+        partition_key=dynamodb.Attribute(name="status_key", type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name="status_changed_at", type=dynamodb.AttributeType.STRING),
+        projection_type=dynamodb.ProjectionType.ALL,
+    )
+    return table
+
+
+def keyed_table(
+    scope: Construct,
+    construct_id: str,
+    *,
+    key: kms.IKey,
+    removal_policy: RemovalPolicy,
+    table_name: str | None = None,
+    time_to_live_attribute: str | None = None,
+) -> dynamodb.Table:
+    """An on-demand pk/sk table encrypted with `key`, with point-in-time recovery and, when kept, protection."""
     table = dynamodb.Table(
         scope,
         construct_id,
@@ -28,15 +55,9 @@ def release_history_table(
         point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
             point_in_time_recovery_enabled=True
         ),
-        time_to_live_attribute="expires_at",
+        time_to_live_attribute=time_to_live_attribute,
         deletion_protection=removal_policy == RemovalPolicy.RETAIN,
         removal_policy=removal_policy,
-    )
-    table.add_global_secondary_index(
-        index_name=STATUS_INDEX,
-        partition_key=dynamodb.Attribute(name="status_key", type=dynamodb.AttributeType.STRING),
-        sort_key=dynamodb.Attribute(name="status_changed_at", type=dynamodb.AttributeType.STRING),
-        projection_type=dynamodb.ProjectionType.ALL,
     )
     acknowledge_pitr_backups(table)
     return table

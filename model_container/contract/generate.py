@@ -168,9 +168,27 @@ CONTAINER_ERROR_SCHEMA = {
 
 GATEWAY_ERROR_SCHEMA = {
     "type": "object",
-    "description": "Error raised by API Gateway itself (validation, auth, throttling, integration).",
-    "required": ["message"],
-    "properties": {"message": {"type": "string", "example": "Invalid request body"}},
+    "description": "Error raised by API Gateway itself (validation, auth, throttling, model error, timeout); "
+    "the same envelope as the container's errors.",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "request_id"],
+            "properties": {
+                "code": {"type": "string", "example": "invalid_request"},
+                "message": {"type": "string"},
+                "request_id": {"type": "string"},
+            },
+        }
+    },
+    "example": {
+        "error": {
+            "code": "throttled",
+            "message": "Too many requests, retry with backoff",
+            "request_id": "c0ffee00-0000-4000-8000-000000000000",
+        }
+    },
 }
 
 

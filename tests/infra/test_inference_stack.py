@@ -288,3 +288,12 @@ def test_blue_green_canary_rolls_back_on_the_guard_alarms(synthesized, env: str)
         f"mlapi-{env}-model-latency-p99",
         f"mlapi-{env}-container-error-rate",
     }
+
+
+def test_gateway_error_bodies_match_the_documented_schema(synthesized) -> None:
+    import jsonschema
+
+    openapi = json.loads((ROOT / "model_container/contract/openapi.json").read_text())
+    schema = openapi["components"]["schemas"]["GatewayError"]
+    for response in synthesized.resources("dev", "inference", "AWS::ApiGateway::GatewayResponse").values():
+        jsonschema.validate(json.loads(response["Properties"]["ResponseTemplates"]["application/json"]), schema)
