@@ -47,7 +47,7 @@ synth: deps model
 	rm -rf cdk.out
 	npx cdk synth --no-notices --quiet $(CDK_ARGS)
 	$(BIN)/cfn-lint
-	$(BIN)/python scripts/synth_summary.py cdk.out
+	$(BIN)/python -m scripts.synth_summary cdk.out
 
 ## test: run the whole suite (installs what is missing first)
 test: deps model $(CHECKOV_VENV)/bin/checkov

@@ -6,8 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-# Acknowledgements that CDK itself writes (e.g. literal AZs); reported apart from the project's own.
-CDK_OWN_PREFIX = "CloudFormation-Validate::"
+from scripts.security_report_nag import CDK_OWN_PREFIX, acknowledgements_from_metadata
 
 
 def stack_templates(cloud_assembly: Path) -> list[tuple[str, Path]]:
@@ -25,10 +24,13 @@ def summarize(cloud_assembly: Path) -> dict:
     stacks = []
     for name, template_path in stack_templates(cloud_assembly):
         resources = json.loads(template_path.read_text()).get("Resources", {})
-        acknowledged = sum(
-            not rule["id"].startswith(CDK_OWN_PREFIX)
-            for resource in resources.values()
-            for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+        metadata = template_path.with_name(template_path.name.replace(".template.json", ".metadata.json"))
+        acknowledged = len(
+            {
+                (a.construct_path, a.rule_id)
+                for a in acknowledgements_from_metadata(metadata)
+                if not a.rule_id.startswith(CDK_OWN_PREFIX)
+            }
         )
         stacks.append({"stack": name, "resources": len(resources), "acknowledged": acknowledged})
     report = json.loads((cloud_assembly / "validation-report.json").read_text())
@@ -43,7 +45,7 @@ def summarize(cloud_assembly: Path) -> dict:
 def main(argv: list[str]) -> int:
     cloud_assembly = Path(argv[1] if len(argv) > 1 else "cdk.out")
     summary = summarize(cloud_assembly)
-    # An acknowledgement on a construct covers each of its resources, so it is counted per resource.
+    # Acknowledgements are counted where they were made: distinct (construct, rule) pairs.
     print(f"{'stack':<28}{'resources':>10}{'acknowledged':>14}")
     for row in summary["stacks"]:
         print(f"{row['stack']:<28}{row['resources']:>10}{row['acknowledged']:>14}")
@@ -51,7 +53,7 @@ def main(argv: list[str]) -> int:
     total_acks = sum(row["acknowledged"] for row in summary["stacks"])
     print(
         f"{len(summary['stacks'])} stacks, {total_resources} resources, "
-        f"{total_acks} acknowledged nag findings (per resource), {summary['failed_findings']} failed nag findings"
+        f"{total_acks} acknowledged nag findings, {summary['failed_findings']} failed nag findings"
     )
     return 1 if summary["failed_findings"] else 0
 
