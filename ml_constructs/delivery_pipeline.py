@@ -42,6 +42,7 @@ class DeliveryPipeline(Construct):
         staging_prefix: str,
         production_prefix: str,
         production_artifacts_bucket: str,
+        staging_artifacts_bucket: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -170,8 +171,11 @@ class DeliveryPipeline(Construct):
         # The bake check first: the smoke tests send invalid requests on purpose, which move the 4xx alarm.
         smoke_tests.add_step_dependency(bake_check)
         scaling_before, scaling_after = self._autoscaling_guard(synth, source, staging, staging_prefix)
+        staging_baseline = self._publish_baseline(source, staging_artifacts_bucket, staging_prefix)
         bake_check.add_step_dependency(scaling_after)
-        self.pipeline.add_stage(staging, pre=[scaling_before], post=[scaling_after, bake_check, smoke_tests])
+        self.pipeline.add_stage(
+            staging, pre=[scaling_before, staging_baseline], post=[scaling_after, bake_check, smoke_tests]
+        )
 
         self.classifier = self._classifier(prefix, key, keys.logs_key)
         review_url = (
@@ -209,11 +213,13 @@ class DeliveryPipeline(Construct):
             },
         )
         prod_scaling_before, prod_scaling_after = self._autoscaling_guard(synth, source, production, production_prefix)
+        prod_baseline = self._publish_baseline(source, production_artifacts_bucket, production_prefix)
         for gate in (model_approval, ops_approval, classify):
             prod_scaling_before.add_step_dependency(gate)
+            prod_baseline.add_step_dependency(gate)
         self.pipeline.add_stage(
             production,
-            pre=[model_approval, ops_approval, classify, prod_scaling_before],
+            pre=[model_approval, ops_approval, classify, prod_scaling_before, prod_baseline],
             post=[
                 prod_scaling_after,
                 verify := self._step(
@@ -237,6 +243,15 @@ class DeliveryPipeline(Construct):
         self.artifacts = artifacts
         self._grant_classifier(prefix, production_prefix, artifacts)
         self.pipeline.build_pipeline()
+        self.pipeline.pipeline.notify_on(
+            "Failures",
+            self.approvals_topic,
+            notification_rule_name=f"{prefix}-failures",
+            events=[
+                codepipeline.PipelineNotificationEvents.PIPELINE_EXECUTION_FAILED,
+                codepipeline.PipelineNotificationEvents.MANUAL_APPROVAL_NEEDED,
+            ],
+        )
         self._acknowledge_generated()
 
     def _step(
@@ -259,6 +274,29 @@ class DeliveryPipeline(Construct):
             )
             if reports
             else None,
+        )
+
+    def _publish_baseline(
+        self, source: pipelines.IFileSetProducer, bucket: str, env_prefix: str
+    ) -> pipelines.CodeBuildStep:
+        """The drift job compares traffic with the baseline of the model version that served it."""
+        stack = Stack.of(self)
+        objects = f"arn:{stack.partition}:s3:::{bucket}/baselines/*"
+        keys = f"arn:{stack.partition}:kms:{stack.region}:{stack.account}:key/*"
+        self.guard_wildcards += [objects, keys]
+        return pipelines.CodeBuildStep(
+            "PublishDriftBaseline",
+            input=source,
+            commands=["make model", f".venv/bin/python -m scripts.publish_baseline --bucket {bucket}"],
+            role_policy_statements=[
+                iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]),
+                # The artifacts bucket encrypts with the environment's data key, known here by its alias only.
+                iam.PolicyStatement(
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[keys],
+                    conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/{env_prefix}/data"}},
+                ),
+            ],
         )
 
     def _autoscaling_guard(

@@ -72,10 +72,13 @@ class PlatformKeys(Construct):
                 },
             )
         )
-        # EventBridge forwards drift events to the KMS-encrypted alarm topic.
+        # EventBridge forwards drift events, CodeStar Notifications pipeline events, to the encrypted topics.
         self.logs_key.add_to_resource_policy(
             iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                principals=[
+                    iam.ServicePrincipal("events.amazonaws.com"),
+                    iam.ServicePrincipal("codestar-notifications.amazonaws.com"),
+                ],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},

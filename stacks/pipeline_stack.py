@@ -38,7 +38,11 @@ class PipelineStack(Stack):
             staging_prefix=staging.resource_prefix(),
             production_prefix=production.resource_prefix(),
             # The name DataStores gives it; prod defaults to the pipeline's own account.
-            production_artifacts_bucket=(
-                f"{production.resource_prefix()}-artifacts-{production.account or self.account}-{production.region}"
-            ),
+            production_artifacts_bucket=artifacts_bucket(production, self.account),
+            staging_artifacts_bucket=artifacts_bucket(staging, self.account),
         )
+
+
+def artifacts_bucket(environment: EnvironmentSettings, pipeline_account: str) -> str:
+    """The name DataStores gives an environment's artifacts bucket; its account defaults to the pipeline's."""
+    return f"{environment.resource_prefix()}-artifacts-{environment.account or pipeline_account}-{environment.region}"

@@ -104,3 +104,18 @@ def test_autoscaling_is_released_before_and_restored_after_each_deploy(synthesiz
         assert steps["VerifyProduction"]["RunOrder"] > steps["AutoscalingAfterDeploy"]["RunOrder"]
     else:
         assert steps["NoAlarmDuringBake"]["RunOrder"] > steps["AutoscalingAfterDeploy"]["RunOrder"]
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_drift_baseline_is_published_before_each_deploy(synthesized, pipeline, stage: str) -> None:
+    steps = actions(pipeline, stage)
+    first_deploy = min(a["RunOrder"] for n, a in steps.items() if n.endswith(".Deploy"))
+    assert steps["PublishDriftBaseline"]["RunOrder"] < first_deploy
+    assert f"--bucket mlapi-{stage}-artifacts-" in buildspec(synthesized, steps["PublishDriftBaseline"])
+
+
+def test_failures_and_pending_approvals_are_notified(synthesized) -> None:
+    [rule] = synthesized.resources("pipeline", "pipeline", "AWS::CodeStarNotifications::NotificationRule").values()
+    assert {"codepipeline-pipeline-pipeline-execution-failed", "codepipeline-pipeline-manual-approval-needed"} <= set(
+        rule["Properties"]["EventTypeIds"]
+    )
