@@ -214,12 +214,14 @@ class DeliveryPipeline(Construct):
         )
         prod_scaling_before, prod_scaling_after = self._autoscaling_guard(synth, source, production, production_prefix)
         prod_baseline = self._publish_baseline(source, production_artifacts_bucket, production_prefix)
+        register = self._register_release(synth, source, prefix, production, production_prefix)
         for gate in (model_approval, ops_approval, classify):
             prod_scaling_before.add_step_dependency(gate)
             prod_baseline.add_step_dependency(gate)
+            register.add_step_dependency(gate)
         self.pipeline.add_stage(
             production,
-            pre=[model_approval, ops_approval, classify, prod_scaling_before, prod_baseline],
+            pre=[model_approval, ops_approval, classify, prod_scaling_before, prod_baseline, register],
             post=[
                 prod_scaling_after,
                 verify := self._step(
@@ -274,6 +276,50 @@ class DeliveryPipeline(Construct):
             )
             if reports
             else None,
+        )
+
+    def _register_release(
+        self,
+        synth: pipelines.CodeBuildStep,
+        source: pipelines.IFileSetProducer,
+        prefix: str,
+        stage: Stage,
+        env_prefix: str,
+    ) -> pipelines.CodeBuildStep:
+        """Record the release about to be deployed, with its approvers, in the environment's release history."""
+        stack = Stack.of(self)
+        cdk_out = synth.primary_output
+        assert cdk_out is not None
+        pipeline_name = f"{prefix}-delivery"
+        keys = f"arn:{stack.partition}:kms:{stack.region}:{stack.account}:key/*"
+        self.guard_wildcards.append(keys)
+        return pipelines.CodeBuildStep(
+            "RegisterRelease",
+            input=source,
+            additional_inputs={"cdk.out": cdk_out},
+            commands=[
+                "make deps",
+                f".venv/bin/python -m scripts.register_release --assembly cdk.out/assembly-{stack.node.id}-"
+                f"{stage.stage_name} --pipeline {pipeline_name} --stage {stage.stage_name} "
+                f"--approvals ModelApproval,OperationsApproval --table {env_prefix}-releases",
+            ],
+            role_policy_statements=[
+                iam.PolicyStatement(
+                    actions=["codepipeline:GetPipelineState"],
+                    resources=[f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{pipeline_name}"],
+                ),
+                iam.PolicyStatement(
+                    actions=["dynamodb:PutItem"],
+                    resources=[
+                        f"arn:{stack.partition}:dynamodb:{stack.region}:{stack.account}:table/{env_prefix}-releases"
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[keys],
+                    conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/{env_prefix}/data"}},
+                ),
+            ],
         )
 
     def _publish_baseline(

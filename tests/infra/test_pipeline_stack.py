@@ -119,3 +119,10 @@ def test_failures_and_pending_approvals_are_notified(synthesized) -> None:
     assert {"codepipeline-pipeline-pipeline-execution-failed", "codepipeline-pipeline-manual-approval-needed"} <= set(
         rule["Properties"]["EventTypeIds"]
     )
+
+
+def test_release_is_recorded_with_its_approvers_before_production_changes(synthesized, pipeline) -> None:
+    prod = actions(pipeline, "prod")
+    first_deploy = min(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
+    assert prod["ModelApproval"]["RunOrder"] < prod["RegisterRelease"]["RunOrder"] < first_deploy
+    assert "--approvals ModelApproval,OperationsApproval" in buildspec(synthesized, prod["RegisterRelease"])
