@@ -121,13 +121,32 @@ def live_from_aws(endpoint: str, table: str, bucket: str) -> dict[str, Any] | No
         raise LiveModelError(f"s3://{bucket}/{key} is not JSON: {error}") from None
     if "holdout_metrics" not in metadata:
         raise LiveModelError(f"s3://{bucket}/{key} has no holdout_metrics")
+    contract_dir = _download_contract(bucket, f"baselines/{release.model_version}/contract/")
     return {
+        "contract_dir": str(contract_dir),
         "source": f"s3://{bucket}/{key}",
         "release_id": release.release_id,
         "model_version": release.model_version,
         "content_sha256": metadata.get("content_sha256"),
         "metrics": metadata["holdout_metrics"],
     }
+
+
+def _download_contract(bucket: str, prefix: str) -> Path:
+    """The live model's API contract, as publish_baseline.py stored it (absent for older releases)."""
+    import tempfile
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    target = Path(tempfile.mkdtemp(prefix="live-contract-"))
+    for name in ("request.schema.json", "openapi.json"):
+        try:
+            boto3.client("s3").download_file(bucket, prefix + name, str(target / name))
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("404", "NoSuchKey"):
+                raise
+    return target
 
 
 # ---- request contract -----------------------------------------------------------------------------
@@ -217,9 +236,10 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             raise GateInputError("--endpoint, --table and --artifacts-bucket go together")
         live = live_from_aws(args.endpoint, args.table, args.artifacts_bucket)
     failures = check_metrics(metrics, thresholds, live["metrics"] if live else None, args.tolerance)
-    contract: dict[str, Any] = {"checked": False, "reason": "no --previous-contract given"}
-    if args.previous_contract:
-        contract, contract_failures = check_contract(args.contract, args.previous_contract)
+    contract: dict[str, Any] = {"checked": False, "reason": "no --previous-contract given and no live contract"}
+    previous = args.previous_contract or (Path(live["contract_dir"]) if live and live.get("contract_dir") else None)
+    if previous:
+        contract, contract_failures = check_contract(args.contract, previous)
         failures += contract_failures
     summary = {
         "passed": not failures,

@@ -2,7 +2,8 @@
 
     python scripts/publish_baseline.py --bucket mlapi-dev-artifacts-<account>-<region> [--dist model_container/dist]
 
-Writes s3://BUCKET/baselines/<model_version>/{metadata.json, baseline.csv[, baseline_predictions.csv]}.
+Writes s3://BUCKET/baselines/<model_version>/{metadata.json, baseline.csv[, baseline_predictions.csv]} and
+the API contract under .../contract/.
 The pipeline runs it before the endpoint update; run it by hand after a manual `cdk deploy`.
 """
 
@@ -19,20 +20,24 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 FILES = ("metadata.json", "baseline.csv", "baseline_predictions.csv")
 REQUIRED = FILES[:2]
+# The API contract travels with the model version, so the next model gate can tell whether it changed.
+CONTRACT_FILES = ("request.schema.json", "openapi.json")
+CONTRACT_DIR = Path("model_container/contract")
 
 
-def publish(dist: Path, bucket: str, s3_client=None) -> list[str]:  # type: ignore[no-untyped-def]
+def publish(dist: Path, bucket: str, s3_client=None, contract_dir: Path = CONTRACT_DIR) -> list[str]:  # type: ignore[no-untyped-def]
     """Upload the baseline files of the build in `dist`; returns the keys written."""
     missing = [name for name in REQUIRED if not (dist / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{dist} lacks {', '.join(missing)}: build the model first (make model)")
     version = json.loads((dist / "metadata.json").read_text())["model_version"]
     client = s3_client or boto3.client("s3")
+    uploads = [(dist / name, f"baselines/{version}/{name}") for name in FILES]
+    uploads += [(contract_dir / name, f"baselines/{version}/contract/{name}") for name in CONTRACT_FILES]
     keys = []
-    for name in FILES:
-        if (dist / name).is_file():
-            key = f"baselines/{version}/{name}"
-            client.upload_file(str(dist / name), bucket, key, ExtraArgs={"ServerSideEncryption": "aws:kms"})
+    for path, key in uploads:
+        if path.is_file():
+            client.upload_file(str(path), bucket, key, ExtraArgs={"ServerSideEncryption": "aws:kms"})
             keys.append(key)
     return keys
 

@@ -17,17 +17,34 @@ RESOURCE_ID = "endpoint/ep/variant/primary"
 TEMPLATE = {
     "Resources": {
         "Endpoint": {"Type": "AWS::SageMaker::Endpoint", "Properties": {"EndpointName": "ep"}},
-        "Config": {"Type": "AWS::SageMaker::EndpointConfig",
-                   "Properties": {"ProductionVariants": [{"VariantName": "primary", "InstanceType": "ml.c6i.xlarge"}]}},
-        "Target": {"Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
-            "ServiceNamespace": "sagemaker", "ResourceId": RESOURCE_ID,
-            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": 1, "MaxCapacity": 4}},
-        "Policy": {"Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
-            "PolicyName": "invocations", "PolicyType": "TargetTrackingScaling", "ScalingTargetId": {"Ref": "Target"},
-            "TargetTrackingScalingPolicyConfiguration": {
-                "TargetValue": 60000.0,
-                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-                "ScaleInCooldown": 600, "ScaleOutCooldown": 60}}},
+        "Config": {
+            "Type": "AWS::SageMaker::EndpointConfig",
+            "Properties": {"ProductionVariants": [{"VariantName": "primary", "InstanceType": "ml.c6i.xlarge"}]},
+        },
+        "Target": {
+            "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
+            "Properties": {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": RESOURCE_ID,
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                "MinCapacity": 1,
+                "MaxCapacity": 4,
+            },
+        },
+        "Policy": {
+            "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+            "Properties": {
+                "PolicyName": "invocations",
+                "PolicyType": "TargetTrackingScaling",
+                "ScalingTargetId": {"Ref": "Target"},
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": 60000.0,
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+                    "ScaleInCooldown": 600,
+                    "ScaleOutCooldown": 60,
+                },
+            },
+        },
     }
 }
 
@@ -40,8 +57,9 @@ class FakeSageMaker:
 
     def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:
         if self.instance_type is None:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "Could not find endpoint"}},
-                              "DescribeEndpoint")
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "Could not find endpoint"}}, "DescribeEndpoint"
+            )
         return {"EndpointConfigName": f"{EndpointName}-v1"}
 
     def describe_endpoint_config(self, EndpointConfigName: str) -> dict[str, Any]:
@@ -52,9 +70,13 @@ class FakeSageMaker:
 def autoscaling():
     with mock_aws():
         client = boto3.client("application-autoscaling", region_name="eu-west-1")
-        client.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=RESOURCE_ID,
-                                        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-                                        MinCapacity=1, MaxCapacity=4)
+        client.register_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=RESOURCE_ID,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            MinCapacity=1,
+            MaxCapacity=4,
+        )
         yield client
 
 

@@ -199,6 +199,18 @@ def test_live_metrics_come_from_the_live_release_baseline(
     code, summary, err = run_gate(capsys, *aws_args)
     assert code == 1 and summary["live"]["release_id"] == "ep-0-9-0"
     assert "accuracy" in err and "live model's 0.990000" in err
+    assert summary["contract"]["checked"] is False  # this live release published no contract
+
+    # With the live release's contract published beside its baseline, a changed schema needs a version bump.
+    old_schema = json.loads((CONTRACT / "request.schema.json").read_text())
+    old_schema["properties"]["instances"]["maxItems"] = 10
+    s3.put_object(Bucket="artifacts", Key="baselines/0.9.0/contract/request.schema.json", Body=json.dumps(old_schema))
+    s3.put_object(
+        Bucket="artifacts", Key="baselines/0.9.0/contract/openapi.json", Body=(CONTRACT / "openapi.json").read_text()
+    )
+    code, summary, err = run_gate(capsys, *aws_args)
+    assert summary["contract"]["request_schema_changed"] is True and summary["contract"]["version_bumped"] is False
+    assert "request.schema.json changed" in err
 
 
 @mock_aws

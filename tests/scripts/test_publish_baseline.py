@@ -23,7 +23,14 @@ def dist(tmp_path: Path) -> Path:
 def test_uploads_under_the_model_version(dist: Path) -> None:
     s3 = boto3.client("s3", region_name="eu-west-1")
     s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    assert publish(dist, "artifacts", s3) == ["baselines/1.2.3/metadata.json", "baselines/1.2.3/baseline.csv"]
+    contract = dist / "contract"
+    contract.mkdir()
+    (contract / "request.schema.json").write_text("{}")
+    assert publish(dist, "artifacts", s3, contract_dir=contract) == [
+        "baselines/1.2.3/metadata.json",
+        "baselines/1.2.3/baseline.csv",
+        "baselines/1.2.3/contract/request.schema.json",
+    ]
     body = s3.get_object(Bucket="artifacts", Key="baselines/1.2.3/baseline.csv")["Body"].read()
     assert body == b"1.0,2.0\n3.0,4.0\n"
 
