@@ -138,58 +138,47 @@ PREDICTION_SCHEMA = {
     "example": {"predictions": [{"label": 1, "probability": 0.973214, "model_version": "1.0.0"}]},
 }
 
-CONTAINER_ERROR_SCHEMA = {
-    "type": "object",
-    "description": "Error raised by the model container. row (0-based) and field name the first offending value.",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "request_id"],
-            "properties": {
-                "code": {"type": "string", "example": "out_of_range"},
-                "message": {"type": "string"},
-                "request_id": {"type": "string"},
-                "row": {"type": "integer", "minimum": 0},
-                "field": {"type": "string"},
-            },
-        }
-    },
-    "example": {
-        "error": {
-            "code": "out_of_range",
-            "message": "row 0 feature 'mean_radius' = 99 is outside [0, 37.29]",
-            "request_id": "3f2a9c1e-17",
-            "row": 0,
-            "field": "mean_radius",
-        }
-    },
-}
 
-GATEWAY_ERROR_SCHEMA = {
-    "type": "object",
-    "description": "Error raised by API Gateway itself (validation, auth, throttling, model error, timeout); "
+def error_schema(description: str, example: dict[str, Any], **extra: dict[str, Any]) -> dict[str, Any]:
+    """The one error envelope of the API, `{"error": {code, message, request_id, ...}}`."""
+    properties: dict[str, Any] = {
+        "code": {"type": "string", "example": example["code"]},
+        "message": {"type": "string"},
+        "request_id": {"type": "string"},
+        **extra,
+    }
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "object", "required": ["code", "message", "request_id"], "properties": properties}
+        },
+        "example": {"error": example},
+    }
+
+
+CONTAINER_ERROR_SCHEMA = error_schema(
+    "Error raised by the model container. row (0-based) and field name the first offending value.",
+    {
+        "code": "out_of_range",
+        "message": "row 0 feature 'mean_radius' = 99 is outside [0, 37.29]",
+        "request_id": "3f2a9c1e-17",
+        "row": 0,
+        "field": "mean_radius",
+    },
+    row={"type": "integer", "minimum": 0},
+    field={"type": "string"},
+)
+GATEWAY_ERROR_SCHEMA = error_schema(
+    "Error raised by API Gateway itself (validation, auth, throttling, model error, timeout); "
     "the same envelope as the container's errors.",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "request_id"],
-            "properties": {
-                "code": {"type": "string", "example": "invalid_request"},
-                "message": {"type": "string"},
-                "request_id": {"type": "string"},
-            },
-        }
+    {
+        "code": "throttled",
+        "message": "Too many requests, retry with backoff",
+        "request_id": "c0ffee00-0000-4000-8000-000000000000",
     },
-    "example": {
-        "error": {
-            "code": "throttled",
-            "message": "Too many requests, retry with backoff",
-            "request_id": "c0ffee00-0000-4000-8000-000000000000",
-        }
-    },
-}
+)
 
 
 def error_response(description: str, *schemas: str) -> dict[str, Any]:
