@@ -7,7 +7,6 @@ from pathlib import Path
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -15,6 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ml_constructs.endpoint_alarms import topic_alarm
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from platform_config import MonitoringSettings
@@ -189,19 +189,17 @@ class DriftMonitor(Construct):
                 settings.min_accuracy,
                 cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             )
-        alarms = {}
-        for name, (alarm_metric, threshold, comparison) in specs.items():
-            alarm = cloudwatch.Alarm(
+        return {
+            name: topic_alarm(
                 self,
                 name,
+                topic=topic,
                 alarm_name=f"{prefix}-{name}",
                 metric=alarm_metric,
                 threshold=threshold,
-                comparison_operator=comparison,
+                comparison=comparison,
                 evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"{prefix}: {name} (drift job, model {model_version})",
+                description=f"{prefix}: {name} (drift job, model {model_version})",
             )
-            alarm.add_alarm_action(cw_actions.SnsAction(topic))
-            alarms[name] = alarm
-        return alarms
+            for name, (alarm_metric, threshold, comparison) in specs.items()
+        }

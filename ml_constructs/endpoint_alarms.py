@@ -108,24 +108,23 @@ class EndpointAlarms(Construct):
             "memory": (host("MemoryUtilization"), settings.memory_utilization_percent, above),
             "disk": (host("DiskUtilization"), settings.disk_utilization_percent, above),
         }
-        self.alarms: dict[str, cloudwatch.Alarm] = {}
-        action = cw_actions.SnsAction(self.topic)
-        for name, (alarm_metric, threshold, comparison) in specs.items():
-            alarm = cloudwatch.Alarm(
+        self.alarms = {
+            name: topic_alarm(
                 self,
                 name,
+                topic=self.topic,
                 alarm_name=f"{prefix}-{name}",
                 metric=alarm_metric,
                 threshold=threshold,
-                comparison_operator=comparison,
+                comparison=comparison,
                 evaluation_periods=settings.evaluation_periods,
                 datapoints_to_alarm=min(2, settings.evaluation_periods),
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"{prefix}: {name} above {threshold:g}",
+                description=f"{prefix}: {name} above {threshold:g}",
+                notify_ok=True,
             )
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
-            self.alarms[name] = alarm
+            for name, (alarm_metric, threshold, comparison) in specs.items()
+        }
+        action = cw_actions.SnsAction(self.topic)
         self.alarms["instances-at-max"] = self._instances_at_max(prefix, endpoint_dims, max_instances, period)
         self.alarms["instances-at-max"].add_alarm_action(action)
         # The alarms that must stay OK while a new model takes traffic (SageMaker rolls back otherwise).
@@ -204,3 +203,36 @@ class EndpointAlarms(Construct):
             ),
         )
         return dashboard
+
+
+def topic_alarm(
+    scope: Construct,
+    construct_id: str,
+    *,
+    topic: sns.ITopic,
+    alarm_name: str,
+    metric: cloudwatch.IMetric,
+    threshold: float,
+    comparison: cloudwatch.ComparisonOperator,
+    evaluation_periods: int,
+    description: str,
+    datapoints_to_alarm: int | None = None,
+    notify_ok: bool = False,
+) -> cloudwatch.Alarm:
+    """An alarm that notifies `topic` (missing data is not breaching: no traffic is not an incident)."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        construct_id,
+        alarm_name=alarm_name,
+        metric=metric,
+        threshold=threshold,
+        comparison_operator=comparison,
+        evaluation_periods=evaluation_periods,
+        datapoints_to_alarm=datapoints_to_alarm,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description=description,
+    )
+    alarm.add_alarm_action(cw_actions.SnsAction(topic))
+    if notify_ok:
+        alarm.add_ok_action(cw_actions.SnsAction(topic))
+    return alarm
