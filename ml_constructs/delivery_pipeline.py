@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack, Stage, pipelines
 from aws_cdk import aws_codebuild as codebuild
-from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -14,9 +13,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from ml_constructs.chat_notifications import ChatNotifications
 from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS
 from ml_constructs.nag import acknowledge, wildcard_finding
-from ml_constructs.pipeline_steps import LambdaInvokeStep, NotifyingApprovalStep
+from ml_constructs.pipeline_steps import LambdaInvokeStep, NotifyingApprovalStep, pipeline_source
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.platform_keys import PlatformKeys
 from ml_constructs.release_history_table import keyed_table
@@ -28,7 +28,7 @@ JUNIT = "reports/junit.xml"
 
 
 class DeliveryPipeline(Construct):
-    """Exposes `pipeline` (pipelines.CodePipeline), `approvals_topic` and `classifier`."""
+    """Exposes `pipeline` (pipelines.CodePipeline), `approvals_topic`, `chat` (or None) and `classifier`."""
 
     def __init__(
         self,
@@ -56,8 +56,12 @@ class DeliveryPipeline(Construct):
         )
         for email in settings.approval_emails:
             self.approvals_topic.add_subscription(subscriptions.EmailSubscription(email))
+        self.chat = None
+        if settings.chat:
+            name, topics = f"{prefix}-approvals", [self.approvals_topic]
+            self.chat = ChatNotifications(self, "Chat", name=name, channel=settings.chat, topics=topics)
 
-        source = self._source(settings)
+        source = pipeline_source(self, settings.source)
         commit = "-c commit=$CODEBUILD_RESOLVED_SOURCE_VERSION"
         synth = pipelines.CodeBuildStep(
             "Synth",
@@ -95,6 +99,7 @@ class DeliveryPipeline(Construct):
             f"arn:{stack.partition}:dynamodb:{stack.region}:{stack.account}:table/{production_prefix}-releases"
         )
         thresholds = ",".join(f"{k}={v}" for k, v in settings.model_thresholds.items())
+        latency = settings.latency_gate
         checks = self.pipeline.add_wave("Checks")
         checks.add_pre(
             self._step("UnitTests", source, ["make test PYTEST_ARGS='--junitxml=" + JUNIT + "'"], reports=True),
@@ -119,6 +124,11 @@ class DeliveryPipeline(Construct):
                     f"--endpoint {production_prefix}-endpoint --table {production_prefix}-releases "
                     f"--artifacts-bucket {production_artifacts_bucket} --report reports/model-gate.json",
                     ".venv/bin/pytest tests/model_container -q",
+                    ".venv/bin/python -m scripts.latency_gate --dist model_container/dist "
+                    f"--requests {latency.requests} --concurrency {latency.concurrency} "
+                    f"--p99-ms {latency.single_row_p99_ms} "
+                    f"--batch-rows {latency.batch_rows} --batch-p99-ms {latency.batch_p99_ms} "
+                    "--report reports/latency-gate.json",
                 ],
                 policy=[
                     # The live model's metrics: its release record and its published baseline.
@@ -414,15 +424,6 @@ class DeliveryPipeline(Construct):
                 actions=["cloudwatch:DescribeAlarms", "cloudwatch:DescribeAlarmHistory"], resources=[alarms]
             )
         ]
-
-    def _source(self, settings: PipelineSettings) -> pipelines.CodePipelineSource:
-        source = settings.source
-        if source.connection_arn:
-            return pipelines.CodePipelineSource.connection(
-                source.repository, source.branch, connection_arn=source.connection_arn, trigger_on_push=True
-            )
-        repository = codecommit.Repository.from_repository_name(self, "Repository", str(source.codecommit_repository))
-        return pipelines.CodePipelineSource.code_commit(repository, source.branch)
 
     def _artifact_bucket(self, key: kms.IKey) -> s3.Bucket:
         logs = access_log_bucket(self, "ArtifactAccessLogs", expire_days=365, removal_policy=RemovalPolicy.RETAIN)

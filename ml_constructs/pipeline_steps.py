@@ -1,14 +1,33 @@
-"""CDK Pipelines steps that the library lacks: approvals that notify a topic, and a Lambda invoke."""
+"""CDK Pipelines pieces the library lacks: the configured source, approvals that notify a topic, a Lambda invoke."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import jsii
+from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import pipelines
+from constructs import Construct
+
+from platform_config.settings import PipelineSource
+
+
+def pipeline_source(scope: Construct, source: PipelineSource) -> pipelines.CodePipelineSource:
+    """The source action the config names: a CodeConnections repository, CodeCommit, or a zip in S3."""
+    if source.connection_arn:
+        return pipelines.CodePipelineSource.connection(
+            source.repository, source.branch, connection_arn=source.connection_arn, trigger_on_push=True
+        )
+    if source.s3_bucket:
+        # The bucket must be versioned; each new object version starts the pipeline through EventBridge.
+        bucket = s3.Bucket.from_bucket_name(scope, "SourceBucket", source.s3_bucket)
+        return pipelines.CodePipelineSource.s3(bucket, source.s3_key, trigger=actions.S3Trigger.EVENTS)
+    repository = codecommit.Repository.from_repository_name(scope, "Repository", str(source.codecommit_repository))
+    return pipelines.CodePipelineSource.code_commit(repository, source.branch)
 
 
 @jsii.implements(pipelines.ICodePipelineActionFactory)

@@ -11,6 +11,7 @@ from typing import Literal
 from platform_config.loader import ConfigError, check
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -440,19 +441,23 @@ class MonitoringSettings:
 
 @dataclass(frozen=True)
 class PipelineSource:
-    """Where the pipeline pulls from: a CodeConnections connection (GitHub/GitLab/Bitbucket) by default."""
+    """Where the pipeline pulls from: a CodeConnections connection (GitHub/GitLab/Bitbucket) by default,
+    or a CodeCommit repository, or a zip object in a versioned S3 bucket (set exactly one)."""
 
     repository: str
     branch: str = "main"
     connection_arn: str | None = None
     codecommit_repository: str | None = None
+    s3_bucket: str | None = None
+    s3_key: str = "source.zip"
 
     def __post_init__(self) -> None:
         check(bool(re.fullmatch(r"[\w.-]+/[\w.-]+", self.repository)), "repository", "must be owner/name")
+        kinds = [self.connection_arn, self.codecommit_repository, self.s3_bucket]
         check(
-            (self.connection_arn is None) != (self.codecommit_repository is None),
+            sum(kind is not None for kind in kinds) == 1,
             "connection_arn",
-            "set exactly one of connection_arn and codecommit_repository",
+            "set exactly one of connection_arn, codecommit_repository and s3_bucket",
         )
         if self.connection_arn is not None:
             check(
@@ -466,6 +471,54 @@ class PipelineSource:
                 "connection_arn",
                 "must be a CodeConnections connection ARN",
             )
+        if self.s3_bucket is not None:
+            bucket_name = re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.s3_bucket)
+            check(bool(bucket_name), "s3_bucket", "is not a bucket name")
+            check(self.s3_key.endswith(".zip"), "s3_key", "must name a .zip object")
+
+
+@dataclass(frozen=True)
+class LatencyGate:
+    """The model gate's short latency benchmark: the build served locally, p99 per request size."""
+
+    requests: int = 2000
+    concurrency: int = 4
+    single_row_p99_ms: float = 20.0
+    batch_rows: int = 100
+    batch_p99_ms: float = 50.0
+
+    def __post_init__(self) -> None:
+        check(1 <= self.concurrency <= 64, "concurrency", "must be 1..64")
+        check(self.requests >= self.concurrency, "requests", "must be at least concurrency")
+        check(1 <= self.batch_rows <= 1000, "batch_rows", "must be 1..1000")
+        check(self.single_row_p99_ms > 0, "single_row_p99_ms", "must be > 0")
+        check(self.batch_p99_ms > 0, "batch_p99_ms", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ChatChannel:
+    """AWS Chatbot delivery of approvals and failures: a Slack channel or a Microsoft Teams channel.
+
+    The workspace (Slack) or team (Teams) must first be authorized once in the AWS Chatbot console."""
+
+    kind: Literal["slack", "teams"]
+    channel_id: str
+    slack_workspace_id: str | None = None
+    teams_team_id: str | None = None
+    teams_tenant_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "slack":
+            check(bool(re.fullmatch(r"[A-Z0-9]{9,11}", self.channel_id)), "channel_id", "is not a Slack channel id")
+            check(
+                bool(re.fullmatch(r"[A-Z0-9]{9,11}", self.slack_workspace_id or "")),
+                "slack_workspace_id",
+                "is required for slack and must be a Slack workspace id (e.g. T01234567)",
+            )
+        else:
+            for key in ("teams_team_id", "teams_tenant_id"):
+                check(bool(_UUID.fullmatch(getattr(self, key) or "")), key, "is required for teams and must be a UUID")
+            check(bool(re.fullmatch(r"\S{1,256}", self.channel_id)), "channel_id", "is not a Teams channel id")
 
 
 @dataclass(frozen=True)
@@ -483,6 +536,8 @@ class PipelineSettings:
     load_test_requests: int = 2000
     load_test_concurrency: int = 16
     load_test_p99_ms: float = 500.0
+    latency_gate: LatencyGate = field(default_factory=LatencyGate)
+    chat: ChatChannel | None = None
 
     def __post_init__(self) -> None:
         check(bool(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", self.region)), "region", "is not an AWS region name")

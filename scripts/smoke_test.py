@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 FEATURE_SCHEMA = Path(__file__).resolve().parents[1] / "model_container" / "contract" / "feature_schema.json"
 
 
-def sample_rows(schema_path: Path, count: int) -> list[list[float]]:
+def sample_rows(schema: dict[str, Any], count: int) -> list[list[float]]:
     """`count` plausible rows: each feature interpolated inside its training range."""
-    features = json.loads(schema_path.read_text())["features"]
+    features = schema["features"]
     return [
         [
             round(f["training_min"] + (f["training_max"] - f["training_min"]) * (i + 1) / (count + 1), 6)
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1 or args.requests < 0 or args.concurrency < 1:
         parser.error("--rows and --concurrency must be >= 1, --requests >= 0")
-    rows = sample_rows(args.feature_schema, args.rows)
+    rows = sample_rows(json.loads(args.feature_schema.read_text()), args.rows)
     try:
         client = ApiClient(args.url, args.api_key, args.timeout_s)
     except ValueError as error:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from platform_config import ConfigError, load_environments
+from platform_config import ConfigError, load_environments, load_pipeline
 
 CONTEXT = json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text())["context"]["ml-platform"]
 
@@ -172,3 +172,34 @@ def test_region_falls_back_to_cdk_default_region_and_fails_without_one() -> None
 def test_missing_context_is_reported() -> None:
     with pytest.raises(ConfigError, match=r"missing from cdk\.json"):
         load_environments(None)
+
+
+def test_shipped_pipeline_config_loads_with_its_gates() -> None:
+    pipeline = load_pipeline(CONTEXT, load_environments(CONTEXT))
+    assert pipeline is not None
+    assert (pipeline.staging, pipeline.production) == ("staging", "prod")
+    assert pipeline.latency_gate.single_row_p99_ms == 20.0
+    assert pipeline.chat is None
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key", "fragment"),
+    [
+        ("pipeline.production", "qa", "ml-platform.pipeline.production", "names no environment"),
+        ("pipeline.model_thresholds", {"f1": 0.9}, "ml-platform.pipeline.model_thresholds.f1", "must be one of"),
+        ("pipeline.latency_gate.requests", 2, "ml-platform.pipeline.latency_gate.requests", "at least concurrency"),
+        ("pipeline.latency_gate.batch_p99_ms", 0, "ml-platform.pipeline.latency_gate.batch_p99_ms", "> 0"),
+        (
+            "pipeline.chat",
+            {"kind": "slack", "channel_id": "C0123456789"},
+            "ml-platform.pipeline.chat.slack_workspace_id",
+            "required",
+        ),
+    ],
+)
+def test_bad_pipeline_values_fail_naming_the_key(path: str, value: Any, key: str, fragment: str) -> None:
+    context = with_change(path, value)
+    with pytest.raises(ConfigError) as raised:
+        load_pipeline(context, load_environments(context))
+    assert raised.value.key == key
+    assert fragment in str(raised.value)

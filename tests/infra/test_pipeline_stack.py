@@ -49,6 +49,11 @@ def test_build_specs_run_the_readme_commands(synthesized, pipeline) -> None:
     assert "make test" in buildspec(synthesized, checks["UnitTests"])
     assert "JUNITXML" in buildspec(synthesized, checks["UnitTests"])
     assert "-m scripts.model_gate" in buildspec(synthesized, checks["ModelGate"])
+    gate = synthesized.context["ml-platform"]["pipeline"]["latency_gate"]
+    assert (
+        f"-m scripts.latency_gate --dist model_container/dist --requests {gate['requests']} "
+        f"--concurrency {gate['concurrency']} --p99-ms {float(gate['single_row_p99_ms'])}"
+    ) in buildspec(synthesized, checks["ModelGate"])
     assert "make security-report" in buildspec(synthesized, checks["SecurityScans"])
 
 

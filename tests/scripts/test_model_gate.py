@@ -13,20 +13,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from model_container.build_model import build
 from scripts.model_gate import main
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "model_container" / "contract"
 REGION = "eu-west-1"
-
-
-@pytest.fixture(scope="session")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("gate-build")
-    # contract_dir in tmp: the build must not rewrite the committed feature_schema.json.
-    build(root / "dist", contract_dir=root / "contract", commit="test-commit")
-    return root / "dist"
 
 
 def run_gate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:

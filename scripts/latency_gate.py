@@ -1,0 +1,187 @@
+"""Short latency benchmark of a model build, served exactly as the image serves it, with p99 thresholds.
+
+    python -m scripts.latency_gate --dist model_container/dist [--requests 2000 --concurrency 4]
+        [--p99-ms 25 --batch-rows 100 --batch-p99-ms 60] [--report reports/latency-gate.json]
+
+Unpacks dist/model.tar.gz as SageMaker does, starts the Dockerfile's entry point with `serve` on
+127.0.0.1, and sends single-row and batch requests from a thread pool. Any non-200 answer fails the gate.
+Exit codes: 0 passed, 1 a threshold was exceeded or a request failed, 2 usage or the server did not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from scripts.smoke_test import load_failures, run_load, sample_rows
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = REPO / "model_container" / "Dockerfile"
+
+
+class ServerStartError(Exception):
+    """The model server did not answer /ping with 200 in time (exit 2)."""
+
+
+def entrypoint_command(dockerfile: Path = DOCKERFILE) -> list[str]:
+    """The Dockerfile's exec-form ENTRYPOINT plus `serve`, with this interpreter as `python`."""
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("ENTRYPOINT "):
+            command = json.loads(line.removeprefix("ENTRYPOINT "))
+            return [sys.executable if command[0] == "python" else command[0], *command[1:], "serve"]
+    raise ServerStartError(f"{dockerfile} has no ENTRYPOINT")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_ping(port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    deadline, last_answer = time.monotonic() + timeout_s, "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerStartError(f"the server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as error:  # 503 while loading, with the reason a failed load gives
+            last_answer = f"{error.code} {error.read()[:500].decode(errors='replace')}"
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise ServerStartError(f"/ping did not answer 200 within {timeout_s:g} s; last answer: {last_answer}")
+
+
+@contextmanager
+def served_model(dist: Path, workers: int, user: str, start_timeout_s: float = 60) -> Iterator[int]:
+    """Serve dist/model.tar.gz on a free loopback port; yields the port and stops the server after."""
+    root = Path(tempfile.mkdtemp(prefix="latency-gate-"))
+    root.chmod(0o755)  # the server drops root privileges to `user`, who must read the model
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        model_dir, log = root / "model", root / "server.log"
+        try:
+            with tarfile.open(dist / "model.tar.gz") as archive:
+                archive.extractall(model_dir, filter="data")
+        except (OSError, tarfile.TarError) as error:
+            raise ServerStartError(f"cannot unpack {dist / 'model.tar.gz'}: {error} (build the model first)") from None
+        port = _free_port()
+        environment = {
+            **os.environ,
+            "SM_MODEL_DIR": str(model_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "MODEL_SERVER_HOST": "127.0.0.1",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+            "MODEL_SERVER_USER": user,
+        }
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                entrypoint_command(), cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT
+            )
+        _wait_for_ping(port, process, log, start_timeout_s)
+        yield port
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(port: int, rows: list[list[float]], *, requests: int, concurrency: int, p99_ms: float) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{port}/invocations"
+    body = json.dumps({"instances": rows}).encode()
+    run_load(url, "", body, requests=min(requests, 200), concurrency=concurrency, budget_s=60, timeout=10)  # warm-up
+    load = run_load(url, "", body, requests=requests, concurrency=concurrency, budget_s=120, timeout=10)
+    return {
+        "rows_per_request": len(rows),
+        **{k: v for k, v in asdict(load).items() if k != "latencies_ms"},
+        "p50_ms": load.percentile(0.5),
+        "p99_ms": load.percentile(0.99),
+        "max_ms": load.percentile(1.0),
+        "p99_threshold_ms": p99_ms,
+        "requests_per_s": round(load.completed / load.elapsed_s, 1) if load.elapsed_s else None,
+        "failures": load_failures(load, p99_ms, max_error_rate=0.0),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dist", type=Path, default=Path("model_container/dist"))
+    parser.add_argument("--requests", type=int, default=2000, help="requests per run (single row, then batch)")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--p99-ms", type=float, default=25.0, help="single-row p99 threshold")
+    parser.add_argument("--batch-rows", type=int, default=100)
+    parser.add_argument("--batch-p99-ms", type=float, default=60.0, help="batch p99 threshold")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--user", default=os.environ.get("MODEL_SERVER_USER", "nobody"), help="serve as (if root)")
+    parser.add_argument("--start-timeout-s", type=float, default=60.0, help="wait this long for /ping to answer 200")
+    parser.add_argument("--report", type=Path, help="also write the JSON summary here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if min(args.requests, args.concurrency, args.batch_rows, args.workers) < 1 or args.requests < args.concurrency:
+        parser.error("--requests, --concurrency, --batch-rows and --workers must be >= 1; requests >= concurrency")
+    if min(args.p99_ms, args.batch_p99_ms) <= 0:
+        parser.error("--p99-ms and --batch-p99-ms must be > 0")
+    try:
+        schema = json.loads((args.dist / "metadata.json").read_text())["feature_schema"]
+        max_rows = int(schema["max_batch_rows"])
+    except (OSError, ValueError, KeyError) as error:
+        print(f"latency_gate: cannot read {args.dist / 'metadata.json'}: {error}", file=sys.stderr)
+        return 2
+    if args.batch_rows > max_rows:
+        parser.error(f"--batch-rows {args.batch_rows} exceeds the model's max_batch_rows {max_rows}")
+    rows = sample_rows(schema, args.batch_rows)
+    try:
+        with served_model(args.dist, args.workers, args.user, args.start_timeout_s) as port:
+            runs = {
+                "single_row": measure(
+                    port, rows[:1], requests=args.requests, concurrency=args.concurrency, p99_ms=args.p99_ms
+                ),
+                "batch": measure(
+                    port, rows, requests=args.requests, concurrency=args.concurrency, p99_ms=args.batch_p99_ms
+                ),
+            }
+    except ServerStartError as error:
+        print(f"latency_gate: {error}", file=sys.stderr)
+        return 2
+    failures = [f"{name}: {failure}" for name, run in runs.items() for failure in run.pop("failures")]
+    summary = {"passed": not failures, "failures": failures, "workers": args.workers, **runs}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(text + "\n")
+    for failure in failures:
+        print(f"latency_gate: FAILED {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
