@@ -68,14 +68,8 @@ class PlatformFunction(Construct):
             removal_policy=removal_policy,
             log_group_name=f"/aws/lambda/{function_name}",
         )
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=data_key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=removal_policy,
+        self.dead_letter_queue = terminal_dead_letter_queue(
+            self, "DeadLetters", key=data_key, removal_policy=removal_policy
         )
         role = iam.Role(
             self,
@@ -152,14 +146,30 @@ class PlatformFunction(Construct):
                 "(CodePipeline, CloudFormation, S3, DynamoDB) over TLS with SigV4.",
             )
         acknowledge(
-            self.dead_letter_queue,
-            ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"),
-            "This queue is itself the terminal dead-letter queue and on-failure destination of the "
-            "function (and of the EventBridge targets that invoke it).",
-        )
-        acknowledge(
             self.function,
             ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"),
             "Pinned to Python 3.13 because the Powertools layer is published per Python minor version "
             "and the code is tested on it; raise together with powertools_layer_version.",
         )
+
+
+def terminal_dead_letter_queue(
+    scope: Construct, construct_id: str, *, key: kms.IKey, removal_policy: RemovalPolicy
+) -> sqs.Queue:
+    """An encrypted queue that keeps failed deliveries 14 days; it is the last stop, so it has no DLQ itself."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+        removal_policy=removal_policy,
+    )
+    acknowledge(
+        queue,
+        ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"),
+        "This queue is itself the terminal dead-letter queue of failed function invocations and EventBridge "
+        "target deliveries.",
+    )
+    return queue

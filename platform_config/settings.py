@@ -11,6 +11,7 @@ from typing import Literal
 from platform_config.loader import ConfigError, check
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SEMVER = re.compile(r"\d+\.\d+\.\d+([-+][\w.]+)?")
 _UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
@@ -400,6 +401,35 @@ class LambdaSettings:
 
 
 @dataclass(frozen=True)
+class ModelMonitorSettings:
+    """SageMaker Model Monitor (engine `model_monitor`): hourly data-quality schedule per baselined version.
+
+    A model version gets a schedule only once its baseline exists: run scripts/model_monitor_baseline.py,
+    then list the version in `baselined_versions` (synth warns with the command until then)."""
+
+    baselined_versions: tuple[str, ...] = ()
+    instance_type: str = "ml.m5.xlarge"
+    volume_size_gb: int = 20
+    max_runtime_seconds: int = 3300
+    schedule_expression: str = "cron(0 * ? * * *)"
+    drift_threshold: float = 0.1  # the analyzer's distance between baseline and window distributions
+
+    def __post_init__(self) -> None:
+        for index, version in enumerate(self.baselined_versions):
+            check(bool(_SEMVER.fullmatch(version)), f"baselined_versions[{index}]", f"{version!r} is not a version")
+        check(self.instance_type.startswith("ml."), "instance_type", "must be a SageMaker instance type (ml.*)")
+        check(1 <= self.volume_size_gb <= 16384, "volume_size_gb", "must be 1..16384")
+        check(0 < self.drift_threshold <= 1, "drift_threshold", "must be in (0, 1]")
+        # An hourly schedule's job must end before the next one starts.
+        check(60 <= self.max_runtime_seconds <= 3600, "max_runtime_seconds", "must be 60..3600")
+        check(
+            self.schedule_expression.startswith("cron(") and self.schedule_expression.endswith(")"),
+            "schedule_expression",
+            "must be a cron(...) expression, e.g. cron(0 * ? * * *)",
+        )
+
+
+@dataclass(frozen=True)
 class MonitoringSettings:
     """Drift detection on captured traffic: engine, window, thresholds, ground truth, retraining trigger."""
 
@@ -413,13 +443,9 @@ class MonitoringSettings:
     ground_truth_prefix: str | None = None
     min_accuracy: float = 0.9
     retraining_event_bus_arn: str | None = None
+    model_monitor: ModelMonitorSettings = field(default_factory=ModelMonitorSettings)
 
     def __post_init__(self) -> None:
-        check(
-            self.engine == "builtin",
-            "engine",
-            "only 'builtin' is implemented; Model Monitor is closed to new AWS customers (see README)",
-        )
         check(1 <= self.window_hours <= 24, "window_hours", "must be 1..24")
         check(0 < self.psi_warn < self.psi_alarm, "psi_warn", "must be positive and below psi_alarm")
         check(0 < self.ks_p_value < 1, "ks_p_value", "must be in (0, 1)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -16,6 +17,7 @@ from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.endpoint_alarms import EndpointAlarms
 from ml_constructs.endpoint_autoscaling import EndpointAutoscaling
 from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint, ModelRelease
+from ml_constructs.model_monitor import ModelMonitorSchedule
 from ml_constructs.platform_function import FunctionPlacement
 from ml_constructs.prediction_api import STAGE_NAME, PredictionApi
 from ml_constructs.private_network import PrivateNetwork
@@ -126,21 +128,42 @@ class InferenceStack(Stack):
             powertools_layer_arn=settings.lambdas.powertools_layer_arn(settings.region),
             placement=placement,
         )
-        self.drift = DriftMonitor(
-            self,
-            "Drift",
-            prefix=prefix,
-            settings=settings.monitoring,
-            endpoint_name=endpoint_name,
-            variant_name=VARIANT_NAME,
-            model_version=release.version,
-            capture_bucket_name=capture_bucket_name,
-            capture_prefix=CAPTURE_PREFIX,
-            artifacts_bucket_name=artifacts_bucket_name,
-            reports_bucket_name=reports_bucket_name,
-            topic=self.alarms.topic,
-            placement=placement,
-        )
+        if settings.monitoring.engine == "model_monitor":
+            self.drift: DriftMonitor | ModelMonitorSchedule = ModelMonitorSchedule(
+                self,
+                "ModelMonitor",
+                prefix=prefix,
+                environment_name=settings.name,
+                settings=settings.monitoring,
+                endpoint_name=endpoint_name,
+                model_version=release.version,
+                capture_bucket_name=capture_bucket_name,
+                capture_prefix=CAPTURE_PREFIX,
+                monitoring_bucket_name=reports_bucket_name,
+                topic=self.alarms.topic,
+                placement=placement,
+            )
+            self.drift.node.add_dependency(self.model_endpoint.endpoint)
+        else:
+            self.drift = DriftMonitor(
+                self,
+                "Drift",
+                prefix=prefix,
+                settings=settings.monitoring,
+                endpoint_name=endpoint_name,
+                variant_name=VARIANT_NAME,
+                model_version=release.version,
+                capture_bucket_name=capture_bucket_name,
+                capture_prefix=CAPTURE_PREFIX,
+                artifacts_bucket_name=artifacts_bucket_name,
+                reports_bucket_name=reports_bucket_name,
+                topic=self.alarms.topic,
+                placement=placement,
+            )
+        if self.drift.alarms:
+            self.alarms.dashboard.add_widgets(
+                cloudwatch.AlarmStatusWidget(title="Drift", alarms=list(self.drift.alarms.values()), width=24)
+            )
         self.firewall = ApiFirewall(
             self,
             "Firewall",

@@ -128,9 +128,21 @@ def test_selection_picks_named_environments_only() -> None:
         ),
         (
             "environments.dev.monitoring.engine",
-            "model_monitor",
+            "sagemaker",
             "ml-platform.environments.dev.monitoring.engine",
-            "only 'builtin'",
+            "must be one of 'builtin', 'model_monitor'",
+        ),
+        (
+            "environments.dev.monitoring.model_monitor.baselined_versions",
+            ["v1"],
+            "ml-platform.environments.dev.monitoring.model_monitor.baselined_versions[0]",
+            "is not a version",
+        ),
+        (
+            "environments.dev.monitoring.model_monitor.max_runtime_seconds",
+            7200,
+            "ml-platform.environments.dev.monitoring.model_monitor.max_runtime_seconds",
+            "60..3600",
         ),
         (
             "environments.dev.monitoring.psi_warn",

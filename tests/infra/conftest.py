@@ -20,7 +20,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Keep every infra test on one xdist worker so the app is synthesized once, not once per worker.
     for item in items:
         if "tests/infra/" in str(item.path):
-            item.add_marker(pytest.mark.xdist_group("synth"))
+            # The Model Monitor module synthesizes its own variant of dev: it can run beside the main synth.
+            group = "synth-model-monitor" if item.path.name == "test_model_monitor.py" else "synth"
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @dataclass

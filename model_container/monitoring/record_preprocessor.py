@@ -1,0 +1,76 @@
+"""Model Monitor record preprocessor: one captured request (JSON or CSV, any batch size) into feature rows.
+
+SageMaker's analyzer loads this file on its own and calls `preprocess_handler` per captured record, so it
+imports nothing outside the standard library. Rows come back keyed `_c0.._cN`, the column names the analyzer
+gives the header-less baseline.csv of the model build; dict rows are put in schema order with FEATURE_NAMES,
+which `render(feature_names)` appends when the baseline script uploads the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from typing import Any
+
+FEATURE_NAMES: list[str] = []
+
+
+def rows_of(data: str, content_type: str) -> list[list[float]]:
+    """The feature rows of one request body as numbers; [] for a body the server would have refused."""
+    try:
+        return [[_number(value) for value in row] for row in _raw_rows(data, content_type)]
+    except (TypeError, ValueError):
+        return []
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):  # a JSON true is not the number 1 to the server either
+        raise TypeError("boolean feature value")
+    return float(value)
+
+
+def _raw_rows(data: str, content_type: str) -> list[list[Any]]:
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "text/csv":
+        return [row for row in csv.reader(io.StringIO(data)) if row]
+    if media != "application/json":
+        return []
+    try:
+        instances = json.loads(data).get("instances")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(instances, list):
+        return []
+    rows = []
+    for row in instances:
+        if isinstance(row, dict):
+            if not FEATURE_NAMES or set(row) != set(FEATURE_NAMES):
+                return []
+            rows.append([row[name] for name in FEATURE_NAMES])
+        elif isinstance(row, list):
+            rows.append(row)
+        else:
+            return []
+    return rows
+
+
+def preprocess_handler(inference_record: Any, logger: Any = None) -> list[dict[str, Any]]:
+    endpoint_input = inference_record.endpoint_input
+    data = endpoint_input.data
+    try:
+        if str(endpoint_input.encoding).upper() == "BASE64":
+            data = base64.b64decode(data).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        data = ""
+    rows = rows_of(data, str(endpoint_input.observed_content_type))
+    if not rows and logger is not None:
+        logger.warning("captured record %s has no readable feature rows", inference_record.event_metadata)
+    return [{f"_c{index}": value for index, value in enumerate(row)} for row in rows]
+
+
+def render(feature_names: list[str]) -> str:
+    """This file's source with the feature order of the model version being monitored."""
+    with open(__file__, encoding="utf-8") as source:
+        return source.read() + f"\nFEATURE_NAMES = {json.dumps(feature_names)}\n"

@@ -1,0 +1,156 @@
+"""Model Monitor baseline of a model build: statistics and constraints under its model version.
+
+    python -m scripts.model_monitor_baseline --dist model_container/dist --environment prod \
+        --bucket BUCKET --endpoint ENDPOINT --role-arn ROLE --kms-key-arn KEY \
+        --subnets subnet-a,subnet-b --security-group-ids sg-1 [--region eu-west-1] [--wait]
+
+Uploads the build's header-less baseline.csv and the record preprocessor (with the version's feature order),
+then starts a processing job with the SageMaker SDK's DefaultModelMonitor.suggest_baseline on the same
+network and keys as the monitoring schedule. Everything goes under
+s3://BUCKET/model-monitor/ENDPOINT/VERSION/. Once the job has finished, list VERSION in
+ml-platform.environments.ENV.monitoring.model_monitor.baselined_versions so that synth adds its schedule.
+Exit codes: 0 started (or, with --wait, completed), 1 the job failed, 2 usage or unreadable build,
+3 AWS error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+# Imported as a file to render, never run here: the analyzer executes it inside SageMaker.
+from model_container.monitoring import record_preprocessor
+
+
+def monitor_prefix(endpoint: str, version: str) -> str:
+    """Where a version's Model Monitor inputs and baseline live; the CDK construct uses the same layout."""
+    return f"model-monitor/{endpoint}/{version}"
+
+
+def read_build(dist: Path) -> tuple[dict[str, Any], bytes]:
+    try:
+        metadata = json.loads((dist / "metadata.json").read_text())
+        baseline = (dist / "baseline.csv").read_bytes()
+        if not (metadata.get("model_version") and metadata.get("feature_schema", {}).get("features")):
+            raise ValueError("metadata.json lacks model_version or feature_schema.features")
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"model_monitor_baseline: cannot read the build in {dist}: {error}") from None
+    return metadata, baseline
+
+
+def upload_inputs(s3: Any, bucket: str, prefix: str, metadata: dict[str, Any], baseline: bytes, kms_key: str) -> None:
+    names = [feature["name"] for feature in metadata["feature_schema"]["features"]]
+    encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key}
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/input/baseline.csv", Body=baseline, **encryption)
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/record_preprocessor.py",
+        Body=record_preprocessor.render(names).encode(),
+        **encryption,
+    )
+
+
+def start_baseline_job(args: argparse.Namespace, prefix: str, boto_session: boto3.Session) -> None:
+    """The SDK's own baseline job: the analyzer image, environment and output layout AWS maintains."""
+    from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.model_monitor import DatasetFormat, DefaultModelMonitor
+    from sagemaker.core.network import NetworkConfig
+
+    monitor = DefaultModelMonitor(
+        role=args.role_arn,
+        instance_count=1,
+        instance_type=args.instance_type,
+        volume_size_in_gb=args.volume_size_gb,
+        volume_kms_key=args.kms_key_arn,
+        output_kms_key=args.kms_key_arn,
+        max_runtime_in_seconds=args.max_runtime_seconds,
+        sagemaker_session=Session(boto_session=boto_session),
+        network_config=NetworkConfig(
+            enable_network_isolation=True,
+            subnets=args.subnets,
+            security_group_ids=args.security_group_ids,
+            encrypt_inter_container_traffic=True,
+        ),
+        tags=[{"Key": "ModelVersion", "Value": args.version}, {"Key": "Environment", "Value": args.environment}],
+    )
+    monitor.suggest_baseline(
+        baseline_dataset=f"s3://{args.bucket}/{prefix}/input/baseline.csv",
+        dataset_format=DatasetFormat.csv(header=False),
+        output_s3_uri=f"s3://{args.bucket}/{prefix}/baseline",
+        job_name=args.job_name,
+        wait=args.wait,
+        logs=False,
+    )
+
+
+def _csv(text: str) -> list[str]:
+    return [part for part in (p.strip() for p in text.split(",")) if part]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dist", type=Path, default=Path("model_container/dist"))
+    parser.add_argument("--environment", required=True, help="the cdk.json environment name (for the next step)")
+    parser.add_argument("--bucket", required=True, help="the environment's monitoring bucket")
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--role-arn", required=True, help="the Model Monitor role the stack creates")
+    parser.add_argument("--kms-key-arn", required=True, help="the environment's data key")
+    parser.add_argument("--subnets", type=_csv, required=True, help="comma-separated private subnet ids")
+    parser.add_argument("--security-group-ids", type=_csv, required=True)
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    parser.add_argument("--instance-type", default="ml.m5.xlarge")
+    parser.add_argument("--volume-size-gb", type=int, default=20)
+    parser.add_argument("--max-runtime-seconds", type=int, default=3300)
+    parser.add_argument("--job-name", help="default: <endpoint>-baseline-<version>, dots as dashes")
+    parser.add_argument("--wait", action="store_true", help="wait for the job and fail if it fails")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.region:
+        parser.error("--region (or AWS_REGION) is required")
+    if not args.subnets or not args.security_group_ids:
+        parser.error("--subnets and --security-group-ids need at least one id each")
+    metadata, baseline = read_build(args.dist)
+    args.version = metadata["model_version"]
+    args.job_name = args.job_name or f"{args.endpoint}-baseline-{args.version}".replace(".", "-")[:63]
+    prefix = monitor_prefix(args.endpoint, args.version)
+    session = boto3.Session(region_name=args.region)
+    try:
+        upload_inputs(session.client("s3"), args.bucket, prefix, metadata, baseline, args.kms_key_arn)
+        start_baseline_job(args, prefix, session)
+    except (ClientError, BotoCoreError) as error:
+        print(f"model_monitor_baseline: {error}", file=sys.stderr)
+        return 3
+    except Exception as error:  # the SDK raises its own exception types for a failed job
+        if args.wait and type(error).__name__ == "UnexpectedStatusException":
+            print(f"model_monitor_baseline: the baseline job failed: {error}", file=sys.stderr)
+            return 1
+        raise
+    summary = {
+        "model_version": args.version,
+        "processing_job": args.job_name,
+        "statistics": f"s3://{args.bucket}/{prefix}/baseline/statistics.json",
+        "constraints": f"s3://{args.bucket}/{prefix}/baseline/constraints.json",
+        "record_preprocessor": f"s3://{args.bucket}/{prefix}/record_preprocessor.py",
+        "state": "completed" if args.wait else "started",
+        "next": (
+            f'add "{args.version}" to ml-platform.environments.{args.environment}.monitoring.model_monitor.'
+            "baselined_versions in cdk.json, then deploy: synth adds the hourly schedule"
+        ),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

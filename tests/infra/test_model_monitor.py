@@ -1,0 +1,186 @@
+"""The Model Monitor engine: schedule and job definition once a version is baselined, a synth warning before."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk.assertions import Annotations, Match, Template
+
+from ml_constructs.model_monitor import ModelMonitorSchedule, analyzer_image
+from ml_constructs.platform_function import FunctionPlacement
+from platform_config.loader import build
+from platform_config.settings import MonitoringSettings
+from stacks.app_builder import build_stages
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = json.loads((ROOT / "model_container" / "dist" / "metadata.json").read_text())["model_version"]
+FEATURES = [
+    f["name"] for f in json.loads((ROOT / "model_container/contract/feature_schema.json").read_text())["features"]
+]
+
+
+@pytest.fixture(scope="module")
+def inference(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """The dev environment with engine model_monitor and this build's version baselined, all nag packs on."""
+    context = copy.deepcopy(cdk_context)
+    monitoring = context["ml-platform"]["environments"]["dev"].setdefault("monitoring", {})
+    monitoring.update(engine="model_monitor", model_monitor={"baselined_versions": [VERSION]})
+    context["env"] = "dev"
+    app = App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    [stage] = build_stages(app, default_account="123456789012", default_region=None)
+    app.synth()  # raises on any unacknowledged nag finding
+    [stack] = [s for s in stage.synth().stacks if s.stack_name.endswith("inference")]
+    return Template.from_json(stack.template)
+
+
+def test_a_baselined_version_gets_an_hourly_isolated_encrypted_data_quality_schedule(inference: Template) -> None:
+    [definition] = inference.find_resources("AWS::SageMaker::DataQualityJobDefinition").values()
+    props = definition["Properties"]
+    monitor = "s3://mlapi-dev-monitoring-123456789012-eu-west-1/model-monitor/mlapi-dev-endpoint"
+    assert props["DataQualityAppSpecification"]["ImageUri"] == (
+        "468650794304.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+    )
+    assert props["DataQualityAppSpecification"]["RecordPreprocessorSourceUri"] == (
+        f"{monitor}/{VERSION}/record_preprocessor.py"
+    )
+    baseline = props["DataQualityBaselineConfig"]
+    assert baseline["ConstraintsResource"]["S3Uri"] == f"{monitor}/{VERSION}/baseline/constraints.json"
+    assert baseline["StatisticsResource"]["S3Uri"] == f"{monitor}/{VERSION}/baseline/statistics.json"
+    assert props["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == "mlapi-dev-endpoint"
+    network = props["NetworkConfig"]
+    assert network["EnableNetworkIsolation"] is True and network["EnableInterContainerTrafficEncryption"] is True
+    assert len(network["VpcConfig"]["Subnets"]) == 2 and network["VpcConfig"]["SecurityGroupIds"]
+    key = props["JobResources"]["ClusterConfig"]["VolumeKmsKeyId"]
+    assert key == props["DataQualityJobOutputConfig"]["KmsKeyId"] and key
+    inference.has_resource_properties(
+        "AWS::SageMaker::MonitoringSchedule",
+        {
+            "EndpointName": "mlapi-dev-endpoint",
+            "MonitoringScheduleConfig": {
+                "MonitoringType": "DataQuality",
+                "MonitoringJobDefinitionName": props["JobDefinitionName"],
+                "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
+            },
+        },
+    )
+    # The built-in engine is not deployed beside it.
+    assert not [n for n in inference.find_resources("AWS::Lambda::Function") if "DriftJob" in n]
+
+
+def test_violations_and_failed_runs_go_to_the_alarm_topic(inference: Template) -> None:
+    [schedule_id] = inference.find_resources("AWS::SageMaker::MonitoringSchedule")
+    [rule] = inference.find_resources(
+        "AWS::Events::Rule",
+        {
+            "Properties": {
+                "EventPattern": {"source": ["aws.sagemaker"], "detail": {"MonitoringScheduleArn": Match.any_value()}}
+            }
+        },
+    ).values()
+    detail = rule["Properties"]["EventPattern"]["detail"]
+    assert detail["MonitoringScheduleArn"] == [{"Fn::GetAtt": [schedule_id, "MonitoringScheduleArn"]}]
+    assert {"ExitMessage": [{"prefix": "CompletedWithViolations"}]} in detail["$or"]
+    assert {"ProcessingJobStatus": ["Failed"]} in detail["$or"]
+    [target] = rule["Properties"]["Targets"]
+    assert "Ref" in target["Arn"]
+
+
+def test_each_feature_has_a_drift_alarm_named_as_in_the_builtin_engine(inference: Template) -> None:
+    alarms = inference.find_resources(
+        "AWS::CloudWatch::Alarm", {"Properties": {"Namespace": "aws/sagemaker/Endpoints/data-metrics"}}
+    )
+    by_name = {a["Properties"]["AlarmName"]: a["Properties"] for a in alarms.values()}
+    assert set(by_name) == {f"mlapi-dev-drift-{feature}" for feature in FEATURES}
+    first = by_name[f"mlapi-dev-drift-{FEATURES[0]}"]
+    assert first["MetricName"] == "feature_baseline_drift__c0"
+    assert first["AlarmActions"] and first["Threshold"] == 0.1
+
+
+def test_the_role_reads_capture_and_baseline_and_writes_only_under_model_monitor(inference: Template) -> None:
+    [role_id] = inference.find_resources("AWS::IAM::Role", {"Properties": {"RoleName": "mlapi-dev-model-monitor"}})
+    policies = inference.find_resources(
+        "AWS::IAM::ManagedPolicy", {"Properties": {"Roles": Match.array_with([{"Ref": role_id}])}}
+    )
+    inference.resource_properties_count_is("AWS::IAM::Policy", {"Roles": Match.array_with([{"Ref": role_id}])}, 0)
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    puts = [s for s in statements if s["Action"] == "s3:PutObject"]
+    assert puts and all("model-monitor/mlapi-dev-endpoint/*" in json.dumps(s["Resource"]) for s in puts)
+    for statement in statements:
+        if statement["Resource"] == "*":
+            assert set(_actions(statement)) <= {
+                "cloudwatch:PutMetricData", "ecr:GetAuthorizationToken", "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+                "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+            }  # fmt: skip
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions
+
+
+def test_without_a_baseline_nothing_is_scheduled_and_synth_says_what_to_run() -> None:
+    app = App()
+    stack = Stack(app, "Monitor", env={"account": "123456789012", "region": "us-east-1"})
+    vpc = ec2.Vpc(
+        stack,
+        "Vpc",
+        subnet_configuration=[ec2.SubnetConfiguration(name="inference", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)],
+    )
+    key = kms.Key(stack, "Key")
+    placement = FunctionPlacement(
+        vpc=vpc,
+        subnets=ec2.SubnetSelection(subnet_group_name="inference"),
+        security_group=ec2.SecurityGroup(stack, "Sg", vpc=vpc),
+        data_key=key,
+        logs_key=key,
+        log_retention_days=30,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    ModelMonitorSchedule(
+        stack,
+        "ModelMonitor",
+        prefix="mlapi-qa",
+        environment_name="qa",
+        settings=build(MonitoringSettings, {"engine": "model_monitor"}, "ml-platform.environments.qa.monitoring"),
+        endpoint_name="mlapi-qa-endpoint",
+        model_version="2.0.0",
+        capture_bucket_name="capture",
+        capture_prefix="capture",
+        monitoring_bucket_name="monitoring",
+        topic=sns.Topic(stack, "Topic"),
+        placement=placement,
+    )
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::SageMaker::MonitoringSchedule", 0)
+    template.resource_count_is("AWS::SageMaker::DataQualityJobDefinition", 0)
+    [warning] = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("No Model Monitor baseline"))
+    text = warning.entry.data
+    assert "python -m scripts.model_monitor_baseline --environment qa" in text
+    assert 'add "2.0.0" to ml-platform.environments.qa.monitoring.model_monitor.baselined_versions' in text
+
+
+def test_the_analyzer_image_comes_from_the_table_and_unknown_regions_are_refused() -> None:
+    assert analyzer_image("us-east-1") == (
+        "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+    )
+    assert analyzer_image("cn-north-1").startswith("453000072557.dkr.ecr.cn-north-1.amazonaws.com.cn/")
+    with pytest.raises(ValueError, match="no analyzer image in xx-east-9"):
+        analyzer_image("xx-east-9")
+
+
+def test_the_image_table_matches_the_one_the_sagemaker_sdk_ships() -> None:
+    import sagemaker.core
+
+    shipped = Path(sagemaker.core.__file__).parent / "image_uri_config" / "model-monitor.json"
+    registries = json.loads(shipped.read_text())["versions"][""]["registries"]
+    assert json.loads((ROOT / "ml_constructs" / "model_monitor_images.json").read_text()) == registries

@@ -1,0 +1,64 @@
+"""The Model Monitor record preprocessor, run as the analyzer runs it: the rendered file on its own."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from model_container.monitoring.record_preprocessor import render
+
+NAMES = ["radius", "texture", "perimeter"]
+
+
+@pytest.fixture(scope="module")
+def handler() -> Any:
+    namespace: dict[str, Any] = {"__name__": "record_preprocessor"}
+    exec(compile(render(NAMES), "record_preprocessor.py", "exec"), namespace)  # as the analyzer loads it
+    return namespace["preprocess_handler"]
+
+
+def record(data: str, content_type: str, encoding: str = "JSON") -> SimpleNamespace:
+    return SimpleNamespace(
+        endpoint_input=SimpleNamespace(data=data, encoding=encoding, observed_content_type=content_type),
+        event_metadata={"eventId": "e-1"},
+    )
+
+
+def test_json_batches_become_one_row_per_instance_in_schema_order(handler: Any) -> None:
+    shuffled = dict(random.Random(7).sample(list(zip(NAMES, [1, 2, 3], strict=True)), 3))
+    body = json.dumps({"instances": [[0.5, 1, 2.5], shuffled]})
+    assert handler(record(body, "application/json")) == [
+        {"_c0": 0.5, "_c1": 1.0, "_c2": 2.5},
+        {"_c0": 1.0, "_c1": 2.0, "_c2": 3.0},
+    ]
+
+
+def test_csv_with_parameters_and_base64_encoding_is_read(handler: Any) -> None:
+    body = base64.b64encode(b"1,2,3\n4.5,5,6\n").decode()
+    rows = handler(record(body, "text/csv; charset=utf-8", encoding="BASE64"))
+    assert rows == [{"_c0": 1.0, "_c1": 2.0, "_c2": 3.0}, {"_c0": 4.5, "_c1": 5.0, "_c2": 6.0}]
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "encoding"),
+    [
+        ('{"instances": [[1, 2', "application/json", "JSON"),
+        ('{"instances": [[1, true, 3]]}', "application/json", "JSON"),
+        ('{"instances": [{"radius": 1, "texture": 2}]}', "application/json", "JSON"),
+        ("1,two,3", "text/csv", "CSV"),
+        ("%%%", "text/csv", "BASE64"),
+        ("<x/>", "application/xml", "JSON"),
+    ],
+)
+def test_a_record_the_server_would_refuse_yields_no_rows_and_a_warning(
+    handler: Any, data: str, content_type: str, encoding: str
+) -> None:
+    warnings: list[str] = []
+    logger = SimpleNamespace(warning=lambda message, *args: warnings.append(message % args))
+    assert handler(record(data, content_type, encoding), logger) == []
+    assert warnings == ["captured record {'eventId': 'e-1'} has no readable feature rows"]

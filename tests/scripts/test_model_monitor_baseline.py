@@ -1,0 +1,105 @@
+"""The Model Monitor baseline script drives the real SageMaker SDK; moto stands in for S3 and SageMaker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from scripts import model_monitor_baseline
+from scripts.model_monitor_baseline import main
+
+REGION, BUCKET, ENDPOINT = "eu-west-1", "mlapi-dev-monitoring-123456789012-eu-west-1", "mlapi-dev-endpoint"
+KEY = f"arn:aws:kms:{REGION}:123456789012:key/0000"
+ROLE = "arn:aws:iam::123456789012:role/mlapi-dev-model-monitor"
+IMAGES = Path(__file__).resolve().parents[2] / "ml_constructs" / "model_monitor_images.json"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    requests: list[dict[str, Any]] = []
+
+    class RecordingSession(boto3.Session):
+        """Records the CreateProcessingJob request exactly as the SDK sends it."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.events.register(
+                "provide-client-params.sagemaker.CreateProcessingJob", lambda params, **_: requests.append(params)
+            )
+
+    monkeypatch.setattr(model_monitor_baseline.boto3, "Session", RecordingSession)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        yield s3, requests
+
+
+def run(dist: Path, *extra: str) -> int:
+    return main(
+        [
+            "--dist", str(dist), "--environment", "dev", "--bucket", BUCKET, "--endpoint", ENDPOINT,
+            "--role-arn", ROLE, "--kms-key-arn", KEY, "--subnets", "subnet-a, subnet-b",
+            "--security-group-ids", "sg-1", "--region", REGION, *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_the_sdk_baseline_job_runs_on_the_builds_data_with_the_schedules_network_and_keys(
+    aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3, requests = aws
+    assert run(dist) == 0
+    summary = json.loads(capsys.readouterr().out)
+    prefix = f"model-monitor/{ENDPOINT}/1.0.0"
+    assert summary["statistics"] == f"s3://{BUCKET}/{prefix}/baseline/statistics.json"
+    assert "monitoring.model_monitor.baselined_versions" in summary["next"]
+
+    [request] = requests
+    assert request["ProcessingJobName"] == "mlapi-dev-endpoint-baseline-1-0-0"
+    assert request["RoleArn"] == ROLE
+    account = json.loads(IMAGES.read_text())[REGION]
+    assert request["AppSpecification"]["ImageUri"] == (
+        f"{account}.dkr.ecr.{REGION}.amazonaws.com/sagemaker-model-monitor-analyzer"
+    )
+    [source] = request["ProcessingInputs"]
+    assert source["S3Input"]["S3Uri"] == f"s3://{BUCKET}/{prefix}/input/baseline.csv"
+    [output] = request["ProcessingOutputConfig"]["Outputs"]
+    assert output["S3Output"]["S3Uri"] == f"s3://{BUCKET}/{prefix}/baseline"
+    assert request["ProcessingOutputConfig"]["KmsKeyId"] == KEY
+    assert request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == KEY
+    assert request["NetworkConfig"] == {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": {"Subnets": ["subnet-a", "subnet-b"], "SecurityGroupIds": ["sg-1"]},
+    }
+    environment = request["Environment"]
+    assert json.loads(environment["dataset_format"]) == {"csv": {"header": False, "output_columns_position": "START"}}
+    assert environment["dataset_source"] == "/opt/ml/processing/input/baseline_dataset_input"
+
+    uploaded = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/input/baseline.csv")
+    assert uploaded["Body"].read() == (dist / "baseline.csv").read_bytes()
+    assert uploaded["ServerSideEncryption"] == "aws:kms"
+    script = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/record_preprocessor.py")["Body"].read().decode()
+    names = [f["name"] for f in json.loads((dist / "metadata.json").read_text())["feature_schema"]["features"]]
+    assert script.rstrip().endswith(f"FEATURE_NAMES = {json.dumps(names)}")
+
+
+def test_an_unbuilt_model_is_refused_before_any_aws_call(aws: Any, tmp_path: Path) -> None:
+    _, requests = aws
+    with pytest.raises(SystemExit, match="cannot read the build"):
+        run(tmp_path)
+    assert requests == []
+
+
+def test_an_aws_error_exits_3_with_the_reason(aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s3, _ = aws
+    s3.delete_bucket(Bucket=BUCKET)
+    assert run(dist) == 3
+    assert "NoSuchBucket" in capsys.readouterr().err
