@@ -115,11 +115,15 @@ def to_onnx(pipeline: Pipeline, n_features: int) -> bytes:
     return model.SerializeToString(deterministic=True)
 
 
-def holdout_metrics(onnx_bytes: bytes, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
-    # Score the exported ONNX graph, not the sklearn object: the metrics describe what ships.
+def onnx_predict(onnx_bytes: bytes, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, P(label = 1)) from the exported ONNX graph, not the sklearn object: what ships."""
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    labels, probabilities = session.run(None, {"input": x_test.astype(np.float32)})
-    positive = probabilities[:, 1].astype(np.float64)
+    labels, probabilities = session.run(None, {"input": features.astype(np.float32)})
+    return labels, probabilities[:, 1].astype(np.float64)
+
+
+def holdout_metrics(onnx_bytes: bytes, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
+    labels, positive = onnx_predict(onnx_bytes, x_test)
     return {
         "accuracy": round(float(accuracy_score(y_test, labels)), 6),
         "precision": round(float(precision_score(y_test, labels)), 6),
@@ -189,6 +193,7 @@ def build(
         "training_rows": len(y_train),
         "baseline_csv": {"header": False, "columns": "features in feature_schema order"},
         "holdout_csv": {"header": False, "columns": "label, then features in feature_schema order"},
+        "baseline_predictions_csv": {"header": False, "columns": "P(label = 1) of each baseline.csv row"},
         "feature_schema": schema,
     }
     metadata_bytes = orjson.dumps(metadata, option=JSON_OPTIONS)
@@ -199,6 +204,10 @@ def build(
         out / "metadata.json": metadata_bytes,
         out / "model.tar.gz": deterministic_tar_gz({"model.onnx": onnx_bytes, "metadata.json": metadata_bytes}),
         out / "baseline.csv": csv_bytes(x_train),
+        # The drift job's reference for prediction drift, scored the way the server scores (6 decimals).
+        out / "baseline_predictions.csv": b"".join(
+            b"%.6f\n" % p for p in onnx_predict(onnx_bytes, x_train)[1]
+        ),
         out / "holdout.csv": b"".join(
             b"%d,%s" % (label, line)
             for label, line in zip(y_test, csv_bytes(x_test).splitlines(keepends=True), strict=True)

@@ -15,7 +15,7 @@ import onnxruntime as ort
 from model_container.build_model import build, safe_identifier
 from model_container.contract import FEATURE_SCHEMA_PATH
 
-OUTPUTS = ["baseline.csv", "holdout.csv", "metadata.json", "model.onnx", "model.tar.gz"]
+OUTPUTS = ["baseline.csv", "baseline_predictions.csv", "holdout.csv", "metadata.json", "model.onnx", "model.tar.gz"]
 
 
 def test_same_seed_gives_byte_identical_outputs(model_build, tmp_path: Path) -> None:
@@ -83,6 +83,18 @@ def test_csv_files_follow_schema_order(model_build) -> None:
     assert set(np.unique(holdout[:, 0])) == {0.0, 1.0}
     features = model_build.metadata["feature_schema"]["features"]
     assert np.array_equal(baseline.min(axis=0), [f["training_min"] for f in features])
+
+
+def test_baseline_predictions_score_each_baseline_row_as_the_model_does(model_build) -> None:
+    import onnxruntime as ort
+
+    baseline = np.loadtxt(model_build.dist / "baseline.csv", delimiter=",", dtype=np.float32)
+    scores = np.loadtxt(model_build.dist / "baseline_predictions.csv")
+    session = ort.InferenceSession(str(model_build.dist / "model.onnx"), providers=["CPUExecutionProvider"])
+    _, probabilities = session.run(None, {"input": baseline})
+    assert scores.shape == (len(baseline),)
+    assert np.allclose(scores, probabilities[:, 1], atol=5e-7)
+    assert 0.2 < (scores > 0.5).mean() < 0.8  # both classes present, as in the training data
 
 
 def test_safe_identifier() -> None:

@@ -116,7 +116,7 @@ def load_baseline(s3: Any, bucket: str, prefix: str, model_version: str) -> Base
         features=features,
         values=parse_baseline_csv(baseline_text, len(features)),
         prediction_scores=scores,
-        content_hash=metadata.get("content_hash"),
+        content_hash=metadata.get("content_sha256"),  # the model build's name for it
     )
     _cache[cache_key] = baseline
     return baseline

@@ -27,7 +27,13 @@ class Prediction:
 
 
 def _body_text(capture: Mapping[str, Any]) -> tuple[str, str]:
-    """Return (format, text) where format is "json" or "csv"."""
+    """Return (format, text) where format is "json" or "csv"; a leading byte-order mark is dropped, as the
+    model server drops it."""
+    fmt, text = _raw_body_text(capture)
+    return fmt, text.removeprefix("\ufeff")
+
+
+def _raw_body_text(capture: Mapping[str, Any]) -> tuple[str, str]:
     data = capture.get("data")
     if data is None:
         raise MalformedPayload("missing data")

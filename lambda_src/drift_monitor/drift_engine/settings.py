@@ -93,7 +93,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
-        probability_of = env.get("PROBABILITY_OF", "predicted_label")
+        # The serving container reports P(label = 1); "predicted_label" is for servers that report P(predicted label).
+        probability_of = env.get("PROBABILITY_OF", "positive_class")
         if probability_of not in ("predicted_label", "positive_class"):
             raise ValueError("PROBABILITY_OF must be predicted_label or positive_class")
         return cls(

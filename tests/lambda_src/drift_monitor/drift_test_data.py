@@ -38,7 +38,7 @@ def metadata(version: str, names: list[str], baseline: np.ndarray) -> dict[str, 
     return {
         "model_name": "breast-cancer",
         "model_version": version,
-        "content_hash": f"sha256:{version}",
+        "content_sha256": f"sha256:{version}",
         "feature_schema": {
             "features": [
                 {
@@ -80,7 +80,7 @@ def capture_line(
     predictions = [
         {
             "label": int(p >= 0.5),
-            "probability": p if p >= 0.5 else 1 - p,
+            "probability": p,  # P(label = 1), as the serving container reports it
             **({"model_version": version} if version else {}),
         }
         for p in probabilities

@@ -17,7 +17,7 @@ def test_rows_parse_in_every_encoding(encoding: str) -> None:
     first, second = rows[0].prediction, rows[1].prediction
     assert first is not None and second is not None
     assert first.model_version == "1.0.0"
-    assert (second.label, second.probability) == (0, pytest.approx(0.8))
+    assert (second.label, second.probability) == (0, pytest.approx(0.2))  # P(label = 1), as captured
 
 
 def test_object_instances_keep_feature_names() -> None:
@@ -35,6 +35,14 @@ def test_join_key_prefers_inference_id_over_event_id() -> None:
 def test_base64_uses_content_type_to_tell_csv_from_json() -> None:
     body = base64.b64encode(b"1,2,3\n4,5,6").decode()
     capture = {"observedContentType": "text/csv", "data": body, "encoding": "BASE64"}
+    assert decode_instances(capture) == [["1", "2", "3"], ["4", "5", "6"]]
+
+
+@pytest.mark.parametrize("encoding", ["CSV", "BASE64"])
+def test_a_leading_byte_order_mark_is_dropped_as_the_server_drops_it(encoding: str) -> None:
+    body = "\ufeff1,2,3\n4,5,6"
+    data = base64.b64encode(body.encode()).decode() if encoding == "BASE64" else body
+    capture = {"observedContentType": "text/csv", "data": data, "encoding": encoding}
     assert decode_instances(capture) == [["1", "2", "3"], ["4", "5", "6"]]
 
 
