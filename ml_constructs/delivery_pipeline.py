@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack, Stage, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
@@ -20,10 +22,18 @@ from ml_constructs.pipeline_steps import LambdaInvokeStep, NotifyingApprovalStep
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.platform_keys import PlatformKeys
 from ml_constructs.release_history_table import keyed_table
+from ml_constructs.retraining_trigger import RetrainingTrigger
 from ml_constructs.secure_bucket import access_log_bucket, secure_bucket
 from platform_config import PipelineSettings
 
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
+# Set by the retraining trigger; a push-started run keeps the defaults.
+RETRAINING_VARIABLES = [
+    codepipeline.Variable(variable_name="RETRAINING", default_value="false", description="true on retraining runs"),
+    codepipeline.Variable(
+        variable_name="RETRAINING_REASON", default_value="source change", description="what started the run"
+    ),
+]
 JUNIT = "reports/junit.xml"
 
 
@@ -43,9 +53,12 @@ class DeliveryPipeline(Construct):
         production_prefix: str,
         production_artifacts_bucket: str,
         staging_artifacts_bucket: str,
+        powertools_layer_arn: str,
+        environment_accounts: Sequence[str],
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", powertools_layer_arn)
         self.alarm_readers: list[str] = []
         self.guard_wildcards: list[str] = []
         keys = PlatformKeys(self, "Keys", prefix=prefix, removal_policy=RemovalPolicy.RETAIN)
@@ -79,6 +92,7 @@ class DeliveryPipeline(Construct):
                 artifact_bucket=artifacts,
                 restart_execution_on_update=True,
                 pipeline_type=codepipeline.PipelineType.V2,
+                variables=RETRAINING_VARIABLES if settings.retraining_trigger else None,
             ),
             synth=synth,
             self_mutation=True,
@@ -100,6 +114,10 @@ class DeliveryPipeline(Construct):
         )
         thresholds = ",".join(f"{k}={v}" for k, v in settings.model_thresholds.items())
         latency = settings.latency_gate
+        # The gate's report says why the run happened (a push, or drift with its reason).
+        retraining_env = (
+            {v.variable_name: v.reference() for v in RETRAINING_VARIABLES} if settings.retraining_trigger else None
+        )
         checks = self.pipeline.add_wave("Checks")
         checks.add_pre(
             self._step("UnitTests", source, ["make test PYTEST_ARGS='--junitxml=" + JUNIT + "'"], reports=True),
@@ -144,6 +162,7 @@ class DeliveryPipeline(Construct):
                         resources=[self.baselines_arn],
                     ),
                 ],
+                env=retraining_env,
             ),
         )
 
@@ -255,6 +274,16 @@ class DeliveryPipeline(Construct):
         self.artifacts = artifacts
         self._grant_classifier(prefix, production_prefix, artifacts)
         self.pipeline.build_pipeline()
+        self.retraining = None
+        if settings.retraining_trigger:
+            self.retraining = RetrainingTrigger(
+                self,
+                "Retraining",
+                pipeline_name=f"{prefix}-delivery",
+                source_accounts=environment_accounts,
+                placement=self._tooling_placement(key, keys.logs_key),
+                powertools=self.powertools,
+            )
         self.pipeline.pipeline.notify_on(
             "Failures",
             self.approvals_topic,
@@ -274,12 +303,14 @@ class DeliveryPipeline(Construct):
         *,
         reports: bool = False,
         policy: list[iam.PolicyStatement] | None = None,
+        env: dict[str, str] | None = None,
     ) -> pipelines.CodeBuildStep:
         policy = list(policy or [])
         return pipelines.CodeBuildStep(
             step_id,
             input=source,
             commands=commands,
+            env=env,
             role_policy_statements=policy,
             partial_build_spec=codebuild.BuildSpec.from_object(
                 {"reports": {"pytest": {"files": [JUNIT], "file-format": "JUNITXML"}}}
@@ -429,6 +460,19 @@ class DeliveryPipeline(Construct):
         logs = access_log_bucket(self, "ArtifactAccessLogs", expire_days=365, removal_policy=RemovalPolicy.RETAIN)
         return secure_bucket(self, "Artifacts", key=key, access_logs=logs, removal_policy=RemovalPolicy.RETAIN)
 
+    @staticmethod
+    def _tooling_placement(key: kms.IKey, logs_key: kms.IKey) -> FunctionPlacement:
+        """The tooling account has no VPC: its functions call public AWS APIs only."""
+        return FunctionPlacement(
+            vpc=None,
+            subnets=None,
+            security_group=None,
+            data_key=key,
+            logs_key=logs_key,
+            log_retention_days=365,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
     def _classifier(self, prefix: str, key: kms.IKey, logs_key: kms.IKey) -> PlatformFunction:
         self.audit_table = keyed_table(self, "ApprovalAudit", key=key, removal_policy=RemovalPolicy.RETAIN)
         fn = PlatformFunction(
@@ -438,17 +482,10 @@ class DeliveryPipeline(Construct):
             code=lambda_.Code.from_asset("lambda_src/change_classifier"),
             handler="change_classifier.handler.handler",
             environment={"POWERTOOLS_SERVICE_NAME": "change-classifier"},
-            placement=FunctionPlacement(
-                vpc=None,
-                subnets=None,
-                security_group=None,
-                data_key=key,
-                logs_key=logs_key,
-                log_retention_days=365,
-                removal_policy=RemovalPolicy.RETAIN,
-            ),
+            placement=self._tooling_placement(key, logs_key),
             reserved_concurrency=1,
             timeout_seconds=120,
+            layers=[self.powertools],
         )
         return fn
 

@@ -564,6 +564,8 @@ class PipelineSettings:
     load_test_p99_ms: float = 500.0
     latency_gate: LatencyGate = field(default_factory=LatencyGate)
     chat: ChatChannel | None = None
+    # Start a retraining run on drift events sent to this account's default bus (see README).
+    retraining_trigger: bool = False
 
     def __post_init__(self) -> None:
         check(bool(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", self.region)), "region", "is not an AWS region name")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,11 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             else "no live model given: comparison skipped"
         },
         "contract": contract,
+        # Set by the pipeline: a retraining run started by drift carries its reason.
+        "trigger": {
+            "retraining": os.environ.get("RETRAINING") == "true",
+            "reason": os.environ.get("RETRAINING_REASON", "source change"),
+        },
     }
     return (1 if failures else 0), summary
 

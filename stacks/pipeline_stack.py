@@ -40,6 +40,8 @@ class PipelineStack(Stack):
             # The name DataStores gives it; prod defaults to the pipeline's own account.
             production_artifacts_bucket=artifacts_bucket(production, self.account),
             staging_artifacts_bucket=artifacts_bucket(staging, self.account),
+            powertools_layer_arn=production.lambdas.powertools_layer_arn(settings.region),
+            environment_accounts=[env.account for env in (staging, production) if env.account],
         )
 
 

@@ -131,3 +131,40 @@ def test_release_is_recorded_with_its_approvers_before_production_changes(synthe
     first_deploy = min(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
     assert prod["ModelApproval"]["RunOrder"] < prod["RegisterRelease"]["RunOrder"] < first_deploy
     assert "--approvals ModelApproval,OperationsApproval" in buildspec(synthesized, prod["RegisterRelease"])
+
+
+def test_drift_events_start_a_retraining_run_that_the_model_gate_records(synthesized, pipeline) -> None:
+    assert {v["Name"]: v["DefaultValue"] for v in pipeline["Variables"]} == {
+        "RETRAINING": "false",
+        "RETRAINING_REASON": "source change",
+    }
+    [gate] = [a for a in actions(pipeline, "Checks").values() if a["Name"] == "ModelGate"]
+    env = json.loads(gate["Configuration"]["EnvironmentVariables"])
+    assert {"name": "RETRAINING", "type": "PLAINTEXT", "value": "#{variables.RETRAINING}"} in env
+    rules = synthesized.resources("pipeline", "pipeline", "AWS::Events::Rule")
+    patterns = [r["Properties"]["EventPattern"] for r in rules.values()]
+    assert {"source": ["ml-platform.drift-monitor"], "detail-type": ["Model Drift Detected"]} in patterns
+    assert any(p["source"] == ["aws.sagemaker"] and "MonitoringScheduleArn" in p["detail"] for p in patterns)
+    [trigger_id] = [
+        logical_id
+        for logical_id, fn in synthesized.resources("pipeline", "pipeline", "AWS::Lambda::Function").items()
+        if fn["Properties"]["Handler"] == "retraining_trigger.handler.handler"
+    ]
+    trigger = synthesized.resources("pipeline", "pipeline", "AWS::Lambda::Function")[trigger_id]["Properties"]
+    assert trigger["ReservedConcurrentExecutions"] == 1
+    assert any("AWSLambdaPowertoolsPythonV3" in json.dumps(layer) for layer in trigger["Layers"])
+    statements = [
+        s
+        for policy in synthesized.resources("pipeline", "pipeline", "AWS::IAM::ManagedPolicy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "codepipeline:StartPipelineExecution" in s["Action"]
+    ]
+    [start] = statements
+    assert start["Resource"] == "arn:aws:codepipeline:eu-west-1:123456789012:mlapi-pipeline-delivery"
+
+
+def test_every_pipeline_function_has_the_powertools_layer_its_code_imports(synthesized) -> None:
+    functions = synthesized.resources("pipeline", "pipeline", "AWS::Lambda::Function")
+    for logical_id, fn in functions.items():
+        if fn["Properties"].get("Handler", "").endswith(".handler.handler"):
+            assert "AWSLambdaPowertoolsPythonV3" in json.dumps(fn["Properties"].get("Layers")), logical_id

@@ -56,6 +56,19 @@ def test_good_model_passes_and_metrics_are_recomputed(
     for name in ("accuracy", "precision", "recall", "roc_auc"):
         assert summary["holdout_metrics"][name] == pytest.approx(recorded[name], abs=1e-6)
     assert json.loads(report.read_text()) == summary
+    assert summary["trigger"] == {"retraining": False, "reason": "source change"}
+
+
+def test_a_retraining_run_is_recorded_with_its_reason(
+    dist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RETRAINING", "true")
+    monkeypatch.setenv("RETRAINING_REASON", "drift on mlapi-prod-endpoint model 1.0.0: mean_radius (psi 0.83)")
+    _, summary, _ = run_gate(capsys, "--dist", str(dist))
+    assert summary["trigger"] == {
+        "retraining": True,
+        "reason": "drift on mlapi-prod-endpoint model 1.0.0: mean_radius (psi 0.83)",
+    }
 
 
 def test_metadata_numbers_are_not_trusted(dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
