@@ -80,9 +80,10 @@ class LoadedModel:
         # our feed is always one float32 matrix of the declared width. warm_up() exercises it at load.
         labels, probabilities = self._run(self.output_names, {self.input_name: features}, None)
         # float32 -> float64, then to 6 decimals: 0.97 prints as 0.97, not 0.9700000286102295.
+        if len(probabilities) <= SMALL_BATCH:  # numpy's per-call overhead dominates on a few rows
+            # tolist() widens float32 to Python floats exactly, as astype(np.float64) does.
+            return [round(row[1], 6) for row in probabilities.tolist()], labels.tolist()
         positive = probabilities[:, 1].astype(np.float64)
-        if len(positive) <= SMALL_BATCH:  # numpy's per-call overhead dominates on a few rows
-            return [round(p, 6) for p in positive.tolist()], labels.tolist()
         return (np.rint(positive * 1e6) / 1e6).tolist(), labels.tolist()
 
     @property

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model_container.contract import load_feature_schema
+from model_container.server import validation
 from model_container.server.validation import FeatureValidator, RequestError
 
 SCHEMA = load_feature_schema()
@@ -122,3 +123,45 @@ def test_any_csv_body_is_accepted_or_refused_cleanly(body: bytes) -> None:
         assert error.status == 400
     else:
         assert matrix.shape[1] == 30
+
+
+def _outcome(call: Any, body: bytes) -> tuple[Any, ...]:
+    try:
+        matrix = call(body)
+    except RequestError as error:
+        return ("error", error.code, error.message, error.row, error.field)
+    return ("ok", matrix.dtype.str, matrix.shape, matrix.tobytes())
+
+
+def _row(draw: st.DrawFn) -> list[Any]:
+    """A valid row with at most one value moved to (or just past) a bound, or of the wrong type."""
+    features = SCHEMA["features"]
+    row: list[Any] = [draw(st.floats(f["minimum"], f["maximum"])) for f in features]
+    column = draw(st.integers(0, len(row) - 1))
+    low, high = features[column]["minimum"], features[column]["maximum"]
+    row[column] = draw(
+        st.sampled_from([low, high, int(high), int(high) + 1, True, None, "1"])
+        | st.floats(high, high * 1.001 + 1e-9)
+        | st.floats(low - 1e-9, low)
+        | st.floats(low, high)
+    )
+    return row
+
+
+ROWS = st.lists(st.composite(_row)(), min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ROWS, st.booleans())
+def test_small_batch_fast_path_agrees_with_full_checks(rows: list[list[Any]], as_objects: bool) -> None:
+    """Few-row requests skip numpy; the result (matrix bytes or exact error) must not change."""
+    instances: list[Any] = [dict(zip(VALIDATOR.names, row, strict=True)) for row in rows] if as_objects else rows
+    bodies = [(VALIDATOR.from_json, json.dumps({"instances": instances}).encode())]
+    if all(type(value) in (int, float) for row in rows for value in row):
+        bodies.append((VALIDATOR.from_csv, "\n".join(",".join(repr(v) for v in row) for row in rows).encode()))
+    for call, body in bodies:
+        fast = _outcome(call, body)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(validation, "FAST_PATH_ROWS", 0)
+            full = _outcome(call, body)
+        assert fast == full
