@@ -14,7 +14,7 @@ from typing import cast
 import httptools
 import orjson
 
-from model_container.server.app import InferenceApp, Response
+from model_container.server.app import JSON, InferenceApp, Response
 from model_container.server.logs import LogWriter
 from model_container.server.metrics import MetricsAggregator
 
@@ -22,6 +22,8 @@ REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LINGER_S = 2.0
 MAX_HEAD_BYTES = 64 * 1024
+# The same head as the general case in HttpConnection.send, in one formatting step.
+KEEP_ALIVE_JSON = b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nX-Request-Id: %s\r\nContent-Type: " + JSON + b"\r\n\r\n%s"
 
 
 @dataclass
@@ -170,11 +172,17 @@ class HttpConnection(asyncio.Protocol):
 
     # --- responses ----------------------------------------------------------------------------
     def send(self, response: Response, request_id: str, keep_alive: bool) -> None:
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        status, body = response.status, response.body
+        if keep_alive and response.content_type is JSON and response.allow is None:  # nearly every response
+            data = KEEP_ALIVE_JSON % (status, REASONS.get(status, b"Unknown"), len(body), request_id.encode(), body)
+            self.state.defer_write(transport, data)
             return
         head = [
             b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nX-Request-Id: %s\r\n"
-            % (response.status, REASONS.get(response.status, b"Unknown"), len(response.body), request_id.encode())
+            % (status, REASONS.get(status, b"Unknown"), len(body), request_id.encode())
         ]
         if response.content_type:
             head.append(b"Content-Type: %s\r\n" % response.content_type)
@@ -183,13 +191,13 @@ class HttpConnection(asyncio.Protocol):
         if not keep_alive:
             head.append(b"Connection: close\r\n")
         head.append(b"\r\n")
-        head.append(response.body)
+        head.append(body)
         data = b"".join(head)
         if keep_alive:
-            self.state.defer_write(self.transport, data)
+            self.state.defer_write(transport, data)
         else:
             self.state.flush_writes()  # earlier pipelined responses go first
-            self.transport.write(data)
+            transport.write(data)
 
     def finish(self, method: bytes, response: Response, request_id: str) -> None:
         state = self.state

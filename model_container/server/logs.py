@@ -14,15 +14,21 @@ PIPE_BUF = 4096
 
 
 _second_cache: tuple[int, str] = (-1, "")
+_milli_cache: tuple[int, str] = (-1, "")
 
 
 def utc_timestamp(now: float) -> str:
-    """ISO 8601 UTC with milliseconds; the formatted second is cached (this runs once per request)."""
-    global _second_cache
-    second = int(now)
+    """ISO 8601 UTC with milliseconds. Runs once per request, and requests in the same millisecond
+    share the string: the formatted millisecond and second are cached."""
+    global _second_cache, _milli_cache
+    milli = int(now * 1000)
+    if milli == _milli_cache[0]:
+        return _milli_cache[1]
+    second, fraction = divmod(milli, 1000)
     if second != _second_cache[0]:
         _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
+    _milli_cache = (milli, f"{_second_cache[1]}.{fraction:03d}Z")
+    return _milli_cache[1]
 
 
 class LogWriter:

@@ -108,9 +108,7 @@ class FeatureValidator:
             elif row_type is not list or len(row) != width:
                 return None
             # Exact types first (bool is refused), then minimum <= value <= maximum for every value.
-            if not (
-                set(map(type, row)) <= NUMBER_TYPES and all(map(le, minimum, row)) and all(map(le, row, maximum))
-            ):
+            if not (set(map(type, row)) <= NUMBER_TYPES and all(map(le, minimum, row)) and all(map(le, row, maximum))):
                 return None
             rows.append(row)
         return np.array(rows, dtype=np.float32)
