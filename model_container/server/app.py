@@ -12,6 +12,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 
 from model_container.server.logs import LogWriter
@@ -76,12 +77,22 @@ class InferenceApp:
     def handle(
         self, method: bytes, path: bytes, content_type: bytes, accept: bytes, body: bytes, request_id: str
     ) -> Response:
+        """One request, start to end (the transport uses prepare and complete to batch model calls)."""
+        prepared = self.prepare(method, path, content_type, accept, body, request_id)
+        if isinstance(prepared, Response):
+            return prepared
+        return self.complete([prepared], [request_id])[0]
+
+    def prepare(
+        self, method: bytes, path: bytes, content_type: bytes, accept: bytes, body: bytes, request_id: str
+    ) -> Response | np.ndarray:
+        """Route and validate: the final response, or the float32 rows of a valid /invocations request."""
         path = path.split(b"?", 1)[0]
         try:
             if path == b"/invocations":
                 if method != b"POST":
                     raise RequestError(405, "method_not_allowed", "use POST /invocations")
-                return self.invoke(content_type, accept, body)
+                return self.validate(content_type, accept, body)
             if path == b"/ping":
                 if method != b"GET":
                     raise RequestError(405, "method_not_allowed", "use GET /ping")
@@ -90,27 +101,65 @@ class InferenceApp:
         except RequestError as error:
             return self.error(error, request_id)
         except Exception:
-            self.logs.write_now(
-                {
-                    "level": "error",
-                    "event": "request_failed",
-                    "request_id": request_id,
-                    "traceback": traceback.format_exc(),
-                }
+            return self.internal_error(request_id)
+
+    def complete(self, batch: list[np.ndarray], request_ids: list[str]) -> list[Response]:
+        """Predict the rows of several validated requests in one model call; one response per request.
+
+        A row's prediction does not depend on the rows it is run with (LoadedModel.predict), so batching
+        requests together changes no response."""
+        model = self.model
+        assert model is not None  # prepare() answered 503 otherwise, and a loaded model stays loaded
+        try:
+            probabilities, labels = model.predict(batch[0] if len(batch) == 1 else np.concatenate(batch))
+        except Exception:
+            if len(batch) > 1:  # find the request the model fails on; the others still get answers
+                return [self.complete([rows], [rid])[0] for rows, rid in zip(batch, request_ids, strict=True)]
+            return [self.internal_error(request_ids[0])]
+        version = model.version
+        responses = []
+        start = 0
+        for rows in batch:
+            end = start + len(rows)
+            request_probabilities, request_labels = probabilities[start:end], labels[start:end]
+            start = end
+            predictions = [
+                {"label": label, "probability": probability, "model_version": version}
+                for label, probability in zip(request_labels, request_probabilities, strict=True)
+            ]
+            responses.append(
+                Response(
+                    200,
+                    orjson.dumps({"predictions": predictions}),
+                    rows=len(request_labels),
+                    probability_sum=sum(request_probabilities),
+                    positives=sum(request_labels),
+                )
             )
-            return self.error(
-                RequestError(
-                    500, "internal_error", "internal error (model failure); quote the request_id when reporting it"
-                ),
-                request_id,
-            )
+        return responses
+
+    def internal_error(self, request_id: str) -> Response:
+        self.logs.write_now(
+            {
+                "level": "error",
+                "event": "request_failed",
+                "request_id": request_id,
+                "traceback": traceback.format_exc(),
+            }
+        )
+        return self.error(
+            RequestError(
+                500, "internal_error", "internal error (model failure); quote the request_id when reporting it"
+            ),
+            request_id,
+        )
 
     def ping(self) -> Response:
         if self.model is None:
             raise RequestError(503, "model_not_ready", self.load_error or "model is loading")
         return Response(200, content_type=b"")
 
-    def invoke(self, content_type: bytes, accept: bytes, body: bytes) -> Response:
+    def validate(self, content_type: bytes, accept: bytes, body: bytes) -> np.ndarray:
         media = self._media_types.get(content_type)
         if media is None:
             media = media_type(content_type)
@@ -133,20 +182,8 @@ class InferenceApp:
         model = self.model
         if model is None:
             raise RequestError(503, "model_not_ready", self.load_error or "model is loading")
-        features = getattr(model.validator, parser)(body)
-        probabilities, labels = model.predict(features)
-        version = model.version
-        predictions = [
-            {"label": label, "probability": probability, "model_version": version}
-            for label, probability in zip(labels, probabilities, strict=True)
-        ]
-        return Response(
-            200,
-            orjson.dumps({"predictions": predictions}),
-            rows=len(labels),
-            probability_sum=sum(probabilities),
-            positives=sum(labels),
-        )
+        features: np.ndarray = getattr(model.validator, parser)(body)
+        return features
 
     @staticmethod
     def error(error: RequestError, request_id: str) -> Response:

@@ -12,6 +12,7 @@ from http import HTTPStatus
 from typing import cast
 
 import httptools
+import numpy as np
 import orjson
 
 from model_container.server.app import JSON, InferenceApp, Response
@@ -41,15 +42,49 @@ class ServerState:
     request_count: int = 0
     on_idle: Callable[[], None] | None = None
     pending_writes: list[tuple[asyncio.Transport, bytes]] = field(default_factory=list)
+    pending_requests: list[Queued] = field(default_factory=list)
+    flush_scheduled: bool = False
+
+    def _schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def enqueue(self, request: Queued) -> None:
+        """Hold a fully received request until the loop has read every request that is ready now:
+        the valid /invocations requests among them then share one model call."""
+        self.pending_requests.append(request)
+        self._schedule_flush()
 
     def defer_write(self, transport: asyncio.Transport, data: bytes) -> None:
         """Queue a response until the loop has handled every request that is ready now.
 
         Sending them back to back wakes the clients once per batch instead of once per response,
         which matters on virtual machines where waking an idle CPU is expensive."""
-        if not self.pending_writes:
-            asyncio.get_running_loop().call_soon(self.flush_writes)
         self.pending_writes.append((transport, data))
+        self._schedule_flush()
+
+    def flush(self) -> None:
+        """Answer the held requests, in the order they arrived, then send the responses."""
+        try:
+            self.answer_requests()
+            self.flush_writes()
+        finally:
+            self.flush_scheduled = False
+
+    def answer_requests(self) -> None:
+        requests, self.pending_requests = self.pending_requests, []
+        if not requests:
+            return
+        invocations = [r for r in requests if type(r.outcome) is not Response]
+        if invocations:
+            responses = self.app.complete(
+                [cast(np.ndarray, r.outcome) for r in invocations], [r.request_id for r in invocations]
+            )
+            for request, response in zip(invocations, responses, strict=True):
+                request.outcome = response
+        for request in requests:
+            request.connection.respond(request, cast(Response, request.outcome))
 
     def flush_writes(self) -> None:
         writes, self.pending_writes = self.pending_writes, []
@@ -63,14 +98,16 @@ class ServerState:
 
 
 class HttpConnection(asyncio.Protocol):
-    """One client connection; requests are handled inline, in order, on the event loop."""
+    """One client connection; requests are validated as they arrive and answered in order, batched
+    with the other requests the event loop has ready (ServerState.flush)."""
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.closing = False
-        self.started: float | None = None  # set while a request is being received or handled
+        self.started: float | None = None  # set while a request is being received
+        self.queued = 0  # requests received and not yet answered
         self._reset()
 
     def _reset(self) -> None:
@@ -149,7 +186,7 @@ class HttpConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         if self.expect_continue and self.transport:
-            self.state.flush_writes()  # after any pipelined response still queued
+            self.state.flush()  # after any pipelined response still queued
             self.transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -163,10 +200,20 @@ class HttpConnection(asyncio.Protocol):
         request_id = state.next_request_id()
         method = self.parser.get_method()
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-        response = state.app.handle(method, self.url, self.content_type, self.accept, body, request_id)
-        keep_alive = self.parser.should_keep_alive() and not state.draining
-        self.send(response, request_id, keep_alive)
-        self.finish(method, response, request_id)
+        outcome = state.app.prepare(method, self.url, self.content_type, self.accept, body, request_id)
+        keep_alive = self.parser.should_keep_alive()
+        if not keep_alive:
+            self.closing = True  # read nothing more; the connection closes once this request is answered
+        started = self.started or time.perf_counter()
+        self.started = None
+        self.queued += 1
+        state.enqueue(Queued(self, request_id, method, self.url, keep_alive, started, outcome))
+
+    def respond(self, request: Queued, response: Response) -> None:
+        self.queued -= 1
+        keep_alive = request.keep_alive and not self.state.draining
+        self.send(response, request.request_id, keep_alive)
+        self.finish(request.method, request.path, response, request.request_id, request.started)
         if not keep_alive:
             self.close()
 
@@ -199,11 +246,10 @@ class HttpConnection(asyncio.Protocol):
             self.state.flush_writes()  # earlier pipelined responses go first
             transport.write(data)
 
-    def finish(self, method: bytes, response: Response, request_id: str) -> None:
+    def finish(self, method: bytes, url: bytes, response: Response, request_id: str, started: float) -> None:
         state = self.state
-        latency_ms = (time.perf_counter() - (self.started or time.perf_counter())) * 1000
-        self.started = None
-        path = self.url.split(b"?", 1)[0]
+        latency_ms = (time.perf_counter() - started) * 1000
+        path = url.split(b"?", 1)[0]
         if path == b"/ping" and response.status == 200:
             return  # health checks every few seconds would drown the request log
         state.metrics.observe(response.status, latency_ms, response.rows, response.probability_sum, response.positives)
@@ -225,6 +271,7 @@ class HttpConnection(asyncio.Protocol):
 
     def reject(self, status: int, code: str, message: str) -> None:
         """Answer a request that cannot be read to the end, then close our side of the connection."""
+        self.state.flush()  # the requests received before it are answered first
         request_id = self.state.next_request_id()
         body = orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
         response = Response(status, body, error_code=code)
@@ -233,7 +280,8 @@ class HttpConnection(asyncio.Protocol):
             method = self.parser.get_method()
         except httptools.HttpParserError:  # the request line itself was malformed
             method = b"-"
-        self.finish(method, response, request_id)
+        self.finish(method, self.url, response, request_id, self.started or time.perf_counter())
+        self.started = None
         self.close(linger=True)
 
     def close(self, linger: bool = False) -> None:
@@ -252,7 +300,20 @@ class HttpConnection(asyncio.Protocol):
 
     @property
     def busy(self) -> bool:
-        return self.started is not None
+        return self.started is not None or self.queued > 0
+
+
+@dataclass(slots=True)
+class Queued:
+    """A fully received request waiting for its response: the response itself, or its validated rows."""
+
+    connection: HttpConnection
+    request_id: str
+    method: bytes
+    path: bytes
+    keep_alive: bool
+    started: float
+    outcome: Response | np.ndarray
 
 
 class _TooLarge(Exception):

@@ -74,6 +74,7 @@ class Worker:
         try:
             self.loop.run_forever()
         finally:
+            self.state.flush()  # requests still held when the loop stopped get their log lines
             self._flush_metrics()
             self.logs.write_now(
                 {"level": "info", "event": "worker_stopped", "worker": self.index, "requests": self.state.request_count}

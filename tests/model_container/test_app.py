@@ -110,3 +110,61 @@ def test_predict_rounds_the_same_for_small_and_large_batches(model: LoadedModel,
     assert labels == [int(p >= 0.5) for p in large]
     _, raw = model.session.run(None, {"input": rows})
     assert np.allclose(large, raw[:, 1], atol=1e-6)
+
+
+def test_a_row_predicts_the_same_alone_and_in_any_batch(model: LoadedModel, holdout_rows) -> None:
+    """The transport batches requests into one model call: no response may depend on its neighbours."""
+    rng = np.random.default_rng(7)
+    rows = (np.array(holdout_rows * 3, dtype=np.float32) * rng.uniform(0.9, 1.1, (len(holdout_rows) * 3, 30))).astype(
+        np.float32
+    )
+    _, raw = model._run(model.output_names, {model.input_name: rows}, None)
+    alone = [
+        model._run(model.output_names, {model.input_name: rows[i : i + 2]}, None)[1][0] for i in range(len(rows) - 1)
+    ]
+    assert np.array_equal(np.array(alone), raw[:-1])  # the property predict() relies on for two or more rows
+    together, _ = model.predict(rows)
+    assert [model.predict(rows[i : i + 1])[0][0] for i in range(len(rows))] == together
+    for size in (2, 3, 5, 8, 9, 64):
+        assert [
+            p for start in range(0, len(rows), size) for p in model.predict(rows[start : start + size])[0]
+        ] == together
+
+
+def test_batched_requests_get_the_responses_they_would_get_alone(model: LoadedModel, log_pipe) -> None:
+    app = InferenceApp(log_pipe[0])
+    app.model = model
+    features = model.metadata["feature_schema"]["features"]
+    bodies = []
+    for count in (1, 3, 1, 100, 2):
+        rows = [
+            [
+                f["training_min"] + (f["training_max"] - f["training_min"]) * ((i * 7 + j) % 11) / 10
+                for j, f in enumerate(features)
+            ]
+            for i in range(count)
+        ]
+        bodies.append(json.dumps({"instances": rows}).encode())
+    alone = [app.handle(b"POST", b"/invocations", b"application/json", b"", body, "r").body for body in bodies]
+    prepared = [app.prepare(b"POST", b"/invocations", b"application/json", b"", body, "r") for body in bodies]
+    batched = app.complete(prepared, ["r"] * len(bodies))  # type: ignore[arg-type]
+    assert [response.body for response in batched] == alone
+    assert [response.rows for response in batched] == [1, 3, 1, 100, 2]
+
+
+def test_a_failing_batch_is_retried_request_by_request(model: LoadedModel, log_pipe) -> None:
+    class FailsOnThreeRows:  # and so on the batch of 1 + 3 + 4 rows
+        def run(self, names: object, feed: dict[str, np.ndarray], options: object) -> object:
+            if len(feed["input"]) in (3, 8):
+                raise RuntimeError("onnxruntime exploded")
+            return model.session.run(names, feed)  # type: ignore[arg-type]
+
+    app = InferenceApp(log_pipe[0])
+    broken: object = FailsOnThreeRows()
+    app.model = LoadedModel(
+        model.name, model.version, model.metadata, model.validator, broken, model.input_name, model.output_names
+    )  # type: ignore[arg-type]
+    prepared = [app.prepare(b"POST", b"/invocations", b"text/csv", b"", csv_body(model, n), f"r{n}") for n in (1, 3, 4)]
+    responses = app.complete(prepared, ["r1", "r3", "r4"])  # type: ignore[arg-type]
+    assert [r.status for r in responses] == [200, 500, 200]
+    assert json.loads(responses[1].body)["error"]["request_id"] == "r3"
