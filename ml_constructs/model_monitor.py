@@ -15,6 +15,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_constructs.endpoint_alarms import topic_alarm
+from ml_constructs.model_quality_monitor import ModelQualitySchedule
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, terminal_dead_letter_queue
 from platform_config import MonitoringSettings
@@ -35,7 +36,8 @@ def analyzer_image(region: str) -> str:
 
 
 class ModelMonitorSchedule(Construct):
-    """Exposes `role`, and once the model version has a baseline: `job_definition`, `schedule`, `alarms`, `rule`.
+    """Exposes `role`, and once the model version has a baseline: `job_definition`, `schedule`, `alarms`, `rule`,
+    and `model_quality` (ModelQualitySchedule) with `model_monitor.model_quality` and a ground-truth prefix.
 
     Without a baseline nothing is scheduled; synth warns with the command that creates one."""
 
@@ -62,8 +64,21 @@ class ModelMonitorSchedule(Construct):
         version_prefix = f"model-monitor/{endpoint_name}/{model_version}"
         self.baseline_uri = f"s3://{monitoring_bucket_name}/{version_prefix}/baseline"
         self.reports_uri = f"s3://{monitoring_bucket_name}/model-monitor/{endpoint_name}/reports"
+        ground_truth = (
+            (capture_bucket_name, settings.ground_truth_prefix.strip("/") + "/")
+            if monitor.model_quality and settings.ground_truth_prefix
+            else None
+        )
         self.role = self._role(
-            stack, prefix, endpoint_name, capture_bucket_name, capture_prefix, monitoring_bucket_name, image, placement
+            stack,
+            prefix,
+            endpoint_name,
+            capture_bucket_name,
+            capture_prefix,
+            monitoring_bucket_name,
+            image,
+            placement,
+            ground_truth,
         )
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         if model_version not in monitor.baselined_versions:
@@ -80,6 +95,8 @@ class ModelMonitorSchedule(Construct):
         if placement.vpc is None or placement.subnets is None or placement.security_group is None:
             raise ValueError("Model Monitor jobs run in the VPC: the placement needs subnets and a security group")
         slug = model_version.replace(".", "-").replace("+", "-")
+        preprocessor_uri = f"s3://{monitoring_bucket_name}/{version_prefix}/record_preprocessor.py"
+        subnet_ids = placement.vpc.select_subnets(subnet_group_name=placement.subnets.subnet_group_name).subnet_ids
         job_definition_name = f"{prefix}-data-quality-{slug}"[:63]
         self.job_definition = sagemaker.CfnDataQualityJobDefinition(
             self,
@@ -88,7 +105,7 @@ class ModelMonitorSchedule(Construct):
             role_arn=self.role.role_arn,
             data_quality_app_specification=sagemaker.CfnDataQualityJobDefinition.DataQualityAppSpecificationProperty(
                 image_uri=image,
-                record_preprocessor_source_uri=f"s3://{monitoring_bucket_name}/{version_prefix}/record_preprocessor.py",
+                record_preprocessor_source_uri=preprocessor_uri,
                 environment={"publish_cloudwatch_metrics": "Enabled"},
             ),
             data_quality_baseline_config=sagemaker.CfnDataQualityJobDefinition.DataQualityBaselineConfigProperty(
@@ -157,6 +174,29 @@ class ModelMonitorSchedule(Construct):
             ),
         )
         self.schedule.node.add_dependency(self.job_definition)
+        schedules = [self.schedule]
+        self.model_quality = None
+        if ground_truth:
+            self.model_quality = ModelQualitySchedule(
+                self,
+                "ModelQuality",
+                prefix=prefix,
+                endpoint_name=endpoint_name,
+                slug=slug,
+                image=image,
+                role=self.role,
+                ground_truth_uri=f"s3://{ground_truth[0]}/{ground_truth[1]}",
+                preprocessor_uri=preprocessor_uri,
+                reports_uri=self.reports_uri,
+                settings=monitor,
+                min_accuracy=settings.min_accuracy,
+                placement=placement,
+                subnet_ids=subnet_ids,
+                security_group=placement.security_group,
+                topic=topic,
+            )
+            self.model_quality.node.add_dependency(self.policy)
+            schedules.append(self.model_quality.schedule)
         self.dead_letter_queue = terminal_dead_letter_queue(
             self, "DeadLetters", key=placement.data_key, removal_policy=placement.removal_policy
         )
@@ -168,7 +208,7 @@ class ModelMonitorSchedule(Construct):
                 source=["aws.sagemaker"],
                 detail_type=["SageMaker Processing Job State Change"],
                 detail={
-                    "MonitoringScheduleArn": [self.schedule.attr_monitoring_schedule_arn],
+                    "MonitoringScheduleArn": [schedule.attr_monitoring_schedule_arn for schedule in schedules],
                     "$or": [
                         {"ProcessingJobStatus": ["Failed"]},
                         {"ExitMessage": [{"prefix": "CompletedWithViolations"}]},
@@ -181,6 +221,8 @@ class ModelMonitorSchedule(Construct):
             bus = events.EventBus.from_event_bus_arn(self, "RetrainingBus", settings.retraining_event_bus_arn)
             self.rule.add_target(targets.EventBus(bus, dead_letter_queue=self.dead_letter_queue))
         self.alarms = self._alarms(prefix, monitor.drift_threshold, endpoint_name, schedule_name, model_version, topic)
+        if self.model_quality:
+            self.alarms["model-accuracy"] = self.model_quality.alarm
 
     def _role(
         self,
@@ -192,6 +234,7 @@ class ModelMonitorSchedule(Construct):
         monitoring_bucket: str,
         image: str,
         placement: FunctionPlacement,
+        ground_truth: tuple[str, str] | None,
     ) -> iam.Role:
         """The baseline job and the scheduled jobs: read capture and baseline, write reports, metrics, logs."""
         role = iam.Role(
@@ -208,6 +251,7 @@ class ModelMonitorSchedule(Construct):
         reads = [
             (capture_bucket, f"{capture_prefix}/{endpoint_name}/"),
             (monitoring_bucket, f"model-monitor/{endpoint_name}/"),
+            *([ground_truth] if ground_truth else []),
         ]
         objects = [s3_arn(bucket, f"/{key}*") for bucket, key in reads]
         writes = s3_arn(monitoring_bucket, f"/model-monitor/{endpoint_name}/*")

@@ -413,6 +413,9 @@ class ModelMonitorSettings:
     max_runtime_seconds: int = 3300
     schedule_expression: str = "cron(0 * ? * * *)"
     drift_threshold: float = 0.1  # the analyzer's distance between baseline and window distributions
+    # Also an hourly model-quality job on labels under monitoring.ground_truth_prefix, in Model Monitor's
+    # ground-truth format (see README).
+    model_quality: bool = False
 
     def __post_init__(self) -> None:
         for index, version in enumerate(self.baselined_versions):
@@ -446,6 +449,12 @@ class MonitoringSettings:
     model_monitor: ModelMonitorSettings = field(default_factory=ModelMonitorSettings)
 
     def __post_init__(self) -> None:
+        if self.model_monitor.model_quality:
+            check(
+                self.ground_truth_prefix is not None,
+                "model_monitor.model_quality",
+                "needs monitoring.ground_truth_prefix (where the labels are uploaded)",
+            )
         check(1 <= self.window_hours <= 24, "window_hours", "must be 1..24")
         check(0 < self.psi_warn < self.psi_alarm, "psi_warn", "must be positive and below psi_alarm")
         check(0 < self.ks_p_value < 1, "ks_p_value", "must be in (0, 1)")

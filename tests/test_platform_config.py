@@ -139,6 +139,12 @@ def test_selection_picks_named_environments_only() -> None:
             "is not a version",
         ),
         (
+            "environments.dev.monitoring.model_monitor.model_quality",
+            True,
+            "ml-platform.environments.dev.monitoring.model_monitor.model_quality",
+            "needs monitoring.ground_truth_prefix",
+        ),
+        (
             "environments.dev.monitoring.model_monitor.max_runtime_seconds",
             7200,
             "ml-platform.environments.dev.monitoring.model_monitor.max_runtime_seconds",

@@ -4,6 +4,10 @@ SageMaker's analyzer loads this file on its own and calls `preprocess_handler` p
 imports nothing outside the standard library. Rows come back keyed `_c0.._cN`, the column names the analyzer
 gives the header-less baseline.csv of the model build; dict rows are put in schema order with FEATURE_NAMES,
 which `render(feature_names)` appends when the baseline script uploads the file.
+
+With RECORD_MODE=model_quality (set by the model-quality job definition) the handler returns instead the
+prediction of a single-row request, {"label", "probability"}: ground truth is keyed by the record's event id,
+so a multi-row request cannot be matched with labels row by row and is skipped.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import csv
 import io
 import json
+import os
 from typing import Any
 
 FEATURE_NAMES: list[str] = []
@@ -56,15 +61,37 @@ def _raw_rows(data: str, content_type: str) -> list[list[Any]]:
     return rows
 
 
-def preprocess_handler(inference_record: Any, logger: Any = None) -> list[dict[str, Any]]:
-    endpoint_input = inference_record.endpoint_input
-    data = endpoint_input.data
+def prediction_of(data: str) -> dict[str, Any] | None:
+    """The one prediction of a single-row response, as the analyzer's attributes name it; else None."""
     try:
-        if str(endpoint_input.encoding).upper() == "BASE64":
+        predictions = json.loads(data).get("predictions")
+        [prediction] = predictions
+        label, probability = prediction["label"], prediction["probability"]
+    except (ValueError, AttributeError, TypeError, KeyError):
+        return None
+    if label not in (0, 1) or isinstance(label, bool) or not isinstance(probability, int | float):
+        return None
+    return {"label": int(label), "probability": float(probability)}
+
+
+def _decoded(capture: Any) -> str:
+    data = capture.data
+    try:
+        if str(capture.encoding).upper() == "BASE64":
             data = base64.b64decode(data).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
-        data = ""
-    rows = rows_of(data, str(endpoint_input.observed_content_type))
+        return ""
+    return str(data)
+
+
+def preprocess_handler(inference_record: Any, logger: Any = None) -> Any:
+    if os.environ.get("RECORD_MODE") == "model_quality":
+        prediction = prediction_of(_decoded(inference_record.endpoint_output))
+        if prediction is None and logger is not None:
+            logger.warning("captured record %s is not a single-row prediction", inference_record.event_metadata)
+        return prediction or []
+    endpoint_input = inference_record.endpoint_input
+    rows = rows_of(_decoded(endpoint_input), str(endpoint_input.observed_content_type))
     if not rows and logger is not None:
         logger.warning("captured record %s has no readable feature rows", inference_record.event_metadata)
     return [{f"_c{index}": value for index, value in enumerate(row)} for row in rows]

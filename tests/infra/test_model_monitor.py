@@ -32,7 +32,11 @@ def inference(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFact
     """The dev environment with engine model_monitor and this build's version baselined, all nag packs on."""
     context = copy.deepcopy(cdk_context)
     monitoring = context["ml-platform"]["environments"]["dev"].setdefault("monitoring", {})
-    monitoring.update(engine="model_monitor", model_monitor={"baselined_versions": [VERSION]})
+    monitoring.update(
+        engine="model_monitor",
+        ground_truth_prefix="ground-truth/",
+        model_monitor={"baselined_versions": [VERSION], "model_quality": True},
+    )
     context["env"] = "dev"
     app = App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
     [stage] = build_stages(app, default_account="123456789012", default_region=None)
@@ -75,8 +79,38 @@ def test_a_baselined_version_gets_an_hourly_isolated_encrypted_data_quality_sche
     assert not [n for n in inference.find_resources("AWS::Lambda::Function") if "DriftJob" in n]
 
 
+def test_labelled_traffic_gets_an_hourly_model_quality_job_and_an_accuracy_alarm(inference: Template) -> None:
+    [definition] = inference.find_resources("AWS::SageMaker::ModelQualityJobDefinition").values()
+    props = definition["Properties"]
+    spec = props["ModelQualityAppSpecification"]
+    assert spec["ProblemType"] == "BinaryClassification"
+    assert spec["Environment"]["RECORD_MODE"] == "model_quality"
+    assert spec["RecordPreprocessorSourceUri"].endswith(f"/{VERSION}/record_preprocessor.py")
+    endpoint = props["ModelQualityJobInput"]["EndpointInput"]
+    assert (endpoint["InferenceAttribute"], endpoint["ProbabilityAttribute"]) == ("label", "probability")
+    assert (endpoint["StartTimeOffset"], endpoint["EndTimeOffset"]) == ("-PT2H", "-PT1H")
+    capture_bucket = "mlapi-dev-capture-123456789012-eu-west-1"
+    assert props["ModelQualityJobInput"]["GroundTruthS3Input"]["S3Uri"] == f"s3://{capture_bucket}/ground-truth/"
+    assert props["NetworkConfig"]["EnableNetworkIsolation"] is True
+    assert props["JobResources"]["ClusterConfig"]["VolumeKmsKeyId"]
+    inference.has_resource_properties(
+        "AWS::SageMaker::MonitoringSchedule",
+        {
+            "MonitoringScheduleConfig": {
+                "MonitoringType": "ModelQuality",
+                "MonitoringJobDefinitionName": props["JobDefinitionName"],
+            }
+        },
+    )
+    inference.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"AlarmName": "mlapi-dev-model-accuracy", "Namespace": "aws/sagemaker/Endpoints/model-metrics",
+         "MetricName": "accuracy", "ComparisonOperator": "LessThanThreshold"},
+    )  # fmt: skip
+
+
 def test_violations_and_failed_runs_go_to_the_alarm_topic(inference: Template) -> None:
-    [schedule_id] = inference.find_resources("AWS::SageMaker::MonitoringSchedule")
+    schedule_ids = sorted(inference.find_resources("AWS::SageMaker::MonitoringSchedule"))
     [rule] = inference.find_resources(
         "AWS::Events::Rule",
         {
@@ -86,7 +120,7 @@ def test_violations_and_failed_runs_go_to_the_alarm_topic(inference: Template) -
         },
     ).values()
     detail = rule["Properties"]["EventPattern"]["detail"]
-    assert detail["MonitoringScheduleArn"] == [{"Fn::GetAtt": [schedule_id, "MonitoringScheduleArn"]}]
+    assert sorted(a["Fn::GetAtt"][0] for a in detail["MonitoringScheduleArn"]) == schedule_ids
     assert {"ExitMessage": [{"prefix": "CompletedWithViolations"}]} in detail["$or"]
     assert {"ProcessingJobStatus": ["Failed"]} in detail["$or"]
     [target] = rule["Properties"]["Targets"]
@@ -111,6 +145,8 @@ def test_the_role_reads_capture_and_baseline_and_writes_only_under_model_monitor
     )
     inference.resource_properties_count_is("AWS::IAM::Policy", {"Roles": Match.array_with([{"Ref": role_id}])}, 0)
     statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    reads = json.dumps([s["Resource"] for s in statements if s["Action"] == "s3:GetObject"])
+    assert "/ground-truth/*" in reads and "/capture/mlapi-dev-endpoint/*" in reads
     puts = [s for s in statements if s["Action"] == "s3:PutObject"]
     assert puts and all("model-monitor/mlapi-dev-endpoint/*" in json.dumps(s["Resource"]) for s in puts)
     for statement in statements:

@@ -22,9 +22,10 @@ def handler() -> Any:
     return namespace["preprocess_handler"]
 
 
-def record(data: str, content_type: str, encoding: str = "JSON") -> SimpleNamespace:
+def record(data: str, content_type: str, encoding: str = "JSON", output: str = "") -> SimpleNamespace:
     return SimpleNamespace(
         endpoint_input=SimpleNamespace(data=data, encoding=encoding, observed_content_type=content_type),
+        endpoint_output=SimpleNamespace(data=output, encoding="JSON", observed_content_type="application/json"),
         event_metadata={"eventId": "e-1"},
     )
 
@@ -62,3 +63,17 @@ def test_a_record_the_server_would_refuse_yields_no_rows_and_a_warning(
     logger = SimpleNamespace(warning=lambda message, *args: warnings.append(message % args))
     assert handler(record(data, content_type, encoding), logger) == []
     assert warnings == ["captured record {'eventId': 'e-1'} has no readable feature rows"]
+
+
+def test_in_model_quality_mode_a_single_row_prediction_is_handed_over_and_batches_are_skipped(
+    handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECORD_MODE", "model_quality")
+    one = json.dumps({"predictions": [{"label": 1, "probability": 0.973214, "model_version": "1.0.0"}]})
+    assert handler(record("[]", "application/json", output=one)) == {"label": 1, "probability": 0.973214}
+    two = json.dumps({"predictions": [{"label": 1, "probability": 0.9}, {"label": 0, "probability": 0.1}]})
+    warnings: list[str] = []
+    logger = SimpleNamespace(warning=lambda message, *args: warnings.append(message % args))
+    assert handler(record("[]", "application/json", output=two), logger) == []
+    assert handler(record("[]", "application/json", output='{"error": {"code": "x"}}'), logger) == []
+    assert len(warnings) == 2
