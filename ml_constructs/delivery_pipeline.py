@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack, Stage, pipelines
+from aws_cdk import Annotations, CfnElement, Duration, RemovalPolicy, Stack, Stage, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_iam as iam
@@ -18,7 +18,12 @@ from constructs import Construct
 from ml_constructs.chat_notifications import ChatNotifications
 from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS
 from ml_constructs.nag import acknowledge, wildcard_finding
-from ml_constructs.pipeline_steps import LambdaInvokeStep, NotifyingApprovalStep, pipeline_source
+from ml_constructs.pipeline_steps import (
+    LambdaInvokeStep,
+    NotifyingApprovalStep,
+    model_monitor_baseline_step,
+    pipeline_source,
+)
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.platform_keys import PlatformKeys
 from ml_constructs.release_history_table import keyed_table
@@ -203,7 +208,9 @@ class DeliveryPipeline(Construct):
         staging_baseline = self._publish_baseline(source, staging_artifacts_bucket, staging_prefix)
         bake_check.add_step_dependency(scaling_after)
         self.pipeline.add_stage(
-            staging, pre=[scaling_before, staging_baseline], post=[scaling_after, bake_check, smoke_tests]
+            staging,
+            pre=[scaling_before, staging_baseline],
+            post=[scaling_after, bake_check, smoke_tests, *self._model_monitor_baseline(source, staging, settings)],
         )
 
         self.classifier = self._classifier(prefix, key, keys.logs_key)
@@ -268,6 +275,7 @@ class DeliveryPipeline(Construct):
                     ],
                     policy=self._api_reader(),
                 ),
+                *self._model_monitor_baseline(source, production, settings),
             ],
         )
         verify.add_step_dependency(prod_scaling_after)
@@ -459,6 +467,32 @@ class DeliveryPipeline(Construct):
     def _artifact_bucket(self, key: kms.IKey) -> s3.Bucket:
         logs = access_log_bucket(self, "ArtifactAccessLogs", expire_days=365, removal_policy=RemovalPolicy.RETAIN)
         return secure_bucket(self, "Artifacts", key=key, access_logs=logs, removal_policy=RemovalPolicy.RETAIN)
+
+    def _model_monitor_baseline(
+        self, source: pipelines.IFileSetProducer, stage: Stage, settings: PipelineSettings
+    ) -> list[pipelines.Step]:
+        """With engine model_monitor, the baseline job of the deployed version (same account only)."""
+        environment = getattr(stage, "settings", None)
+        if environment is None or environment.monitoring.engine != "model_monitor":
+            return []
+        stack = Stack.of(self)
+        if environment.account not in (None, settings.account, stack.account):
+            Annotations.of(self).add_warning_v2(
+                "ml-platform:model-monitor-baseline-cross-account",
+                f"{environment.name} is in another account: run scripts/model_monitor_baseline.py there "
+                "with that account's credentials after each model change (SageMaker jobs cannot be started "
+                "across accounts).",
+            )
+            return []
+        step, wildcards = model_monitor_baseline_step(
+            "ModelMonitorBaseline",
+            source=source,
+            environment=environment,
+            partition=stack.partition,
+            account=environment.account or stack.account,
+        )
+        self.guard_wildcards += wildcards
+        return [step]
 
     @staticmethod
     def _tooling_placement(key: kms.IKey, logs_key: kms.IKey) -> FunctionPlacement:

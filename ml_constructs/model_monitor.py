@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Annotations, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -81,13 +82,27 @@ class ModelMonitorSchedule(Construct):
             ground_truth,
         )
         self.alarms: dict[str, cloudwatch.Alarm] = {}
+        # What scripts/model_monitor_baseline.py needs to run the baseline job as the schedule runs its jobs.
+        self.baseline_inputs: dict[str, Any] = {
+            "bucket": monitoring_bucket_name,
+            "endpoint": endpoint_name,
+            "role_arn": self.role.role_arn,
+            "kms_key_arn": placement.data_key.key_arn,
+            "instance_type": monitor.instance_type,
+            "volume_size_gb": monitor.volume_size_gb,
+            "max_runtime_seconds": monitor.max_runtime_seconds,
+        }
+        if placement.vpc and placement.subnets and placement.security_group:
+            self.baseline_inputs["subnets"] = placement.vpc.select_subnets(
+                subnet_group_name=placement.subnets.subnet_group_name
+            ).subnet_ids
+            self.baseline_inputs["security_group_ids"] = [placement.security_group.security_group_id]
         if model_version not in monitor.baselined_versions:
             Annotations.of(self).add_warning_v2(
                 "ml-platform:model-monitor-baseline-missing",
                 f"No Model Monitor baseline for model {model_version} in {environment_name}: no schedule is "
-                f"created. Run `{BASELINE_COMMAND} --environment {environment_name} --bucket "
-                f"{monitoring_bucket_name} --endpoint {endpoint_name} --role-arn <{prefix}-model-monitor role> "
-                "--kms-key-arn <data key> --subnets <inference subnets> --security-group-ids <endpoint sg>`, "
+                f"created. After the deploy, run `{BASELINE_COMMAND} --environment {environment_name} --stack "
+                f"{Stack.of(self).stack_name} --wait` (the pipeline does, in its own account), "
                 f'then add "{model_version}" to ml-platform.environments.{environment_name}.monitoring.'
                 "model_monitor.baselined_versions.",
             )

@@ -7,13 +7,14 @@ from typing import Any
 import jsii
 from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_codepipeline_actions as actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import pipelines
 from constructs import Construct
 
-from platform_config.settings import PipelineSource
+from platform_config.settings import EnvironmentSettings, PipelineSource
 
 
 def pipeline_source(scope: Construct, source: PipelineSource) -> pipelines.CodePipelineSource:
@@ -72,3 +73,60 @@ class LambdaInvokeStep(pipelines.Step):
             )
         )
         return pipelines.CodePipelineActionFactoryResult(run_orders_consumed=1)
+
+
+def model_monitor_baseline_step(
+    step_id: str,
+    *,
+    source: pipelines.IFileSetProducer,
+    environment: EnvironmentSettings,
+    partition: str,
+    account: str,
+) -> tuple[pipelines.CodeBuildStep, list[str]]:
+    """After a deploy with engine model_monitor: the SDK baseline job of this build's model version, in the
+    environment's own subnets and keys (read from its inference stack), waited for. The pipeline's role must be
+    in the environment's account: SageMaker jobs cannot be started across accounts. Returns the step and its
+    prefix-scoped resources (for the IAM5 acknowledgement)."""
+    prefix, region = environment.resource_prefix(), environment.region
+
+    def arn(service: str, resource: str) -> str:
+        return f"arn:{partition}:{service}:{region}:{account}:{resource}"
+
+    endpoint = f"{prefix}-endpoint"
+    bucket = f"{prefix}-monitoring-{account}-{region}"
+    stack_arn = arn("cloudformation", f"stack/{prefix}-inference/*")
+    objects = f"arn:{partition}:s3:::{bucket}/model-monitor/{endpoint}/*"
+    keys = arn("kms", "key/*")
+    jobs = arn("sagemaker", f"processing-job/{endpoint}-baseline-*")
+    step = pipelines.CodeBuildStep(
+        step_id,
+        input=source,
+        commands=[
+            "make model",
+            f".venv/bin/python -m scripts.model_monitor_baseline --environment {environment.name} "
+            f"--stack {prefix}-inference --region {region} --wait",
+        ],
+        role_policy_statements=[
+            iam.PolicyStatement(
+                actions=["cloudformation:DescribeStacks"],
+                resources=[arn("cloudformation", f"stack/{prefix}-inference/*")],
+            ),
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]),
+            # The monitoring bucket encrypts with the environment's data key, known here by its alias only.
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey"],
+                resources=[keys],
+                conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/{prefix}/data"}},
+            ),
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:AddTags"],
+                resources=[jobs],
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[f"arn:{partition}:iam::{account}:role/{prefix}-model-monitor"],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+        ],
+    )
+    return step, [stack_arn, objects, keys, jobs]

@@ -205,9 +205,7 @@ def build(
         out / "model.tar.gz": deterministic_tar_gz({"model.onnx": onnx_bytes, "metadata.json": metadata_bytes}),
         out / "baseline.csv": csv_bytes(x_train),
         # The drift job's reference for prediction drift, scored the way the server scores (6 decimals).
-        out / "baseline_predictions.csv": b"".join(
-            b"%.6f\n" % p for p in onnx_predict(onnx_bytes, x_train)[1]
-        ),
+        out / "baseline_predictions.csv": b"".join(b"%.6f\n" % p for p in onnx_predict(onnx_bytes, x_train)[1]),
         out / "holdout.csv": b"".join(
             b"%d,%s" % (label, line)
             for label, line in zip(y_test, csv_bytes(x_test).splitlines(keepends=True), strict=True)

@@ -1,12 +1,13 @@
 """Model Monitor baseline of a model build: statistics and constraints under its model version.
 
     python -m scripts.model_monitor_baseline --dist model_container/dist --environment prod \
-        --bucket BUCKET --endpoint ENDPOINT --role-arn ROLE --kms-key-arn KEY \
-        --subnets subnet-a,subnet-b --security-group-ids sg-1 [--region eu-west-1] [--wait]
+        --stack mlapi-prod-inference [--region eu-west-1] [--wait]
+    (or, without --stack: --bucket --endpoint --role-arn --kms-key-arn --subnets --security-group-ids)
 
 Uploads the build's header-less baseline.csv and the record preprocessor (with the version's feature order),
 then starts a processing job with the SageMaker SDK's DefaultModelMonitor.suggest_baseline on the same
-network and keys as the monitoring schedule. Everything goes under
+network and keys as the monitoring schedule; --stack reads those from the inference stack's
+ModelMonitorBaseline output. Everything goes under
 s3://BUCKET/model-monitor/ENDPOINT/VERSION/. Once the job has finished, list VERSION in
 ml-platform.environments.ENV.monitoring.model_monitor.baselined_versions so that synth adds its schedule.
 Exit codes: 0 started (or, with --wait, completed), 1 the job failed, 2 usage or unreadable build,
@@ -98,19 +99,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dist", type=Path, default=Path("model_container/dist"))
     parser.add_argument("--environment", required=True, help="the cdk.json environment name (for the next step)")
-    parser.add_argument("--bucket", required=True, help="the environment's monitoring bucket")
-    parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--role-arn", required=True, help="the Model Monitor role the stack creates")
-    parser.add_argument("--kms-key-arn", required=True, help="the environment's data key")
-    parser.add_argument("--subnets", type=_csv, required=True, help="comma-separated private subnet ids")
-    parser.add_argument("--security-group-ids", type=_csv, required=True)
+    parser.add_argument("--stack", help="inference stack whose ModelMonitorBaseline output gives the rest")
+    parser.add_argument("--bucket", help="the environment's monitoring bucket")
+    parser.add_argument("--endpoint")
+    parser.add_argument("--role-arn", help="the Model Monitor role the stack creates")
+    parser.add_argument("--kms-key-arn", help="the environment's data key")
+    parser.add_argument("--subnets", type=_csv, help="comma-separated private subnet ids")
+    parser.add_argument("--security-group-ids", type=_csv)
     parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-    parser.add_argument("--instance-type", default="ml.m5.xlarge")
-    parser.add_argument("--volume-size-gb", type=int, default=20)
-    parser.add_argument("--max-runtime-seconds", type=int, default=3300)
+    parser.add_argument("--instance-type")
+    parser.add_argument("--volume-size-gb", type=int)
+    parser.add_argument("--max-runtime-seconds", type=int)
     parser.add_argument("--job-name", help="default: <endpoint>-baseline-<version>, dots as dashes")
     parser.add_argument("--wait", action="store_true", help="wait for the job and fail if it fails")
     return parser
+
+
+DEFAULTS = {"instance_type": "ml.m5.xlarge", "volume_size_gb": 20, "max_runtime_seconds": 3300}
+REQUIRED = ("bucket", "endpoint", "role_arn", "kms_key_arn", "subnets", "security_group_ids")
+
+
+def stack_inputs(cloudformation: Any, stack: str) -> dict[str, Any]:
+    """The ModelMonitorBaseline output of the inference stack (engine model_monitor)."""
+    [description] = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    for output in description.get("Outputs", []):
+        if output["OutputKey"] == "ModelMonitorBaseline":
+            inputs: dict[str, Any] = json.loads(output["OutputValue"])
+            return inputs
+    raise SystemExit(f"model_monitor_baseline: {stack} has no ModelMonitorBaseline output (engine model_monitor?)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,13 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.region:
         parser.error("--region (or AWS_REGION) is required")
-    if not args.subnets or not args.security_group_ids:
-        parser.error("--subnets and --security-group-ids need at least one id each")
     metadata, baseline = read_build(args.dist)
+    session = boto3.Session(region_name=args.region)
+    try:
+        found = stack_inputs(session.client("cloudformation"), args.stack) if args.stack else {}
+    except (ClientError, BotoCoreError) as error:
+        print(f"model_monitor_baseline: {error}", file=sys.stderr)
+        return 3
+    for name, default in {**DEFAULTS, **{key: None for key in REQUIRED}}.items():
+        if getattr(args, name) is None:  # the command line wins over the stack output
+            setattr(args, name, found.get(name, default))
+    missing = [f"--{name.replace('_', '-')}" for name in REQUIRED if not getattr(args, name)]
+    if missing:
+        parser.error(f"{', '.join(missing)} required (or --stack)")
     args.version = metadata["model_version"]
     args.job_name = args.job_name or f"{args.endpoint}-baseline-{args.version}".replace(".", "-")[:63]
     prefix = monitor_prefix(args.endpoint, args.version)
-    session = boto3.Session(region_name=args.region)
     try:
         upload_inputs(session.client("s3"), args.bucket, prefix, metadata, baseline, args.kms_key_arn)
         start_baseline_job(args, prefix, session)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -144,6 +144,12 @@ class InferenceStack(Stack):
                 placement=placement,
             )
             self.drift.node.add_dependency(self.model_endpoint.endpoint)
+            CfnOutput(
+                self,
+                "ModelMonitorBaseline",
+                description="Inputs of scripts/model_monitor_baseline.py --stack",
+                value=self.to_json_string(self.drift.baseline_inputs),
+            )
         else:
             self.drift = DriftMonitor(
                 self,

@@ -15,7 +15,7 @@ from stacks.network_stack import NetworkStack
 
 
 class PlatformStage(Stage):
-    """All stacks of one environment, tagged with project and environment."""
+    """All stacks of one environment, tagged with project and environment; exposes `settings`."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, commit: str, **kwargs: Any
@@ -24,6 +24,7 @@ class PlatformStage(Stage):
             scope, construct_id, env=Environment(account=settings.account, region=settings.region), **kwargs
         )
         record_acknowledgements_in_templates(self)
+        self.settings = settings
         prefix = settings.resource_prefix()
         removal = RemovalPolicy.RETAIN if settings.data.removal_policy == "retain" else RemovalPolicy.DESTROY
         self.data = DataStack(

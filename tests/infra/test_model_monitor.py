@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +28,34 @@ FEATURES = [
 ]
 
 
+@dataclass
+class Synth:
+    inference: Template  # dev, engine model_monitor, this build's version baselined, model quality on
+    pipeline: dict[str, Any]  # staging on engine model_monitor too, without a baseline
+
+
 @pytest.fixture(scope="module")
-def inference(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Template:
-    """The dev environment with engine model_monitor and this build's version baselined, all nag packs on."""
+def synth(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Synth:
     context = copy.deepcopy(cdk_context)
-    monitoring = context["ml-platform"]["environments"]["dev"].setdefault("monitoring", {})
-    monitoring.update(
+    environments = context["ml-platform"]["environments"]
+    environments["dev"].setdefault("monitoring", {}).update(
         engine="model_monitor",
         ground_truth_prefix="ground-truth/",
         model_monitor={"baselined_versions": [VERSION], "model_quality": True},
     )
-    context["env"] = "dev"
+    environments["staging"].setdefault("monitoring", {})["engine"] = "model_monitor"
     app = App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
-    [stage] = build_stages(app, default_account="123456789012", default_region=None)
-    app.synth()  # raises on any unacknowledged nag finding
-    [stack] = [s for s in stage.synth().stacks if s.stack_name.endswith("inference")]
-    return Template.from_json(stack.template)
+    stages = build_stages(app, default_account="123456789012", default_region=None)
+    assembly = app.synth()  # raises on any unacknowledged nag finding, in every stage and the pipeline
+    [dev] = [stage for stage in stages if stage.stage_name == "dev"]
+    [inference] = [s for s in dev.synth().stacks if s.stack_name.endswith("inference")]
+    [pipeline] = assembly.stacks
+    return Synth(Template.from_json(inference.template), pipeline.template)
+
+
+@pytest.fixture(scope="module")
+def inference(synth: Synth) -> Template:
+    return synth.inference
 
 
 def test_a_baselined_version_gets_an_hourly_isolated_encrypted_data_quality_schedule(inference: Template) -> None:
@@ -220,3 +233,53 @@ def test_the_image_table_matches_the_one_the_sagemaker_sdk_ships() -> None:
     shipped = Path(sagemaker.core.__file__).parent / "image_uri_config" / "model-monitor.json"
     registries = json.loads(shipped.read_text())["versions"][""]["registries"]
     assert json.loads((ROOT / "ml_constructs" / "model_monitor_images.json").read_text()) == registries
+
+
+def test_the_pipeline_runs_the_sdk_baseline_after_deploying_a_model_monitor_environment(synth: Synth) -> None:
+    resources = synth.pipeline["Resources"]
+    [stage] = [
+        s for p in resources.values() if p["Type"] == "AWS::CodePipeline::Pipeline"
+        for s in p["Properties"]["Stages"] if s["Name"] == "staging"
+    ]  # fmt: skip
+    actions = {a["Name"]: a for a in stage["Actions"]}
+    deploys = [a["RunOrder"] for n, a in actions.items() if n.endswith(".Deploy")]
+    assert actions["ModelMonitorBaseline"]["RunOrder"] > max(deploys)
+    project = resources[actions["ModelMonitorBaseline"]["Configuration"]["ProjectName"]["Ref"]]
+    assert (
+        "-m scripts.model_monitor_baseline --environment staging --stack mlapi-staging-inference "
+        "--region eu-west-1 --wait"
+    ) in project["Properties"]["Source"]["BuildSpec"]
+    production = [s for p in resources.values() if p["Type"] == "AWS::CodePipeline::Pipeline"
+                  for s in p["Properties"]["Stages"] if s["Name"] == "prod"]  # fmt: skip
+    assert "ModelMonitorBaseline" not in {a["Name"] for a in production[0]["Actions"]}  # prod stays builtin
+
+
+def test_the_baseline_step_may_pass_only_the_model_monitor_role_to_sagemaker() -> None:
+    from aws_cdk import Stack as CdkStack
+    from aws_cdk import pipelines
+
+    from ml_constructs.pipeline_steps import model_monitor_baseline_step
+    from platform_config import load_environments
+
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]["ml-platform"]
+    [staging] = load_environments(context, selected="staging", default_account="123456789012")
+    app = App()
+    source = pipelines.CodePipelineSource.connection(
+        "org/repo", "main", connection_arn="arn:aws:codeconnections:eu-west-1:111111111111:connection/x"
+    )
+    CdkStack(app, "Scope")  # steps need no scope, but the source does when rendered
+    step, wildcards = model_monitor_baseline_step(
+        "ModelMonitorBaseline", source=source, environment=staging, partition="aws", account="123456789012"
+    )
+    statements = {
+        tuple(s.to_json()["Action"]) if isinstance(s.to_json()["Action"], list) else s.to_json()["Action"]: s.to_json()
+        for s in step.role_policy_statements
+    }
+    pass_role = statements["iam:PassRole"]
+    assert pass_role["Resource"] == "arn:aws:iam::123456789012:role/mlapi-staging-model-monitor"
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    jobs = statements[("sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:AddTags")]
+    assert (
+        jobs["Resource"] == "arn:aws:sagemaker:eu-west-1:123456789012:processing-job/mlapi-staging-endpoint-baseline-*"
+    )
+    assert jobs["Resource"] in wildcards and len(wildcards) == 4

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from scripts import model_monitor_baseline
@@ -17,6 +18,18 @@ REGION, BUCKET, ENDPOINT = "eu-west-1", "mlapi-dev-monitoring-123456789012-eu-we
 KEY = f"arn:aws:kms:{REGION}:123456789012:key/0000"
 ROLE = "arn:aws:iam::123456789012:role/mlapi-dev-model-monitor"
 IMAGES = Path(__file__).resolve().parents[2] / "ml_constructs" / "model_monitor_images.json"
+STACK = "mlapi-dev-inference"
+STACK_OUTPUTS = [
+    {"OutputKey": "ApiUrl", "OutputValue": "https://example"},
+    {
+        "OutputKey": "ModelMonitorBaseline",
+        "OutputValue": json.dumps(
+            {"bucket": BUCKET, "endpoint": ENDPOINT, "role_arn": ROLE, "kms_key_arn": KEY,
+             "subnets": ["subnet-s1", "subnet-s2"], "security_group_ids": ["sg-s"], "instance_type": "ml.m5.large",
+             "volume_size_gb": 30, "max_runtime_seconds": 1800}
+        ),
+    },
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -26,13 +39,27 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
     requests: list[dict[str, Any]] = []
 
     class RecordingSession(boto3.Session):
-        """Records the CreateProcessingJob request exactly as the SDK sends it."""
+        """Records the CreateProcessingJob request exactly as the SDK sends it; CloudFormation is stubbed
+        (moto's template engine needs packages the dev requirements do not pin)."""
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.events.register(
                 "provide-client-params.sagemaker.CreateProcessingJob", lambda params, **_: requests.append(params)
             )
+
+        def client(self, service: str, *args: Any, **kwargs: Any) -> Any:
+            client = super().client(service, *args, **kwargs)
+            if service == "cloudformation":
+                stubber = Stubber(client)
+                stubber.add_response(
+                    "describe_stacks",
+                    {"Stacks": [{"StackName": STACK, "CreationTime": "2026-11-25T00:00:00Z",
+                                 "StackStatus": "UPDATE_COMPLETE", "Outputs": STACK_OUTPUTS}]},
+                    {"StackName": STACK},
+                )  # fmt: skip
+                stubber.activate()
+            return client
 
     monkeypatch.setattr(model_monitor_baseline.boto3, "Session", RecordingSession)
     with mock_aws():
@@ -103,3 +130,39 @@ def test_an_aws_error_exits_3_with_the_reason(aws: Any, dist: Path, capsys: pyte
     s3.delete_bucket(Bucket=BUCKET)
     assert run(dist) == 3
     assert "NoSuchBucket" in capsys.readouterr().err
+
+
+def test_the_inference_stack_output_supplies_the_network_keys_and_sizes(
+    aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, requests = aws
+    code = main(
+        [
+            "--dist",
+            str(dist),
+            "--environment",
+            "dev",
+            "--stack",
+            STACK,
+            "--region",
+            REGION,
+            "--instance-type",
+            "ml.c5.xlarge",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    [request] = requests
+    assert request["RoleArn"] == ROLE
+    assert request["NetworkConfig"]["VpcConfig"] == {
+        "Subnets": ["subnet-s1", "subnet-s2"],
+        "SecurityGroupIds": ["sg-s"],
+    }
+    cluster = request["ProcessingResources"]["ClusterConfig"]
+    assert (cluster["InstanceType"], cluster["VolumeSizeInGB"]) == ("ml.c5.xlarge", 30)  # the command line wins
+    assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == 1800
+
+
+def test_without_a_stack_every_input_is_required(aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--dist", str(dist), "--environment", "dev", "--region", REGION, "--bucket", BUCKET])
+    assert "--endpoint, --role-arn, --kms-key-arn, --subnets, --security-group-ids required" in capsys.readouterr().err
