@@ -113,27 +113,7 @@ class ModelEndpoint(Construct):
                 resources=["*"],
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             ),
-            # ENIs in the private subnets; EC2 supports no resource scoping for these Describe calls.
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                ],
-                resources=["*"],
-                conditions={"StringEquals": {"ec2:Vpc": vpc.vpc_arn}},
-            ),
+            *sagemaker_vpc_statements(vpc),
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[capture_objects]),
             iam.PolicyStatement(
                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
@@ -288,3 +268,31 @@ class ModelEndpoint(Construct):
 def _docker_ignore_patterns() -> list[str]:
     lines = (line.strip() for line in DOCKER_IGNORE.read_text().splitlines())
     return [line for line in lines if line and not line.startswith("#")]
+
+
+def sagemaker_vpc_statements(vpc: ec2.IVpc) -> list[iam.PolicyStatement]:
+    """What SageMaker needs to place an endpoint's or a job's network interfaces in `vpc`: EC2 supports no
+    resource scoping for the Describe calls, and the interfaces do not exist before; creation and deletion
+    are held to this VPC by condition."""
+    return [
+        iam.PolicyStatement(
+            actions=[
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeDhcpOptions",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeSecurityGroups",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            actions=[
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            resources=["*"],
+            conditions={"StringEquals": {"ec2:Vpc": vpc.vpc_arn}},
+        ),
+    ]

@@ -16,7 +16,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_constructs.endpoint_alarms import topic_alarm
-from ml_constructs.model_quality_monitor import ModelQualitySchedule
+from ml_constructs.model_endpoint import sagemaker_vpc_statements
+from ml_constructs.model_quality_monitor import ModelQualitySchedule, monitoring_schedule
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, terminal_dead_letter_queue
 from platform_config import MonitoringSettings
@@ -175,20 +176,15 @@ class ModelMonitorSchedule(Construct):
         )
         self.job_definition.node.add_dependency(self.policy)
         schedule_name = f"{prefix}-data-quality"
-        self.schedule = sagemaker.CfnMonitoringSchedule(
+        self.schedule = monitoring_schedule(
             self,
-            "Hourly",
-            monitoring_schedule_name=schedule_name,
+            name=schedule_name,
             endpoint_name=endpoint_name,
-            monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
-                monitoring_job_definition_name=job_definition_name,
-                monitoring_type="DataQuality",
-                schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(
-                    schedule_expression=monitor.schedule_expression
-                ),
-            ),
+            job_definition=self.job_definition,
+            job_definition_name=job_definition_name,
+            monitoring_type="DataQuality",
+            expression=monitor.schedule_expression,
         )
-        self.schedule.node.add_dependency(self.job_definition)
         schedules = [self.schedule]
         self.model_quality = None
         if ground_truth:
@@ -305,24 +301,8 @@ class ModelMonitorSchedule(Construct):
             )
         )
         self.policy.add_statements(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        # SageMaker attaches the job's network interfaces in the VPC on the role's behalf; EC2 offers no
-        # resource-level scope for the Describe calls and the interfaces do not exist before the job.
-        self.policy.add_statements(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],
-            )
-        )
+        if placement.vpc is not None:
+            self.policy.add_statements(*sagemaker_vpc_statements(placement.vpc))
         acknowledge(
             self.policy,
             [wildcard_finding(stack, arn) for arn in [*objects, writes, logs]] + ["AwsSolutions-IAM5[Resource::*]"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import CfnResource, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -103,20 +103,15 @@ class ModelQualitySchedule(Construct):
             stopping_condition=Q.StoppingConditionProperty(max_runtime_in_seconds=settings.max_runtime_seconds),
         )
         schedule_name = f"{prefix}-model-quality"
-        self.schedule = sagemaker.CfnMonitoringSchedule(
+        self.schedule = monitoring_schedule(
             self,
-            "Hourly",
-            monitoring_schedule_name=schedule_name,
+            name=schedule_name,
             endpoint_name=endpoint_name,
-            monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
-                monitoring_job_definition_name=job_definition_name,
-                monitoring_type="ModelQuality",
-                schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(
-                    schedule_expression=settings.schedule_expression
-                ),
-            ),
+            job_definition=self.job_definition,
+            job_definition_name=job_definition_name,
+            monitoring_type="ModelQuality",
+            expression=settings.schedule_expression,
         )
-        self.schedule.node.add_dependency(self.job_definition)
         self.alarm = topic_alarm(
             self,
             "Accuracy",
@@ -134,3 +129,29 @@ class ModelQualitySchedule(Construct):
             evaluation_periods=1,
             description=f"{prefix}: accuracy on labelled traffic below {min_accuracy} (Model Monitor)",
         )
+
+
+def monitoring_schedule(
+    scope: Construct,
+    *,
+    name: str,
+    endpoint_name: str,
+    job_definition: CfnResource,
+    job_definition_name: str,
+    monitoring_type: str,
+    expression: str,
+) -> sagemaker.CfnMonitoringSchedule:
+    """The schedule that runs `job_definition` (created first) on `endpoint_name`'s captured traffic."""
+    schedule = sagemaker.CfnMonitoringSchedule(
+        scope,
+        "Hourly",
+        monitoring_schedule_name=name,
+        endpoint_name=endpoint_name,
+        monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
+            monitoring_job_definition_name=job_definition_name,
+            monitoring_type=monitoring_type,
+            schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(schedule_expression=expression),
+        ),
+    )
+    schedule.node.add_dependency(job_definition)
+    return schedule
