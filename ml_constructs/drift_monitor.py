@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ml_constructs.drift_task import DriftTask
 from ml_constructs.endpoint_alarms import topic_alarm
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
@@ -27,7 +28,8 @@ DRIFT_DETAIL_TYPE = "Model Drift Detected"
 
 
 class DriftMonitor(Construct):
-    """Exposes `job` (PlatformFunction), `alarms` (per feature, prediction, drift count, accuracy)."""
+    """Exposes `job` (PlatformFunction) or, with runner fargate, `task` (DriftTask); and `alarms` (per feature,
+    prediction, drift count, accuracy)."""
 
     def __init__(
         self,
@@ -72,21 +74,6 @@ class DriftMonitor(Construct):
         }
         if settings.ground_truth_prefix:
             environment["GROUND_TRUTH_PREFIX"] = settings.ground_truth_prefix
-        self.job = PlatformFunction(
-            self,
-            "Job",
-            function_name=f"{prefix}-drift-monitor",
-            # numpy + scipy: a container image built at deploy time, not at synth.
-            code=lambda_.Code.from_asset_image(CODE_DIR),
-            handler=lambda_.Handler.FROM_IMAGE,
-            runtime=lambda_.Runtime.FROM_IMAGE,
-            environment=environment,
-            placement=placement,
-            reserved_concurrency=1,
-            timeout_seconds=900,
-            memory_size=2048,
-            retry_attempts=2,
-        )
 
         def s3_arn(bucket: str, key: str = "") -> str:
             return f"arn:{stack.partition}:s3:::{bucket}{key}"
@@ -96,7 +83,7 @@ class DriftMonitor(Construct):
             reads.append((capture_bucket_name, settings.ground_truth_prefix.rstrip("/") + "/"))
         objects = [s3_arn(b, f"/{k}*") for b, k in reads]
         reports = s3_arn(reports_bucket_name, f"/drift-reports/{endpoint_name}/*")
-        self.job.policy.add_statements(
+        statements = [
             *[
                 iam.PolicyStatement(
                     actions=["s3:ListBucket"],
@@ -116,23 +103,54 @@ class DriftMonitor(Construct):
                 actions=["events:PutEvents"],
                 resources=[f"arn:{stack.partition}:events:{stack.region}:{stack.account}:event-bus/default"],
             ),
-        )
+        ]
+        hourly = events.Schedule.cron(minute="5")
+        self.job: PlatformFunction | None = None
+        self.task: DriftTask | None = None
+        if settings.runner == "fargate":
+            self.task = DriftTask(
+                self,
+                "Task",
+                name=f"{prefix}-drift-monitor",
+                image_directory=CODE_DIR,
+                environment=environment,
+                statements=statements,
+                placement=placement,
+                cpu=settings.task_cpu,
+                memory_mib=settings.task_memory_mib,
+                schedule=hourly,
+            )
+            policy, dead_letters = self.task.policy, self.task.dead_letter_queue
+        else:
+            self.job = PlatformFunction(
+                self,
+                "Job",
+                function_name=f"{prefix}-drift-monitor",
+                # numpy + scipy: a container image built at deploy time, not at synth.
+                code=lambda_.Code.from_asset_image(CODE_DIR),
+                handler=lambda_.Handler.FROM_IMAGE,
+                runtime=lambda_.Runtime.FROM_IMAGE,
+                environment=environment,
+                placement=placement,
+                reserved_concurrency=1,
+                timeout_seconds=900,
+                memory_size=2048,
+                retry_attempts=2,
+            )
+            self.job.policy.add_statements(*statements)
+            policy, dead_letters = self.job.policy, self.job.dead_letter_queue
+            events.Rule(
+                self,
+                "Hourly",
+                description=f"Drift check of {endpoint_name}'s captured traffic",
+                schedule=hourly,
+                targets=[targets.LambdaFunction(self.job.function, retry_attempts=2, dead_letter_queue=dead_letters)],
+            )
         acknowledge(
-            self.job.policy,
+            policy,
             [wildcard_finding(stack, arn) for arn in [*objects, reports]],
             "Capture files, baselines and reports are keyed by hour and model version under this "
             "endpoint's own prefixes; the prefix wildcard is the narrowest possible scope.",
-        )
-        events.Rule(
-            self,
-            "Hourly",
-            description=f"Drift check of {endpoint_name}'s captured traffic",
-            schedule=events.Schedule.cron(minute="5"),
-            targets=[
-                targets.LambdaFunction(
-                    self.job.function, retry_attempts=2, dead_letter_queue=self.job.dead_letter_queue
-                )
-            ],
         )
         drift_rule = events.Rule(
             self,
@@ -141,11 +159,11 @@ class DriftMonitor(Construct):
             event_pattern=events.EventPattern(
                 source=[DRIFT_EVENT_SOURCE], detail_type=[DRIFT_DETAIL_TYPE], detail={"endpointName": [endpoint_name]}
             ),
-            targets=[targets.SnsTopic(topic, dead_letter_queue=self.job.dead_letter_queue)],
+            targets=[targets.SnsTopic(topic, dead_letter_queue=dead_letters)],
         )
         if settings.retraining_event_bus_arn:
             bus = events.EventBus.from_event_bus_arn(self, "RetrainingBus", settings.retraining_event_bus_arn)
-            drift_rule.add_target(targets.EventBus(bus, dead_letter_queue=self.job.dead_letter_queue))
+            drift_rule.add_target(targets.EventBus(bus, dead_letter_queue=dead_letters))
 
         self.alarms = self._alarms(prefix, settings, endpoint_name, model_version, topic)
 

@@ -437,6 +437,10 @@ class MonitoringSettings:
     """Drift detection on captured traffic: engine, window, thresholds, ground truth, retraining trigger."""
 
     engine: Literal["builtin", "model_monitor"] = "builtin"
+    # Built-in engine: a Lambda for small volumes, an ECS Fargate task (no 15-minute or 10 GB limit) for large.
+    runner: Literal["lambda", "fargate"] = "lambda"
+    task_cpu: int = 1024
+    task_memory_mib: int = 4096
     window_hours: int = 1
     psi_warn: float = 0.1
     psi_alarm: float = 0.25
@@ -449,6 +453,12 @@ class MonitoringSettings:
     model_monitor: ModelMonitorSettings = field(default_factory=ModelMonitorSettings)
 
     def __post_init__(self) -> None:
+        check(self.task_cpu in (256, 512, 1024, 2048, 4096, 8192, 16384), "task_cpu", "must be a Fargate CPU size")
+        check(
+            2 * self.task_cpu <= self.task_memory_mib <= 8 * self.task_cpu,
+            "task_memory_mib",
+            "must be 2 to 8 GiB per vCPU (Fargate's combinations)",
+        )
         if self.model_monitor.model_quality:
             check(
                 self.ground_truth_prefix is not None,

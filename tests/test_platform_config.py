@@ -139,6 +139,13 @@ def test_selection_picks_named_environments_only() -> None:
             "is not a version",
         ),
         (
+            "environments.dev.monitoring.task_memory_mib",
+            1024,
+            "ml-platform.environments.dev.monitoring.task_memory_mib",
+            "2 to 8 GiB per vCPU",
+        ),
+        ("environments.dev.monitoring.runner", "batch", "ml-platform.environments.dev.monitoring.runner", "one of"),
+        (
             "environments.dev.monitoring.model_monitor.model_quality",
             True,
             "ml-platform.environments.dev.monitoring.model_monitor.model_quality",

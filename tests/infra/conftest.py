@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,15 @@ from aws_cdk.assertions import Template
 from stacks.app_builder import build_stages
 
 ROOT = Path(__file__).resolve().parents[2]
+VARIANT_MODULES = {"test_model_monitor.py", "test_drift_task.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Keep every infra test on one xdist worker so the app is synthesized once, not once per worker.
     for item in items:
         if "tests/infra/" in str(item.path):
-            # The Model Monitor module synthesizes its own variant of dev: it can run beside the main synth.
-            group = "synth-model-monitor" if item.path.name == "test_model_monitor.py" else "synth"
+            # The variant synth (see `variant`) runs beside the main synth, on the other worker.
+            group = "synth-variant" if item.path.name in VARIANT_MODULES else "synth"
             item.add_marker(pytest.mark.xdist_group(group))
 
 
@@ -61,3 +63,39 @@ def synthesized(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFa
         for stack in assembly.stacks:
             templates[(stage.stage_name, stack.stack_name.split("-")[-1])] = stack.template
     return Synthesized(outdir=outdir, templates=templates, context=cdk_context)
+
+
+@dataclass
+class Variant:
+    """The app with the options the shipped config leaves off: dev on Model Monitor (this build baselined,
+    model quality on), staging on Model Monitor without a baseline, prod's drift job as a Fargate task."""
+
+    dev_inference: Template
+    prod_inference: Template
+    pipeline: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def variant(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Variant:
+    context = copy.deepcopy(cdk_context)
+    version = json.loads((ROOT / "model_container" / "dist" / "metadata.json").read_text())["model_version"]
+    environments = context["ml-platform"]["environments"]
+    environments["dev"].setdefault("monitoring", {}).update(
+        engine="model_monitor",
+        ground_truth_prefix="ground-truth/",
+        model_monitor={"baselined_versions": [version], "model_quality": True},
+    )
+    environments["staging"].setdefault("monitoring", {})["engine"] = "model_monitor"
+    environments["prod"].setdefault("monitoring", {})["runner"] = "fargate"
+    app = App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    stages = {
+        stage.stage_name: stage for stage in build_stages(app, default_account="123456789012", default_region=None)
+    }
+    assembly = app.synth()  # raises on any unacknowledged nag finding, in every stage and the pipeline
+
+    def inference(stage: str) -> Template:
+        [stack] = [s for s in stages[stage].synth().stacks if s.stack_name.endswith("inference")]
+        return Template.from_json(stack.template)
+
+    [pipeline] = assembly.stacks
+    return Variant(inference("dev"), inference("prod"), pipeline.template)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from ml_constructs.model_monitor import ModelMonitorSchedule, analyzer_image
 from ml_constructs.platform_function import FunctionPlacement
 from platform_config.loader import build
 from platform_config.settings import MonitoringSettings
-from stacks.app_builder import build_stages
+from tests.infra.conftest import Variant
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = json.loads((ROOT / "model_container" / "dist" / "metadata.json").read_text())["model_version"]
@@ -28,34 +26,9 @@ FEATURES = [
 ]
 
 
-@dataclass
-class Synth:
-    inference: Template  # dev, engine model_monitor, this build's version baselined, model quality on
-    pipeline: dict[str, Any]  # staging on engine model_monitor too, without a baseline
-
-
 @pytest.fixture(scope="module")
-def synth(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    context = copy.deepcopy(cdk_context)
-    environments = context["ml-platform"]["environments"]
-    environments["dev"].setdefault("monitoring", {}).update(
-        engine="model_monitor",
-        ground_truth_prefix="ground-truth/",
-        model_monitor={"baselined_versions": [VERSION], "model_quality": True},
-    )
-    environments["staging"].setdefault("monitoring", {})["engine"] = "model_monitor"
-    app = App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
-    stages = build_stages(app, default_account="123456789012", default_region=None)
-    assembly = app.synth()  # raises on any unacknowledged nag finding, in every stage and the pipeline
-    [dev] = [stage for stage in stages if stage.stage_name == "dev"]
-    [inference] = [s for s in dev.synth().stacks if s.stack_name.endswith("inference")]
-    [pipeline] = assembly.stacks
-    return Synth(Template.from_json(inference.template), pipeline.template)
-
-
-@pytest.fixture(scope="module")
-def inference(synth: Synth) -> Template:
-    return synth.inference
+def inference(variant: Variant) -> Template:
+    return variant.dev_inference
 
 
 def test_a_baselined_version_gets_an_hourly_isolated_encrypted_data_quality_schedule(inference: Template) -> None:
@@ -235,8 +208,8 @@ def test_the_image_table_matches_the_one_the_sagemaker_sdk_ships() -> None:
     assert json.loads((ROOT / "ml_constructs" / "model_monitor_images.json").read_text()) == registries
 
 
-def test_the_pipeline_runs_the_sdk_baseline_after_deploying_a_model_monitor_environment(synth: Synth) -> None:
-    resources = synth.pipeline["Resources"]
+def test_the_pipeline_runs_the_sdk_baseline_after_deploying_a_model_monitor_environment(variant: Variant) -> None:
+    resources = variant.pipeline["Resources"]
     [stage] = [
         s for p in resources.values() if p["Type"] == "AWS::CodePipeline::Pipeline"
         for s in p["Properties"]["Stages"] if s["Name"] == "staging"

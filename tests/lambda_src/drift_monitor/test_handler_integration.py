@@ -260,3 +260,29 @@ def test_ground_truth_join_publishes_accuracy_and_auc(platform: Platform, monkey
     assert platform.metric("Accuracy", **dims) == [pytest.approx(70 / 80)]
     assert platform.metric("GroundTruthLabels", **dims) == [80.0]
     assert platform.metric("RocAuc", **dims) == [pytest.approx(expected_auc, abs=1e-6)]
+
+
+def test_the_container_task_runs_the_same_job_for_an_explicit_window(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from drift_engine import task
+
+    platform.add_baseline("1.0.0", FEATURES)
+    platform.add_capture(HOUR, "a", _traffic(platform, 200, "1.0.0", shift={0: 3.0}))
+    assert task.main(["--window-start", "2026-11-25T12:30:00Z"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["event"], summary["drift_detected"], summary["events_sent"]) == ("drift_run_finished", True, 1)
+    report = platform.report("1.0.0")
+    assert report["window"] == {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"}
+    assert report["drifted_features"] == ["mean_radius"]
+
+
+def test_a_failed_task_run_exits_1_and_logs_why(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from drift_engine import task
+
+    monkeypatch.delenv("CAPTURE_BUCKET")
+    assert task.main([]) == 1
+    failure = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert failure["event"] == "drift_run_failed" and "CAPTURE_BUCKET" in failure["error"] + failure["traceback"]

@@ -1,0 +1,56 @@
+"""With monitoring.runner fargate the built-in drift job is an hourly ECS task instead of a Lambda."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from tests.infra.conftest import Variant
+
+
+@pytest.fixture(scope="module")
+def prod(variant: Variant) -> Template:
+    return variant.prod_inference
+
+
+def test_the_job_runs_as_an_unprivileged_fargate_task_with_encrypted_logs(prod: Template) -> None:
+    names = [f["Properties"].get("FunctionName") for f in prod.find_resources("AWS::Lambda::Function").values()]
+    assert names and "mlapi-prod-drift-monitor" not in names  # the task replaces the drift Lambda
+    [definition] = prod.find_resources("AWS::ECS::TaskDefinition").values()
+    props = definition["Properties"]
+    assert props["RequiresCompatibilities"] == ["FARGATE"] and props["NetworkMode"] == "awsvpc"
+    assert (props["Cpu"], props["Memory"]) == ("1024", "4096")
+    [container] = props["ContainerDefinitions"]
+    assert container["EntryPoint"] == ["python", "-m", "drift_engine.task"]
+    assert container["User"] == "65534"
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["ENDPOINT_NAME"] == "mlapi-prod-endpoint" and environment["PROBABILITY_OF"] == "positive_class"
+    prod.has_resource_properties(
+        "AWS::Logs::LogGroup", {"LogGroupName": "/ecs/mlapi-prod-drift-monitor", "KmsKeyId": Match.any_value()}
+    )
+    prod.has_resource_properties(
+        "AWS::ECS::Cluster", {"ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]}
+    )
+
+
+def test_an_hourly_rule_starts_the_task_in_the_private_subnets_without_a_public_ip(prod: Template) -> None:
+    rules = prod.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": "cron(5 * * * ? *)"}})
+    [rule] = rules.values()
+    [target] = rule["Properties"]["Targets"]
+    network = target["EcsParameters"]["NetworkConfiguration"]["AwsVpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED" and len(network["Subnets"]) == 3
+    assert target["EcsParameters"]["LaunchType"] == "FARGATE"
+    assert target["DeadLetterConfig"]["Arn"] and target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+
+
+def test_the_task_role_has_the_jobs_scoped_policy_and_nothing_inline(prod: Template) -> None:
+    [definition] = prod.find_resources("AWS::ECS::TaskDefinition").values()
+    role = definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    policies = prod.find_resources("AWS::IAM::ManagedPolicy", {"Properties": {"Roles": [{"Ref": role}]}})
+    [policy] = policies.values()
+    text = json.dumps(policy["Properties"]["PolicyDocument"])
+    assert "drift-reports/mlapi-prod-endpoint/*" in text and "capture/mlapi-prod-endpoint/*" in text
+    prod.resource_properties_count_is("AWS::IAM::Policy", {"Roles": [{"Ref": role}]}, 0)
