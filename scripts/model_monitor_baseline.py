@@ -17,6 +17,7 @@ Exit codes: 0 started (or, with --wait, completed), 1 the job failed, 2 usage or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,10 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 # Imported as a file to render, never run here: the analyzer executes it inside SageMaker.
 from model_container.monitoring import record_preprocessor
+
+
+class BaselineJobFailed(Exception):
+    """The processing job ended in a state other than Completed (exit 1)."""
 
 
 def monitor_prefix(endpoint: str, version: str) -> str:
@@ -60,6 +65,7 @@ def upload_inputs(s3: Any, bucket: str, prefix: str, metadata: dict[str, Any], b
 
 def start_baseline_job(args: argparse.Namespace, prefix: str, boto_session: boto3.Session) -> None:
     """The SDK's own baseline job: the analyzer image, environment and output layout AWS maintains."""
+    # Imported here: the SDK takes over a second to import and the usage errors above need none of it.
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.model_monitor import DatasetFormat, DefaultModelMonitor
     from sagemaker.core.network import NetworkConfig
@@ -86,9 +92,25 @@ def start_baseline_job(args: argparse.Namespace, prefix: str, boto_session: boto
         dataset_format=DatasetFormat.csv(header=False),
         output_s3_uri=f"s3://{args.bucket}/{prefix}/baseline",
         job_name=args.job_name,
-        wait=args.wait,
+        wait=False,  # waited for below: the SDK's own wait raises AttributeError on a failed job (sagemaker-core 2.27)
         logs=False,
     )
+    if args.wait:
+        wait_for_job(boto_session.client("sagemaker"), args.job_name)
+
+
+def wait_for_job(sagemaker: Any, job_name: str, delay_s: int = 30) -> None:
+    """Block until the job ends; raise BaselineJobFailed unless it Completed."""
+    # A Failed job ends the waiter with WaiterError too; the description below says how it ended.
+    with contextlib.suppress(WaiterError):
+        sagemaker.get_waiter("processing_job_completed_or_stopped").wait(
+            ProcessingJobName=job_name, WaiterConfig={"Delay": delay_s, "MaxAttempts": 7200 // delay_s}
+        )
+    job = sagemaker.describe_processing_job(ProcessingJobName=job_name)
+    if job["ProcessingJobStatus"] != "Completed":
+        raise BaselineJobFailed(
+            f"{job_name} is {job['ProcessingJobStatus']}: {job.get('FailureReason', 'no reason given')}"
+        )
 
 
 def _csv(text: str) -> list[str]:
@@ -156,11 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, BotoCoreError) as error:
         print(f"model_monitor_baseline: {error}", file=sys.stderr)
         return 3
-    except Exception as error:  # the SDK raises its own exception types for a failed job
-        if args.wait and type(error).__name__ == "UnexpectedStatusException":
-            print(f"model_monitor_baseline: the baseline job failed: {error}", file=sys.stderr)
-            return 1
-        raise
+    except BaselineJobFailed as error:
+        print(f"model_monitor_baseline: the baseline job failed: {error}", file=sys.stderr)
+        return 1
     summary = {
         "model_version": args.version,
         "processing_job": args.job_name,

@@ -37,6 +37,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
     requests: list[dict[str, Any]] = []
+    job_outcome: dict[str, str] = {}  # set by a test: how DescribeProcessingJob reports the job
 
     class RecordingSession(boto3.Session):
         """Records the CreateProcessingJob request exactly as the SDK sends it; CloudFormation is stubbed
@@ -46,6 +47,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
             super().__init__(**kwargs)
             self.events.register(
                 "provide-client-params.sagemaker.CreateProcessingJob", lambda params, **_: requests.append(params)
+            )
+            self.events.register(
+                "after-call.sagemaker.DescribeProcessingJob", lambda parsed, **_: parsed.update(job_outcome)
             )
 
         def client(self, service: str, *args: Any, **kwargs: Any) -> Any:
@@ -65,7 +69,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-        yield s3, requests
+        yield s3, requests, job_outcome
 
 
 def run(dist: Path, *extra: str) -> int:
@@ -81,7 +85,7 @@ def run(dist: Path, *extra: str) -> int:
 def test_the_sdk_baseline_job_runs_on_the_builds_data_with_the_schedules_network_and_keys(
     aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    s3, requests = aws
+    s3, requests, _ = aws
     assert run(dist) == 0
     summary = json.loads(capsys.readouterr().out)
     prefix = f"model-monitor/{ENDPOINT}/1.0.0"
@@ -119,14 +123,14 @@ def test_the_sdk_baseline_job_runs_on_the_builds_data_with_the_schedules_network
 
 
 def test_an_unbuilt_model_is_refused_before_any_aws_call(aws: Any, tmp_path: Path) -> None:
-    _, requests = aws
+    _, requests, _ = aws
     with pytest.raises(SystemExit, match="cannot read the build"):
         run(tmp_path)
     assert requests == []
 
 
 def test_an_aws_error_exits_3_with_the_reason(aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    s3, _ = aws
+    s3, _, _ = aws
     s3.delete_bucket(Bucket=BUCKET)
     assert run(dist) == 3
     assert "NoSuchBucket" in capsys.readouterr().err
@@ -135,7 +139,7 @@ def test_an_aws_error_exits_3_with_the_reason(aws: Any, dist: Path, capsys: pyte
 def test_the_inference_stack_output_supplies_the_network_keys_and_sizes(
     aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, requests = aws
+    _, requests, _ = aws
     code = main(
         [
             "--dist",
@@ -166,3 +170,14 @@ def test_without_a_stack_every_input_is_required(aws: Any, dist: Path, capsys: p
     with pytest.raises(SystemExit):
         main(["--dist", str(dist), "--environment", "dev", "--region", REGION, "--bucket", BUCKET])
     assert "--endpoint, --role-arn, --kms-key-arn, --subnets, --security-group-ids required" in capsys.readouterr().err
+
+
+def test_with_wait_a_failed_job_exits_1_and_a_finished_one_reports_completed(
+    aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, _, job_outcome = aws
+    assert run(dist, "--wait", "--job-name", "baseline-ok") == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "completed"
+    job_outcome.update(ProcessingJobStatus="Failed", FailureReason="ClientError: baseline.csv has 0 rows")
+    assert run(dist, "--wait", "--job-name", "baseline-failed") == 1
+    assert "the baseline job failed" in capsys.readouterr().err
