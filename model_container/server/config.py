@@ -34,6 +34,7 @@ class ServerConfig:
     max_body_bytes: int
     metrics_interval_s: float
     drain_timeout_s: float
+    pin_workers: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServerConfig:
@@ -50,4 +51,6 @@ class ServerConfig:
             metrics_interval_s=float(_int(env, "MODEL_SERVER_METRICS_INTERVAL", 60)),
             # SageMaker sends SIGKILL 30 s after SIGTERM; leave room to flush logs and exit.
             drain_timeout_s=float(_int(env, "MODEL_SERVER_DRAIN_TIMEOUT", 25)),
+            # One worker per CPU, each pinned to its CPU and preferring connections that CPU handles (balance.py).
+            pin_workers=env.get("MODEL_SERVER_PIN_WORKERS", "1").strip() != "0",
         )

@@ -41,6 +41,7 @@ class ServerState:
     request_prefix: str = field(default_factory=lambda: os.urandom(4).hex())
     request_count: int = 0
     on_idle: Callable[[], None] | None = None
+    on_connections: Callable[[int], None] | None = None  # called with the open connection count when it changes
     pending_writes: list[tuple[asyncio.Transport, bytes]] = field(default_factory=list)
     pending_requests: list[Queued] = field(default_factory=list)
     flush_scheduled: bool = False
@@ -123,13 +124,19 @@ class HttpConnection(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        self.state.connections.add(self)
+        state = self.state
+        state.connections.add(self)
+        if state.on_connections:
+            state.on_connections(len(state.connections))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state.connections.discard(self)
+        state = self.state
+        state.connections.discard(self)
         self.closing = True
-        if self.state.draining and self.state.on_idle:
-            self.state.on_idle()
+        if state.on_connections:
+            state.on_connections(len(state.connections))
+        if state.draining and state.on_idle:
+            state.on_idle()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
+from model_container.server.balance import ConnectionCounts
 from model_container.server.config import ServerConfig
 from model_container.server.logs import LogWriter
 
@@ -20,8 +21,12 @@ RESTART_BACKOFF_S = 1.0  # a worker that dies straight after start is not restar
 class Supervisor:
     """Forks `config.workers` processes running `worker_main` and waits for them."""
 
-    def __init__(self, config: ServerConfig, logs: LogWriter, worker_main: Callable[[ServerConfig, int], int]) -> None:
+    def __init__(
+        self, config: ServerConfig, logs: LogWriter, worker_main: Callable[[ServerConfig, int, ConnectionCounts], int]
+    ) -> None:
         self.config, self.logs, self.worker_main = config, logs, worker_main
+        # Each worker's open connection count, for the connection placement in balance.py.
+        self.counts = ConnectionCounts(config.workers)
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, start time)
         self.stopping = False
 
@@ -58,13 +63,14 @@ class Supervisor:
     def _spawn(self, index: int) -> None:
         self.logs.flush()
         sys.stdout.flush()
+        self.counts.set(index, 0)  # a crashed worker's connections died with it
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
                     signal.signal(signum, signal.SIG_DFL)
-                code = self.worker_main(self.config, index)
+                code = self.worker_main(self.config, index, self.counts)
             except BaseException:
                 self.logs.write_now(
                     {"level": "error", "event": "worker_crashed", "worker": index, "traceback": traceback.format_exc()}

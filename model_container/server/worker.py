@@ -14,6 +14,7 @@ import traceback
 import uvloop
 
 from model_container.server.app import InferenceApp
+from model_container.server.balance import ConnectionCounts, CpuSteering, worker_cpu
 from model_container.server.config import ServerConfig
 from model_container.server.http import HttpConnection, ServerState
 from model_container.server.logs import LogWriter
@@ -38,8 +39,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 class Worker:
     """Serves HTTP on the shared port; /ping turns 200 once its own model copy is loaded and warm."""
 
-    def __init__(self, config: ServerConfig, index: int) -> None:
+    def __init__(self, config: ServerConfig, index: int, counts: ConnectionCounts | None = None) -> None:
         self.config, self.index = config, index
+        self.counts = counts if counts is not None else ConnectionCounts(config.workers)
         self.logs = LogWriter()
         self.app = InferenceApp(self.logs)
         self.metrics = MetricsAggregator("unknown", index)
@@ -50,8 +52,12 @@ class Worker:
         self.next_metrics_flush = time.monotonic() + config.metrics_interval_s
 
     def run(self) -> int:
+        cpu = worker_cpu(self.index, self.config.workers) if self.config.pin_workers else None
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
         asyncio.set_event_loop(self.loop)
         sock = listening_socket(self.config.host, self.config.port)
+        self.state.on_connections = CpuSteering(sock, cpu, self.counts, self.index).connections_changed
         self.server = self.loop.run_until_complete(
             self.loop.create_server(lambda: HttpConnection(self.state), sock=sock)
         )
@@ -63,6 +69,7 @@ class Worker:
                 "pid": os.getpid(),
                 "uid": os.getuid(),
                 "port": self.config.port,
+                "cpu": cpu,
             }
         )
         # The model loads in a thread so /ping can answer 503 meanwhile instead of hanging.
@@ -169,5 +176,5 @@ class Worker:
             self.loop.stop()
 
 
-def run_worker(config: ServerConfig, index: int) -> int:
-    return Worker(config, index).run()
+def run_worker(config: ServerConfig, index: int, counts: ConnectionCounts) -> int:
+    return Worker(config, index, counts).run()

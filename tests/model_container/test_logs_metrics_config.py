@@ -74,7 +74,8 @@ def test_config_from_env() -> None:
     config = ServerConfig.from_env({})
     assert (config.port, config.timeout_s, config.user) == (8080, 60, "model-server")
     assert str(config.model_dir) == "/opt/ml/model" and config.max_body_bytes == 6 * 1024 * 1024
-    assert config.workers == len(os.sched_getaffinity(0))
+    assert config.workers == len(os.sched_getaffinity(0)) and config.pin_workers
+    assert not ServerConfig.from_env({"MODEL_SERVER_PIN_WORKERS": "0"}).pin_workers
     config = ServerConfig.from_env(
         {
             "SAGEMAKER_BIND_TO_PORT": "9000",
