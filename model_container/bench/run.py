@@ -28,10 +28,12 @@ from typing import Any
 import joblib
 import numpy as np
 import onnxruntime as ort
+import orjson
 
 from model_container.build_model import build as build_model
 from model_container.build_model import train
 
+LOG_FLUSH_S = 0.7  # workers flush buffered request logs every 0.5 s
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RESULTS = HERE / "results.json"
@@ -137,6 +139,19 @@ def run_wrk(port: int, body_path: Path, script: Path, duration: int, connections
         "non_2xx": raw["non_2xx"],
         "socket_errors": raw["socket_errors"],
     }
+
+
+def requests_per_worker(log: Path, offset: int) -> list[int]:
+    """Request log lines per worker written after `offset`: how the kernel placed the connections."""
+    with log.open("rb") as file:
+        file.seek(offset)
+        text = file.read()
+    counts: dict[int, int] = {}
+    for line in text.splitlines():
+        if b'"event":"request"' in line:
+            worker = int(orjson.loads(line)["worker"])
+            counts[worker] = counts.get(worker, 0) + 1
+    return [counts.get(i, 0) for i in range(max(counts, default=-1) + 1)]
 
 
 def inference_floor(onnx_path: Path, pipeline: Any, rows: np.ndarray) -> dict[str, float]:
@@ -255,8 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, body in bodies.items():
             for label, port in (("ours", our_port), ("peer", peer_port)):
                 run_wrk(port, body, script, 2, args.connections, args.threads)  # warm-up
+                time.sleep(LOG_FLUSH_S)  # the warm-up's request logs are written before the offset is taken
+                offset = (work / "ours.log").stat().st_size
                 result = run_wrk(port, body, script, args.duration, args.connections, args.threads)
                 result["rows_per_s"] = round(result["requests_per_s"] * (1 if name == "1_row" else 100), 1)
+                if label == "ours":
+                    time.sleep(LOG_FLUSH_S)
+                    result["requests_per_worker"] = requests_per_worker(work / "ours.log", offset)
                 results["runs"][f"{label}_{name}"] = result
         run_wrk(spare_port, bodies["1_row"], script, 2, args.connections, 1)
         spare_run = run_wrk(spare_port, bodies["1_row"], script, args.duration, args.connections, 1)
@@ -298,6 +318,10 @@ def print_table(results: dict[str, Any]) -> None:
             f"{name:<16}{run['requests_per_s']:>10.0f}{run['rows_per_s']:>11.0f}{run['p50_ms']:>9.3f}"
             f"{run['p90_ms']:>9.3f}{run['p99_ms']:>9.3f}{run['non_2xx']:>9}"
         )
+    print(
+        "ours, requests per worker:",
+        {k: v["requests_per_worker"] for k, v in results["runs"].items() if "requests_per_worker" in v},
+    )
     print("floor (median µs per call):", json.dumps(results["floor"]))
     print("ratios:", json.dumps(results["ratios"]))
     print("targets met:", json.dumps(results["targets"]))
