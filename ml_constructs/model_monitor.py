@@ -26,6 +26,11 @@ ANALYZER_REGISTRIES = Path(__file__).with_name("model_monitor_images.json")
 FEATURE_SCHEMA = Path("model_container/contract/feature_schema.json")
 METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 BASELINE_COMMAND = "python -m scripts.model_monitor_baseline"
+# A monitoring execution is a processing job: it fails, or completes with an exit message naming violations.
+MONITORING_EXECUTION = {"source": ["aws.sagemaker"], "detail_type": ["SageMaker Processing Job State Change"]}
+FAILED_OR_VIOLATIONS = {
+    "$or": [{"ProcessingJobStatus": ["Failed"]}, {"ExitMessage": [{"prefix": "CompletedWithViolations"}]}]
+}
 
 
 def analyzer_image(region: str) -> str:
@@ -216,14 +221,10 @@ class ModelMonitorSchedule(Construct):
             "Violations",
             description=f"{schedule_name}: violations or a failed execution → alarm topic and retraining trigger",
             event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=["SageMaker Processing Job State Change"],
+                **MONITORING_EXECUTION,
                 detail={
                     "MonitoringScheduleArn": [schedule.attr_monitoring_schedule_arn for schedule in schedules],
-                    "$or": [
-                        {"ProcessingJobStatus": ["Failed"]},
-                        {"ExitMessage": [{"prefix": "CompletedWithViolations"}]},
-                    ],
+                    **FAILED_OR_VIOLATIONS,
                 },
             ),
             targets=[targets.SnsTopic(topic, dead_letter_queue=self.dead_letter_queue)],

@@ -11,16 +11,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from ml_constructs.drift_monitor import DRIFT_DETAIL_TYPE, DRIFT_EVENT_SOURCE
+from ml_constructs.model_monitor import FAILED_OR_VIOLATIONS, MONITORING_EXECUTION
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 
-DRIFT_PATTERN = events.EventPattern(source=["ml-platform.drift-monitor"], detail_type=["Model Drift Detected"])
+DRIFT_PATTERN = events.EventPattern(source=[DRIFT_EVENT_SOURCE], detail_type=[DRIFT_DETAIL_TYPE])
+# Any environment's schedules: the events arrive from other accounts, whose schedule ARNs this stack cannot know.
 MODEL_MONITOR_PATTERN = events.EventPattern(
-    source=["aws.sagemaker"],
-    detail_type=["SageMaker Processing Job State Change"],
-    detail={
-        "MonitoringScheduleArn": [{"exists": True}],
-        "$or": [{"ProcessingJobStatus": ["Failed"]}, {"ExitMessage": [{"prefix": "CompletedWithViolations"}]}],
-    },
+    **MONITORING_EXECUTION, detail={"MonitoringScheduleArn": [{"exists": True}], **FAILED_OR_VIOLATIONS}
 )
 
 

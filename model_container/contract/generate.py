@@ -55,21 +55,7 @@ def array_row_draft4(schema: dict[str, Any]) -> dict[str, Any]:
 
 def request_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The draft-04 request model: API Gateway validates bodies with it before the endpoint sees them."""
-    return {
-        "$schema": DRAFT_04,
-        "title": "PredictRequest",
-        "type": "object",
-        "required": ["instances"],
-        "additionalProperties": False,
-        "properties": {
-            "instances": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": schema["max_batch_rows"],
-                "items": {"anyOf": [array_row_draft4(schema), object_row(schema)]},
-            }
-        },
-    }
+    return {"$schema": DRAFT_04, "title": "PredictRequest", **instances_body(schema, array_row_draft4(schema))}
 
 
 def openapi_request_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +71,11 @@ def openapi_request_schema(schema: dict[str, Any]) -> dict[str, Any]:
         "maxItems": positional["maxItems"],
         POSITIONAL_EXTENSION: positional["items"],
     }
+    return instances_body(schema, array_row)
+
+
+def instances_body(schema: dict[str, Any], array_row: dict[str, Any]) -> dict[str, Any]:
+    """{"instances": [row, ...]}, each row an array (as `array_row` describes it) or an object of features."""
     return {
         "type": "object",
         "required": ["instances"],
