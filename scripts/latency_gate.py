@@ -15,60 +15,20 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from model_container.local_serving import ServerNotReady, entrypoint_command, free_port, wait_for_ping
 from scripts.smoke_test import load_failures, run_load, sample_rows
 
 REPO = Path(__file__).resolve().parents[1]
-DOCKERFILE = REPO / "model_container" / "Dockerfile"
-
-
-class ServerStartError(Exception):
-    """The model server did not answer /ping with 200 in time (exit 2)."""
-
-
-def entrypoint_command(dockerfile: Path = DOCKERFILE) -> list[str]:
-    """The Dockerfile's exec-form ENTRYPOINT plus `serve`, with this interpreter as `python`."""
-    for line in dockerfile.read_text().splitlines():
-        if line.startswith("ENTRYPOINT "):
-            command = json.loads(line.removeprefix("ENTRYPOINT "))
-            return [sys.executable if command[0] == "python" else command[0], *command[1:], "serve"]
-    raise ServerStartError(f"{dockerfile} has no ENTRYPOINT")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_ping(port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline, last_answer = time.monotonic() + timeout_s, "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerStartError(f"the server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except urllib.error.HTTPError as error:  # 503 while loading, with the reason a failed load gives
-            last_answer = f"{error.code} {error.read()[:500].decode(errors='replace')}"
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise ServerStartError(f"/ping did not answer 200 within {timeout_s:g} s; last answer: {last_answer}")
 
 
 @contextmanager
@@ -83,8 +43,8 @@ def served_model(dist: Path, workers: int, user: str, start_timeout_s: float = 6
             with tarfile.open(dist / "model.tar.gz") as archive:
                 archive.extractall(model_dir, filter="data")
         except (OSError, tarfile.TarError) as error:
-            raise ServerStartError(f"cannot unpack {dist / 'model.tar.gz'}: {error} (build the model first)") from None
-        port = _free_port()
+            raise ServerNotReady(f"cannot unpack {dist / 'model.tar.gz'}: {error} (build the model first)") from None
+        port = free_port()
         environment = {
             **os.environ,
             "SM_MODEL_DIR": str(model_dir),
@@ -97,7 +57,10 @@ def served_model(dist: Path, workers: int, user: str, start_timeout_s: float = 6
             process = subprocess.Popen(
                 entrypoint_command(), cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT
             )
-        _wait_for_ping(port, process, log, start_timeout_s)
+        try:
+            wait_for_ping(port, start_timeout_s, process)
+        except ServerNotReady as error:
+            raise ServerNotReady(f"{error}\n{log.read_text()[-2000:]}") from None
         yield port
     finally:
         if process is not None and process.poll() is None:
@@ -168,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                     port, rows, requests=args.requests, concurrency=args.concurrency, p99_ms=args.batch_p99_ms
                 ),
             }
-    except ServerStartError as error:
+    except ServerNotReady as error:
         print(f"latency_gate: {error}", file=sys.stderr)
         return 2
     failures = [f"{name}: {failure}" for name, run in runs.items() for failure in run.pop("failures")]

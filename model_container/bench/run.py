@@ -15,13 +15,11 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import orjson
 
 from model_container.build_model import build as build_model
 from model_container.build_model import train
+from model_container.local_serving import entrypoint_command, free_port, wait_for_ping
 
 LOG_FLUSH_S = 0.7  # workers flush buffered request logs every 0.5 s
 HERE = Path(__file__).resolve().parent
@@ -53,24 +52,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_ping(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"server on port {port} did not become ready")
-
-
 def start_ours(model_dir: Path, log: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {
@@ -81,7 +62,7 @@ def start_ours(model_dir: Path, log: Path, workers: int) -> tuple[subprocess.Pop
         "MODEL_SERVER_HOST": "127.0.0.1",
         "MODEL_SERVER_USER": os.environ.get("MODEL_SERVER_USER", "nobody"),
     }
-    command = [sys.executable, "-m", "model_container.entrypoint", "serve"]
+    command = entrypoint_command()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return process, port
 

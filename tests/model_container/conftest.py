@@ -7,9 +7,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -21,25 +19,10 @@ from typing import Any
 import pytest
 
 from model_container.build_model import build
+from model_container.local_serving import entrypoint_command, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKERFILE = REPO / "model_container" / "Dockerfile"
 SERVE_USER = "nobody"  # an existing unprivileged user stands in for the image's model-server
-
-
-def entrypoint_command() -> list[str]:
-    """The Dockerfile's exec-form ENTRYPOINT plus `serve`, with this interpreter as `python`."""
-    for line in DOCKERFILE.read_text().splitlines():
-        if line.startswith("ENTRYPOINT "):
-            command = json.loads(line.removeprefix("ENTRYPOINT "))
-            return [sys.executable if command[0] == "python" else command[0], *command[1:], "serve"]
-    raise AssertionError("Dockerfile has no ENTRYPOINT")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_a_build_the_server_refuses_stops_the_gate_with_the_servers_reason(
         archive.add(tmp_path / "model.onnx", arcname="model.onnx")
     code, _, err = run_gate(capsys, "--dist", str(broken), "--requests", "10", "--start-timeout-s", "3")
     assert code == 2
-    assert "/ping did not answer 200" in err and "does not match metadata.json" in err
+    assert "did not answer 200" in err and "does not match metadata.json" in err
 
 
 def test_a_missing_build_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
