@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from constructs import Construct
 
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.nag import acknowledge, wildcard_finding
+from ml_constructs.physical_names import replacement_safe_name
 from platform_config import EndpointSettings, ModelSource
 
 CAPTURE_PREFIX = "capture"
@@ -49,15 +51,17 @@ class ModelRelease:
 
     @property
     def slug(self) -> str:
-        """Name fragment that changes with every build: a new model gives new model/config names."""
-        return f"{self.version.replace('.', '-')}-{self.content_hash[:8]}"
+        """The version as a name fragment (`1-0-0`), for people reading names."""
+        return self.version.replace(".", "-").replace("+", "-")
 
 
 class ModelEndpoint(Construct):
     """Model, endpoint config (data capture, KMS volume) and endpoint; exposes `endpoint_name`, `role`.
 
-    Model and endpoint-config names carry the model version and hash, so a new build creates new ones and
-    CloudFormation updates the endpoint in place (blue/green, see `deployment_config`).
+    Model and endpoint-config names carry the model version and a digest of every create-only property
+    (image, model data, environment, VPC config, variant settings, capture, keys), so any change that
+    replaces them gets new names and CloudFormation updates the endpoint in place (blue/green, see
+    `deployment_config`). The execution role may read `rollback_alarms` (auto-rollback needs it).
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class ModelEndpoint(Construct):
         capture_bucket: s3.IBucket,
         capture_bucket_name: str,
         logs: LogPolicy,
+        rollback_alarms: Sequence[cloudwatch.IAlarm] = (),
         deployment_config: sagemaker.CfnEndpoint.DeploymentConfigProperty | None = None,
         commit: str = "unknown",
     ) -> None:
@@ -125,6 +130,15 @@ class ModelEndpoint(Construct):
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
         )
+        if rollback_alarms:
+            # SageMaker Developer Guide, "Auto-Rollback Configuration and Monitoring": "Ensure that your IAM
+            # execution role has permission to perform the cloudwatch:DescribeAlarms action on the
+            # auto-rollback alarms you specify."
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    actions=["cloudwatch:DescribeAlarms"], resources=[alarm.alarm_arn for alarm in rollback_alarms]
+                )
+            )
         acknowledge(
             self.policy,
             (
@@ -143,24 +157,27 @@ class ModelEndpoint(Construct):
             "model-hash": self.release.content_hash[:16],
             "commit": commit,
         }
-        self.model = sagemaker.CfnModel(
-            self,
-            "Model",
-            model_name=f"{endpoint_name}-{self.release.slug}",
-            execution_role_arn=self.role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+        model_props = {
+            "execution_role_arn": self.role.role_arn,
+            "primary_container": sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 model_data_url=model_data_url,
                 environment={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "60", "MODEL_VERSION": self.release.version},
             ),
-            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+            "vpc_config": sagemaker.CfnModel.VpcConfigProperty(
                 subnets=vpc.select_subnets(subnet_group_name=subnets.subnet_group_name).subnet_ids,
                 security_group_ids=[security_group.security_group_id],
             ),
             # The container needs no network: it reads /opt/ml/model and writes logs to stdout.
-            enable_network_isolation=True,
+            "enable_network_isolation": True,
+        }
+        base_name = f"{endpoint_name}-{self.release.slug}"
+        self.model = sagemaker.CfnModel(
+            self, "Model", model_name=replacement_safe_name(self, base_name, model_props), **model_props
         )
-        self.model.node.add_dependency(self.role)
+        # CreateModel checks at creation that the role can read the model data and pull the image
+        # (aws/aws-cdk#10064): the model must wait for the policy, not only for the role.
+        self.model.node.add_dependency(self.policy)
 
         variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
             variant_name=VARIANT_NAME,
@@ -181,13 +198,10 @@ class ModelEndpoint(Construct):
                 }
             ),
         )
-        self.endpoint_config = sagemaker.CfnEndpointConfig(
-            self,
-            "Config",
-            endpoint_config_name=f"{endpoint_name}-{self.release.slug}",
-            production_variants=[variant],
-            kms_key_id=None if settings.serverless else data_key.key_arn,
-            data_capture_config=None
+        config_props = {
+            "production_variants": [variant],
+            "kms_key_id": None if settings.serverless else data_key.key_arn,
+            "data_capture_config": None
             if settings.serverless
             else sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
                 enable_capture=settings.data_capture_percent > 0,
@@ -203,6 +217,11 @@ class ModelEndpoint(Construct):
                     csv_content_types=["text/csv"],
                 ),
             ),
+        }
+        # The variant refers to the model by attribute; its name (which changes with it) goes into the digest.
+        config_name = replacement_safe_name(self, base_name, {**config_props, "model_name": self.model.model_name})
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self, "Config", endpoint_config_name=config_name, **config_props
         )
         self.endpoint = sagemaker.CfnEndpoint(
             self,

@@ -8,8 +8,15 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from ml_constructs.encrypted_logs import encrypted_log_group
+from ml_constructs.encrypted_logs import LogPolicy, encrypted_log_group
+from ml_constructs.gateway_prefix_lists import GatewayPrefixLists
 from platform_config import NetworkSettings
+
+# Gateway endpoints: their traffic goes to the service's public prefix list, not to an address in the VPC.
+GATEWAY_ENDPOINTS = {
+    "S3": ec2.GatewayVpcEndpointAwsService.S3,
+    "DynamoDb": ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+}
 
 # Interfaces that SageMaker hosting, the container's logs/metrics and the platform's Lambdas call.
 INTERFACE_ENDPOINTS = {
@@ -113,15 +120,23 @@ class PrivateNetwork(Construct):
             ec2.Peer.ipv4(settings.cidr), ec2.Port.tcp(443), "HTTPS from the VPC"
         )
         self.endpoint_security_group.add_egress_rule(
-            ec2.Peer.ipv4(settings.cidr), ec2.Port.tcp(443), "HTTPS to VPC endpoints"
+            ec2.Peer.ipv4(settings.cidr), ec2.Port.tcp(443), "HTTPS to the interface endpoints"
         )
-
-        self.vpc.add_gateway_endpoint(
-            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.inference_subnets]
+        for name, service in GATEWAY_ENDPOINTS.items():
+            self.vpc.add_gateway_endpoint(name, service=service, subnets=[self.inference_subnets])
+        # VPC User Guide, "Gateway endpoints" / "Control access using security groups": traffic through a
+        # gateway endpoint goes to the service's prefix list, so a group limited to the VPC CIDR blocks it
+        # (SageMaker could not pull its model or its ECR layers, which ECR serves from S3).
+        self.gateway_prefix_lists = GatewayPrefixLists(
+            self,
+            "GatewayPrefixLists",
+            services=list(GATEWAY_ENDPOINTS.values()),
+            logs=LogPolicy(logs_key, settings.flow_log_retention_days, removal_policy),
         )
-        self.vpc.add_gateway_endpoint(
-            "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[self.inference_subnets]
-        )
+        for service, prefix_list_id in self.gateway_prefix_lists.ids.items():
+            self.endpoint_security_group.add_egress_rule(
+                ec2.Peer.prefix_list(prefix_list_id), ec2.Port.tcp(443), f"HTTPS to {service} (gateway endpoint)"
+            )
         for name, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
                 name,
@@ -131,3 +146,4 @@ class PrivateNetwork(Construct):
                 private_dns_enabled=True,
                 open=False,  # the shared group already admits HTTPS from the VPC CIDR
             )
+

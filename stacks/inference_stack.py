@@ -81,6 +81,7 @@ class InferenceStack(Stack):
             capture_bucket_name=capture_bucket_name,
             logs=LogPolicy(logs_key, settings.data.log_retention_days, removal_policy),
             commit=commit,
+            rollback_alarms=self.alarms.rollback_alarms,
             deployment_config=blue_green_deployment(
                 settings.deployment,
                 alarms=self.alarms.rollback_alarms,
