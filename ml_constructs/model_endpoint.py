@@ -21,7 +21,7 @@ from constructs import Construct
 
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.nag import acknowledge, wildcard_finding
-from ml_constructs.physical_names import replacement_safe_name
+from ml_constructs.physical_names import name_by_create_only_properties
 from platform_config import EndpointSettings, ModelSource
 
 CAPTURE_PREFIX = "capture"
@@ -157,31 +157,32 @@ class ModelEndpoint(Construct):
             "model-hash": self.release.content_hash[:16],
             "commit": commit,
         }
-        model_props = {
-            "execution_role_arn": self.role.role_arn,
-            "primary_container": sagemaker.CfnModel.ContainerDefinitionProperty(
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 model_data_url=model_data_url,
                 environment={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "60", "MODEL_VERSION": self.release.version},
             ),
-            "vpc_config": sagemaker.CfnModel.VpcConfigProperty(
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
                 subnets=vpc.select_subnets(subnet_group_name=subnets.subnet_group_name).subnet_ids,
                 security_group_ids=[security_group.security_group_id],
             ),
             # The container needs no network: it reads /opt/ml/model and writes logs to stdout.
-            "enable_network_isolation": True,
-        }
-        base_name = f"{endpoint_name}-{self.release.slug}"
-        self.model = sagemaker.CfnModel(
-            self, "Model", model_name=replacement_safe_name(self, base_name, model_props), **model_props
+            enable_network_isolation=True,
         )
+        base_name = f"{endpoint_name}-{self.release.slug}"
+        model_name = name_by_create_only_properties(self.model, base=base_name, name_property="model_name")
         # CreateModel checks at creation that the role can read the model data and pull the image
         # (aws/aws-cdk#10064): the model must wait for the policy, not only for the role.
         self.model.node.add_dependency(self.policy)
 
         variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
             variant_name=VARIANT_NAME,
-            model_name=self.model.attr_model_name,
+            # The model's name, not its attribute, so that the config's name digest changes with the model.
+            model_name=model_name,
             initial_variant_weight=1.0,
             **(
                 {
@@ -198,10 +199,12 @@ class ModelEndpoint(Construct):
                 }
             ),
         )
-        config_props = {
-            "production_variants": [variant],
-            "kms_key_id": None if settings.serverless else data_key.key_arn,
-            "data_capture_config": None
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "Config",
+            production_variants=[variant],
+            kms_key_id=None if settings.serverless else data_key.key_arn,
+            data_capture_config=None
             if settings.serverless
             else sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
                 enable_capture=settings.data_capture_percent > 0,
@@ -217,12 +220,9 @@ class ModelEndpoint(Construct):
                     csv_content_types=["text/csv"],
                 ),
             ),
-        }
-        # The variant refers to the model by attribute; its name (which changes with it) goes into the digest.
-        config_name = replacement_safe_name(self, base_name, {**config_props, "model_name": self.model.model_name})
-        self.endpoint_config = sagemaker.CfnEndpointConfig(
-            self, "Config", endpoint_config_name=config_name, **config_props
         )
+        self.endpoint_config.node.add_dependency(self.model)
+        name_by_create_only_properties(self.endpoint_config, base=base_name, name_property="endpoint_config_name")
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",

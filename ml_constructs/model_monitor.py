@@ -19,6 +19,7 @@ from ml_constructs.endpoint_alarms import topic_alarm
 from ml_constructs.model_endpoint import sagemaker_vpc_statements
 from ml_constructs.model_quality_monitor import ModelQualitySchedule, monitoring_schedule
 from ml_constructs.nag import acknowledge, wildcard_finding
+from ml_constructs.physical_names import name_by_create_only_properties
 from ml_constructs.platform_function import FunctionPlacement, terminal_dead_letter_queue
 from platform_config import MonitoringSettings
 
@@ -118,11 +119,9 @@ class ModelMonitorSchedule(Construct):
         slug = model_version.replace(".", "-").replace("+", "-")
         preprocessor_uri = f"s3://{monitoring_bucket_name}/{version_prefix}/record_preprocessor.py"
         subnet_ids = placement.vpc.select_subnets(subnet_group_name=placement.subnets.subnet_group_name).subnet_ids
-        job_definition_name = f"{prefix}-data-quality-{slug}"[:63]
         self.job_definition = sagemaker.CfnDataQualityJobDefinition(
             self,
             "DataQuality",
-            job_definition_name=job_definition_name,
             role_arn=self.role.role_arn,
             data_quality_app_specification=sagemaker.CfnDataQualityJobDefinition.DataQualityAppSpecificationProperty(
                 image_uri=image,
@@ -178,6 +177,10 @@ class ModelMonitorSchedule(Construct):
             stopping_condition=sagemaker.CfnDataQualityJobDefinition.StoppingConditionProperty(
                 max_runtime_in_seconds=monitor.max_runtime_seconds
             ),
+        )
+        # Every property of a job definition is create-only: its name must change with them.
+        job_definition_name = name_by_create_only_properties(
+            self.job_definition, base=f"{prefix}-data-quality-{slug}", name_property="job_definition_name"
         )
         self.job_definition.node.add_dependency(self.policy)
         schedule_name = f"{prefix}-data-quality"

@@ -11,6 +11,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_constructs.endpoint_alarms import topic_alarm
+from ml_constructs.physical_names import name_by_create_only_properties
 from ml_constructs.platform_function import FunctionPlacement
 from platform_config.settings import ModelMonitorSettings
 
@@ -47,11 +48,9 @@ class ModelQualitySchedule(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         key = placement.data_key.key_arn
-        job_definition_name = f"{prefix}-model-quality-{slug}"[:63]
         self.job_definition = Q(
             self,
             "Definition",
-            job_definition_name=job_definition_name,
             role_arn=role.role_arn,
             model_quality_app_specification=Q.ModelQualityAppSpecificationProperty(
                 image_uri=image,
@@ -101,6 +100,10 @@ class ModelQualitySchedule(Construct):
                 ),
             ),
             stopping_condition=Q.StoppingConditionProperty(max_runtime_in_seconds=settings.max_runtime_seconds),
+        )
+        # Every property of a job definition is create-only: its name must change with them.
+        job_definition_name = name_by_create_only_properties(
+            self.job_definition, base=f"{prefix}-model-quality-{slug}", name_property="job_definition_name"
         )
         schedule_name = f"{prefix}-model-quality"
         self.schedule = monitoring_schedule(
