@@ -7,12 +7,14 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from ml_constructs.alarm_topic import alarm_topic
 from platform_config import AlarmSettings
 
 CONTAINER_NAMESPACE = "MlApi/ModelServer"
+# The server's EMF count of every response with a status >= 500 (Status<code> exists only per code seen).
+CONTAINER_5XX_METRIC = "Errors5xx"
 # The alarms that must stay OK while a new model takes traffic; named `{prefix}-{name}`.
 ROLLBACK_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate")
 
@@ -39,11 +41,10 @@ class EndpointAlarms(Construct):
         model_name: str,
         model_version: str,
         max_instances: int,
+        instance_vcpus: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.topic = sns.Topic(self, "Topic", display_name=f"{prefix} alarms", master_key=key, enforce_ssl=True)
-        for email in emails:
-            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        self.topic = alarm_topic(self, "Topic", prefix=prefix, key=key, emails=emails)
         period = Duration.seconds(settings.period_seconds)
         endpoint_dims = {"EndpointName": endpoint_name, "VariantName": variant_name}
         api_dims = {"ApiName": api_name, "Stage": api_stage}
@@ -66,7 +67,8 @@ class EndpointAlarms(Construct):
         container_errors = cloudwatch.MathExpression(
             expression="100 * errors / MAX([requests, 1])",
             using_metrics={
-                "errors": metric(CONTAINER_NAMESPACE, "Status500", "Sum", container_dims),
+                # Every 5xx the server answers (500 model failure, 503 not ready...): model_container/server/metrics.py
+                "errors": metric(CONTAINER_NAMESPACE, CONTAINER_5XX_METRIC, "Sum", container_dims),
                 "requests": metric(CONTAINER_NAMESPACE, "Requests", "Sum", container_dims),
             },
             label="Container 5xx rate (%)",
@@ -104,7 +106,9 @@ class EndpointAlarms(Construct):
                 above,
             ),
             "container-error-rate": (container_errors, settings.container_error_rate_percent, above),
-            "cpu": (host("CPUUtilization"), settings.cpu_utilization_percent, above),
+            # CPUUtilization is summed over the instance's vCPUs (0-100 % each; SageMaker Developer Guide,
+            # "Monitor Amazon SageMaker AI with Amazon CloudWatch"); memory and disk are 0-100 % of the instance.
+            "cpu": (host("CPUUtilization"), settings.cpu_utilization_percent * (instance_vcpus or 1), above),
             "memory": (host("MemoryUtilization"), settings.memory_utilization_percent, above),
             "disk": (host("DiskUtilization"), settings.disk_utilization_percent, above),
         }

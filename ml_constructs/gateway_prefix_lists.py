@@ -62,9 +62,7 @@ class GatewayPrefixLists(Construct):
                 service="EC2",
                 action="describePrefixLists",
                 parameters={
-                    "Filters": [
-                        {"Name": "prefix-list-name", "Values": [f"com.amazonaws.{stack.region}.{short_name}"]}
-                    ]
+                    "Filters": [{"Name": "prefix-list-name", "Values": [f"com.amazonaws.{stack.region}.{short_name}"]}]
                 },
                 physical_resource_id=cr.PhysicalResourceId.of(f"prefix-list-{short_name}"),
                 output_paths=["PrefixLists.0.PrefixListId"],

@@ -56,20 +56,46 @@ class PlatformKeys(Construct):
                 },
             )
         )
-        # CloudTrail encrypts log files of this account's trails only.
+        # CloudTrail User Guide, "Configure AWS KMS key policies for CloudTrail": three separate sections, each
+        # held to this account's trails by aws:SourceArn (the guide recommends it over aws:SourceAccount).
+        # DescribeKey carries no encryption context, so it must not share the encrypt statement's condition;
+        # kms:Decrypt is needed because the trail bucket uses an S3 Bucket Key.
+        trails = {
+            "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:cloudtrail:{stack.region}:{stack.account}:trail/*"}
+        }
+        cloudtrail = iam.ServicePrincipal("cloudtrail.amazonaws.com")
         self.logs_key.add_to_resource_policy(
             iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
-                actions=["kms:GenerateDataKey*", "kms:DescribeKey"],
+                sid="CloudTrailEncryptsLogs",
+                principals=[cloudtrail],
+                actions=["kms:GenerateDataKey*"],
                 resources=["*"],
                 conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    **trails,
                     "StringLike": {
                         "kms:EncryptionContext:aws:cloudtrail:arn": (
                             f"arn:{stack.partition}:cloudtrail:*:{stack.account}:trail/*"
                         )
                     },
                 },
+            )
+        )
+        self.logs_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudTrailDescribesKey",
+                principals=[cloudtrail],
+                actions=["kms:DescribeKey"],
+                resources=["*"],
+                conditions=trails,
+            )
+        )
+        self.logs_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudTrailDecryptsBucketKey",
+                principals=[cloudtrail],
+                actions=["kms:Decrypt"],
+                resources=["*"],
+                conditions=trails,
             )
         )
         # EventBridge forwards drift events, CodeStar Notifications pipeline events, to the encrypted topics.

@@ -146,4 +146,3 @@ class PrivateNetwork(Construct):
                 private_dns_enabled=True,
                 open=False,  # the shared group already admits HTTPS from the VPC CIDR
             )
-

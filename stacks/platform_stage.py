@@ -9,6 +9,7 @@ from constructs import Construct
 
 from ml_constructs.nag import record_acknowledgements_in_templates
 from platform_config import EnvironmentSettings
+from stacks.account_stack import AccountStack
 from stacks.data_stack import DataStack
 from stacks.inference_stack import InferenceStack
 from stacks.network_stack import NetworkStack
@@ -27,6 +28,8 @@ class PlatformStage(Stage):
         self.settings = settings
         prefix = settings.resource_prefix()
         removal = RemovalPolicy.RETAIN if settings.data.removal_policy == "retain" else RemovalPolicy.DESTROY
+        # One per account and region: the same name and template in every stage (not environment-tagged).
+        self.account_stack = AccountStack(self, "Account", stack_name=f"{settings.project}-account")
         self.data = DataStack(
             self,
             "Data",
@@ -59,7 +62,10 @@ class PlatformStage(Stage):
             removal_policy=removal,
             commit=commit,
         )
+        # API Gateway refuses access logging until the account has its CloudWatch role.
+        self.inference.add_stack_dependency(self.account_stack)
         Tags.of(self).add("project", settings.project)
-        Tags.of(self).add("environment", settings.name)
-        for key, value in settings.tags.items():
-            Tags.of(self).add(key, value)
+        for stack in (self.data, self.network, self.inference):
+            Tags.of(stack).add("environment", settings.name)
+            for key, value in settings.tags.items():
+                Tags.of(stack).add(key, value)
