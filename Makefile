@@ -12,7 +12,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 CDK_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: synth test lint model bench contracts-check security-report clean deps
+.PHONY: synth test lint model bench contracts contracts-check security-report clean deps
 
 deps: $(VENV)/.deps-stamp node_modules/.deps-stamp
 
@@ -39,8 +39,12 @@ MODEL_SOURCES := model_container/build_model.py $(wildcard model_container/contr
 $(MODEL_DIST)/metadata.json: $(VENV)/.deps-stamp $(MODEL_SOURCES)
 	$(BIN)/python -m model_container.build_model --out $(MODEL_DIST)
 
-## model: build the model, its metadata, baseline and holdout sets into model_container/dist
-model: $(MODEL_DIST)/metadata.json
+## model: build the model, its metadata, baseline and holdout sets into model_container/dist, then the contract
+model: $(MODEL_DIST)/metadata.json contracts
+
+## contracts: regenerate the API contract from the feature schema the model build wrote (synth refuses a stale one)
+contracts: $(MODEL_DIST)/metadata.json
+	$(BIN)/python -m model_container.contract.generate
 
 ## synth: synthesize every environment offline, run all nag packs and cfn-lint, print a summary
 synth: deps model

@@ -36,6 +36,7 @@ __all__ = [
     "PipelineSettings",
     "load_environments",
     "load_pipeline",
+    "select_environments",
 ]
 
 
@@ -46,9 +47,10 @@ def load_environments(
     default_account: str | None = None,
     default_region: str | None = None,
 ) -> list[EnvironmentSettings]:
-    """Validate the `ml-platform` context and return the selected environments (all by default).
+    """Validate every environment of the `ml-platform` context and return the selected ones (all by default).
 
-    `selected` is a comma-separated list of environment names (from `-c env=...`).
+    `selected` is a comma-separated list of environment names (from `-c env=...`); it narrows what is returned,
+    never what is validated: a broken staging fails `-c env=dev` too.
     """
     if not isinstance(context, Mapping):
         raise ConfigError(CONTEXT_KEY, "missing from cdk.json context")
@@ -63,16 +65,8 @@ def load_environments(
     if not isinstance(defaults, Mapping):
         raise ConfigError(f"{CONTEXT_KEY}.defaults", "expected an object")
 
-    names = list(environments)
-    if selected:
-        names = [name.strip() for name in selected.split(",") if name.strip()]
-        missing = [name for name in names if name not in environments]
-        if missing:
-            raise ConfigError("env", f"unknown environment {missing[0]!r} (known: {', '.join(environments)})")
-
     loaded = []
-    for name in names:
-        overrides = environments[name]
+    for name, overrides in environments.items():
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"{CONTEXT_KEY}.environments.{name}", "expected an object")
         raw = deep_merge(defaults, overrides)
@@ -85,11 +79,24 @@ def load_environments(
                 )
             raw["region"] = default_region
         loaded.append(build(EnvironmentSettings, raw, f"{CONTEXT_KEY}.environments.{name}"))
-    return loaded
+    return select_environments(loaded, selected)
+
+
+def select_environments(environments: list[EnvironmentSettings], selected: str | None) -> list[EnvironmentSettings]:
+    """The environments named in `selected` (comma-separated, from `-c env=...`), in that order; all if empty."""
+    if not selected:
+        return environments
+    by_name = {env.name: env for env in environments}
+    names = [name.strip() for name in selected.split(",") if name.strip()]
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise ConfigError("env", f"unknown environment {missing[0]!r} (known: {', '.join(by_name)})")
+    return [by_name[name] for name in names]
 
 
 def load_pipeline(context: Any, environments: list[EnvironmentSettings]) -> PipelineSettings | None:
-    """Validate the optional `ml-platform.pipeline` section; its stages must name known environments."""
+    """Validate the optional `ml-platform.pipeline` section; its stages must name environments of `environments`
+    (pass every environment, not a `-c env=` selection)."""
     if not isinstance(context, Mapping) or context.get("pipeline") is None:
         return None
     key = f"{CONTEXT_KEY}.pipeline"
@@ -98,5 +105,7 @@ def load_pipeline(context: Any, environments: list[EnvironmentSettings]) -> Pipe
     for role in ("staging", "production"):
         name = getattr(pipeline, role)
         if name not in known:
-            raise ConfigError(f"{key}.{role}", f"names no environment in this synth ({', '.join(sorted(known))})")
+            raise ConfigError(
+                f"{key}.{role}", f"names no environment of {CONTEXT_KEY}.environments ({', '.join(sorted(known))})"
+            )
     return pipeline

@@ -3,7 +3,9 @@
 ``python -m model_container.contract.generate`` writes, next to feature_schema.json:
 - request.schema.json: the API Gateway request model (JSON Schema draft-04, self-contained);
 - openapi.json: OpenAPI 3.0 for API consumers (POST /v1/predict behind API Gateway);
-- container-openapi.json: OpenAPI 3.0 of the serving container itself (POST /invocations, GET /ping).
+- container-openapi.json: OpenAPI 3.0 of the serving container itself (POST /invocations, GET /ping);
+- generated-from.json: the SHA-256 of the inputs (feature_schema.json, this file) and of each output, so that
+  synth can refuse a stale contract by comparing hashes, without importing this module (stacks/app_builder.py).
 ``--check`` writes nothing and exits 1 if a committed file differs from a fresh generation.
 """
 
@@ -11,19 +13,22 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from model_container.contract import CONTRACT_DIR, load_feature_schema
+from model_container.contract import CONTRACT_DIR
 
 JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 # OpenAPI 3.0 has no positional (tuple) array items, so the array-row form there can only say "30
 # numbers"; the per-position schemas ride along in this extension for tools that want them.
 POSITIONAL_EXTENSION = "x-positional-items"
+MANIFEST = "generated-from.json"
+REGENERATE = "make contracts (python -m model_container.contract.generate)"
 
 
 def feature_property(feature: dict[str, Any]) -> dict[str, Any]:
@@ -319,12 +324,34 @@ def generated_files(schema: dict[str, Any]) -> dict[str, bytes]:
     return {name: orjson.dumps(copy.deepcopy(doc), option=JSON_OPTIONS) for name, doc in documents.items()}
 
 
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def manifest(inputs: dict[str, bytes], outputs: dict[str, bytes]) -> bytes:
+    """generated-from.json: what the outputs were generated from, as hashes that synth compares (as data)."""
+    document = {
+        "generator": REGENERATE,
+        "inputs": {name: sha256(content) for name, content in inputs.items()},
+        "outputs": {name: sha256(content) for name, content in outputs.items()},
+    }
+    return orjson.dumps(document, option=JSON_OPTIONS)
+
+
+def contract_files(directory: Path) -> dict[str, bytes]:
+    """Every generated file of `directory` (its feature_schema.json as input), the manifest included."""
+    schema_bytes = (directory / "feature_schema.json").read_bytes()
+    outputs = generated_files(orjson.loads(schema_bytes))
+    inputs = {"feature_schema.json": schema_bytes, "generate.py": Path(__file__).read_bytes()}
+    return {**outputs, MANIFEST: manifest(inputs, outputs)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate API contracts from feature_schema.json")
     parser.add_argument("--dir", type=Path, default=CONTRACT_DIR)
     parser.add_argument("--check", action="store_true", help="exit 1 if the files are stale; write nothing")
     args = parser.parse_args(argv)
-    files = generated_files(load_feature_schema(args.dir / "feature_schema.json"))
+    files = contract_files(args.dir)
     stale = [
         name
         for name, content in files.items()
@@ -332,10 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.check:
         for name in stale:
-            print(f"stale: {args.dir / name} (run python -m model_container.contract.generate)", file=sys.stderr)
+            print(f"stale: {args.dir / name} (run {REGENERATE})", file=sys.stderr)
         return 1 if stale else 0
-    for name, content in files.items():
-        (args.dir / name).write_bytes(content)
+    for name in stale:  # unchanged files keep their mtime
+        (args.dir / name).write_bytes(files[name])
     return 0
 
 

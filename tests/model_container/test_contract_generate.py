@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,8 @@ from jsonschema import Draft4Validator
 from model_container.contract import CONTRACT_DIR, FEATURE_SCHEMA_PATH, load_feature_schema
 from model_container.contract.generate import POSITIONAL_EXTENSION, generated_files, main
 from model_container.server.validation import FeatureValidator, RequestError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCHEMA = load_feature_schema()
 NAMES = [f["name"] for f in SCHEMA["features"]]
@@ -152,3 +158,73 @@ def test_container_openapi_documents_invocations_and_ping() -> None:
     assert set(document["paths"]) == {"/invocations", "/ping"}
     content = document["paths"]["/invocations"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "text/csv"}
+
+
+# --- Defect 16: synth refuses a contract that is stale against the feature schema ---------------------------------
+def test_generator_records_the_hashes_of_its_inputs_and_outputs() -> None:
+    from model_container.contract.generate import MANIFEST, sha256
+
+    manifest = load(MANIFEST)
+    assert manifest["inputs"]["feature_schema.json"] == sha256(FEATURE_SCHEMA_PATH.read_bytes())
+    assert set(manifest["outputs"]) == {"request.schema.json", "openapi.json", "container-openapi.json"}
+    for name, digest in manifest["outputs"].items():
+        assert sha256((CONTRACT_DIR / name).read_bytes()) == digest
+
+
+def stale_copy(tmp_path: Path) -> Path:
+    """A copy of the contract directory whose feature schema changed after generation (a range widened)."""
+    directory = tmp_path / "contract"
+    shutil.copytree(CONTRACT_DIR, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    schema = json.loads((directory / "feature_schema.json").read_text())
+    schema["features"][0]["maximum"] *= 2
+    (directory / "feature_schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+    return directory
+
+
+def test_synth_refuses_a_stale_contract_and_names_the_command(tmp_path: Path) -> None:
+    from aws_cdk import App
+
+    from stacks.app_builder import StaleContractError, build_stages, check_contract
+
+    directory = stale_copy(tmp_path)
+    app = App(context=json.loads((ROOT / "cdk.json").read_text())["context"])
+    with pytest.raises(StaleContractError) as raised:
+        build_stages(app, default_account="123456789012", default_region=None, contract_dir=directory)
+    assert "feature_schema.json changed" in str(raised.value)
+    assert "make contracts" in str(raised.value) and "python -m model_container.contract.generate" in str(raised.value)
+    assert not app.node.children
+    assert main(["--dir", str(directory), "--check"]) == 1
+    assert main(["--dir", str(directory)]) == 0  # what `make contracts` runs
+    check_contract(directory)
+
+
+def test_synth_refuses_a_generated_file_edited_by_hand(tmp_path: Path) -> None:
+    from model_container.contract.generate import MANIFEST
+    from stacks.app_builder import StaleContractError, check_contract
+
+    directory = tmp_path / "contract"
+    shutil.copytree(CONTRACT_DIR, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    check_contract(directory)
+    (directory / "request.schema.json").write_text("{}\n")
+    with pytest.raises(StaleContractError, match=r"request\.schema\.json differs from what the generator wrote"):
+        check_contract(directory)
+    (directory / MANIFEST).unlink()
+    with pytest.raises(StaleContractError, match="make contracts"):
+        check_contract(directory)
+
+
+def test_infrastructure_reads_the_contract_without_importing_runtime_modules() -> None:
+    code = "import sys, stacks.app_builder; print([m for m in sys.modules if m.startswith('model_container')])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("target", ["synth", "model"])
+def test_make_regenerates_the_contract_after_the_model_build_and_before_synth(target: str) -> None:
+    commands = subprocess.run(
+        ["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    generate = commands.index(".venv/bin/python -m model_container.contract.generate")
+    assert commands.index(".venv/bin/python -m model_container.build_model --out model_container/dist") < generate
+    if target == "synth":
+        assert generate < next(i for i, c in enumerate(commands) if c.startswith("npx cdk synth"))
