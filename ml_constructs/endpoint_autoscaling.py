@@ -49,7 +49,9 @@ class EndpointAutoscaling(Construct):
         )
         self.target.scale_to_track_metric(
             "Cpu",
-            target_value=settings.cpu_utilization_target,
+            # CPUUtilization sums the vCPUs (0-100 % each): the per-instance target times the vCPUs
+            # (platform_config.settings.instance_vcpus, with the documents it follows).
+            target_value=settings.cpu_utilization_target * settings.vcpus,
             custom_metric=cloudwatch.Metric(
                 namespace="/aws/sagemaker/Endpoints",
                 metric_name="CPUUtilization",

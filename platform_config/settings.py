@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,29 @@ class EnvironmentSettings:
             )
         for index, email in enumerate(self.alarm_emails):
             check(bool(_EMAIL.match(email)), f"alarm_emails[{index}]", f"{email!r} is not an email address")
+        if self.endpoint.serverless is None:  # serverless endpoints shift all at once (deployment_guardrail.py)
+            self._check_traffic_step()
+
+    def _check_traffic_step(self) -> None:
+        # SageMaker API reference, TrafficRoutingConfig: CanarySize "must be less than or equal to 50% of the
+        # variant's total instance count", LinearStepSize "must be 10-50%". A step turns on whole instances,
+        # at least one; rounding a percentage up is our conservative reading (SageMaker does not document it).
+        # Checked at min_capacity too: autoscaling may hold the variant there when an update starts.
+        routing = self.deployment.traffic_routing
+        if routing == "ALL_AT_ONCE":
+            return
+        percent = self.deployment.canary_percent if routing == "CANARY" else self.deployment.linear_step_percent
+        percent_key = "deployment.canary_percent" if routing == "CANARY" else "deployment.linear_step_percent"
+        for count_key in ("min_capacity", "initial_instance_count"):
+            count = getattr(self.endpoint, count_key)
+            step = max(1, math.ceil(percent * count / 100))
+            check(
+                2 * step <= count,
+                "deployment.traffic_routing",
+                f"{routing} with {percent_key} = {percent} turns on {step} of endpoint.{count_key} = {count} "
+                "instance(s), over the 50 % SageMaker allows (TrafficRoutingConfig): raise endpoint.min_capacity "
+                "and endpoint.initial_instance_count to 2 or more, or set deployment.traffic_routing to ALL_AT_ONCE",
+            )
 
     def resource_prefix(self) -> str:
         return f"{self.project}-{self.name}"
@@ -215,9 +239,13 @@ class EndpointSettings:
     """SageMaker real-time endpoint: instances, autoscaling and data capture."""
 
     instance_type: str = "ml.c6i.large"
-    initial_instance_count: int = 1
-    min_capacity: int = 1
-    max_capacity: int = 2
+    # Two instances at least: SageMaker "strongly recommends" multiple instances per production endpoint so that
+    # they spread across Availability Zones ("Best practices for deploying models on SageMaker AI Hosting
+    # Services", Deploy Multiple Instances Across Availability Zones); a canary also needs two (TrafficRoutingConfig).
+    initial_instance_count: int = 2
+    min_capacity: int = 2
+    # Room to double the floor under load before the instances-at-max alarm says autoscaling has run out.
+    max_capacity: int = 4
     # SageMakerVariantInvocationsPerInstance counts per minute; see README for how it derives from the benchmark.
     invocations_per_instance_target: int = 60000
     cpu_utilization_target: float = 70.0
@@ -246,7 +274,17 @@ class EndpointSettings:
             "must lie between min_capacity and max_capacity",
         )
         check(self.invocations_per_instance_target > 0, "invocations_per_instance_target", "must be positive")
-        check(0 < self.cpu_utilization_target <= 100, "cpu_utilization_target", "must be in (0, 100]")
+        check(
+            0 < self.cpu_utilization_target <= 100,
+            "cpu_utilization_target",
+            "must be a per-instance percentage in (0, 100] (synth multiplies it by the instance's vCPUs)",
+        )
+        check(
+            instance_vcpus(self.instance_type) is not None,
+            "instance_type",
+            f"{self.instance_type!r}: cannot tell its vCPUs (CPUUtilization sums them); known sizes are large, "
+            "xlarge, <N>xlarge, Graviton medium and ml.t2/ml.t3 (platform_config/settings.py instance_vcpus)",
+        )
         check(
             self.scale_in_cooldown_seconds > self.scale_out_cooldown_seconds,
             "scale_in_cooldown_seconds",
@@ -258,6 +296,55 @@ class EndpointSettings:
             "startup_health_check_timeout_seconds",
             "must be between 60 and 3600",
         )
+
+    @property
+    def vcpus(self) -> int:
+        """vCPUs of `instance_type` (validated in __post_init__)."""
+        vcpus = instance_vcpus(self.instance_type)
+        assert vcpus is not None
+        return vcpus
+
+
+# `/aws/sagemaker/Endpoints` CPUUtilization is "the sum of each individual CPU core's utilization ... if there are
+# four CPUs, the CPUUtilization range is 0%-400%" (SageMaker Developer Guide, "Monitor Amazon SageMaker AI with
+# Amazon CloudWatch"; MemoryUtilization and DiskUtilization stay 0-100 %). An ml.* type has the vCPUs of the EC2
+# type it names: EC2 User Guide, "CPU cores and threads per CPU core per instance type" gives large = 2,
+# xlarge = 4 and Nxlarge = 4N in every family but two irregular sizes, medium = 1 for Graviton (c6g, c7g, m6g,
+# r6g...: the family has a "g" after its generation digit); burstable sizes differ and come from the EC2 User
+# Guide's table in "Key concepts and definitions for burstable performance instances" (t2.medium has 2 vCPUs).
+IRREGULAR_VCPUS = {"c4.8xlarge": 36, "d2.8xlarge": 36}
+BURSTABLE_VCPUS = {
+    "t2.medium": 2,
+    "t2.large": 2,
+    "t2.xlarge": 4,
+    "t2.2xlarge": 8,
+    "t3.medium": 2,
+    "t3.large": 2,
+    "t3.xlarge": 4,
+    "t3.2xlarge": 8,
+}
+_INSTANCE = re.compile(r"ml\.(?P<family>[a-z]+(?P<generation>\d+)(?P<options>[a-z-]*))\.(?P<size>[a-z0-9]+)")
+
+
+def instance_vcpus(instance_type: str) -> int | None:
+    """vCPUs of a SageMaker instance type, or None when the rule above does not cover it."""
+    match = _INSTANCE.fullmatch(instance_type)
+    if match is None:
+        return None
+    family, size = match["family"], match["size"]
+    if re.fullmatch(r"t\d+[a-z]*", family):
+        return BURSTABLE_VCPUS.get(f"{family}.{size}")
+    if f"{family}.{size}" in IRREGULAR_VCPUS:
+        return IRREGULAR_VCPUS[f"{family}.{size}"]
+    if size == "large":
+        return 2
+    if size == "xlarge":
+        return 4
+    if size.endswith("xlarge") and size.removesuffix("xlarge").isdigit():
+        return 4 * int(size.removesuffix("xlarge"))
+    if size == "medium" and "g" in match["options"]:
+        return 1
+    return None
 
 
 @dataclass(frozen=True)
@@ -368,8 +455,9 @@ class DeploymentSettings:
     auto_rollback: bool = True
 
     def __post_init__(self) -> None:
+        # SageMaker API reference, TrafficRoutingConfig: CanarySize at most 50 %, LinearStepSize 10-50 %.
         check(1 <= self.canary_percent <= 50, "canary_percent", "must be between 1 and 50")
-        check(5 <= self.linear_step_percent <= 50, "linear_step_percent", "must be between 5 and 50")
+        check(10 <= self.linear_step_percent <= 50, "linear_step_percent", "must be between 10 and 50")
         check(0 <= self.wait_interval_seconds <= 3600, "wait_interval_seconds", "must be 0..3600")
         check(
             0 <= self.bake_minutes <= 60,

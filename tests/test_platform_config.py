@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from platform_config import ConfigError, load_environments, load_pipeline
+from platform_config import ConfigError, EndpointSettings, load_environments, load_pipeline
 
 CONTEXT = json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text())["context"]["ml-platform"]
 
@@ -228,3 +228,156 @@ def test_bad_pipeline_values_fail_naming_the_key(path: str, value: Any, key: str
         load_pipeline(context, load_environments(context))
     assert raised.value.key == key
     assert fragment in str(raised.value)
+
+
+# --- Defect 9: a canary or linear step must turn on at most 50 % of the variant's instances -----------------------
+# SageMaker API reference, TrafficRoutingConfig: CanarySize "must be less than or equal to 50% of the variant's total
+# instance count", LinearStepSize "must be 10-50%". Production runs 2+ instances ("Best practices for deploying
+# models on SageMaker AI Hosting Services": deploy multiple instances so they spread across Availability Zones).
+
+
+def test_staging_and_prod_run_two_instances_with_a_canary_and_dev_one_instance_all_at_once() -> None:
+    envs = {env.name: env for env in load_environments(CONTEXT)}
+    for name in ("staging", "prod"):
+        endpoint = envs[name].endpoint
+        assert endpoint.initial_instance_count >= 2 and endpoint.min_capacity >= 2
+        assert endpoint.max_capacity >= 2 * endpoint.min_capacity
+        assert envs[name].deployment.traffic_routing == "CANARY"
+    assert envs["dev"].endpoint.initial_instance_count == 1
+    assert envs["dev"].deployment.traffic_routing == "ALL_AT_ONCE"
+
+
+def test_endpoint_defaults_are_two_instances_scaling_to_four() -> None:
+    defaults = EndpointSettings()
+    assert (defaults.initial_instance_count, defaults.min_capacity, defaults.max_capacity) == (2, 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "deployment", "count_key"),
+    [
+        ({"initial_instance_count": 1, "min_capacity": 1}, {"traffic_routing": "CANARY"}, "min_capacity"),
+        # Autoscaling may hold the variant at min_capacity when an update starts.
+        ({"initial_instance_count": 2, "min_capacity": 1}, {"traffic_routing": "CANARY"}, "min_capacity"),
+        ({"initial_instance_count": 1, "min_capacity": 1}, {"traffic_routing": "LINEAR"}, "min_capacity"),
+        # 50 % of 3 instances turns on 2 of them (whole instances, rounded up).
+        (
+            {"initial_instance_count": 3, "min_capacity": 3, "max_capacity": 4},
+            {"traffic_routing": "CANARY", "canary_percent": 50},
+            "min_capacity",
+        ),
+    ],
+)
+def test_a_traffic_step_over_half_the_instances_fails_naming_the_keys(
+    endpoint: dict[str, Any], deployment: dict[str, Any], count_key: str
+) -> None:
+    context = with_change("environments.staging.endpoint", endpoint)
+    context["environments"]["staging"]["deployment"] = deployment
+    with pytest.raises(ConfigError) as raised:
+        load_environments(context)
+    assert raised.value.key == "ml-platform.environments.staging.deployment.traffic_routing"
+    assert f"endpoint.{count_key} = {endpoint[count_key]}" in str(raised.value)
+    assert "endpoint.initial_instance_count" in str(raised.value) and "ALL_AT_ONCE" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "deployment"),
+    [
+        ({"initial_instance_count": 1, "min_capacity": 1}, {"traffic_routing": "ALL_AT_ONCE"}),
+        ({"initial_instance_count": 2, "min_capacity": 2}, {"traffic_routing": "CANARY", "canary_percent": 50}),
+        ({"initial_instance_count": 2, "min_capacity": 2}, {"traffic_routing": "LINEAR", "linear_step_percent": 50}),
+        # Serverless endpoints always shift all at once (ml_constructs/deployment_guardrail.py).
+        ({"initial_instance_count": 1, "min_capacity": 1, "serverless": {}}, {"traffic_routing": "CANARY"}),
+    ],
+)
+def test_valid_traffic_steps_load(endpoint: dict[str, Any], deployment: dict[str, Any]) -> None:
+    context = with_change("environments.staging.endpoint", endpoint)
+    context["environments"]["staging"]["deployment"] = deployment
+    [staging] = load_environments(context, selected="staging")
+    assert staging.deployment.traffic_routing == deployment["traffic_routing"]
+
+
+def test_linear_steps_below_ten_percent_fail() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_environments(with_change("environments.prod.deployment", {"linear_step_percent": 5}))
+    assert raised.value.key == "ml-platform.environments.prod.deployment.linear_step_percent"
+
+
+# --- Defect 12: CPUUtilization is summed over vCPUs, so synth needs each instance type's vCPUs ---------------------
+# Expected values from the EC2 User Guide: "CPU cores and threads per CPU core per instance type" (Default vCPUs)
+# and "Key concepts and definitions for burstable performance instances" (t2/t3 vCPUs).
+@pytest.mark.parametrize(
+    ("instance_type", "vcpus"),
+    [
+        ("ml.c6i.large", 2),
+        ("ml.m5.xlarge", 4),
+        ("ml.c5.9xlarge", 36),
+        ("ml.c4.8xlarge", 36),
+        ("ml.m4.10xlarge", 40),
+        ("ml.g4dn.12xlarge", 48),
+        ("ml.inf1.6xlarge", 24),
+        ("ml.p3.16xlarge", 64),
+        ("ml.c6g.medium", 1),
+        ("ml.r6gd.medium", 1),
+        ("ml.t2.medium", 2),
+        ("ml.t2.large", 2),
+        ("ml.t3.xlarge", 4),
+        ("ml.trn1.32xlarge", 128),
+    ],
+)
+def test_vcpus_follow_the_ec2_tables(instance_type: str, vcpus: int) -> None:
+    from platform_config.settings import instance_vcpus
+
+    assert instance_vcpus(instance_type) == vcpus
+    assert EndpointSettings(instance_type=instance_type).vcpus == vcpus
+
+
+@pytest.mark.parametrize("instance_type", ["ml.m5.metal", "ml.c5.medium", "ml.t3.nano", "ml.c6i.huge"])
+def test_an_instance_type_of_unknown_vcpus_fails_naming_the_key(instance_type: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_environments(with_change("environments.prod.endpoint", {"instance_type": instance_type}))
+    assert raised.value.key == "ml-platform.environments.prod.endpoint.instance_type"
+    assert "vCPUs" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("endpoint", "cpu_utilization_target", 150), ("alarms", "cpu_utilization_percent", 0)],
+)
+def test_cpu_settings_stay_per_instance_percentages(section: str, key: str, value: float) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_environments(with_change(f"environments.dev.{section}.{key}", value))
+    assert raised.value.key == f"ml-platform.environments.dev.{section}.{key}"
+
+
+# --- Defect 16: synth validates every environment and the pipeline, whatever `-c env=` selects -------------------
+def test_selecting_one_environment_still_validates_the_others() -> None:
+    context = with_change("environments.staging.network.nat_gateways", 9)
+    with pytest.raises(ConfigError) as raised:
+        load_environments(context, selected="dev")
+    assert raised.value.key == "ml-platform.environments.staging.network.nat_gateways"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (
+            "environments.prod.alarms.cpu_utilization_percent",
+            120,
+            "ml-platform.environments.prod.alarms.cpu_utilization_percent",
+        ),
+        ("pipeline.latency_gate.requests", 2, "ml-platform.pipeline.latency_gate.requests"),
+        ("pipeline.production", "qa", "ml-platform.pipeline.production"),
+    ],
+)
+def test_synth_of_one_environment_fails_on_the_rest_of_the_config(path: str, value: Any, key: str) -> None:
+    from aws_cdk import App
+
+    from stacks.app_builder import build_stages
+
+    full = json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text())["context"]
+    full = {**full, "ml-platform": with_change(path, value), "env": "dev"}
+    app = App(context=full)
+    with pytest.raises(ConfigError) as raised:
+        build_stages(app, default_account="123456789012", default_region=None)
+    assert raised.value.key == key
+    assert not app.node.children  # refused before any stage was built

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+
+from platform_config import EndpointSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ("dev", "staging", "prod")
@@ -256,8 +259,8 @@ def test_alarms_use_configured_thresholds_and_notify_the_topic(synthesized, cdk_
 def test_autoscaling_limits_and_policies_as_configured(synthesized, cdk_context, env: str) -> None:
     endpoint = config(cdk_context, env, "endpoint")
     target = one(synthesized, env, "AWS::ApplicationAutoScaling::ScalableTarget")
-    assert target["MinCapacity"] == endpoint.get("min_capacity", 1)
-    assert target["MaxCapacity"] == endpoint.get("max_capacity", 2)
+    assert target["MinCapacity"] == endpoint.get("min_capacity", EndpointSettings().min_capacity)
+    assert target["MaxCapacity"] == endpoint.get("max_capacity", EndpointSettings().max_capacity)
     assert target["ResourceId"] == f"endpoint/mlapi-{env}-endpoint/variant/primary"
     policies = [
         p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
@@ -274,11 +277,13 @@ def test_autoscaling_limits_and_policies_as_configured(synthesized, cdk_context,
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_blue_green_canary_rolls_back_on_the_guard_alarms(synthesized, env: str) -> None:
+def test_blue_green_canary_rolls_back_on_the_guard_alarms(synthesized, cdk_context, env: str) -> None:
     endpoint = one(synthesized, env, "AWS::SageMaker::Endpoint")
     deployment = endpoint["DeploymentConfig"]
     routing = deployment["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
-    assert routing["Type"] == "CANARY" and routing["CanarySize"]["Type"] == "CAPACITY_PERCENT"
+    assert routing["Type"] == config(cdk_context, env, "deployment").get("traffic_routing", "CANARY")
+    if routing["Type"] == "CANARY":
+        assert routing["CanarySize"]["Type"] == "CAPACITY_PERCENT"
     alarms = synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm")
     alarm_names = {
         alarms[a["AlarmName"]["Ref"]]["Properties"]["AlarmName"]
@@ -298,3 +303,153 @@ def test_gateway_error_bodies_match_the_documented_schema(synthesized) -> None:
     schema = openapi["components"]["schemas"]["GatewayError"]
     for response in synthesized.resources("dev", "inference", "AWS::ApiGateway::GatewayResponse").values():
         jsonschema.validate(json.loads(response["Properties"]["ResponseTemplates"]["application/json"]), schema)
+
+
+# --- Defect 9: no canary over half the instances; production on two or more ------------------------------------
+# SageMaker API reference, TrafficRoutingConfig: CanarySize at most 50 % of the variant's instances, LinearStepSize
+# 10-50 %. "Best practices for deploying models on SageMaker AI Hosting Services": deploy multiple instances for
+# each production endpoint, so that SageMaker can spread them across Availability Zones.
+@pytest.mark.parametrize("env", ENVS)
+def test_traffic_steps_turn_on_at_most_half_the_instances(synthesized, env: str) -> None:
+    [variant] = one(synthesized, env, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    target = one(synthesized, env, "AWS::ApplicationAutoScaling::ScalableTarget")
+    routing = one(synthesized, env, "AWS::SageMaker::Endpoint")["DeploymentConfig"]["BlueGreenUpdatePolicy"][
+        "TrafficRoutingConfiguration"
+    ]
+    step = routing.get("CanarySize") or routing.get("LinearStepSize")
+    assert (step is None) == (routing["Type"] == "ALL_AT_ONCE")
+    if step is not None:
+        assert step["Type"] == "CAPACITY_PERCENT"
+        for instances in (variant["InitialInstanceCount"], target["MinCapacity"]):
+            turned_on = max(1, math.ceil(step["Value"] * instances / 100))  # whole instances
+            assert 2 * turned_on <= instances, (env, routing, instances)
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_production_environments_run_at_least_two_instances(synthesized, env: str) -> None:
+    [variant] = one(synthesized, env, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    target = one(synthesized, env, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert variant["InitialInstanceCount"] >= 2 and target["MinCapacity"] >= 2
+    assert (
+        one(synthesized, env, "AWS::SageMaker::Endpoint")["DeploymentConfig"]["BlueGreenUpdatePolicy"][
+            "TrafficRoutingConfiguration"
+        ]["Type"]
+        == "CANARY"
+    )
+
+
+# --- Defect 12: CPUUtilization is summed over vCPUs --------------------------------------------------------------
+# SageMaker Developer Guide, "Monitor Amazon SageMaker AI with Amazon CloudWatch": CPUUtilization is "the sum of
+# each individual CPU core's utilization" (0-400 % on four CPUs); MemoryUtilization and DiskUtilization are 0-100 %.
+# vCPUs per instance type: EC2 User Guide, "CPU cores and threads per CPU core per instance type".
+VCPUS = {"ml.c6i.large": 2, "ml.m5.xlarge": 4, "ml.c5.2xlarge": 8}
+
+
+def instance_type_vcpus(synthesized, env: str) -> int:
+    [variant] = one(synthesized, env, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    return VCPUS[variant["InstanceType"]]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_cpu_scaling_target_is_the_per_instance_percentage_times_the_vcpus(synthesized, cdk_context, env: str) -> None:
+    policies = [
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        for p in synthesized.resources(env, "inference", "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    ]
+    [cpu] = [p for p in policies if p.get("CustomizedMetricSpecification", {}).get("MetricName") == "CPUUtilization"]
+    percent = config(cdk_context, env, "endpoint").get(
+        "cpu_utilization_target", EndpointSettings().cpu_utilization_target
+    )
+    assert cpu["TargetValue"] == percent * instance_type_vcpus(synthesized, env)
+
+
+def host_alarms(synthesized, env: str) -> dict[str, dict]:
+    return {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "/aws/sagemaker/Endpoints"
+        and a["Properties"].get("Statistic") == "Average"
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stacks/inference_stack.py must pass instance_vcpus=settings.endpoint.vcpus to EndpointAlarms "
+    "(file owned elsewhere); remove this marker then",
+)
+@pytest.mark.parametrize("env", ENVS)
+def test_cpu_alarm_threshold_is_the_per_instance_percentage_times_the_vcpus(synthesized, cdk_context, env: str) -> None:
+    percent = config(cdk_context, env, "alarms").get("cpu_utilization_percent", 80.0)
+    assert host_alarms(synthesized, env)["CPUUtilization"]["Threshold"] == percent * instance_type_vcpus(
+        synthesized, env
+    )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_memory_and_disk_alarms_stay_percentages_of_the_instance(synthesized, env: str) -> None:
+    alarms = host_alarms(synthesized, env)
+    assert 0 < alarms["MemoryUtilization"]["Threshold"] <= 100
+    assert 0 < alarms["DiskUtilization"]["Threshold"] <= 100
+
+
+@pytest.mark.parametrize(("vcpus", "threshold"), [(2, 160.0), (4, 320.0), (1, 80.0)])
+def test_endpoint_alarms_scale_the_cpu_threshold_by_the_vcpus_given(vcpus: int, threshold: float) -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_kms as kms
+    from aws_cdk.assertions import Template
+
+    from ml_constructs.endpoint_alarms import EndpointAlarms
+    from platform_config import AlarmSettings
+
+    stack = Stack(App(), "Alarms")
+    EndpointAlarms(
+        stack,
+        "Alarms",
+        prefix="p",
+        settings=AlarmSettings(cpu_utilization_percent=80.0),
+        emails=(),
+        key=kms.Key(stack, "Key"),
+        endpoint_name="e",
+        variant_name="primary",
+        api_name="a",
+        api_stage="v1",
+        model_name="m",
+        model_version="1.0.0",
+        max_instances=4,
+        instance_vcpus=vcpus,
+    )
+    [cpu] = (
+        Template.from_stack(stack)
+        .find_resources("AWS::CloudWatch::Alarm", {"Properties": {"AlarmName": "p-cpu"}})
+        .values()
+    )
+    assert cpu["Properties"]["Threshold"] == threshold
+
+
+# --- Defect 15: the container's error-rate alarm counts every 5xx the container answers --------------------------
+def container_metrics(statuses: tuple[int, ...]) -> dict[str, float]:
+    """The container's EMF record (model_container/server/metrics.py) after answering `statuses`, name -> value."""
+    from model_container.server.metrics import MetricsAggregator
+
+    aggregator = MetricsAggregator("m", worker=0)
+    for status in statuses:
+        aggregator.observe(status, latency_ms=1.0)
+    record = aggregator.flush(now=0)
+    assert record is not None
+    return {m["Name"]: record[m["Name"]] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_container_error_rate_counts_every_5xx_the_container_emits(synthesized, env: str) -> None:
+    [alarm] = [
+        a["Properties"]
+        for a in synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"] == f"mlapi-{env}-container-error-rate"
+    ]
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    errors = metrics["errors"]["MetricStat"]
+    assert errors["Metric"]["Namespace"] == "MlApi/ModelServer" and errors["Stat"] == "Sum"
+    # A model failure (500) and a model not ready (503, model_container/server/app.py) count; 200 and 400 do not.
+    emitted = container_metrics((200, 400, 500, 503))
+    assert emitted.get(errors["Metric"]["MetricName"]) == 2
+    assert metrics["requests"]["MetricStat"]["Metric"]["MetricName"] == "Requests"
