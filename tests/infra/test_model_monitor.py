@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,10 @@ def test_a_baselined_version_gets_an_hourly_isolated_encrypted_data_quality_sche
     assert len(network["VpcConfig"]["Subnets"]) == 2 and network["VpcConfig"]["SecurityGroupIds"]
     key = props["JobResources"]["ClusterConfig"]["VolumeKmsKeyId"]
     assert key == props["DataQualityJobOutputConfig"]["KmsKeyId"] and key
+    # Every property of a job definition is create-only: its name carries their digest (test_replacement_safety).
+    assert re.fullmatch(
+        rf"mlapi-dev-data-quality-{VERSION.replace('.', '-')}-[0-9a-f]{{8}}", props["JobDefinitionName"]
+    )
     inference.has_resource_properties(
         "AWS::SageMaker::MonitoringSchedule",
         {

@@ -155,11 +155,10 @@ def auto_rollback_reads_alarms(stage: StageModel, problems: list[str]) -> Iterat
         if not names:
             continue
         config = stage.resource(stage.target(ref.stack, endpoint["Properties"]["EndpointConfigName"]))
-        [model] = [
-            m
-            for mref, m in stage.resources("AWS::SageMaker::Model")
-            if m["Properties"]["ModelName"] in [v["ModelName"] for v in config["Properties"]["ProductionVariants"]]
-        ]
+        [variant] = config["Properties"]["ProductionVariants"]
+        by_name = {m["Properties"].get("ModelName"): m for _, m in stage.resources("AWS::SageMaker::Model")}
+        model_ref = stage.target(ref.stack, variant["ModelName"])
+        model = stage.resource(model_ref) if model_ref else by_name[variant["ModelName"]]
         role = stage.target(ref.stack, model["Properties"]["ExecutionRoleArn"])
         granted = []
         for statement in stage.statements_of_role(role):
