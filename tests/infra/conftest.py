@@ -15,7 +15,7 @@ from aws_cdk.assertions import Template
 from stacks.app_builder import build_stages
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANT_MODULES = {"test_model_monitor.py", "test_drift_task.py"}
+VARIANT_MODULES = {"test_model_monitor.py", "test_drift_task.py", "test_reachability_variant.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -73,6 +73,7 @@ class Variant:
     dev_inference: Template
     prod_inference: Template
     pipeline: dict[str, Any]
+    outdir: Path
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +88,8 @@ def variant(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
     )
     environments["staging"].setdefault("monitoring", {})["engine"] = "model_monitor"
     environments["prod"].setdefault("monitoring", {})["runner"] = "fargate"
-    app = App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = App(context=context, outdir=str(outdir))
     stages = {
         stage.stage_name: stage for stage in build_stages(app, default_account="123456789012", default_region=None)
     }
@@ -98,4 +100,4 @@ def variant(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
         return Template.from_json(stack.template)
 
     [pipeline] = assembly.stacks
-    return Variant(inference("dev"), inference("prod"), pipeline.template)
+    return Variant(inference("dev"), inference("prod"), pipeline.template, outdir)
