@@ -230,7 +230,9 @@ class PredictionApi(Construct):
                     ),
                     apigw.IntegrationResponse(
                         status_code="502",
-                        selection_pattern="(4|5)\\d\\d",
+                        # Every other 4xx/5xx, disjoint from 424 and 429: AWS documents no precedence between
+                        # selection patterns that match the same status code.
+                        selection_pattern="4[013-9]\\d|42[0-35-8]|5\\d\\d",
                         response_templates={
                             "application/json": _error_body("model_error", "The model could not answer this request")
                         },
