@@ -22,7 +22,9 @@ ROLLBACK_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate")
 class EndpointAlarms(Construct):
     """Creates `topic`, the alarms (`rollback_alarms` guard deployments) and `dashboard`.
 
-    Alarm names are fixed (`{prefix}-...`) so the rollback Lambdas and operators can find them.
+    Alarm names are fixed (`{prefix}-...`) so the rollback Lambdas and operators can find them. The CPU alarm's
+    threshold is `alarms.cpu_utilization_percent` per instance times `instance_vcpus` (EndpointSettings.vcpus),
+    as CPUUtilization sums the vCPUs; callers that do not pass it yet get the per-instance value.
     """
 
     def __init__(
