@@ -65,6 +65,7 @@ class InferenceStack(Stack):
             model_name=release.name,
             model_version=release.version,
             max_instances=settings.endpoint.max_capacity,
+            instance_vcpus=settings.endpoint.vcpus,
         )
         self.model_endpoint = ModelEndpoint(
             self,

@@ -379,11 +379,6 @@ def host_alarms(synthesized, env: str) -> dict[str, dict]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stacks/inference_stack.py must pass instance_vcpus=settings.endpoint.vcpus to EndpointAlarms "
-    "(file owned elsewhere); remove this marker then",
-)
 @pytest.mark.parametrize("env", ENVS)
 def test_cpu_alarm_threshold_is_the_per_instance_percentage_times_the_vcpus(synthesized, cdk_context, env: str) -> None:
     percent = config(cdk_context, env, "alarms").get("cpu_utilization_percent", 80.0)
