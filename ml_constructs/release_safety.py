@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -19,10 +19,13 @@ from platform_config import DeploymentSettings
 CODE_DIR = "lambda_src/releases"
 # Async retries of the controller; its MAX_ROLLBACK_ATTEMPTS must be one more (see RELEASES.md).
 CONTROLLER_RETRIES = 2
+# The inference stack's output holding the operator policy's ARN (README, rollback runbook; RELEASES.md).
+OPERATOR_POLICY_OUTPUT = "ReleaseOperatorPolicyArn"
 
 
 class ReleaseSafety(Construct):
-    """Exposes `recorder` and `controller` (PlatformFunctions), each scoped to one endpoint and one table."""
+    """Exposes `recorder` and `controller` (PlatformFunctions), each scoped to one endpoint and one table, and
+    `operator_policy`: what the operator CLI needs for the same endpoint, for an admin to attach to operators."""
 
     def __init__(
         self,
@@ -101,21 +104,25 @@ class ReleaseSafety(Construct):
             "dynamodb:Query",
             "dynamodb:ConditionCheckItem",
         ]
+
+        def reads() -> iam.PolicyStatement:
+            return iam.PolicyStatement(
+                actions=[
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeModel",
+                    "sagemaker:ListTags",
+                ],
+                resources=[endpoint_arn, config_arns, model_arns],
+            )
+
         for fn in (self.recorder, self.controller):
             fn.policy.add_statements(
                 iam.PolicyStatement(
                     actions=table_actions + (["dynamodb:DeleteItem"] if fn is self.controller else []),
                     resources=[table_arn, f"{table_arn}/index/{STATUS_INDEX}"],
                 ),
-                iam.PolicyStatement(
-                    actions=[
-                        "sagemaker:DescribeEndpoint",
-                        "sagemaker:DescribeEndpointConfig",
-                        "sagemaker:DescribeModel",
-                        "sagemaker:ListTags",
-                    ],
-                    resources=[endpoint_arn, config_arns, model_arns],
-                ),
+                reads(),
                 iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
                 iam.PolicyStatement(
                     actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[placement.logs_key.key_arn]
@@ -126,16 +133,30 @@ class ReleaseSafety(Construct):
                 actions=["cloudwatch:DescribeAlarms"], resources=[alarm.alarm_arn for alarm in guard_alarms]
             )
         )
-        self.controller.policy.add_statements(
-            iam.PolicyStatement(actions=["sagemaker:UpdateEndpoint"], resources=[endpoint_arn, config_arns])
-        )
+        data_key = placement.data_key.key_arn
+        self.controller.policy.add_statements(*update_endpoint_statements(endpoint_arn, config_arns, data_key))
+        wildcards = (wildcard_finding(stack, config_arns), wildcard_finding(stack, model_arns))
         for fn in (self.recorder, self.controller):
             acknowledge(
                 fn.policy,
-                (wildcard_finding(stack, config_arns), wildcard_finding(stack, model_arns)),
+                wildcards,
                 "Each release creates a new model and endpoint config named after this endpoint; the prefix "
                 "scopes access to this endpoint's releases and nothing else.",
             )
+        self.operator_policy = self._operator_policy(
+            [
+                # The CLI reads and writes the release history, freeze flag and rollback lock like the controller.
+                iam.PolicyStatement(
+                    actions=[*table_actions, "dynamodb:DeleteItem"],
+                    resources=[table_arn, f"{table_arn}/index/{STATUS_INDEX}"],
+                ),
+                # The table is encrypted with the data key, as the Lambdas' PlatformFunction grant reflects.
+                iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[data_key]),
+                reads(),
+                *update_endpoint_statements(endpoint_arn, config_arns, data_key),
+            ],
+            wildcards,
+        )
 
         events.Rule(
             self,
@@ -184,3 +205,50 @@ class ReleaseSafety(Construct):
                 )
             ],
         )
+
+    def _operator_policy(self, statements: list[iam.PolicyStatement], wildcards: tuple[str, ...]) -> iam.ManagedPolicy:
+        """Attached to no one here: operators' roles live outside this app (SSO, an account admin's roles).
+        Not custom-named, so that a change of a replacement-only property (description, path) can replace it."""
+        policy = iam.ManagedPolicy(
+            self,
+            "OperatorPolicy",
+            description="Operator CLI (lambda_src/releases): release history, freeze and manual rollback of "
+            "this environment's endpoint; see RELEASES.md",
+            statements=statements,
+        )
+        acknowledge(
+            policy,
+            wildcards,
+            "The operator CLI reads and rolls back to releases, each a model and endpoint config named after this "
+            "endpoint; the prefix scopes access to this endpoint's releases and nothing else.",
+        )
+        output = CfnOutput(
+            self,
+            "OperatorPolicyArn",
+            description="Attach to the role operators use for `python -m lambda_src.releases.release_history`",
+            value=policy.managed_policy_arn,
+        )
+        output.override_logical_id(OPERATOR_POLICY_OUTPUT)  # a stable key for the runbook's lookup
+        return policy
+
+
+def update_endpoint_statements(endpoint_arn: str, config_arns: str, data_key_arn: str) -> list[iam.PolicyStatement]:
+    """UpdateEndpoint onto a config whose KmsKeyId is the data key (the configs ModelEndpoint creates).
+
+    SageMaker encrypts the new fleet's volumes with that key by creating a KMS grant with the caller's rights:
+    "Amazon SageMaker AI API Permissions: Actions, Permissions, and Resources Reference" lists kms:CreateGrant for
+    CreateEndpoint when the endpoint config has a KmsKeyId, and the CreateEndpointConfig API reference (KmsKeyId)
+    says the key must admit the caller of CreateEndpoint and UpdateEndpoint. kms:GrantIsForAWSResource holds the
+    grant to requests SageMaker makes on the caller's behalf (KMS Developer Guide, "Controlling access to grants").
+    kms:DescribeKey (key metadata only) lets SageMaker validate the key with the caller's rights; the pages above do
+    not name it, the issue asks for it, and it exposes no key material.
+    """
+    return [
+        iam.PolicyStatement(actions=["sagemaker:UpdateEndpoint"], resources=[endpoint_arn, config_arns]),
+        iam.PolicyStatement(
+            actions=["kms:CreateGrant"],
+            resources=[data_key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+        iam.PolicyStatement(actions=["kms:DescribeKey"], resources=[data_key_arn]),
+    ]

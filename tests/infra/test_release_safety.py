@@ -58,19 +58,78 @@ def test_rules_route_endpoint_changes_schedule_and_guard_alarms(synthesized, env
     assert all("DeadLetterConfig" in t for r in rules for t in r["Targets"])
 
 
+def statements(policy: dict) -> list[dict]:
+    found = policy["Properties"]["PolicyDocument"]["Statement"]
+    return [{**s, "Action": s["Action"] if isinstance(s["Action"], list) else [s["Action"]]} for s in found]
+
+
+def endpoint_updaters(synthesized, env: str) -> dict[str, dict]:
+    return {
+        logical_id: policy
+        for logical_id, policy in synthesized.resources(env, "inference", "AWS::IAM::ManagedPolicy").items()
+        if any("sagemaker:UpdateEndpoint" in s["Action"] for s in statements(policy))
+    }
+
+
 @pytest.mark.parametrize("env", ENVS)
-def test_only_the_controller_may_update_and_only_this_endpoint(synthesized, env: str) -> None:
-    template = synthesized.templates[(env, "inference")]
-    updaters = []
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] != "AWS::IAM::ManagedPolicy":
-            continue
-        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if "sagemaker:UpdateEndpoint" in actions:
-                updaters.append(logical_id)
+def test_only_the_controller_and_the_operator_policy_may_update_and_only_this_endpoint(synthesized, env: str) -> None:
+    updaters = endpoint_updaters(synthesized, env)
+    for policy in updaters.values():
+        for statement in statements(policy):
+            if "sagemaker:UpdateEndpoint" in statement["Action"]:
                 resources = json.dumps(statement["Resource"])
                 assert f"endpoint/mlapi-{env}-endpoint" in resources
                 assert f"endpoint-config/mlapi-{env}-endpoint-*" in resources
                 assert "sagemaker:*" not in resources
-    assert len(updaters) == 1 and "Controller" in updaters[0]
+    assert len(updaters) == 2
+    assert sum("Controller" in i for i in updaters) == 1 and sum("OperatorPolicy" in i for i in updaters) == 1
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_whoever_updates_the_endpoint_may_have_sagemaker_use_its_configs_key(synthesized, env: str) -> None:
+    # UpdateEndpoint onto a config with KmsKeyId: SageMaker creates a KMS grant on that key with the caller's rights
+    # ("Amazon SageMaker AI API Permissions: Actions, Permissions, and Resources Reference": kms:CreateGrant when the
+    # endpoint config has a KmsKeyId; CreateEndpointConfig API reference, KmsKeyId). kms:GrantIsForAWSResource holds
+    # the grant to SageMaker's requests (KMS Developer Guide, "Controlling access to grants").
+    [config] = synthesized.resources(env, "inference", "AWS::SageMaker::EndpointConfig").values()
+    config_key = config["Properties"]["KmsKeyId"]
+    for logical_id, policy in endpoint_updaters(synthesized, env).items():
+        grants = [s for s in statements(policy) if "kms:CreateGrant" in s["Action"]]
+        assert grants, f"{logical_id} may UpdateEndpoint but not create the grant on the config's key"
+        assert all(s["Resource"] == config_key for s in grants), logical_id
+        assert all(s.get("Condition") == {"Bool": {"kms:GrantIsForAWSResource": "true"}} for s in grants), logical_id
+        describe = [s for s in statements(policy) if "kms:DescribeKey" in s["Action"]]
+        assert [s["Resource"] for s in describe] == [config_key], logical_id
+
+
+# What `python -m lambda_src.releases.release_history` calls (cli.py, rollback.py, repository.py, endpoint.py).
+OPERATOR_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "sagemaker:DescribeEndpoint",
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DescribeModel",
+    "sagemaker:ListTags",
+    "sagemaker:UpdateEndpoint",
+    "kms:CreateGrant",
+    "kms:DescribeKey",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_operator_policy_covers_the_cli_is_scoped_and_its_arn_is_an_output(synthesized, env: str) -> None:
+    template = synthesized.templates[(env, "inference")]
+    policies = synthesized.resources(env, "inference", "AWS::IAM::ManagedPolicy")
+    [(logical_id, policy)] = [(i, p) for i, p in policies.items() if "OperatorPolicy" in i]
+    found = statements(policy)
+    assert {a for s in found for a in s["Action"]} == OPERATOR_ACTIONS
+    assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in found)
+    assert not {"Roles", "Users", "Groups"} & set(policy["Properties"])  # an admin attaches it to operators
+    outputs = {k: o for k, o in template.get("Outputs", {}).items() if o["Value"] == {"Ref": logical_id}}
+    assert list(outputs) == ["ReleaseOperatorPolicyArn"]  # the key the README's runbook looks up
