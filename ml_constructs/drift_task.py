@@ -76,8 +76,14 @@ class DriftTask(Construct):
             user=UNPRIVILEGED_USER,
             logging=ecs.LogDrivers.aws_logs(stream_prefix="drift", log_group=logs),
         )
+        # The capture, artifacts and reports buckets encrypt with the data key: S3 needs kms:Decrypt to read an
+        # SSE-KMS object and kms:GenerateDataKey to write one (S3 User Guide, "Using server-side encryption with
+        # AWS KMS keys (SSE-KMS)"). The Lambda runner holds the same pair through PlatformFunction.
+        data_key = iam.PolicyStatement(
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[placement.data_key.key_arn]
+        )
         self.policy = iam.ManagedPolicy(
-            self, "Policy", roles=[self.task_definition.task_role], statements=list(statements)
+            self, "Policy", roles=[self.task_definition.task_role], statements=[*statements, data_key]
         )
         self.dead_letter_queue = terminal_dead_letter_queue(
             self, "DeadLetters", key=placement.data_key, removal_policy=placement.removal_policy

@@ -54,3 +54,20 @@ def test_the_task_role_has_the_jobs_scoped_policy_and_nothing_inline(prod: Templ
     text = json.dumps(policy["Properties"]["PolicyDocument"])
     assert "drift-reports/mlapi-prod-endpoint/*" in text and "capture/mlapi-prod-endpoint/*" in text
     prod.resource_properties_count_is("AWS::IAM::Policy", {"Roles": [{"Ref": role}]}, 0)
+
+
+def test_the_task_role_may_use_the_data_key_that_encrypts_the_buckets_it_reads_and_writes(prod: Template) -> None:
+    # Capture, artifacts and reports are SSE-KMS with the data key: reading needs kms:Decrypt, writing
+    # kms:GenerateDataKey (S3 User Guide, "Using server-side encryption with AWS KMS keys (SSE-KMS)").
+    [config] = prod.find_resources("AWS::SageMaker::EndpointConfig").values()
+    data_key = config["Properties"]["DataCaptureConfig"]["KmsKeyId"]  # the capture bucket's key: the data key
+    [definition] = prod.find_resources("AWS::ECS::TaskDefinition").values()
+    role = definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    [policy] = prod.find_resources("AWS::IAM::ManagedPolicy", {"Properties": {"Roles": [{"Ref": role}]}}).values()
+    granted = set()
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if data_key in resources and "Condition" not in statement:
+            granted.update(actions)
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= granted
