@@ -117,6 +117,8 @@ class DeliveryPipeline(Construct):
         releases_table = (
             f"arn:{stack.partition}:dynamodb:{stack.region}:{stack.account}:table/{production_prefix}-releases"
         )
+        data_keys = f"arn:{stack.partition}:kms:{stack.region}:{stack.account}:key/*"
+        self.guard_wildcards.append(data_keys)
         thresholds = ",".join(f"{k}={v}" for k, v in settings.model_thresholds.items())
         latency = settings.latency_gate
         # The gate's report says why the run happened (a push, or drift with its reason).
@@ -165,6 +167,15 @@ class DeliveryPipeline(Construct):
                     iam.PolicyStatement(
                         actions=["s3:GetObject"],
                         resources=[self.baselines_arn],
+                    ),
+                    # The baselines are SSE-KMS under the artifacts bucket's default key, production's data key
+                    # (scripts/publish_baseline.py); S3 needs kms:Decrypt to read them. Known here by alias only.
+                    iam.PolicyStatement(
+                        actions=["kms:Decrypt"],
+                        resources=[data_keys],
+                        conditions={
+                            "ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/{production_prefix}/data"}
+                        },
                     ),
                 ],
                 env=retraining_env,

@@ -37,7 +37,12 @@ def publish(dist: Path, bucket: str, s3_client=None, contract_dir: Path = CONTRA
     keys = []
     for path, key in uploads:
         if path.is_file():
-            client.upload_file(str(path), bucket, key, ExtraArgs={"ServerSideEncryption": "aws:kms"})
+            # No encryption arguments: the bucket's default (the environment's data key, with a bucket key) applies
+            # only to a request that names no server-side encryption (S3 API reference, ServerSideEncryptionByDefault).
+            # `aws:kms` without a key id means the AWS managed key aws/s3 instead (PutObject API reference,
+            # x-amz-server-side-encryption-aws-kms-key-id): a key whose policy admits every principal of the account
+            # through S3 and no other account, outside the data key's policy and its readers' grants.
+            client.upload_file(str(path), bucket, key)
             keys.append(key)
     return keys
 

@@ -168,3 +168,32 @@ def test_every_pipeline_function_has_the_powertools_layer_its_code_imports(synth
     for logical_id, fn in functions.items():
         if fn["Properties"].get("Handler", "").endswith(".handler.handler"):
             assert "AWSLambdaPowertoolsPythonV3" in json.dumps(fn["Properties"].get("Layers")), logical_id
+
+
+def role_statements(synthesized, role_logical_id: str) -> list[dict]:
+    """Every statement of the inline and managed policies attached to one role of the pipeline stack."""
+    found = []
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for policy in synthesized.resources("pipeline", "pipeline", kind).values():
+            if {"Ref": role_logical_id} in policy["Properties"].get("Roles", []):
+                for s in policy["Properties"]["PolicyDocument"]["Statement"]:
+                    found.append({**s, "Action": s["Action"] if isinstance(s["Action"], list) else [s["Action"]]})
+    return found
+
+
+def project_role(synthesized, action: dict) -> str:
+    projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project")
+    return projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+
+
+def test_the_model_gate_may_decrypt_the_production_baselines_with_the_data_key(synthesized, pipeline) -> None:
+    # The baselines are SSE-KMS under the artifacts bucket's default key (scripts/publish_baseline.py): S3 needs
+    # kms:Decrypt on it to serve them. The data key lives in production's data stack, so it is named by alias.
+    role = project_role(synthesized, actions(pipeline, "Checks")["ModelGate"])
+    decrypts = [s for s in role_statements(synthesized, role) if "kms:Decrypt" in s["Action"]]
+    assert any(
+        s["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/mlapi-prod/data"}}
+        and s["Resource"] == "arn:aws:kms:eu-west-1:123456789012:key/*"
+        for s in decrypts
+        if "Condition" in s
+    ), decrypts
