@@ -21,6 +21,7 @@ from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.pipeline_steps import (
     LambdaInvokeStep,
     NotifyingApprovalStep,
+    grant_use_connection,
     model_monitor_baseline_step,
     pipeline_source,
 )
@@ -293,6 +294,8 @@ class DeliveryPipeline(Construct):
         self.artifacts = artifacts
         self._grant_classifier(prefix, production_prefix, artifacts)
         self.pipeline.build_pipeline()
+        if settings.source.connection_arn:
+            self._grant_connection(settings.source.connection_arn)
         self.retraining = None
         if settings.retraining_trigger:
             self.retraining = RetrainingTrigger(
@@ -453,6 +456,16 @@ class DeliveryPipeline(Construct):
             )
 
         return step("before"), step("after")
+
+    def _grant_connection(self, connection_arn: str) -> None:
+        """The source action's role (one per action, generated under the pipeline's Source stage) uses the
+        connection; the pipeline's own role only assumes it."""
+        stage = self.pipeline.pipeline.node.find_child("Source")
+        roles = [c for c in stage.node.find_all() if isinstance(c, iam.Role)]
+        if not roles:
+            raise ValueError("the pipeline's Source stage has no action role to grant UseConnection to")
+        for role in roles:
+            grant_use_connection(role, connection_arn)
 
     def _api_reader(self) -> list[iam.PolicyStatement]:
         """Smoke tests look up the API's id and key by name."""

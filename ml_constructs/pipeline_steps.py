@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import jsii
+from aws_cdk import IAnyProducer, IResolveContext, Lazy, pipelines
 from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from aws_cdk import pipelines
 from constructs import Construct
 
 from platform_config.settings import EnvironmentSettings, PipelineSource
@@ -29,6 +29,69 @@ def pipeline_source(scope: Construct, source: PipelineSource) -> pipelines.CodeP
         return pipelines.CodePipelineSource.s3(bucket, source.s3_key, trigger=actions.S3Trigger.EVENTS)
     repository = codecommit.Repository.from_repository_name(scope, "Repository", str(source.codecommit_repository))
     return pipelines.CodePipelineSource.code_commit(repository, source.branch)
+
+
+# CodeStar Connections was renamed CodeConnections; both service prefixes stay valid, and "when specifying a resource
+# in the IAM policy, the service prefix needs to match that of the resource" (Developer Tools console User Guide,
+# "Connections rename - Summary of changes").
+CONNECTION_PREFIXES = ("codestar-connections", "codeconnections")
+
+
+def connection_arns(connection_arn: str) -> dict[str, str]:
+    """The connection's ARN in each service prefix's form, keyed by prefix."""
+    parts = connection_arn.split(":", 5)
+    if len(parts) != 6 or parts[2] not in CONNECTION_PREFIXES:
+        raise ValueError(f"not a connection ARN: {connection_arn!r} (service must be one of {CONNECTION_PREFIXES})")
+    return {prefix: ":".join([*parts[:2], prefix, *parts[3:]]) for prefix in CONNECTION_PREFIXES}
+
+
+def grant_use_connection(role: iam.Role, connection_arn: str) -> None:
+    """UseConnection under both prefixes, each on the ARN in its own form, in the role's default policy.
+
+    CDK's source action grants `codestar-connections:UseConnection` on the ARN as configured, which a
+    `codeconnections:` ARN does not match; that grant is dropped from the template, the matched pair replaces it
+    (CDK may merge the pair's `codestar-connections` half into its statement: only the mismatched ARN is removed).
+    """
+    for prefix, arn in connection_arns(connection_arn).items():
+        role.add_to_principal_policy(iam.PolicyStatement(actions=[f"{prefix}:UseConnection"], resources=[arn]))
+    policy = role.node.find_child("DefaultPolicy")
+    assert isinstance(policy, iam.Policy)
+    resource = policy.node.default_child
+    assert isinstance(resource, iam.CfnPolicy)
+    resource.add_property_override("PolicyDocument.Statement", Lazy.uncached_any(_MatchedConnectionGrants(policy)))
+
+
+def matched_connection_grant(statement: dict[str, Any]) -> dict[str, Any] | None:
+    """`statement` without the connection ARNs of the other prefix when it grants one `<prefix>:UseConnection`
+    (None when nothing is left); any other statement unchanged."""
+    actions = statement.get("Action", [])
+    actions = [actions] if isinstance(actions, str) else actions
+    if len(actions) != 1 or actions[0] not in {f"{p}:UseConnection" for p in CONNECTION_PREFIXES}:
+        return statement
+    prefix = actions[0].removesuffix(":UseConnection")
+    resources = statement.get("Resource", [])
+    resources = [resources] if not isinstance(resources, list) else resources
+
+    def other_prefix(resource: Any) -> bool:
+        service = resource.split(":")[2] if isinstance(resource, str) and resource.count(":") >= 5 else None
+        return service in CONNECTION_PREFIXES and service != prefix
+
+    kept = [r for r in resources if not other_prefix(r)]
+    if not kept:
+        return None
+    return {**statement, "Resource": kept[0] if len(kept) == 1 else kept}
+
+
+@jsii.implements(IAnyProducer)
+class _MatchedConnectionGrants:
+    """The policy's statements at synth, without connection ARNs under the other prefix than the action's."""
+
+    def __init__(self, policy: iam.Policy) -> None:
+        self.policy = policy
+
+    def produce(self, context: IResolveContext) -> Any:
+        statements = context.resolve(self.policy.document)["Statement"]
+        return [kept for s in statements if (kept := matched_connection_grant(s)) is not None]
 
 
 @jsii.implements(pipelines.ICodePipelineActionFactory)

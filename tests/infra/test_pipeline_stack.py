@@ -186,6 +186,31 @@ def project_role(synthesized, action: dict) -> str:
     return projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
 
 
+def test_the_source_action_role_may_use_the_connection_under_both_prefixes(synthesized, pipeline, cdk_context) -> None:
+    # After the CodeConnections rename "the service prefix needs to match that of the resource" (Developer Tools
+    # console User Guide, "Connections rename - Summary of changes"): each action on the ARN in its own prefix.
+    [source] = actions(pipeline, "Source").values()
+    role = source["RoleArn"]["Fn::GetAtt"][0]
+    configured = cdk_context["ml-platform"]["pipeline"]["source"]["connection_arn"]
+    suffix = configured.split(":", 3)[3]  # region:account:connection/id
+    granted = {
+        (action, json.dumps(resource))
+        for s in role_statements(synthesized, role)
+        if s["Effect"] == "Allow"
+        for action in s["Action"]
+        for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    }
+    prefixes = ("codestar-connections", "codeconnections")
+    for prefix in prefixes:
+        assert (f"{prefix}:UseConnection", json.dumps(f"arn:aws:{prefix}:{suffix}")) in granted, prefix
+    mismatched = {
+        (action, resource)
+        for action, resource in granted
+        if action.endswith(":UseConnection") and f'"arn:aws:{action.removesuffix(":UseConnection")}:' not in resource
+    }
+    assert not mismatched  # CDK's own grant names the configured (codeconnections) ARN under codestar-connections
+
+
 def test_the_model_gate_may_decrypt_the_production_baselines_with_the_data_key(synthesized, pipeline) -> None:
     # The baselines are SSE-KMS under the artifacts bucket's default key (scripts/publish_baseline.py): S3 needs
     # kms:Decrypt on it to serve them. The data key lives in production's data stack, so it is named by alias.
