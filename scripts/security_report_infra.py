@@ -400,6 +400,15 @@ def internet_paths(env: Env) -> dict[str, Any]:
                         )
                         for variant in variants:
                             model = env.target(config[0], variant.get("ModelName")) if config else None  # type: ignore[index]
+                            if model is None:  # the variant names its model (the name carries a digest)
+                                model = next(
+                                    (
+                                        (stack, logical_id)
+                                        for stack, logical_id, resource in env.resources("AWS::SageMaker::Model")
+                                        if resource.get("Properties", {}).get("ModelName") == variant.get("ModelName")
+                                    ),
+                                    None,
+                                )
                             model_props = (env.resource(*model) or {}).get("Properties", {}) if model else {}
                             vpc = model_props.get("VpcConfig")
                             if not vpc:

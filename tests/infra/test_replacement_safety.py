@@ -48,8 +48,13 @@ FIXED = {
     ("AWS::ApiGateway::Model", "ContentType"): {"application/json"},
     ("AWS::EC2::VPCEndpoint", "VpcEndpointType"): {"Gateway", "Interface"},
 }
-# Create-only properties that are not names of the resource itself.
-NOT_A_NAME = {("AWS::EC2::VPCEndpoint", "ServiceName")}
+# Create-only properties ending in "Name" that name another resource, not this one.
+NOT_A_NAME = {
+    ("AWS::EC2::VPCEndpoint", "ServiceName"),
+    ("AWS::EC2::FlowLog", "LogGroupName"),
+    ("AWS::Lambda::EventInvokeConfig", "FunctionName"),
+    ("AWS::Lambda::Permission", "FunctionName"),
+}
 
 
 def create_only(resource_type: str) -> list[str]:
