@@ -312,6 +312,7 @@ def sagemaker_vpc_statements(vpc: ec2.IVpc) -> list[iam.PolicyStatement]:
                 "ec2:DeleteNetworkInterfacePermission",
             ],
             resources=["*"],
-            conditions={"StringEquals": {"ec2:Vpc": vpc.vpc_arn}},
+            # ec2:Vpc is an ARN-typed condition key (Service Authorization Reference, Amazon EC2).
+            conditions={"ArnEquals": {"ec2:Vpc": vpc.vpc_arn}},
         ),
     ]

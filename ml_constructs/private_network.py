@@ -122,8 +122,8 @@ class PrivateNetwork(Construct):
         self.endpoint_security_group.add_egress_rule(
             ec2.Peer.ipv4(settings.cidr), ec2.Port.tcp(443), "HTTPS to the interface endpoints"
         )
-        for name, service in GATEWAY_ENDPOINTS.items():
-            self.vpc.add_gateway_endpoint(name, service=service, subnets=[self.inference_subnets])
+        for name, gateway_service in GATEWAY_ENDPOINTS.items():
+            self.vpc.add_gateway_endpoint(name, service=gateway_service, subnets=[self.inference_subnets])
         # VPC User Guide, "Gateway endpoints" / "Control access using security groups": traffic through a
         # gateway endpoint goes to the service's prefix list, so a group limited to the VPC CIDR blocks it
         # (SageMaker could not pull its model or its ECR layers, which ECR serves from S3).
@@ -133,9 +133,9 @@ class PrivateNetwork(Construct):
             services=list(GATEWAY_ENDPOINTS.values()),
             logs=LogPolicy(logs_key, settings.flow_log_retention_days, removal_policy),
         )
-        for service, prefix_list_id in self.gateway_prefix_lists.ids.items():
+        for short_name, prefix_list_id in self.gateway_prefix_lists.ids.items():
             self.endpoint_security_group.add_egress_rule(
-                ec2.Peer.prefix_list(prefix_list_id), ec2.Port.tcp(443), f"HTTPS to {service} (gateway endpoint)"
+                ec2.Peer.prefix_list(prefix_list_id), ec2.Port.tcp(443), f"HTTPS to {short_name} (gateway endpoint)"
             )
         for name, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
