@@ -38,6 +38,8 @@ from release_history.repository import Release, ReleaseRepository, Status  # noq
 from release_history.runtime import get_runtime  # noqa: E402
 from release_history.timeutil import iso  # noqa: E402
 
+from tests.release_table import create_release_table  # noqa: E402
+
 REGION = "eu-west-1"
 PREFIX = "mlapi-dev"
 ALARM = f"{PREFIX}-container-error-rate"
@@ -217,24 +219,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 
 def _create_table(session: boto3.Session) -> Any:
-    return session.resource("dynamodb").create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "status_key", "status_changed_at")
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "status-index",
-                "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [
-                    {"AttributeName": "status_key", "KeyType": "HASH"},
-                    {"AttributeName": "status_changed_at", "KeyType": "RANGE"},
-                ],
-            }
-        ],
-    )
+    return create_release_table(session.resource("dynamodb"), TABLE)
 
 
 def _create_endpoint(session: boto3.Session) -> None:

@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from scripts.model_gate import main
+from tests.release_table import create_release_table
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "model_container" / "contract"
@@ -151,24 +152,7 @@ def test_unknown_threshold_metric_is_a_usage_error(dist: Path, capsys: pytest.Ca
 
 # ---- live model from AWS: release table + published baseline metadata --------------------------------
 def _table(dynamodb: Any) -> Any:
-    return dynamodb.create_table(
-        TableName="releases",
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "status_key", "status_changed_at")
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "status-index",
-                "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [
-                    {"AttributeName": "status_key", "KeyType": "HASH"},
-                    {"AttributeName": "status_changed_at", "KeyType": "RANGE"},
-                ],
-            }
-        ],
-    )
+    return create_release_table(dynamodb, "releases")
 
 
 @mock_aws

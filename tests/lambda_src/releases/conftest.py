@@ -25,9 +25,11 @@ from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
 from moto.core.utils import utcnow as moto_utcnow  # noqa: E402
 from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 from release_history import aws  # noqa: E402
-from release_history.repository import STATUS_INDEX, ReleaseRepository  # noqa: E402
+from release_history.repository import ReleaseRepository  # noqa: E402
 from release_history.runtime import get_runtime  # noqa: E402
 from release_world import ALARMS, CONFIGS, ENDPOINT, REGION, TABLE, TOPIC, World  # noqa: E402
+
+from tests.release_table import create_release_table  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -50,16 +52,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _create_table() -> Any:
-    dynamodb = aws.session().resource("dynamodb")
-    return dynamodb.create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
-                              for n in ("pk", "sk", "status_key", "status_changed_at")],
-        GlobalSecondaryIndexes=[{
-            "IndexName": STATUS_INDEX, "Projection": {"ProjectionType": "ALL"},
-            "KeySchema": [{"AttributeName": "status_key", "KeyType": "HASH"},
-                          {"AttributeName": "status_changed_at", "KeyType": "RANGE"}]}])
+    return create_release_table(aws.session().resource("dynamodb"), TABLE)
 
 
 def _create_sagemaker() -> None:
