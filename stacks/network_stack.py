@@ -25,7 +25,13 @@ class NetworkStack(Stack):
         removal_policy: RemovalPolicy,
         **kwargs: Any,
     ) -> None:
+        self._zones = list(settings.network.availability_zones)
         super().__init__(scope, construct_id, **kwargs)
         self.network = PrivateNetwork(
             self, "Network", settings=settings.network, logs_key=logs_key, removal_policy=removal_policy
         )
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """The configured AZs: with an explicit account CDK would otherwise look them up (an AWS call at synth)."""
+        return self._zones
