@@ -35,6 +35,9 @@ class ServerConfig:
     metrics_interval_s: float
     drain_timeout_s: float
     pin_workers: bool = True
+    # SageMaker Batch Transform starts the image with SAGEMAKER_BATCH=true ("Use Your Own Inference Code with Batch
+    # Transform"): the server then also answers GET /execution-parameters and multi-record bodies (server/batch.py).
+    batch: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServerConfig:
@@ -53,4 +56,5 @@ class ServerConfig:
             drain_timeout_s=float(_int(env, "MODEL_SERVER_DRAIN_TIMEOUT", 25)),
             # One worker per CPU, each pinned to its CPU and preferring connections that CPU handles (balance.py).
             pin_workers=env.get("MODEL_SERVER_PIN_WORKERS", "1").strip() != "0",
+            batch=env.get("SAGEMAKER_BATCH", "").strip().lower() == "true",
         )

@@ -15,6 +15,7 @@ import uvloop
 
 from model_container.server.app import InferenceApp
 from model_container.server.balance import ConnectionCounts, CpuSteering, worker_cpu
+from model_container.server.batch import BatchInferenceApp, execution_parameters
 from model_container.server.config import ServerConfig
 from model_container.server.http import HttpConnection, ServerState
 from model_container.server.logs import LogWriter
@@ -43,7 +44,10 @@ class Worker:
         self.config, self.index = config, index
         self.counts = counts if counts is not None else ConnectionCounts(config.workers)
         self.logs = LogWriter()
-        self.app = InferenceApp(self.logs)
+        # Batch Transform (SAGEMAKER_BATCH=true) adds to the real-time contract; real-time serving is unchanged.
+        self.app = (
+            BatchInferenceApp(self.logs, execution_parameters(config)) if config.batch else InferenceApp(self.logs)
+        )
         self.metrics = MetricsAggregator("unknown", index)
         self.state = ServerState(self.app, self.logs, self.metrics, config.max_body_bytes, index)
         self.loop = uvloop.new_event_loop()
@@ -70,6 +74,7 @@ class Worker:
                 "uid": os.getuid(),
                 "port": self.config.port,
                 "cpu": cpu,
+                "batch": self.config.batch,
             }
         )
         # The model loads in a thread so /ping can answer 503 meanwhile instead of hanging.
