@@ -17,6 +17,7 @@ from platform_config.settings import (
     MonitoringSettings,
     NetworkSettings,
     PipelineSettings,
+    TrainingSettings,
 )
 
 CONTEXT_KEY = "ml-platform"
@@ -34,6 +35,7 @@ __all__ = [
     "MonitoringSettings",
     "NetworkSettings",
     "PipelineSettings",
+    "TrainingSettings",
     "load_environments",
     "load_pipeline",
     "select_environments",

@@ -654,6 +654,68 @@ class ChatChannel:
             check(bool(re.fullmatch(r"\S{1,256}", self.channel_id)), "channel_id", "is not a Teams channel id")
 
 
+# S3 URIs of a prefix: s3://bucket/ or s3://bucket/some/prefix/ (a bucket name as S3 allows it).
+_S3_PREFIX = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[\w!.*'()/=+-]*)?/")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Retraining: where the data comes from, what a training snapshot must hold, and where training runs.
+
+    One training per pipeline run serves staging and production alike, so this lives with the pipeline, not
+    with an environment. A snapshot joins `dataset_uri` (CSV files under a versioned S3 prefix; absent: the
+    bundled dataset) with production's captured traffic of the last `capture_days` that has ground-truth
+    labels (model_container/dataset)."""
+
+    dataset_uri: str | None = None
+    capture_days: int = 30
+    min_rows: int = 500
+    # Each class must make up at least this fraction of the snapshot (binary labels: the other at most 1 - it).
+    min_class_fraction: float = 0.2
+    holdout_fraction: float = 0.2
+    # build: in the pipeline's CodeBuild step (seconds for this model); sagemaker: scripts/training_job.py.
+    runner: Literal["build", "sagemaker"] = "build"
+    instance_type: str = "ml.m5.large"
+    volume_size_gb: int = 10
+    spot: bool = True
+    max_runtime_seconds: int = 3600
+    max_wait_seconds: int = 7200
+
+    def __post_init__(self) -> None:
+        if self.dataset_uri is not None:
+            check(
+                bool(_S3_PREFIX.fullmatch(self.dataset_uri)),
+                "dataset_uri",
+                "must be an s3:// prefix ending with '/' (the CSV files under it are the dataset)",
+            )
+        check(1 <= self.capture_days <= 366, "capture_days", "must be 1..366")
+        check(self.min_rows >= 10, "min_rows", "must be at least 10")
+        check(0 < self.min_class_fraction <= 0.5, "min_class_fraction", "must be in (0, 0.5]")
+        check(0 < self.holdout_fraction < 0.5, "holdout_fraction", "must be in (0, 0.5)")
+        match = _INSTANCE.fullmatch(self.instance_type)
+        check(match is not None, "instance_type", f"{self.instance_type!r} is not a SageMaker instance type")
+        # "You can't request a VolumeKmsKeyId when using an instance type with local storage" (API reference,
+        # ResourceConfig); the instance-store families carry a "d" (m5d, c5d, g4dn, p4d). The job always sets
+        # VolumeKmsKeyId to the data key, so those are refused here rather than by CreateTrainingJob.
+        check(
+            match is None or "d" not in match["options"],
+            "instance_type",
+            f"{self.instance_type!r} has instance storage, which cannot take the data key (VolumeKmsKeyId)",
+        )
+        check(1 <= self.volume_size_gb <= 16384, "volume_size_gb", "must be 1..16384")
+        # MaxRuntimeInSeconds: 1 second to 28 days (API reference, StoppingCondition).
+        check(1 <= self.max_runtime_seconds <= 2419200, "max_runtime_seconds", "must be 1..2419200 (28 days)")
+        if self.spot:
+            # "MaxWaitTimeInSeconds ... must be equal to or greater than MaxRuntimeInSeconds" (API reference,
+            # StoppingCondition; "Managed Spot Training in Amazon SageMaker AI").
+            check(
+                self.max_wait_seconds >= self.max_runtime_seconds,
+                "max_wait_seconds",
+                f"({self.max_wait_seconds}) must be at least max_runtime_seconds ({self.max_runtime_seconds}) "
+                "with spot",
+            )
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """The delivery pipeline: where it lives, its source, which environments it deploys, its gates."""
@@ -673,6 +735,7 @@ class PipelineSettings:
     chat: ChatChannel | None = None
     # Start a retraining run on drift events sent to this account's default bus (see README).
     retraining_trigger: bool = False
+    training: TrainingSettings = field(default_factory=TrainingSettings)
 
     def __post_init__(self) -> None:
         check(bool(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", self.region)), "region", "is not an AWS region name")

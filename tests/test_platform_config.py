@@ -381,3 +381,54 @@ def test_synth_of_one_environment_fails_on_the_rest_of_the_config(path: str, val
         build_stages(app, default_account="123456789012", default_region=None)
     assert raised.value.key == key
     assert not app.node.children  # refused before any stage was built
+
+
+# --- Issue 18: training on data that moves (pipeline.training) ---------------------------------------------------
+def test_training_defaults_to_the_bundled_dataset_built_in_the_pipeline() -> None:
+    pipeline = load_pipeline(CONTEXT, load_environments(CONTEXT))
+    assert pipeline is not None
+    training = pipeline.training
+    assert (training.dataset_uri, training.runner, training.spot) == (None, "build", True)
+    assert (training.min_rows, training.min_class_fraction, training.holdout_fraction) == (500, 0.2, 0.2)
+    assert training.max_wait_seconds >= training.max_runtime_seconds
+
+
+def test_a_sagemaker_runner_on_spot_with_a_dataset_prefix_loads() -> None:
+    context = with_change(
+        "pipeline.training",
+        {"dataset_uri": "s3://ml-datasets-111111111111/breast-cancer/v3/", "runner": "sagemaker", "spot": True,
+         "instance_type": "ml.c5.xlarge", "max_runtime_seconds": 1800, "max_wait_seconds": 1800},
+    )  # fmt: skip
+    training = load_pipeline(context, load_environments(context)).training  # type: ignore[union-attr]
+    assert (training.runner, training.instance_type, training.max_wait_seconds) == ("sagemaker", "ml.c5.xlarge", 1800)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        ("dataset_uri", "s3://bucket/datasets/v3", "must be an s3:// prefix ending with '/'"),
+        ("dataset_uri", "https://bucket.s3.amazonaws.com/datasets/", "must be an s3:// prefix"),
+        ("runner", "lambda", "must be one of 'build', 'sagemaker'"),
+        ("spot", "yes", "expected true or false"),
+        ("min_rows", 5, "must be at least 10"),
+        ("min_class_fraction", 0.6, "must be in (0, 0.5]"),
+        ("holdout_fraction", 0.5, "must be in (0, 0.5)"),
+        ("capture_days", 0, "must be 1..366"),
+        ("instance_type", "m5.large", "is not a SageMaker instance type"),
+        ("instance_type", "ml.m5d.xlarge", "has instance storage, which cannot take the data key"),
+        ("max_runtime_seconds", 0, "must be 1..2419200"),
+        ("max_wait_seconds", 3599, "(3599) must be at least max_runtime_seconds (3600) with spot"),
+        ("colour", "blue", "unknown key"),
+    ],
+)
+def test_bad_training_values_fail_naming_the_key(path: str, value: Any, fragment: str) -> None:
+    context = with_change(f"pipeline.training.{path}", value)
+    with pytest.raises(ConfigError) as raised:
+        load_pipeline(context, load_environments(context))
+    assert raised.value.key == f"ml-platform.pipeline.training.{path}"
+    assert fragment in str(raised.value)
+
+
+def test_without_spot_the_wait_is_not_checked() -> None:
+    context = with_change("pipeline.training", {"spot": False, "max_wait_seconds": 1})
+    assert load_pipeline(context, load_environments(context)).training.spot is False  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""The model build: determinism, metrics, archive layout, metadata and the committed contract."""
+"""The model build: determinism, metrics, archive layout, metadata and the committed contract; retraining builds
+from a snapshot with lineage, the next minor version, and the "unchanged" exit; the SageMaker `train` command."""
 
 from __future__ import annotations
 
@@ -6,14 +7,28 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
-from model_container.build_model import build, safe_identifier
-from model_container.contract import FEATURE_SCHEMA_PATH
+from model_container.build_model import (
+    CONTRACT_DIR,
+    EXIT_UNCHANGED,
+    DatasetUnchanged,
+    build,
+    main,
+    next_minor,
+    sagemaker_train,
+)
+from model_container.contract import FEATURE_SCHEMA_PATH, load_feature_schema
+from model_container.dataset import Checks, Part, assemble, load, write
+from model_container.dataset.sources import FeatureContract, base_part, bundled_dataset, safe_identifier
 
 OUTPUTS = ["baseline.csv", "baseline_predictions.csv", "holdout.csv", "metadata.json", "model.onnx", "model.tar.gz"]
 
@@ -100,3 +115,151 @@ def test_baseline_predictions_score_each_baseline_row_as_the_model_does(model_bu
 def test_safe_identifier() -> None:
     assert safe_identifier("mean radius") == "mean_radius"
     assert safe_identifier(" Worst  fractal-dimension ") == "worst_fractal_dimension"
+
+
+# ---- retraining: a snapshot, a parent, lineage ------------------------------------------------------------------
+def write_snapshot(directory: Path, fresh: int = 0, uri: str | None = None) -> Path:
+    """The bundled rows plus `fresh` labelled captured rows (bundled rows moved by 1 %, inside the contract)."""
+    contract = FeatureContract.from_schema(load_feature_schema())
+    parts = [base_part(None, contract)]
+    if fresh:
+        _, x, y = bundled_dataset()
+        description = {"capture_uri": "s3://capture/capture/e/AllTraffic/", "labels_uri": "s3://capture/gt/"}
+        parts.append(Part("captured", x[-fresh:] * 1.01, 1 - y[-fresh:], description))  # labels that disagree
+    write(assemble(contract.names, parts, Checks()), directory, {"snapshot_uri": uri} if uri else None)
+    return directory
+
+
+@dataclass(frozen=True)
+class Retrained:
+    dist: Path
+    contract: Path
+    snapshot: Path
+    metadata: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def retrained(model_build, tmp_path_factory: pytest.TempPathFactory) -> Retrained:
+    """A retraining run on 60 fresh labels, with the default build (1.0.0) as its parent."""
+    root = tmp_path_factory.mktemp("retrained")
+    snapshot = write_snapshot(root / "snapshot", fresh=60, uri="s3://artifacts/datasets/abc/")
+    contract = root / "contract"
+    shutil.copytree(CONTRACT_DIR, contract)
+    metadata = build(
+        root / "dist", commit="retrain-commit", contract_dir=contract, dataset=snapshot, parent=model_build.metadata
+    )
+    return Retrained(root / "dist", contract, snapshot, metadata)
+
+
+def test_a_snapshot_of_the_bundled_data_alone_trains_the_default_model(model_build, tmp_path: Path) -> None:
+    snapshot = write_snapshot(tmp_path / "snapshot")
+    metadata = build(tmp_path / "dist", commit="test-commit", contract_dir=CONTRACT_DIR, dataset=snapshot)
+    for name in ("model.onnx", "baseline.csv", "baseline_predictions.csv", "holdout.csv"):
+        assert (tmp_path / "dist" / name).read_bytes() == (model_build.dist / name).read_bytes(), name
+    assert "lineage" not in model_build.metadata  # the default build's metadata is what it always was
+    assert {k: v for k, v in metadata.items() if k != "lineage"} == model_build.metadata
+    assert metadata["lineage"]["parent_version"] is None and metadata["model_version"] == "1.0.0"
+
+
+def test_retraining_on_changed_data_builds_a_new_minor_version_with_its_lineage(model_build, retrained) -> None:
+    metadata = retrained.metadata
+    assert metadata["model_version"] == "1.1.0"
+    assert metadata["content_sha256"] != model_build.metadata["content_sha256"]
+    lineage = metadata["lineage"]
+    snapshot = load(retrained.snapshot)
+    assert lineage["code_commit"] == metadata["training_commit"] == "retrain-commit"
+    assert lineage["dataset"]["content_sha256"] == snapshot.content_sha256
+    assert lineage["dataset"]["uri"] == "s3://artifacts/datasets/abc/"
+    assert [(s["source"], s["rows"]) for s in lineage["dataset"]["sources"]] == [("base", 569), ("captured", 60)]
+    assert lineage["dataset"]["sources"][1]["labels_uri"] == "s3://capture/gt/"
+    assert lineage["parameters"] == {
+        "seed": 20261125,
+        "holdout_fraction": 0.2,
+        "hyperparameters": {"C": 1.0, "max_iter": 1000},
+    }
+    assert lineage["parent_version"] == "1.0.0"
+    # The holdout is 20 % of each source: the fresh labels are measured, not only trained on.
+    assert lineage["holdout"] == {"rows": 126, "by_source": {"base": 114, "captured": 12}}
+    holdout = np.loadtxt(retrained.dist / "holdout.csv", delimiter=",")
+    fresh_x, fresh_y = snapshot.part("captured")
+    fresh = {tuple(np.append(label, x)) for label, x in zip(fresh_y, fresh_x, strict=True)}
+    assert sum(tuple(line) in fresh for line in holdout) == 12
+    assert metadata["holdout_metrics"]["rows"] == 126 and metadata["training_rows"] == 503
+    # The API does not move on retraining: the contract it was built with is the one it keeps.
+    assert metadata["feature_schema"] == load_feature_schema()
+    assert (retrained.contract / "feature_schema.json").read_bytes() == FEATURE_SCHEMA_PATH.read_bytes()
+    with tarfile.open(retrained.dist / "model.tar.gz") as archive:
+        assert json.loads(archive.extractfile("metadata.json").read()) == metadata  # type: ignore[union-attr]
+
+
+def test_the_model_gate_scores_the_retrained_build_on_its_holdout(retrained) -> None:
+    from scripts.model_gate import evaluate
+
+    metadata, metrics = evaluate(retrained.dist)
+    assert metadata["model_version"] == "1.1.0"
+    assert metrics == {k: v for k, v in retrained.metadata["holdout_metrics"].items() if k != "rows"}
+
+
+def test_retraining_on_unchanged_data_says_so_and_builds_nothing(
+    retrained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "parent.json").write_text(json.dumps(retrained.metadata))
+    args = ["--out", str(tmp_path / "dist"), "--contract-dir", str(CONTRACT_DIR), "--commit", "next-commit"]
+    args += ["--dataset", str(retrained.snapshot), "--parent", str(tmp_path / "parent.json")]
+    assert main(args) == EXIT_UNCHANGED == 5
+    assert "dataset unchanged since 1.1.0: the retrained model would be identical" in capsys.readouterr().err
+    assert not (tmp_path / "dist").exists()
+    # Other parameters would train another model: that is a build, the parent's next minor.
+    assert main([*args, "--holdout-fraction", "0.25"]) == 0
+    assert json.loads((tmp_path / "dist" / "metadata.json").read_text())["model_version"] == "1.2.0"
+
+
+def test_a_default_build_parent_is_the_bundled_dataset(model_build, tmp_path: Path) -> None:
+    snapshot = write_snapshot(tmp_path / "snapshot")
+    with pytest.raises(DatasetUnchanged, match=r"dataset unchanged since 1\.0\.0"):
+        build(tmp_path / "dist", contract_dir=CONTRACT_DIR, dataset=snapshot, parent=model_build.metadata)
+    assert not (tmp_path / "dist").exists()
+
+
+def test_versions_and_unusable_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert [next_minor(v) for v in ("1.0.0", "1.9.3", "2.0.0-rc.1")] == ["1.1.0", "1.10.0", "2.1.0"]
+    (tmp_path / "parent.json").write_text(json.dumps({"model_version": "latest"}))
+    snapshot = write_snapshot(tmp_path / "snapshot", fresh=5)
+    base = ["--out", str(tmp_path / "dist"), "--contract-dir", str(CONTRACT_DIR)]
+    assert main([*base, "--dataset", str(snapshot), "--parent", str(tmp_path / "parent.json")]) == 2
+    assert "'latest' is not a version" in capsys.readouterr().err
+    assert main([*base, "--dataset", str(snapshot), "--contract-dir", str(tmp_path / "none")]) == 2
+    assert "cannot read the feature contract" in capsys.readouterr().err
+    assert main([*base, "--parent", str(tmp_path / "parent.json")]) == 2
+    assert "need --dataset" in capsys.readouterr().err
+    assert main([*base, "--dataset", str(tmp_path / "missing")]) == 2
+    assert "cannot read the snapshot" in capsys.readouterr().err
+    assert not (tmp_path / "dist").exists()
+
+
+def test_the_sagemaker_train_command_builds_into_opt_ml_model_and_resumes_from_its_checkpoint(
+    model_build, tmp_path: Path
+) -> None:
+    root = tmp_path / "opt-ml"
+    write_snapshot(root / "input" / "data" / "training", fresh=40)
+    (root / "input" / "data" / "parent").mkdir(parents=True)
+    (root / "input" / "data" / "parent" / "metadata.json").write_text(json.dumps(model_build.metadata))
+    (root / "input" / "config").mkdir(parents=True)
+    hyperparameters = {"seed": "20261125", "holdout_fraction": "0.2", "commit": "job-commit", "version": "1.1.0"}
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    assert sagemaker_train(root) == 0
+    built = json.loads((root / "model" / "metadata.json").read_text())
+    assert (built["model_version"], built["training_commit"]) == ("1.1.0", "job-commit")
+    assert built["lineage"]["parent_version"] == "1.0.0"
+    assert sorted(p.name for p in (root / "model").iterdir()) == OUTPUTS
+    # A spot interruption restarts the container with the checkpoints SageMaker restored: no second training.
+    shutil.rmtree(root / "model")
+    shutil.rmtree(root / "input" / "data" / "training")
+    assert sagemaker_train(root) == 0
+    assert json.loads((root / "model" / "metadata.json").read_text()) == built
+
+
+def test_a_failed_sagemaker_train_writes_its_reason_where_sagemaker_reads_it(tmp_path: Path) -> None:
+    assert sagemaker_train(tmp_path) == 2
+    assert "cannot read the snapshot" in (tmp_path / "output" / "failure").read_text()
+    assert not (tmp_path / "model").exists()

@@ -1,0 +1,224 @@
+"""Where snapshot rows come from: the bundled dataset, CSV files under `training.dataset_uri`, and captured
+traffic joined with its ground-truth labels by the drift engine."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_container.dataset.snapshot import Part, SnapshotError
+
+BUNDLED_URI = "bundled:sklearn.datasets.load_breast_cancer"
+LABEL_COLUMN = "label"
+LABELS = (0, 1)
+
+
+def safe_identifier(name: str) -> str:
+    """'mean radius' -> 'mean_radius'."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def bundled_dataset() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(feature names, features, labels) of the dataset shipped with scikit-learn, 1 = malignant."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    names = [safe_identifier(n) for n in data.feature_names]
+    # sklearn encodes 0 = malignant, 1 = benign; we flip it so the positive class (1) is the finding.
+    return names, data.data.astype(np.float64), (data.target == 0).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class FeatureContract:
+    """Feature order and accepted ranges of the API (model_container/contract/feature_schema.json).
+
+    A retrained model keeps the contract of the model it replaces: the ranges are what the API accepts, so a
+    row outside them could never reach the model and is left out of training."""
+
+    names: tuple[str, ...]
+    minimum: np.ndarray
+    maximum: np.ndarray
+
+    @classmethod
+    def from_schema(cls, schema: Mapping[str, Any]) -> FeatureContract:
+        features = schema["features"]
+        return cls(
+            tuple(f["name"] for f in features),
+            np.array([f["minimum"] for f in features], dtype=np.float64),
+            np.array([f["maximum"] for f in features], dtype=np.float64),
+        )
+
+    def inside(self, features: np.ndarray) -> np.ndarray:
+        """Per row: every value within [minimum, maximum]."""
+        return np.all((features >= self.minimum) & (features <= self.maximum), axis=1)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri)
+    if not match:
+        raise SnapshotError(f"{uri!r} is not an s3:// URI")
+    return match[1], match[2]
+
+
+# ---- the base dataset ---------------------------------------------------------------------------------------
+def parse_base_csv(content: bytes, origin: str, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV with a header naming every contract feature and `label` (0/1), in any column order."""
+    try:
+        reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+        header = reader.fieldnames or []
+    except UnicodeDecodeError as error:
+        raise SnapshotError(f"{origin}: not UTF-8 text ({error})") from None
+    missing = [name for name in [*names, LABEL_COLUMN] if name not in header]
+    if missing:
+        raise SnapshotError(f"{origin}: missing column(s) {', '.join(missing)}")
+    rows, labels = [], []
+    for number, record in enumerate(reader, start=2):
+        try:
+            values = [float(record[name]) for name in names]
+            label = int(record[LABEL_COLUMN])
+        except (TypeError, ValueError):
+            raise SnapshotError(f"{origin}:{number}: a feature or the label is not a number") from None
+        if label not in LABELS or not all(math.isfinite(v) for v in values):
+            raise SnapshotError(f"{origin}:{number}: label must be 0 or 1 and features finite numbers")
+        rows.append(values)
+        labels.append(label)
+    return np.array(rows, dtype=np.float64).reshape(-1, len(names)), np.array(labels, dtype=np.int64)
+
+
+def _s3_csv_objects(s3: Any, uri: str) -> Iterable[tuple[str, bytes, dict[str, Any]]]:
+    bucket, prefix = split_s3_uri(uri)
+    keys = sorted(
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+        if item["Key"].endswith(".csv")
+    )
+    for key in keys:
+        response = s3.get_object(Bucket=bucket, Key=key)
+        # The version read is part of the lineage: in a versioned bucket the same key can later hold other data.
+        yield (
+            f"s3://{bucket}/{key}",
+            response["Body"].read(),
+            {"key": key, "version_id": response.get("VersionId"), "etag": response.get("ETag", "").strip('"')},
+        )
+
+
+def _local_csv_files(directory: Path) -> Iterable[tuple[str, bytes, dict[str, Any]]]:
+    for path in sorted(directory.glob("*.csv")):
+        yield str(path), path.read_bytes(), {"key": path.name}
+
+
+def base_part(uri: str | None, contract: FeatureContract, s3: Any = None) -> Part:
+    """The configured dataset (CSV files under an s3:// prefix, or a local directory), or the bundled one."""
+    if uri is None:
+        names, bundled_features, bundled_labels = bundled_dataset()
+        if tuple(names) != contract.names:
+            raise SnapshotError("the bundled dataset's features are not the feature contract's")
+        return _within_contract("base", bundled_features, bundled_labels, contract, {"uri": BUNDLED_URI})
+    objects = _s3_csv_objects(s3, uri) if uri.startswith("s3://") else _local_csv_files(Path(uri))
+    features: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    described: list[dict[str, Any]] = []
+    for origin, content, description in objects:
+        rows, row_labels = parse_base_csv(content, origin, contract.names)
+        features.append(rows)
+        labels.append(row_labels)
+        described.append({**description, "rows": len(row_labels)})
+    if not described:
+        raise SnapshotError(f"{uri}: no .csv files")
+    return _within_contract(
+        "base", np.vstack(features), np.concatenate(labels), contract, {"uri": uri, "objects": described}
+    )
+
+
+def _within_contract(
+    source: str, features: np.ndarray, labels: np.ndarray, contract: FeatureContract, description: dict[str, Any]
+) -> Part:
+    inside = contract.inside(features)
+    dropped = {"out_of_contract": int((~inside).sum())}
+    return Part(source, features[inside], labels[inside], {**description, "dropped": dropped})
+
+
+# ---- captured traffic with ground truth ---------------------------------------------------------------------
+def labelled_rows(rows: Sequence[Any], labels: Any) -> list[tuple[Any, int]]:
+    """(captured row, label) pairs, in capture order, by the drift engine's own join (ground_truth.join_labels:
+    labels by inferenceId or eventId, a record's label list matched to its instances in order).
+
+    join_labels returns the labels with each joined row's positive-class score; each row is given its index as
+    that score here, so the scores it returns say which rows joined. Training needs no served prediction, so a
+    captured request without a response still joins."""
+    from model_container.dataset import drift_engine as engine
+
+    tagged = [
+        engine.CapturedRow(row.instance, engine.Prediction(None, float(index), None), row.join_key)
+        for index, row in enumerate(rows)
+    ]
+    truth, _, indices = engine.join_labels(tagged, labels, "positive_class")
+    pairs = sorted(zip(indices.astype(int).tolist(), truth.tolist(), strict=True))
+    return [(rows[index], int(label)) for index, label in pairs]
+
+
+def training_rows(
+    pairs: Sequence[tuple[Any, int]], contract: FeatureContract
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Features in contract order (the drift engine's rows_to_matrix: lists by position, objects by name) and
+    labels of the usable pairs, with a count of every reason a pair was left out."""
+    from model_container.dataset import drift_engine as engine
+
+    dropped: Counter[str] = Counter(schema_mismatch=0, incomplete=0, bad_label=0, out_of_contract=0)
+    features, labels = [], []
+    for row, label in pairs:
+        matrix, mismatched = engine.rows_to_matrix([row], contract.names)
+        if mismatched:
+            dropped["schema_mismatch"] += 1
+        elif np.isnan(matrix).any():
+            dropped["incomplete"] += 1
+        elif label not in LABELS:
+            dropped["bad_label"] += 1
+        elif not contract.inside(matrix)[0]:
+            dropped["out_of_contract"] += 1
+        else:
+            features.append(matrix[0])
+            labels.append(label)
+    shape = (len(features), len(contract.names))
+    return np.array(features, dtype=np.float64).reshape(shape), np.array(labels, dtype=np.int64), dict(dropped)
+
+
+def captured_part(capture_uri: str, labels_uri: str, window: Any, contract: FeatureContract, s3: Any) -> Part:
+    """Captured requests of `window` (SageMaker's {prefix}/yyyy/mm/dd/hh/ layout) that have ground-truth labels
+    uploaded in the same window, read as the drift Lambda reads them (drift_engine.job); rows come grouped by
+    the model version that served them (the engine's grouping, versions sorted), in capture order within one."""
+    from model_container.dataset import drift_engine as engine
+
+    capture_bucket, capture_prefix = split_s3_uri(capture_uri)
+    labels_bucket, labels_prefix = split_s3_uri(labels_uri)
+    capture_keys = engine.list_keys(s3, capture_bucket, window.hour_prefixes(capture_prefix))
+    batch = engine.group_capture_lines(engine.iter_lines(s3, capture_bucket, capture_keys))
+    label_keys = engine.list_keys(s3, labels_bucket, window.hour_prefixes(labels_prefix))
+    label_set = engine.parse_label_lines(engine.iter_lines(s3, labels_bucket, label_keys))
+    rows = [row for version in sorted(batch.rows_by_version) for row in batch.rows_by_version[version]]
+    pairs = labelled_rows(rows, label_set)
+    features, labels, dropped = training_rows(pairs, contract)
+    description = {
+        "capture_uri": capture_uri,
+        "labels_uri": labels_uri,
+        "window": window.as_dict(),
+        "capture_files": len(capture_keys),
+        "label_files": len(label_keys),
+        "captured_records": batch.records,
+        "malformed_records": batch.malformed_records,
+        "malformed_label_lines": label_set.malformed_lines,
+        "captured_rows": len(rows),
+        "labelled_rows": len(pairs),
+        "dropped": dropped,
+    }
+    return Part("captured", features, labels, description)

@@ -1,0 +1,275 @@
+"""Train a retraining snapshot as a SageMaker training job (`training.runner: sagemaker`) and fetch the build.
+
+    python -m scripts.training_job --dataset build/snapshot [--parent build/parent.json] --out model_container/dist \
+        --bucket ARTIFACTS --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/model-train:TAG --role-arn ROLE \
+        --kms-key-arn KEY --subnets subnet-a,subnet-b --security-group-ids sg-1 [--prefix training/] \
+        [--instance-type ml.m5.large] [--volume-size-gb 10] [--spot | --no-spot] [--max-runtime-seconds 3600] \
+        [--max-wait-seconds 7200] [--commit SHA] [--job-name NAME] [--region eu-west-1]
+
+Refuses before any AWS call when the snapshot is the parent's dataset (exit 5, as build_model does). Otherwise puts
+the snapshot (unless its manifest already names its S3 prefix) and the parent's metadata.json under --prefix,
+starts the job (the image's `train` command: python -m model_container.build_model train) in the private subnets
+with network isolation, the data key on the output and the volume, checkpoints to S3 and, with --spot, managed
+spot capacity; waits with boto3's waiter; downloads ModelArtifacts and unpacks the build into --out, the same
+files a local build writes. Exit codes: 0 trained, 1 the job failed (its FailureReason is printed), 2 usage or
+unreadable input, 3 AWS error, 5 dataset unchanged since the parent (no job started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import sys
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+from model_container import build_model
+from model_container.contract import load_feature_schema
+from model_container.dataset import snapshot as snapshots
+from model_container.dataset.sources import FeatureContract, split_s3_uri
+
+EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 1, 2, 3
+# The image's working directories ("How Amazon SageMaker AI Runs Your Training Image"; CheckpointConfig.LocalPath
+# defaults to /opt/ml/checkpoints/, API reference "CheckpointConfig").
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+PROVISIONING_ALLOWANCE_S = 900  # an on-demand job also spends time starting its instance before MaxRuntime counts
+
+
+class TrainingJobFailed(Exception):
+    """The job ended in a state other than Completed, or its artefact is not a build (exit 1)."""
+
+
+def job_name(prefix: str, snapshot_sha256: str, now: datetime) -> str:
+    """Unique per account and region, 1-63 characters of [a-zA-Z0-9-] (API reference, CreateTrainingJob)."""
+    name = f"{prefix}-{snapshot_sha256[:12]}-{now:%Y%m%d%H%M%S}"
+    return re.sub(r"[^a-zA-Z0-9-]", "-", name)[-63:].lstrip("-")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the job will train: the snapshot, the parent's metadata (a retraining run) and the version built."""
+
+    snapshot: snapshots.Snapshot
+    parent: dict[str, Any] | None
+    version: str
+
+
+def training_job_request(
+    args: argparse.Namespace, name: str, plan: Plan, snapshot_uri: str, parent_uri: str | None
+) -> dict[str, Any]:
+    """The CreateTrainingJob request (SageMaker API reference, "CreateTrainingJob"; Developer Guide,
+    "Managed Spot Training in Amazon SageMaker AI")."""
+    root = f"s3://{args.bucket}/{args.prefix}"
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": args.max_runtime_seconds}
+    if args.spot:
+        # "MaxWaitTimeInSeconds ... must be equal to or greater than MaxRuntimeInSeconds" (StoppingCondition).
+        stopping["MaxWaitTimeInSeconds"] = args.max_wait_seconds
+
+    def channel(channel_name: str, uri: str, content_type: str) -> dict[str, Any]:
+        source = {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+        return {
+            "ChannelName": channel_name,
+            "DataSource": {"S3DataSource": source},
+            "ContentType": content_type,
+            "CompressionType": "None",
+        }
+
+    channels = [channel("training", snapshot_uri, "text/csv")]
+    if parent_uri:
+        channels.append(channel("parent", parent_uri, "application/json"))
+    return {
+        "TrainingJobName": name,
+        "RoleArn": args.role_arn,
+        "AlgorithmSpecification": {"TrainingImage": args.image_uri, "TrainingInputMode": "File"},
+        # Strings only, no secrets (API reference, HyperParameters): read by build_model.sagemaker_train.
+        "HyperParameters": {
+            "seed": str(args.seed),
+            "holdout_fraction": repr(args.holdout_fraction),
+            "commit": args.commit,
+            "version": plan.version,
+        },
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": f"{root}jobs/", "KmsKeyId": args.kms_key_arn},
+        "ResourceConfig": {
+            "InstanceType": args.instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": args.volume_size_gb,
+            "VolumeKmsKeyId": args.kms_key_arn,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": args.spot,
+        # Synced both ways with the container's LocalPath: a restarted spot job resumes from it.
+        "CheckpointConfig": {"S3Uri": f"{root}checkpoints/{name}/", "LocalPath": CHECKPOINT_LOCAL_PATH},
+        "VpcConfig": {"Subnets": args.subnets, "SecurityGroupIds": args.security_group_ids},
+        # No outbound calls and no credentials in the container; SageMaker itself still moves the channels,
+        # checkpoints and artefacts ("Run Training and Inference Containers in Internet-Free Mode").
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "Tags": [
+            {"Key": "ModelVersion", "Value": plan.version},
+            {"Key": "DatasetSha256", "Value": plan.snapshot.content_sha256},
+        ],
+    }
+
+
+def wait_for_job(sagemaker: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Block until the job ends (boto3's training_job_completed_or_stopped waiter); raise unless Completed."""
+    budget = args.max_wait_seconds if args.spot else args.max_runtime_seconds + PROVISIONING_ALLOWANCE_S
+    # A Failed job ends the waiter with WaiterError too; the description below says how it ended.
+    with contextlib.suppress(WaiterError):
+        sagemaker.get_waiter("training_job_completed_or_stopped").wait(
+            TrainingJobName=name,
+            WaiterConfig={"Delay": args.poll_seconds, "MaxAttempts": math.ceil(budget / args.poll_seconds) + 1},
+        )
+    job: dict[str, Any] = sagemaker.describe_training_job(TrainingJobName=name)
+    if job["TrainingJobStatus"] != "Completed":
+        raise TrainingJobFailed(f"{name} is {job['TrainingJobStatus']}: {job.get('FailureReason', 'no reason given')}")
+    return job
+
+
+def unpack_artifacts(s3: Any, uri: str, out: Path) -> dict[str, Any]:
+    """SageMaker's model.tar.gz holds what `train` wrote to /opt/ml/model: the build, unpacked into `out`."""
+    bucket, key = split_s3_uri(uri)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+            archive.extractall(out, filter="data")
+        metadata: dict[str, Any] = json.loads((out / "metadata.json").read_text())
+        onnx_sha256 = hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
+    except (OSError, ValueError, tarfile.TarError) as error:
+        raise TrainingJobFailed(f"{uri} is not a model build: {error}") from None
+    if onnx_sha256 != metadata.get("content_sha256"):
+        raise TrainingJobFailed(f"{uri}: model.onnx is not the one metadata.json describes")
+    return metadata
+
+
+def _put(s3: Any, uri: str, body: bytes, kms_key: str) -> None:
+    bucket, key = split_s3_uri(uri)
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key)
+
+
+def stage_inputs(s3: Any, args: argparse.Namespace, plan: Plan, name: str) -> tuple[str, str | None]:
+    """(snapshot channel prefix, parent channel prefix): the snapshot by its content hash, the parent per job."""
+    snapshot_uri = plan.snapshot.manifest.get("snapshot_uri")
+    if not snapshot_uri:
+        snapshot_uri = f"s3://{args.bucket}/{args.prefix}datasets/{plan.snapshot.content_sha256}/"
+        directory = args.dataset.parent if args.dataset.name == snapshots.SNAPSHOT_FILE else args.dataset
+        for file_name in (snapshots.SNAPSHOT_FILE, snapshots.MANIFEST_FILE):
+            _put(s3, snapshot_uri + file_name, (directory / file_name).read_bytes(), args.kms_key_arn)
+    parent_uri = None
+    if plan.parent is not None:
+        parent_uri = f"s3://{args.bucket}/{args.prefix}jobs/{name}/parent/"
+        _put(s3, parent_uri + "metadata.json", json.dumps(plan.parent).encode(), args.kms_key_arn)
+    return snapshot_uri, parent_uri
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """The build's inputs, checked as build_model checks them; raises DatasetUnchanged before anything starts."""
+    contract = FeatureContract.from_schema(load_feature_schema(args.contract_dir / "feature_schema.json"))
+    snapshot = build_model.load_snapshot(args.dataset, contract)
+    parent = build_model.read_parent(args.parent) if args.parent else None
+    if parent is None:
+        return Plan(snapshot, None, args.version or build_model.MODEL_VERSION)
+    params = build_model.parameters(args.seed, args.holdout_fraction)
+    build_model.check_changed(parent, snapshot.content_sha256, params, contract)
+    return Plan(snapshot, parent, args.version or build_model.next_minor(str(parent["model_version"])))
+
+
+def run(args: argparse.Namespace, session: Any) -> dict[str, Any]:
+    planned = plan(args)
+    snapshot = planned.snapshot
+    name = args.job_name or job_name(args.name_prefix, snapshot.content_sha256, datetime.now(UTC))
+    s3, sagemaker = session.client("s3"), session.client("sagemaker")
+    snapshot_uri, parent_uri = stage_inputs(s3, args, planned, name)
+    sagemaker.create_training_job(**training_job_request(args, name, planned, snapshot_uri, parent_uri))
+    job = wait_for_job(sagemaker, name, args)
+    metadata = unpack_artifacts(s3, job["ModelArtifacts"]["S3ModelArtifacts"], args.out)
+    return {
+        "training_job": name,
+        "model_version": metadata["model_version"],
+        "content_sha256": metadata["content_sha256"],
+        "dataset_sha256": snapshot.content_sha256,
+        "holdout_metrics": metadata["holdout_metrics"],
+        "spot": args.spot,
+        # Managed spot savings: 1 - BillableTimeInSeconds / TrainingTimeInSeconds (Managed Spot Training guide).
+        "training_seconds": job.get("TrainingTimeInSeconds"),
+        "billable_seconds": job.get("BillableTimeInSeconds"),
+        "out": str(args.out),
+    }
+
+
+def _csv(text: str) -> list[str]:
+    return [part for part in (p.strip() for p in text.split(",")) if part]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dataset", type=Path, required=True, help="snapshot directory (model_container.dataset)")
+    parser.add_argument("--parent", type=Path, help="the live model's metadata.json (a retraining run)")
+    parser.add_argument("--out", type=Path, default=Path("model_container/dist"))
+    parser.add_argument("--bucket", required=True, help="artifacts bucket: inputs, checkpoints and job output")
+    parser.add_argument("--prefix", default="training/", help="key prefix under --bucket, ending with '/'")
+    parser.add_argument("--image-uri", required=True, help="the Dockerfile's train target, in ECR")
+    parser.add_argument("--role-arn", required=True, help="the training job's execution role")
+    parser.add_argument("--kms-key-arn", required=True, help="the data key: inputs, output and volume")
+    parser.add_argument("--subnets", type=_csv, required=True, help="comma-separated private subnet ids")
+    parser.add_argument("--security-group-ids", type=_csv, required=True)
+    parser.add_argument("--instance-type", default="ml.m5.large")
+    parser.add_argument("--volume-size-gb", type=int, default=10)
+    parser.add_argument("--spot", action=argparse.BooleanOptionalAction, default=True, help="training.spot")
+    parser.add_argument("--max-runtime-seconds", type=int, default=3600)
+    parser.add_argument("--max-wait-seconds", type=int, default=7200, help="spot only: capacity wait + runtime")
+    parser.add_argument("--seed", type=int, default=build_model.SEED)
+    parser.add_argument("--holdout-fraction", type=float, default=build_model.HOLDOUT_FRACTION)
+    parser.add_argument("--version", help="default: the parent's next minor, else build_model.MODEL_VERSION")
+    parser.add_argument("--commit", default=os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION", "unknown"))
+    parser.add_argument("--contract-dir", type=Path, default=build_model.CONTRACT_DIR)
+    parser.add_argument("--job-name", help="default: <name-prefix>-<sha256[:12]>-<UTC time>")
+    parser.add_argument("--name-prefix", default="model-train")
+    parser.add_argument("--poll-seconds", type=int, default=30)
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.region:
+        parser.error("--region (or AWS_REGION) is required")
+    if args.spot and args.max_wait_seconds < args.max_runtime_seconds:
+        parser.error("--max-wait-seconds must be at least --max-runtime-seconds with --spot (StoppingCondition)")
+    if not args.prefix.endswith("/") or args.prefix.startswith("/"):
+        parser.error("--prefix must end with '/' and not start with one")
+    try:
+        summary = run(args, boto3.Session(region_name=args.region))
+    except build_model.DatasetUnchanged as unchanged:
+        print(f"training_job: {unchanged}", file=sys.stderr)
+        return build_model.EXIT_UNCHANGED
+    except build_model.BuildInputError as error:
+        print(f"training_job: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingJobFailed as error:
+        print(f"training_job: the training job failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ClientError, BotoCoreError) as error:
+        print(f"training_job: {error}", file=sys.stderr)
+        return EXIT_AWS
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The SageMaker training runner: the exact CreateTrainingJob request (spot, waits, checkpoints, VPC, network
+isolation, KMS), the wait, and the artefact. moto stands in for S3 and SageMaker; a hook on CreateTrainingJob plays
+SageMaker's part, running the image's `train` command (build_model.sagemaker_train) on the job's channels."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from model_container.build_model import CONTRACT_DIR, build, sagemaker_train
+from model_container.contract import load_feature_schema
+from model_container.dataset import Checks, Part, assemble, write
+from model_container.dataset.sources import FeatureContract, base_part, bundled_dataset
+from scripts import training_job
+from scripts.training_job import main
+
+REGION, BUCKET = "eu-west-1", "mlapi-prod-artifacts-111111111111-eu-west-1"
+KEY = f"arn:aws:kms:{REGION}:111111111111:key/0000"
+ROLE = "arn:aws:iam::111111111111:role/mlapi-prod-training"
+IMAGE = f"111111111111.dkr.ecr.{REGION}.amazonaws.com/model-train:abc"
+
+
+def snapshot_dir(directory: Path, fresh: int, uri: str | None = None) -> Path:
+    contract = FeatureContract.from_schema(load_feature_schema())
+    _, x, y = bundled_dataset()
+    parts = [base_part(None, contract), Part("captured", x[:fresh] * 1.01, 1 - y[:fresh], {})]
+    write(assemble(contract.names, parts, Checks()), directory, {"snapshot_uri": uri} if uri else None)
+    return directory
+
+
+def sagemaker_runs_the_job(s3: Any, work: Path, request: dict[str, Any]) -> None:
+    """What SageMaker does with the request: channels into /opt/ml/input/data/<name>/, hyperparameters into
+    input/config/, `docker run IMAGE train`, then /opt/ml/model packed at S3OutputPath/<job>/output/model.tar.gz."""
+    root = work / request["TrainingJobName"]
+    for channel in request["InputDataConfig"]:
+        bucket, prefix = channel["DataSource"]["S3DataSource"]["S3Uri"].removeprefix("s3://").split("/", 1)
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            target = root / "input" / "data" / channel["ChannelName"] / item["Key"].removeprefix(prefix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
+    if sagemaker_train(root) != 0:
+        return
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+        for path in sorted((root / "model").iterdir()):
+            archive.add(path, arcname=path.name)
+    output = request["OutputDataConfig"]["S3OutputPath"].removeprefix(f"s3://{BUCKET}/")
+    key = f"{output}{request['TrainingJobName']}/output/model.tar.gz"  # moto's ModelArtifacts, as SageMaker's
+    s3.put_object(Bucket=BUCKET, Key=key, Body=packed.getvalue())
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    requests: list[dict[str, Any]] = []
+    job_outcome: dict[str, str] = {}  # set by a test: how DescribeTrainingJob reports the job
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+
+        class RecordingSession(boto3.Session):
+            """Records CreateTrainingJob exactly as sent, and runs the job as SageMaker would."""
+
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+
+                def create(params: dict[str, Any], **_: Any) -> None:
+                    requests.append(params)
+                    sagemaker_runs_the_job(s3, tmp_path / "sagemaker", params)
+
+                self.events.register("provide-client-params.sagemaker.CreateTrainingJob", create)
+                self.events.register(
+                    "after-call.sagemaker.DescribeTrainingJob", lambda parsed, **_: parsed.update(job_outcome)
+                )
+
+        monkeypatch.setattr(training_job.boto3, "Session", RecordingSession)
+        yield s3, requests, job_outcome
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The live model: a default build, version 1.0.0."""
+    root = tmp_path_factory.mktemp("parent")
+    build(root / "dist", contract_dir=root / "contract", commit="live-commit")
+    return root / "dist" / "metadata.json"
+
+
+def run(tmp_path: Path, dataset: Path, *extra: str) -> int:
+    return main(
+        [
+            "--dataset", str(dataset), "--out", str(tmp_path / "dist"), "--bucket", BUCKET, "--image-uri", IMAGE,
+            "--role-arn", ROLE, "--kms-key-arn", KEY, "--subnets", "subnet-a, subnet-b",
+            "--security-group-ids", "sg-1", "--region", REGION, "--commit", "pipeline-commit", "--poll-seconds", "1",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_a_spot_job_trains_in_the_private_subnets_under_the_data_key_with_checkpoints(
+    aws: Any, tmp_path: Path, parent: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3, requests, _ = aws
+    dataset = snapshot_dir(tmp_path / "snapshot", fresh=50)
+    assert run(tmp_path, dataset, "--parent", str(parent), "--job-name", "retrain-1") == 0, capsys.readouterr().err
+    [request] = requests
+    assert request["TrainingJobName"] == "retrain-1" and request["RoleArn"] == ROLE
+    assert request["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
+    # Managed spot: enabled, with a wait of at least the runtime (StoppingCondition), and checkpoints to S3.
+    assert request["EnableManagedSpotTraining"] is True
+    stopping = request["StoppingCondition"]
+    assert stopping == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+    assert request["CheckpointConfig"] == {
+        "S3Uri": f"s3://{BUCKET}/training/checkpoints/retrain-1/",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    assert request["VpcConfig"] == {"Subnets": ["subnet-a", "subnet-b"], "SecurityGroupIds": ["sg-1"]}
+    assert request["EnableNetworkIsolation"] is True and request["EnableInterContainerTrafficEncryption"] is True
+    assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/training/jobs/", "KmsKeyId": KEY}
+    assert request["ResourceConfig"] == {
+        "InstanceType": "ml.m5.large",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 10,
+        "VolumeKmsKeyId": KEY,
+    }
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    digest = manifest["content_sha256"]
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+    assert channels == {
+        "training": f"s3://{BUCKET}/training/datasets/{digest}/",
+        "parent": f"s3://{BUCKET}/training/jobs/retrain-1/parent/",
+    }
+    for key in (f"training/datasets/{digest}/snapshot.csv", "training/jobs/retrain-1/parent/metadata.json"):
+        stored = s3.get_object(Bucket=BUCKET, Key=key)
+        assert (stored["ServerSideEncryption"], stored["SSEKMSKeyId"]) == ("aws:kms", KEY)
+    assert request["HyperParameters"] == {
+        "seed": "20261125",
+        "holdout_fraction": "0.2",
+        "commit": "pipeline-commit",
+        "version": "1.1.0",
+    }
+    assert {"Key": "DatasetSha256", "Value": digest} in request["Tags"]
+
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["model_version"], summary["dataset_sha256"], summary["spot"]) == ("1.1.0", digest, True)
+    # The artefact unpacks into the build a local run writes: the runner does not change the model.
+    local = build(
+        tmp_path / "local",
+        commit="pipeline-commit",
+        contract_dir=CONTRACT_DIR,
+        dataset=dataset,
+        parent=json.loads(parent.read_text()),
+    )
+    assert json.loads((tmp_path / "dist" / "metadata.json").read_text()) == local
+    for name in ("model.onnx", "model.tar.gz", "holdout.csv", "baseline.csv"):
+        assert (tmp_path / "dist" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+
+
+def test_an_on_demand_job_has_no_spot_wait_and_a_snapshot_already_uploaded_is_used_in_place(
+    aws: Any, tmp_path: Path
+) -> None:
+    s3, requests, _ = aws
+    uploaded = f"s3://{BUCKET}/datasets/abc/"
+    dataset = snapshot_dir(tmp_path / "snapshot", fresh=10, uri=uploaded)
+    for name in ("snapshot.csv", "manifest.json"):
+        s3.put_object(Bucket=BUCKET, Key=f"datasets/abc/{name}", Body=(dataset / name).read_bytes())
+    assert run(tmp_path, dataset, "--no-spot", "--max-wait-seconds", "60") == 0
+    [request] = requests
+    assert request["EnableManagedSpotTraining"] is False
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}  # MaxWaitTimeInSeconds is spot's
+    [channel] = request["InputDataConfig"]  # no parent: a first training, version MODEL_VERSION
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == uploaded
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="training/datasets/")
+    assert request["HyperParameters"]["version"] == "1.0.0"
+    assert len(request["TrainingJobName"]) <= 63 and request["TrainingJobName"].startswith("model-train-")
+
+
+def test_a_spot_wait_shorter_than_the_runtime_is_refused_before_any_call(
+    aws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, requests, _ = aws
+    dataset = snapshot_dir(tmp_path / "snapshot", fresh=10)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, dataset, "--max-runtime-seconds", "3600", "--max-wait-seconds", "1800")
+    assert exit_info.value.code == 2
+    assert "--max-wait-seconds must be at least --max-runtime-seconds" in capsys.readouterr().err
+    assert requests == []
+
+
+def test_a_failed_job_exits_1_with_its_failure_reason(
+    aws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, requests, job_outcome = aws
+    job_outcome.update(TrainingJobStatus="Failed", FailureReason="AlgorithmError: out of memory")
+    dataset = snapshot_dir(tmp_path / "snapshot", fresh=10)
+    assert run(tmp_path, dataset, "--job-name", "retrain-failed") == 1
+    assert "retrain-failed is Failed: AlgorithmError: out of memory" in capsys.readouterr().err
+    assert len(requests) == 1 and not (tmp_path / "dist").exists()
+
+
+def test_an_unchanged_dataset_starts_no_job(
+    aws: Any, tmp_path: Path, parent: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3, requests, _ = aws
+    contract = FeatureContract.from_schema(load_feature_schema())
+    dataset = tmp_path / "snapshot"
+    write(assemble(contract.names, [base_part(None, contract)], Checks()), dataset)  # the parent's own data
+    assert run(tmp_path, dataset, "--parent", str(parent)) == 5
+    assert "dataset unchanged since 1.0.0: the retrained model would be identical" in capsys.readouterr().err
+    assert requests == [] and "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
