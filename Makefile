@@ -33,7 +33,7 @@ node_modules/.deps-stamp: package.json package-lock.json
 	touch $@
 
 MODEL_DIST := model_container/dist
-MODEL_SOURCES := model_container/build_model.py $(wildcard model_container/contract/*.py)
+MODEL_SOURCES := model_container/build_model.py $(wildcard model_container/contract/*.py) $(wildcard model_container/dataset/*.py)
 
 # The model build is deterministic (fixed seed) and takes seconds; synth reads its metadata and tarball.
 $(MODEL_DIST)/metadata.json: $(VENV)/.deps-stamp $(MODEL_SOURCES)
