@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from aws_cdk import Annotations, CfnElement, Duration, RemovalPolicy, Stack, Stage, pipelines
@@ -13,24 +14,37 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ml_constructs.chat_notifications import ChatNotifications
 from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS
+from ml_constructs.model_registry import RegistryTrigger, group_arns, group_name
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.pipeline_steps import (
+    EMERGENCY_VARIABLES,
+    EXECUTION_ID,
+    PACKAGE_ARN_VARIABLE,
+    REGISTER_PACKAGE,
     LambdaInvokeStep,
     NotifyingApprovalStep,
+    PipelineCoordinates,
+    RegistryTarget,
+    approval_shortcuts_step,
     grant_use_connection,
     model_monitor_baseline_step,
+    model_package_approval_step,
+    model_package_check_step,
     pipeline_source,
+    register_model_package_step,
 )
-from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
+from ml_constructs.platform_function import FunctionPlacement, PlatformFunction, terminal_dead_letter_queue
 from ml_constructs.platform_keys import PlatformKeys
 from ml_constructs.release_history_table import keyed_table
 from ml_constructs.retraining_trigger import RetrainingTrigger
 from ml_constructs.secure_bucket import access_log_bucket, secure_bucket
 from platform_config import PipelineSettings
+from platform_config.settings import ApprovalStage, ChatChannel
 
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 # Set by the retraining trigger; a push-started run keeps the defaults.
@@ -41,10 +55,13 @@ RETRAINING_VARIABLES = [
     ),
 ]
 JUNIT = "reports/junit.xml"
+# The model gate's report directory: its report and the gated build's metadata, for the registration step.
+GATE_OUTPUT = "reports"
 
 
 class DeliveryPipeline(Construct):
-    """Exposes `pipeline` (pipelines.CodePipeline), `approvals_topic`, `chat` (or None) and `classifier`."""
+    """Exposes `pipeline` (pipelines.CodePipeline), `approvals_topic` (failures and pending approvals),
+    `stage_topics` (each approval stage's own), `chat` (or None), `classifier` and `registry_trigger`."""
 
     def __init__(
         self,
@@ -52,6 +69,7 @@ class DeliveryPipeline(Construct):
         construct_id: str,
         *,
         prefix: str,
+        project: str,
         settings: PipelineSettings,
         staging: Stage,
         production: Stage,
@@ -61,6 +79,8 @@ class DeliveryPipeline(Construct):
         staging_artifacts_bucket: str,
         powertools_layer_arn: str,
         environment_accounts: Sequence[str],
+        production_account: str,
+        production_region: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -73,12 +93,10 @@ class DeliveryPipeline(Construct):
         self.approvals_topic = sns.Topic(
             self, "Approvals", display_name=f"{prefix} release approvals", master_key=keys.logs_key, enforce_ssl=True
         )
-        for email in settings.approval_emails:
-            self.approvals_topic.add_subscription(subscriptions.EmailSubscription(email))
-        self.chat = None
-        if settings.chat:
-            name, topics = f"{prefix}-approvals", [self.approvals_topic]
-            self.chat = ChatNotifications(self, "Chat", name=name, channel=settings.chat, topics=topics)
+        self.notification_failures = self._notification_dead_letters(keys.data_key)
+        self._subscribe(self.approvals_topic, settings.approval_emails)
+        self.stage_topics = self._stage_topics(prefix, settings, keys.logs_key)
+        self.chat = self._chat(prefix, settings)
 
         source = pipeline_source(self, settings.source)
         commit = "-c commit=$CODEBUILD_RESOLVED_SOURCE_VERSION"
@@ -98,7 +116,13 @@ class DeliveryPipeline(Construct):
                 artifact_bucket=artifacts,
                 restart_execution_on_update=True,
                 pipeline_type=codepipeline.PipelineType.V2,
-                variables=RETRAINING_VARIABLES if settings.retraining_trigger else None,
+                variables=[
+                    *(RETRAINING_VARIABLES if settings.retraining_trigger else []),
+                    *(
+                        codepipeline.Variable(variable_name=name, default_value=default, description=description)
+                        for name, default, description in EMERGENCY_VARIABLES
+                    ),
+                ],
             ),
             synth=synth,
             self_mutation=True,
@@ -127,6 +151,76 @@ class DeliveryPipeline(Construct):
             {v.variable_name: v.reference() for v in RETRAINING_VARIABLES} if settings.retraining_trigger else None
         )
         checks = self.pipeline.add_wave("Checks")
+        assert synth.primary_output is not None  # primary_output_directory is set above
+        model_gate = self._step(
+            "ModelGate",
+            source,
+            [
+                "make model",
+                f"mkdir -p {GATE_OUTPUT}",
+                ".venv/bin/python -m scripts.model_gate --dist model_container/dist "
+                f"--thresholds-kv '{thresholds}' --tolerance {settings.metric_tolerance} "
+                f"--endpoint {production_prefix}-endpoint --table {production_prefix}-releases "
+                f"--artifacts-bucket {production_artifacts_bucket} --report {GATE_OUTPUT}/model-gate.json",
+                f"cp model_container/dist/metadata.json {GATE_OUTPUT}/metadata.json",
+                ".venv/bin/pytest tests/model_container -q",
+                ".venv/bin/python -m scripts.latency_gate --dist model_container/dist "
+                f"--requests {latency.requests} --concurrency {latency.concurrency} "
+                f"--p99-ms {latency.single_row_p99_ms} "
+                f"--batch-rows {latency.batch_rows} --batch-p99-ms {latency.batch_p99_ms} "
+                f"--report {GATE_OUTPUT}/latency-gate.json",
+            ],
+            policy=[
+                # The live model's metrics: its release record and its published baseline.
+                iam.PolicyStatement(
+                    actions=["dynamodb:Query"],
+                    resources=[
+                        f"{releases_table}",
+                        f"{releases_table}/index/status-index",
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[self.baselines_arn],
+                ),
+                # The baselines are SSE-KMS under the artifacts bucket's default key, production's data key
+                # (scripts/publish_baseline.py); S3 needs kms:Decrypt to read them. Known here by alias only.
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[data_keys],
+                    conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/{production_prefix}/data"}},
+                ),
+            ],
+            env=retraining_env,
+            output=GATE_OUTPUT,
+        )
+        assert model_gate.primary_output is not None
+        pipeline_arn = f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{prefix}-delivery"
+        coordinates = PipelineCoordinates(name=f"{prefix}-delivery", stage=production.stage_name, arn=pipeline_arn)
+        group_arn, versions_arn = group_arns(
+            partition=stack.partition, region=production_region, account=production_account, project=project
+        )
+        self.registry = RegistryTarget(
+            group=group_name(project),
+            group_arn=group_arn,
+            versions_arn=versions_arn,
+            account=production_account,
+            region=production_region,
+        )
+        production_assembly = f"assembly-{stack.node.id}-{production.stage_name}"
+        register_package, wildcards = register_model_package_step(
+            source=source,
+            gate=model_gate.primary_output,
+            cdk_out=synth.primary_output,
+            assembly=production_assembly,
+            registry=self.registry,
+            metrics_bucket=production_artifacts_bucket,
+            data_key_alias=f"alias/{production_prefix}/data",
+            pipeline=coordinates,
+            partition=stack.partition,
+        )
+        self.guard_wildcards += wildcards
+        package_arn = register_package.exported_variable(PACKAGE_ARN_VARIABLE)
         checks.add_pre(
             self._step("UnitTests", source, ["make test PYTEST_ARGS='--junitxml=" + JUNIT + "'"], reports=True),
             # pip-audit queries vulnerability databases online: a build step's tool, not a test dependency.
@@ -139,48 +233,8 @@ class DeliveryPipeline(Construct):
                     ".venv/bin/pip-audit -r requirements.txt -r requirements-dev.txt",
                 ],
             ),
-            self._step(
-                "ModelGate",
-                source,
-                [
-                    "make model",
-                    "mkdir -p reports",
-                    ".venv/bin/python -m scripts.model_gate --dist model_container/dist "
-                    f"--thresholds-kv '{thresholds}' --tolerance {settings.metric_tolerance} "
-                    f"--endpoint {production_prefix}-endpoint --table {production_prefix}-releases "
-                    f"--artifacts-bucket {production_artifacts_bucket} --report reports/model-gate.json",
-                    ".venv/bin/pytest tests/model_container -q",
-                    ".venv/bin/python -m scripts.latency_gate --dist model_container/dist "
-                    f"--requests {latency.requests} --concurrency {latency.concurrency} "
-                    f"--p99-ms {latency.single_row_p99_ms} "
-                    f"--batch-rows {latency.batch_rows} --batch-p99-ms {latency.batch_p99_ms} "
-                    "--report reports/latency-gate.json",
-                ],
-                policy=[
-                    # The live model's metrics: its release record and its published baseline.
-                    iam.PolicyStatement(
-                        actions=["dynamodb:Query"],
-                        resources=[
-                            f"{releases_table}",
-                            f"{releases_table}/index/status-index",
-                        ],
-                    ),
-                    iam.PolicyStatement(
-                        actions=["s3:GetObject"],
-                        resources=[self.baselines_arn],
-                    ),
-                    # The baselines are SSE-KMS under the artifacts bucket's default key, production's data key
-                    # (scripts/publish_baseline.py); S3 needs kms:Decrypt to read them. Known here by alias only.
-                    iam.PolicyStatement(
-                        actions=["kms:Decrypt"],
-                        resources=[data_keys],
-                        conditions={
-                            "ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/{production_prefix}/data"}
-                        },
-                    ),
-                ],
-                env=retraining_env,
-            ),
+            model_gate,
+            register_package,
         )
 
         api_key_lookup = (
@@ -229,19 +283,17 @@ class DeliveryPipeline(Construct):
         review_url = (
             f"https://{stack.region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/{prefix}-delivery/view"
         )
-        model_approval = NotifyingApprovalStep(
-            "ModelApproval",
-            topic=self.approvals_topic,
-            review_url=review_url,
-            comment="Data science: review the model gate report (metrics vs thresholds and the live model).",
-        )
-        ops_approval = NotifyingApprovalStep(
-            "OperationsApproval",
-            topic=self.approvals_topic,
-            review_url=review_url,
-            comment="Operations: staging smoke/load results and bake alarms are in the previous stage.",
-        )
-        assert synth.primary_output is not None  # primary_output_directory is set above
+        approvals = [
+            NotifyingApprovalStep(
+                stage.action_name,
+                topic=self.stage_topics[stage.name],
+                review_url=review_url,
+                comment=_approval_comment(stage),
+            )
+            for stage in settings.approvals
+        ]
+        action_names = [stage.action_name for stage in settings.approvals]
+        [model_approval] = [stage.action_name for stage in settings.approvals if stage.registry]
         classify = LambdaInvokeStep(
             "ChangeClassifier",
             function=self.classifier.function,
@@ -249,7 +301,7 @@ class DeliveryPipeline(Construct):
             user_parameters={
                 "pipeline": f"{prefix}-delivery",
                 "approval_stage": production.stage_name,
-                "approval_actions": ["ModelApproval", "OperationsApproval"],
+                "approval_actions": action_names,
                 "watched_stacks": [
                     f"{production_prefix}-inference",
                     f"{production_prefix}-data",
@@ -257,19 +309,54 @@ class DeliveryPipeline(Construct):
                 ],
                 "audit_table": self.audit_table.table_name,
                 # This app synthesizes prod twice (directly and in the pipeline); compare the pipeline's copy.
-                "assembly": f"assembly-{stack.node.id}-{production.stage_name}",
+                "assembly": production_assembly,
             },
         )
+        shortcuts = approval_shortcuts_step(
+            source=source,
+            package_arn=package_arn,
+            registry=self.registry,
+            pipeline=coordinates,
+            model_approval=model_approval,
+            approvals=action_names,
+        )
+        approve_package = model_package_approval_step(
+            source=source,
+            package_arn=package_arn,
+            registry=self.registry,
+            pipeline=coordinates,
+            model_approval=model_approval,
+        )
+        check_package = model_package_check_step(
+            source=source,
+            cdk_out=synth.primary_output,
+            assembly=production_assembly,
+            package_arn=package_arn,
+            registry=self.registry,
+        )
+        for gate in (*approvals, classify, shortcuts):
+            approve_package.add_step_dependency(gate)
+        check_package.add_step_dependency(approve_package)
         prod_scaling_before, prod_scaling_after = self._autoscaling_guard(synth, source, production, production_prefix)
         prod_baseline = self._publish_baseline(source, production_artifacts_bucket, production_prefix)
-        register = self._register_release(synth, source, prefix, production, production_prefix)
-        for gate in (model_approval, ops_approval, classify):
-            prod_scaling_before.add_step_dependency(gate)
-            prod_baseline.add_step_dependency(gate)
-            register.add_step_dependency(gate)
+        register = self._register_release(
+            synth, source, prefix, production, production_prefix, settings.approvals, package_arn
+        )
+        # Nothing changes production before the package is approved and checked.
+        for step in (prod_scaling_before, prod_baseline, register):
+            step.add_step_dependency(check_package)
         self.pipeline.add_stage(
             production,
-            pre=[model_approval, ops_approval, classify, prod_scaling_before, prod_baseline, register],
+            pre=[
+                *approvals,
+                classify,
+                shortcuts,
+                approve_package,
+                check_package,
+                prod_scaling_before,
+                prod_baseline,
+                register,
+            ],
             post=[
                 prod_scaling_after,
                 verify := self._step(
@@ -306,6 +393,19 @@ class DeliveryPipeline(Construct):
                 placement=self._tooling_placement(key, keys.logs_key),
                 powertools=self.powertools,
             )
+        self.registry_trigger = RegistryTrigger(
+            self,
+            "RegistryTrigger",
+            project=project,
+            pipeline_name=f"{prefix}-delivery",
+            stage=production.stage_name,
+            approval_action=model_approval,
+            register_action=REGISTER_PACKAGE,
+            registry_account=production_account,
+            registry_region=production_region,
+            placement=self._tooling_placement(key, keys.logs_key),
+            powertools=self.powertools,
+        )
         self.pipeline.pipeline.notify_on(
             "Failures",
             self.approvals_topic,
@@ -317,6 +417,65 @@ class DeliveryPipeline(Construct):
         )
         self._acknowledge_generated()
 
+    def _stage_topics(self, prefix: str, settings: PipelineSettings, key: kms.IKey) -> dict[str, sns.Topic]:
+        """One topic per approval stage: its own e-mails, and the pipeline-wide approval_emails."""
+        topics = {}
+        for stage in settings.approvals:
+            topic = sns.Topic(
+                self,
+                f"{stage.action_name}Topic",
+                display_name=f"{prefix} {stage.name.replace('_', ' ')} approval",
+                master_key=key,
+                enforce_ssl=True,
+            )
+            self._subscribe(topic, (*stage.emails, *settings.approval_emails))
+            topics[stage.name] = topic
+        return topics
+
+    def _notification_dead_letters(self, key: kms.Key) -> sqs.Queue:
+        """Where SNS puts an approval e-mail it cannot deliver (SNS Developer Guide, "Amazon SNS dead-letter
+        queues"): an encrypted queue, whose key must let SNS use it ("To use an encrypted Amazon SQS queue as a
+        dead-letter queue, you must use a custom KMS key with a key policy that grants the Amazon SNS service
+        principal access")."""
+        stack = Stack.of(self)
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        return terminal_dead_letter_queue(self, "NotificationFailures", key=key, removal_policy=RemovalPolicy.RETAIN)
+
+    def _subscribe(self, topic: sns.Topic, emails: Sequence[str]) -> None:
+        for email in dict.fromkeys(emails):
+            topic.add_subscription(subscriptions.EmailSubscription(email, dead_letter_queue=self.notification_failures))
+
+    def _chat(self, prefix: str, settings: PipelineSettings) -> ChatNotifications | None:
+        """One channel configuration per chat channel: the pipeline-wide one gets the failures and every stage's
+        topic, a stage's own channel its stage's. Returns the pipeline-wide configuration (or None)."""
+        topics: dict[ChatChannel, list[sns.ITopic]] = {}
+        names: dict[ChatChannel, str] = {}
+        if settings.chat:
+            topics[settings.chat], names[settings.chat] = [self.approvals_topic, *self.stage_topics.values()], ""
+        for stage in settings.approvals:
+            if stage.chat and stage.chat not in topics:
+                topics[stage.chat], names[stage.chat] = [self.stage_topics[stage.name]], stage.name
+            elif stage.chat and stage.chat != settings.chat:
+                topics[stage.chat].append(self.stage_topics[stage.name])
+        configurations = {
+            channel: ChatNotifications(
+                self,
+                "Chat" + "".join(part.title() for part in names[channel].split("_")),
+                name="-".join(filter(None, [prefix, names[channel].replace("_", "-"), "approvals"])),
+                channel=channel,
+                topics=channel_topics,
+            )
+            for channel, channel_topics in topics.items()
+        }
+        return configurations[settings.chat] if settings.chat else None
+
     def _step(
         self,
         step_id: str,
@@ -326,6 +485,7 @@ class DeliveryPipeline(Construct):
         reports: bool = False,
         policy: list[iam.PolicyStatement] | None = None,
         env: dict[str, str] | None = None,
+        output: str | None = None,
     ) -> pipelines.CodeBuildStep:
         policy = list(policy or [])
         return pipelines.CodeBuildStep(
@@ -333,6 +493,7 @@ class DeliveryPipeline(Construct):
             input=source,
             commands=commands,
             env=env,
+            primary_output_directory=output,
             role_policy_statements=policy,
             partial_build_spec=codebuild.BuildSpec.from_object(
                 {"reports": {"pytest": {"files": [JUNIT], "file-format": "JUNITXML"}}}
@@ -348,27 +509,41 @@ class DeliveryPipeline(Construct):
         prefix: str,
         stage: Stage,
         env_prefix: str,
+        approvals: Sequence[ApprovalStage],
+        package_arn: str,
     ) -> pipelines.CodeBuildStep:
-        """Record the release about to be deployed, with its approvers, in the environment's release history."""
+        """Record the release about to be deployed in the environment's release history: its approvals (stage,
+        approver, expected reviewers), the model package it deploys, and an emergency override's who and why."""
         stack = Stack.of(self)
         cdk_out = synth.primary_output
         assert cdk_out is not None
         pipeline_name = f"{prefix}-delivery"
         keys = f"arn:{stack.partition}:kms:{stack.region}:{stack.account}:key/*"
         self.guard_wildcards.append(keys)
+        stages = json.dumps(
+            [{"stage": s.name, "action": s.action_name, "reviewers": list(s.reviewers)} for s in approvals],
+            separators=(",", ":"),
+        )
         return pipelines.CodeBuildStep(
             "RegisterRelease",
             input=source,
             additional_inputs={"cdk.out": cdk_out},
+            env={
+                PACKAGE_ARN_VARIABLE: package_arn,
+                "PIPELINE_EXECUTION_ID": EXECUTION_ID,
+                **{name: f"#{{variables.{name}}}" for name, _, _ in EMERGENCY_VARIABLES},
+            },
             commands=[
                 "make deps",
                 f".venv/bin/python -m scripts.register_release --assembly cdk.out/assembly-{stack.node.id}-"
                 f"{stage.stage_name} --pipeline {pipeline_name} --stage {stage.stage_name} "
-                f"--approvals ModelApproval,OperationsApproval --table {env_prefix}-releases",
+                f"--approvals {','.join(s.action_name for s in approvals)} --table {env_prefix}-releases "
+                f"""--execution-id "$PIPELINE_EXECUTION_ID" --stages-json '{stages}' """
+                '--emergency-override "$EMERGENCY_OVERRIDE" --emergency-reason "$EMERGENCY_REASON"',
             ],
             role_policy_statements=[
                 iam.PolicyStatement(
-                    actions=["codepipeline:GetPipelineState"],
+                    actions=["codepipeline:GetPipelineState", "codepipeline:GetPipelineExecution"],
                     resources=[f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{pipeline_name}"],
                 ),
                 iam.PolicyStatement(
@@ -646,6 +821,14 @@ class DeliveryPipeline(Construct):
             "the CDK bootstrap roles it assumes to deploy; sources arrive as CodePipeline artifacts, not "
             "repository URLs. Wildcards are CDK's grant patterns on these pipeline-owned resources.",
         )
+
+
+def _approval_comment(stage: ApprovalStage) -> str:
+    """What the reviewer reads (CustomData, at most 500 characters): the stage's instructions and, where it
+    fits, the reviewers it expects."""
+    expected = f" Expected reviewers: {', '.join(stage.reviewers)}." if stage.reviewers else ""
+    text = stage.instructions or f"{stage.name.replace('_', ' ').title()}: review before production."
+    return text + expected if len(text + expected) <= 500 else text
 
 
 def _logical_id(construct: Construct) -> str:

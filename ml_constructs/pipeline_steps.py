@@ -1,7 +1,10 @@
-"""CDK Pipelines pieces the library lacks: the configured source, approvals that notify a topic, a Lambda invoke."""
+"""CDK Pipelines pieces the library lacks: the configured source, approvals that notify a topic, a Lambda invoke,
+and the model registry steps (register, answer, approve, check)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jsii
@@ -193,3 +196,209 @@ def model_monitor_baseline_step(
         ],
     )
     return step, [stack_arn, objects, keys, jobs]
+
+
+# ---- model registry and approvals ---------------------------------------------------------------------------
+EXECUTION_ID = "#{codepipeline.PipelineExecutionId}"
+# Set at start-pipeline-execution for an audited emergency deploy (README "Approvals").
+EMERGENCY_VARIABLES = (
+    ("EMERGENCY_OVERRIDE", "false", "true: the approvals are answered by an audited emergency override"),
+    ("EMERGENCY_REASON", "none", "why the emergency override (at least 10 characters), recorded with the release"),
+)
+REGISTER_PACKAGE = "RegisterModelPackage"
+PACKAGE_ARN_VARIABLE = "MODEL_PACKAGE_ARN"
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """The model package group the pipeline registers into: production's data stack (ml_constructs/model_registry)."""
+
+    group: str
+    group_arn: str
+    versions_arn: str
+    account: str
+    region: str
+
+
+@dataclass(frozen=True)
+class PipelineCoordinates:
+    """The pipeline, the stage holding the approvals, and its ARN pieces (for scoped CodePipeline grants)."""
+
+    name: str
+    stage: str
+    arn: str
+
+    def action_arn(self, action: str) -> str:
+        """PutApprovalResult's resource: arn:...:<pipeline>/<stage>/<action> (Service Authorization Reference)."""
+        return f"{self.arn}/{self.stage}/{action}"
+
+
+def _script(command: str, *arguments: str) -> str:
+    return " ".join([".venv/bin/python -m scripts.register_model_package", command, *arguments])
+
+
+def register_model_package_step(
+    *,
+    source: pipelines.IFileSetProducer,
+    gate: pipelines.FileSet,
+    cdk_out: pipelines.FileSet,
+    assembly: str,
+    registry: RegistryTarget,
+    metrics_bucket: str,
+    data_key_alias: str,
+    pipeline: PipelineCoordinates,
+    partition: str,
+) -> tuple[pipelines.CodeBuildStep, list[str]]:
+    """After the model gate: this build's model package, pending manual approval, with the gate's report as its
+    metrics; exports MODEL_PACKAGE_ARN. Returns the step and its prefix-scoped resources (IAM5)."""
+    objects = f"arn:{partition}:s3:::{metrics_bucket}/model-registry/*"
+    keys = f"arn:{partition}:kms:{registry.region}:{registry.account}:key/*"
+    resources = [registry.group_arn, registry.versions_arn]
+    step = pipelines.CodeBuildStep(
+        REGISTER_PACKAGE,
+        input=source,
+        additional_inputs={"gate": gate, "cdk.out": cdk_out},
+        env={"PIPELINE_EXECUTION_ID": EXECUTION_ID},
+        commands=[
+            "make deps",
+            _script(
+                "register",
+                f"--region {registry.region} --account {registry.account} --group {registry.group}",
+                f"--assembly cdk.out/{assembly} --metadata gate/metadata.json --gate-report gate/model-gate.json",
+                f"--metrics-bucket {metrics_bucket} --arn-out model-package.arn",
+                f'--generated-by "codepipeline:{pipeline.name}/execution/$PIPELINE_EXECUTION_ID"',
+            ),
+            f"export {PACKAGE_ARN_VARIABLE}=$(cat model-package.arn)",
+        ],
+        role_policy_statements=[
+            # ListModelPackages and DescribeModelPackage find a build registered before (the idempotent retry).
+            iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=resources),
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[registry.versions_arn]),
+            # A build registers pending manual approval, never approved.
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateModelPackage"],
+                resources=resources,
+                conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}},
+            ),
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]),
+            # The artifacts bucket encrypts with production's data key, known here by its alias only.
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[keys],
+                conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": data_key_alias}},
+            ),
+        ],
+    )
+    return step, [registry.versions_arn, objects, keys]
+
+
+def approval_shortcuts_step(
+    *,
+    source: pipelines.IFileSetProducer,
+    package_arn: str,
+    registry: RegistryTarget,
+    pipeline: PipelineCoordinates,
+    model_approval: str,
+    approvals: Sequence[str],
+) -> pipelines.CodeBuildStep:
+    """Beside the approvals: a package already decided in the registry answers the model approval, and an
+    EMERGENCY_OVERRIDE run started by a person with a reason answers all of them."""
+    context = f"--region {registry.region} --pipeline {pipeline.name} --stage {pipeline.stage}"
+    return pipelines.CodeBuildStep(
+        "ApprovalShortcuts",
+        input=source,
+        env={
+            PACKAGE_ARN_VARIABLE: package_arn,
+            "PIPELINE_EXECUTION_ID": EXECUTION_ID,
+            **{name: f"#{{variables.{name}}}" for name, _, _ in EMERGENCY_VARIABLES},
+        },
+        commands=[
+            "make deps",
+            _script(
+                "registry-decision",
+                context,
+                f'--execution-id "$PIPELINE_EXECUTION_ID" --package-arn "${PACKAGE_ARN_VARIABLE}"',
+                f"--action {model_approval}",
+            ),
+            _script(
+                "override",
+                context,
+                f'--execution-id "$PIPELINE_EXECUTION_ID" --actions {",".join(approvals)}',
+                '--override "$EMERGENCY_OVERRIDE" --reason "$EMERGENCY_REASON"',
+            ),
+        ],
+        role_policy_statements=[
+            iam.PolicyStatement(
+                actions=["codepipeline:GetPipelineState", "codepipeline:GetPipelineExecution"],
+                resources=[pipeline.arn],
+            ),
+            iam.PolicyStatement(
+                actions=["codepipeline:PutApprovalResult"], resources=[pipeline.action_arn(a) for a in approvals]
+            ),
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[registry.versions_arn]),
+        ],
+    )
+
+
+def model_package_approval_step(
+    *,
+    source: pipelines.IFileSetProducer,
+    package_arn: str,
+    registry: RegistryTarget,
+    pipeline: PipelineCoordinates,
+    model_approval: str,
+) -> pipelines.CodeBuildStep:
+    """After the approvals: the model approval's result (who, and their comment) approves the package."""
+    return pipelines.CodeBuildStep(
+        "ModelPackageApproval",
+        input=source,
+        env={PACKAGE_ARN_VARIABLE: package_arn, "PIPELINE_EXECUTION_ID": EXECUTION_ID},
+        commands=[
+            "make deps",
+            _script(
+                "approve",
+                f"--region {registry.region} --pipeline {pipeline.name} --stage {pipeline.stage}",
+                f'--execution-id "$PIPELINE_EXECUTION_ID" --package-arn "${PACKAGE_ARN_VARIABLE}"',
+                f"--action {model_approval}",
+            ),
+        ],
+        role_policy_statements=[
+            iam.PolicyStatement(actions=["codepipeline:GetPipelineState"], resources=[pipeline.arn]),
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[registry.versions_arn]),
+            # This step only ever approves; rejections come from the registry or the approval itself.
+            iam.PolicyStatement(
+                actions=["sagemaker:UpdateModelPackage"],
+                resources=[registry.versions_arn],
+                conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"}},
+            ),
+        ],
+    )
+
+
+def model_package_check_step(
+    *,
+    source: pipelines.IFileSetProducer,
+    cdk_out: pipelines.FileSet,
+    assembly: str,
+    package_arn: str,
+    registry: RegistryTarget,
+) -> pipelines.CodeBuildStep:
+    """Right before production changes: exit non-zero unless the package is Approved and describes the model
+    this deploy ships (image and model data)."""
+    return pipelines.CodeBuildStep(
+        "ModelPackageCheck",
+        input=source,
+        additional_inputs={"cdk.out": cdk_out},
+        env={PACKAGE_ARN_VARIABLE: package_arn},
+        commands=[
+            "make deps",
+            _script(
+                "check",
+                f"--region {registry.region} --account {registry.account}",
+                f'--package-arn "${PACKAGE_ARN_VARIABLE}" --assembly cdk.out/{assembly}',
+            ),
+        ],
+        role_policy_statements=[
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[registry.versions_arn]),
+        ],
+    )

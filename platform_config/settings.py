@@ -654,6 +654,63 @@ class ChatChannel:
             check(bool(re.fullmatch(r"\S{1,256}", self.channel_id)), "channel_id", "is not a Teams channel id")
 
 
+# IAM users and roles, or one assumed-role session: what CodePipeline records as an approval's `lastUpdatedBy`.
+_REVIEWER = re.compile(
+    r"arn:aws[\w-]*:(iam::\d{12}:(user|role)/[\w+=,.@/-]+|sts::\d{12}:assumed-role/[\w+=,.@-]+(/[\w+=,.@-]+)?)"
+)
+
+
+@dataclass(frozen=True)
+class ApprovalStage:
+    """One manual approval before production: whom it notifies (e-mails and/or a chat channel), the reviewers
+    it expects (recorded with the release) and what it asks them. `registry: true` marks the model approval:
+    its decision becomes the model package's approval status in the SageMaker Model Registry."""
+
+    name: str
+    emails: tuple[str, ...] = ()
+    chat: ChatChannel | None = None
+    reviewers: tuple[str, ...] = ()
+    instructions: str = ""
+    registry: bool = False
+
+    def __post_init__(self) -> None:
+        check(
+            bool(re.fullmatch(r"[a-z][a-z0-9_]{1,30}", self.name)),
+            "name",
+            "must be 2-31 lowercase letters, digits or underscores, starting with a letter",
+        )
+        for index, email in enumerate(self.emails):
+            check(bool(_EMAIL.match(email)), f"emails[{index}]", f"{email!r} is not an email address")
+        for index, reviewer in enumerate(self.reviewers):
+            check(
+                bool(_REVIEWER.fullmatch(reviewer)),
+                f"reviewers[{index}]",
+                f"{reviewer!r} is not an IAM user or role ARN (or an assumed-role ARN)",
+            )
+        # The approval's CustomData (shown to the reviewer) holds at most 500 characters.
+        check(len(self.instructions) <= 500, "instructions", "must be at most 500 characters")
+
+    @property
+    def action_name(self) -> str:
+        """The CodePipeline action: data_science -> DataScienceApproval."""
+        return "".join(part.title() for part in self.name.split("_")) + "Approval"
+
+
+DEFAULT_APPROVALS = (
+    ApprovalStage(
+        name="data_science",
+        registry=True,
+        instructions="Data science: review the model gate report and the model package (metrics, model card, "
+        "lineage). Approving here or in the SageMaker Model Registry approves the package; rejecting stops the run.",
+    ),
+    ApprovalStage(
+        name="operations",
+        instructions="Operations: staging smoke/load results and bake alarms are in the previous stage.",
+    ),
+    ApprovalStage(name="product", instructions="Product: the release may reach production users now."),
+)
+
+
 # S3 URIs of a prefix: s3://bucket/ or s3://bucket/some/prefix/ (a bucket name as S3 allows it).
 _S3_PREFIX = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[\w!.*'()/=+-]*)?/")
 
@@ -735,6 +792,9 @@ class PipelineSettings:
     chat: ChatChannel | None = None
     # Start a retraining run on drift events sent to this account's default bus (see README).
     retraining_trigger: bool = False
+    # Manual approvals before production; the audited low-risk auto-approval and the audited emergency override
+    # answer all of them (README "Approvals").
+    approvals: tuple[ApprovalStage, ...] = DEFAULT_APPROVALS
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
     def __post_init__(self) -> None:
@@ -757,3 +817,21 @@ class PipelineSettings:
             "load_test_requests",
             "must be at least load_test_concurrency",
         )
+        self._check_approvals()
+
+    def _check_approvals(self) -> None:
+        names = [stage.name for stage in self.approvals]
+        for index, name in enumerate(names):
+            check(name not in names[:index], f"approvals[{index}].name", f"{name!r} is used by an earlier stage")
+        check(
+            sum(stage.registry for stage in self.approvals) == 1,
+            "approvals",
+            "exactly one stage must be the model registry approval (registry: true)",
+        )
+        for index, stage in enumerate(self.approvals):
+            check(
+                bool(stage.emails or stage.chat or self.approval_emails or self.chat),
+                f"approvals[{index}].emails",
+                f"approval stage {stage.name!r} notifies nobody: set approvals[{index}].emails or "
+                f"approvals[{index}].chat (or approval_emails / chat, which every stage also notifies)",
+            )

@@ -1,10 +1,17 @@
-"""The delivery pipeline: stage order, gates, approvals with notifications, and scoped roles."""
+"""The delivery pipeline: stage order, gates, approvals with notifications, the model registry steps, and scoped
+roles."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
+
+from platform_config import ConfigError, load_environments, load_pipeline
+
+APPROVALS = ("DataScienceApproval", "OperationsApproval", "ProductApproval")
+REGISTRY = "arn:aws:sagemaker:eu-west-1:123456789012"
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +30,23 @@ def buildspec(synthesized, action: dict) -> str:
     return projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]["Source"]["BuildSpec"]
 
 
+def build_commands(synthesized, action: dict) -> str:
+    """The build phase's commands, one a line, as CodeBuild runs them."""
+    return "\n".join(json.loads(buildspec(synthesized, action))["phases"]["build"]["commands"])
+
+
 def test_stages_run_checks_then_staging_then_approvals_then_production(pipeline) -> None:
     names = [s["Name"] for s in pipeline["Stages"]]
     assert names[:3] == ["Source", "Build", "UpdatePipeline"]
     assert names.index("Checks") < names.index("staging") < names.index("prod") == len(names) - 1
     prod = actions(pipeline, "prod")
     first_deploy = min(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
-    for gate in ("ModelApproval", "OperationsApproval", "ChangeClassifier"):
-        assert prod[gate]["RunOrder"] < first_deploy
+    # Approvals (and what may answer them) -> the package is approved -> checked -> anything touches production.
+    for gate in (*APPROVALS, "ChangeClassifier", "ApprovalShortcuts"):
+        assert prod[gate]["RunOrder"] < prod["ModelPackageApproval"]["RunOrder"]
+    assert prod["ModelPackageApproval"]["RunOrder"] < prod["ModelPackageCheck"]["RunOrder"]
+    for step in ("AutoscalingBeforeDeploy", "PublishDriftBaseline", "RegisterRelease"):
+        assert prod["ModelPackageCheck"]["RunOrder"] < prod[step]["RunOrder"] < first_deploy
     assert prod["VerifyProduction"]["RunOrder"] > max(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
 
 
@@ -45,7 +61,8 @@ def test_source_is_a_codeconnections_push_trigger(pipeline, cdk_context) -> None
 def test_build_specs_run_the_readme_commands(synthesized, pipeline) -> None:
     assert "make synth" in buildspec(synthesized, actions(pipeline, "Build")["Synth"])
     checks = actions(pipeline, "Checks")
-    assert set(checks) == {"UnitTests", "SecurityScans", "ModelGate"}
+    assert set(checks) == {"UnitTests", "SecurityScans", "ModelGate", "RegisterModelPackage"}
+    assert checks["ModelGate"]["RunOrder"] < checks["RegisterModelPackage"]["RunOrder"]
     assert "make test" in buildspec(synthesized, checks["UnitTests"])
     assert "JUNITXML" in buildspec(synthesized, checks["UnitTests"])
     assert "-m scripts.model_gate" in buildspec(synthesized, checks["ModelGate"])
@@ -64,17 +81,57 @@ def test_staging_is_tested_after_deploy_and_bake_is_checked_before_load(synthesi
     assert "-m scripts.smoke_test" in buildspec(synthesized, staging["SmokeAndLoadTests"])
 
 
-def test_approvals_notify_the_topic_with_a_link(synthesized, pipeline) -> None:
-    [topic] = synthesized.resources("pipeline", "pipeline", "AWS::SNS::Topic")
+def test_each_approval_stage_notifies_its_own_target_with_its_instructions(synthesized, pipeline, cdk_context) -> None:
+    configured = {s["name"]: s for s in cdk_context["ml-platform"]["pipeline"]["approvals"]}
+    topics = synthesized.resources("pipeline", "pipeline", "AWS::SNS::Topic")
+    subscriptions = synthesized.resources("pipeline", "pipeline", "AWS::SNS::Subscription").values()
     prod = actions(pipeline, "prod")
-    for name in ("ModelApproval", "OperationsApproval"):
-        configuration = prod[name]["Configuration"]
-        assert configuration["NotificationArn"] == {"Ref": topic}
+    notified = set()
+    for stage, action in zip(("data_science", "operations", "product"), APPROVALS, strict=True):
+        configuration = prod[action]["Configuration"]
+        topic = configuration["NotificationArn"]["Ref"]
+        assert topic in topics and topic.startswith(f"Delivery{action}Topic")
+        notified.add(topic)
+        emails = {s["Properties"]["Endpoint"] for s in subscriptions if s["Properties"]["TopicArn"] == {"Ref": topic}}
+        assert emails == set(configured[stage]["emails"])
+        # SNS keeps what it cannot deliver (Serverless-SNSRedrivePolicy): the e-mails have a dead-letter queue.
+        assert all(
+            "RedrivePolicy" in s["Properties"] for s in subscriptions if s["Properties"]["TopicArn"] == {"Ref": topic}
+        )
+        assert configuration["CustomData"].startswith(configured[stage]["instructions"])
+        assert all(reviewer in configuration["CustomData"] for reviewer in configured[stage]["reviewers"])
         assert configuration["ExternalEntityLink"].startswith("https://")
+    assert len(notified) == 3
     # The audit table's name is a reference, so the parameters are a Fn::Join around JSON text.
     classifier = json.dumps(prod["ChangeClassifier"]["Configuration"]["UserParameters"])
-    assert '\\"approval_actions\\":[\\"ModelApproval\\",\\"OperationsApproval\\"]' in classifier
+    assert '\\"approval_actions\\":[' + ",".join(f'\\"{a}\\"' for a in APPROVALS) + "]" in classifier
     assert "mlapi-prod-inference" in classifier
+
+
+def shipped_pipeline(cdk_context, change) -> None:
+    context = copy.deepcopy(cdk_context["ml-platform"])
+    change(context["pipeline"])
+    load_pipeline(context, load_environments(context, default_account="123456789012", default_region=None))
+
+
+def test_synth_refuses_an_approval_stage_that_notifies_nobody(cdk_context) -> None:
+    def silence_product(pipeline) -> None:
+        pipeline["approvals"][2]["emails"] = []
+
+    with pytest.raises(ConfigError, match=r"ml-platform\.pipeline\.approvals\[2\]\.emails.*'product' notifies nobody"):
+        shipped_pipeline(cdk_context, silence_product)
+
+    def pipeline_wide_emails(pipeline) -> None:
+        silence_product(pipeline)
+        pipeline["approval_emails"] = ["release-managers@example.com"]
+
+    shipped_pipeline(cdk_context, pipeline_wide_emails)  # every stage also notifies approval_emails
+
+    def no_registry_stage(pipeline) -> None:
+        pipeline["approvals"][0]["registry"] = False
+
+    with pytest.raises(ConfigError, match=r"pipeline\.approvals': exactly one stage must be the model registry"):
+        shipped_pipeline(cdk_context, no_registry_stage)
 
 
 def test_classifier_may_approve_only_in_this_pipeline(synthesized) -> None:
@@ -104,8 +161,8 @@ def test_autoscaling_is_released_before_and_restored_after_each_deploy(synthesiz
     assert steps["AutoscalingBeforeDeploy"]["RunOrder"] < min(deploys)
     assert steps["AutoscalingAfterDeploy"]["RunOrder"] > max(deploys)
     assert "-m scripts.autoscaling_guard after" in buildspec(synthesized, steps["AutoscalingAfterDeploy"])
-    if stage == "prod":  # nothing changes production before both approvals
-        assert steps["AutoscalingBeforeDeploy"]["RunOrder"] > steps["ModelApproval"]["RunOrder"]
+    if stage == "prod":  # nothing changes production before the approvals and the package check
+        assert steps["AutoscalingBeforeDeploy"]["RunOrder"] > steps["ModelPackageCheck"]["RunOrder"]
         assert steps["VerifyProduction"]["RunOrder"] > steps["AutoscalingAfterDeploy"]["RunOrder"]
     else:
         assert steps["NoAlarmDuringBake"]["RunOrder"] > steps["AutoscalingAfterDeploy"]["RunOrder"]
@@ -126,17 +183,25 @@ def test_failures_and_pending_approvals_are_notified(synthesized) -> None:
     )
 
 
-def test_release_is_recorded_with_its_approvers_before_production_changes(synthesized, pipeline) -> None:
+def test_release_is_recorded_with_its_approvals_and_package_before_production_changes(synthesized, pipeline) -> None:
     prod = actions(pipeline, "prod")
     first_deploy = min(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
-    assert prod["ModelApproval"]["RunOrder"] < prod["RegisterRelease"]["RunOrder"] < first_deploy
-    assert "--approvals ModelApproval,OperationsApproval" in buildspec(synthesized, prod["RegisterRelease"])
+    assert prod["DataScienceApproval"]["RunOrder"] < prod["RegisterRelease"]["RunOrder"] < first_deploy
+    spec = build_commands(synthesized, prod["RegisterRelease"])
+    assert f"--approvals {','.join(APPROVALS)}" in spec
+    stages = json.loads(spec.split("--stages-json '")[1].split("'")[0])
+    assert [s["action"] for s in stages] == list(APPROVALS)
+    env = {v["name"]: v["value"] for v in json.loads(prod["RegisterRelease"]["Configuration"]["EnvironmentVariables"])}
+    assert env["MODEL_PACKAGE_ARN"] == "#{Checks@RegisterModelPackage.MODEL_PACKAGE_ARN}"
+    assert env["EMERGENCY_OVERRIDE"] == "#{variables.EMERGENCY_OVERRIDE}"
 
 
 def test_drift_events_start_a_retraining_run_that_the_model_gate_records(synthesized, pipeline) -> None:
     assert {v["Name"]: v["DefaultValue"] for v in pipeline["Variables"]} == {
         "RETRAINING": "false",
         "RETRAINING_REASON": "source change",
+        "EMERGENCY_OVERRIDE": "false",
+        "EMERGENCY_REASON": "none",
     }
     [gate] = [a for a in actions(pipeline, "Checks").values() if a["Name"] == "ModelGate"]
     env = json.loads(gate["Configuration"]["EnvironmentVariables"])
@@ -159,8 +224,9 @@ def test_drift_events_start_a_retraining_run_that_the_model_gate_records(synthes
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
         if "codepipeline:StartPipelineExecution" in s["Action"]
     ]
-    [start] = statements
-    assert start["Resource"] == "arn:aws:codepipeline:eu-west-1:123456789012:mlapi-pipeline-delivery"
+    assert {json.dumps(s["Resource"]) for s in statements} == {
+        '"arn:aws:codepipeline:eu-west-1:123456789012:mlapi-pipeline-delivery"'
+    }  # the retraining trigger and the registry trigger, each scoped to the pipeline
 
 
 def test_every_pipeline_function_has_the_powertools_layer_its_code_imports(synthesized) -> None:
@@ -222,3 +288,68 @@ def test_the_model_gate_may_decrypt_the_production_baselines_with_the_data_key(s
         for s in decrypts
         if "Condition" in s
     ), decrypts
+
+
+# ---- the model registry steps ------------------------------------------------------------------------------
+def sagemaker_statements(synthesized, action: dict) -> list[dict]:
+    return [
+        s
+        for s in role_statements(synthesized, project_role(synthesized, action))
+        if any(a.startswith("sagemaker:") for a in s["Action"])
+    ]
+
+
+def test_every_build_registers_a_pending_package_and_nothing_more(synthesized, pipeline) -> None:
+    step = actions(pipeline, "Checks")["RegisterModelPackage"]
+    spec = build_commands(synthesized, step)
+    assert "-m scripts.register_model_package register" in spec and "--group mlapi-models" in spec
+    assert "--metadata gate/metadata.json --gate-report gate/model-gate.json" in spec
+    assert "cp model_container/dist/metadata.json reports/metadata.json" in build_commands(
+        synthesized, actions(pipeline, "Checks")["ModelGate"]
+    )
+    assert json.loads(buildspec(synthesized, step))["env"]["exported-variables"] == ["MODEL_PACKAGE_ARN"]
+    by_action = {a: s for s in sagemaker_statements(synthesized, step) for a in s["Action"]}
+    assert set(by_action) == {
+        "sagemaker:ListModelPackages",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:CreateModelPackage",
+    }
+    create = by_action["sagemaker:CreateModelPackage"]
+    assert create["Condition"] == {"StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}}
+    assert create["Resource"] == [
+        f"{REGISTRY}:model-package-group/mlapi-models",
+        f"{REGISTRY}:model-package/mlapi-models/*",
+    ]
+
+
+def test_only_the_approval_step_approves_and_the_check_only_reads(synthesized, pipeline) -> None:
+    prod = actions(pipeline, "prod")
+    [update] = [
+        s
+        for s in sagemaker_statements(synthesized, prod["ModelPackageApproval"])
+        if "sagemaker:UpdateModelPackage" in s["Action"]
+    ]
+    assert update["Condition"] == {"StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"}}
+    assert update["Resource"] == f"{REGISTRY}:model-package/mlapi-models/*"
+    check = sagemaker_statements(synthesized, prod["ModelPackageCheck"])
+    assert [s["Action"] for s in check] == [["sagemaker:DescribeModelPackage"]]
+    spec = build_commands(synthesized, prod["ModelPackageCheck"])
+    assert (
+        "-m scripts.register_model_package check --region eu-west-1 --account 123456789012 "
+        '--package-arn "$MODEL_PACKAGE_ARN"' in spec
+    )
+
+
+def test_the_shortcuts_may_answer_exactly_this_pipelines_approvals(synthesized, pipeline) -> None:
+    prod = actions(pipeline, "prod")
+    step = prod["ApprovalShortcuts"]
+    statements = role_statements(synthesized, project_role(synthesized, step))
+    [answer] = [s for s in statements if "codepipeline:PutApprovalResult" in s["Action"]]
+    pipeline_arn = "arn:aws:codepipeline:eu-west-1:123456789012:mlapi-pipeline-delivery"
+    assert sorted(answer["Resource"]) == sorted(f"{pipeline_arn}/prod/{a}" for a in APPROVALS)
+    spec = build_commands(synthesized, step)
+    assert "register_model_package registry-decision" in spec and "--action DataScienceApproval" in spec
+    assert '--override "$EMERGENCY_OVERRIDE" --reason "$EMERGENCY_REASON"' in spec
+    env = {v["name"]: v["value"] for v in json.loads(step["Configuration"]["EnvironmentVariables"])}
+    assert env["EMERGENCY_REASON"] == "#{variables.EMERGENCY_REASON}"
+    assert env["PIPELINE_EXECUTION_ID"] == "#{codepipeline.PipelineExecutionId}"

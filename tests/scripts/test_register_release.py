@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from scripts import register_release
 from scripts.register_release import approvers, planned_release
+from tests.release_table import create_release_table
 
 TEMPLATE = {
     "Resources": {
@@ -122,3 +123,136 @@ def test_registers_once_and_a_rerun_changes_nothing(assembly: Path, monkeypatch,
 def test_missing_template_is_a_usage_error(tmp_path: Path) -> None:
     argv = ["--assembly", str(tmp_path), "--pipeline", "p", "--stage", "prod", "--approvals", "A", "--table", "t"]
     assert register_release.main(argv) == 2
+
+
+# ---- approvals as configured stages, the model package, the emergency override ------------------------------
+EXECUTION = "6e4b6c33-0c0b-4c43-8e7a-1f1e1a6b3c11"
+PACKAGE = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/mlapi-models/3"
+STAGES = [
+    {"stage": "data_science", "action": "DataScienceApproval", "reviewers": ["arn:aws:iam::111111111111:role/DataScientist"]},
+    {"stage": "operations", "action": "OperationsApproval", "reviewers": ["arn:aws:iam::111111111111:user/ops"]},
+    {"stage": "product", "action": "ProductApproval", "reviewers": []},
+]
+
+
+class StagedCodePipeline:
+    """GetPipelineState of one prod execution with three approvals; GetPipelineExecution with its trigger."""
+
+    def __init__(self, execution: str = EXECUTION, trigger: dict[str, str] | None = None) -> None:
+        self.execution, self.trigger = execution, trigger or {"triggerType": "Webhook", "triggerDetail": "push"}
+
+    def get_pipeline_state(self, name: str) -> dict[str, Any]:
+        def approved(action: str, who: str | None, summary: str) -> dict[str, Any]:
+            latest = {"status": "Succeeded", "summary": summary, **({"lastUpdatedBy": who} if who else {})}
+            return {"actionName": action, "latestExecution": latest}
+
+        return {
+            "stageStates": [
+                {
+                    "stageName": "prod",
+                    "latestExecution": {"pipelineExecutionId": self.execution, "status": "InProgress"},
+                    "actionStates": [
+                        approved("DataScienceApproval", "arn:aws:sts::111111111111:assumed-role/DataScientist/alice", "AUC ok"),
+                        approved("OperationsApproval", "arn:aws:iam::111111111111:user/mallory", "fine"),
+                        approved("ProductApproval", None, "auto-approved: no model or inference change"),
+                    ],
+                }
+            ]
+        }
+
+    def get_pipeline_execution(self, pipelineName: str, pipelineExecutionId: str) -> dict[str, Any]:
+        return {"pipelineExecution": {"pipelineExecutionId": pipelineExecutionId, "trigger": self.trigger}}
+
+
+def staged_argv(assembly: Path, *extra: str) -> list[str]:
+    return [
+        "--assembly", str(assembly), "--pipeline", "mlapi-pipeline-delivery", "--stage", "prod",
+        "--approvals", "DataScienceApproval,OperationsApproval,ProductApproval", "--table", "mlapi-prod-releases",
+        "--region", "eu-west-1", "--execution-id", EXECUTION, "--stages-json", json.dumps(STAGES), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def release_table(monkeypatch) -> Any:
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb", region_name="eu-west-1")
+        table = create_release_table(dynamodb, "mlapi-prod-releases")
+        yield table
+
+
+def use_codepipeline(monkeypatch, fake: Any) -> None:
+    real_client = boto3.Session.client
+    monkeypatch.setattr(
+        boto3.Session,
+        "client",
+        lambda self, name, *a, **k: fake if name == "codepipeline" else real_client(self, name, *a, **k),
+    )
+
+
+def stored(table: Any) -> dict[str, Any]:
+    key = {"pk": "ENDPOINT#mlapi-prod-endpoint", "sk": "RELEASE#mlapi-prod-endpoint-1-0-0-bf955875"}
+    return table.get_item(Key=key)["Item"]
+
+
+def test_the_release_links_its_model_package_and_each_approval_with_its_stage(
+    assembly: Path, release_table, monkeypatch, capsys
+) -> None:
+    use_codepipeline(monkeypatch, StagedCodePipeline())
+    monkeypatch.setenv("MODEL_PACKAGE_ARN", PACKAGE)
+    assert register_release.main(staged_argv(assembly)) == 0
+    assert json.loads(capsys.readouterr().out)["model_package_arn"] == PACKAGE
+    item = stored(release_table)
+    assert item["model_package_arn"] == PACKAGE
+    by_action = {a["action"]: a for a in item["approvals"]}
+    assert by_action["DataScienceApproval"]["stage"] == "data_science"
+    # A session of the expected role is the expected reviewer; another user is recorded as unexpected.
+    assert by_action["DataScienceApproval"]["by_expected_reviewer"] is True
+    assert by_action["OperationsApproval"]["approved_by"] == "arn:aws:iam::111111111111:user/mallory"
+    assert by_action["OperationsApproval"]["by_expected_reviewer"] is False
+    assert by_action["ProductApproval"]["approved_by"] == "auto-classifier"
+    assert by_action["ProductApproval"]["by_expected_reviewer"] is None  # the stage names no reviewers
+    assert "emergency_override" not in item
+    # The release tooling reads the record as before (it ignores the pipeline's extra attributes).
+    from lambda_src.releases.release_history.repository import ReleaseRepository
+
+    release = ReleaseRepository(release_table, "mlapi-prod-endpoint").get("mlapi-prod-endpoint-1-0-0-bf955875")
+    assert release is not None and release.model_version == "1.0.0" and len(release.approved_by) == 3
+
+
+def test_an_emergency_override_is_recorded_with_who_started_it_and_why(
+    assembly: Path, release_table, monkeypatch, capsys
+) -> None:
+    person = "arn:aws:sts::111111111111:assumed-role/Operations/oncall"
+    use_codepipeline(
+        monkeypatch, StagedCodePipeline(trigger={"triggerType": "StartPipelineExecution", "triggerDetail": person})
+    )
+    argv = staged_argv(assembly, "--emergency-override", "true", "--emergency-reason", " CVE-2026-1234 hotfix ")
+    assert register_release.main(argv) == 0
+    assert stored(release_table)["emergency_override"] == {
+        "by": person,
+        "trigger": "StartPipelineExecution",
+        "reason": "CVE-2026-1234 hotfix",
+        "execution_id": EXECUTION,
+    }
+
+
+def test_approvals_of_another_execution_are_not_recorded(assembly: Path, release_table, monkeypatch) -> None:
+    use_codepipeline(monkeypatch, StagedCodePipeline(execution="an-older-execution"))
+    assert register_release.main(staged_argv(assembly)) == 0
+    item = stored(release_table)
+    assert item["approved_by"] == [] and "approvals" not in item
+
+
+@pytest.mark.parametrize(
+    ("approver", "reviewer", "expected"),
+    [
+        ("arn:aws:iam::111111111111:user/ops", "arn:aws:iam::111111111111:user/ops", True),
+        ("arn:aws:sts::111111111111:assumed-role/DataScientist/alice", "arn:aws:iam::111111111111:role/DataScientist", True),
+        ("arn:aws:sts::111111111111:assumed-role/DataScientist/alice", "arn:aws:iam::111111111111:role/teams/DataScientist", True),
+        ("arn:aws:sts::222222222222:assumed-role/DataScientist/alice", "arn:aws:iam::111111111111:role/DataScientist", False),
+        ("arn:aws:sts::111111111111:assumed-role/DataScientistAdmin/x", "arn:aws:iam::111111111111:role/DataScientist", False),
+        ("arn:aws:iam::111111111111:user/opsx", "arn:aws:iam::111111111111:user/ops", False),
+    ],
+)
+def test_reviewer_matching(approver: str, reviewer: str, expected: bool) -> None:
+    assert register_release.reviewer_matches(approver, reviewer) is expected
