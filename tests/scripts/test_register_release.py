@@ -126,11 +126,12 @@ def test_missing_template_is_a_usage_error(tmp_path: Path) -> None:
 
 
 # ---- approvals as configured stages, the model package, the emergency override ------------------------------
+IAM, STS = "arn:aws:iam::111111111111:", "arn:aws:sts::111111111111:"
 EXECUTION = "6e4b6c33-0c0b-4c43-8e7a-1f1e1a6b3c11"
 PACKAGE = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/mlapi-models/3"
 STAGES = [
-    {"stage": "data_science", "action": "DataScienceApproval", "reviewers": ["arn:aws:iam::111111111111:role/DataScientist"]},
-    {"stage": "operations", "action": "OperationsApproval", "reviewers": ["arn:aws:iam::111111111111:user/ops"]},
+    {"stage": "data_science", "action": "DataScienceApproval", "reviewers": [f"{IAM}role/DataScientist"]},
+    {"stage": "operations", "action": "OperationsApproval", "reviewers": [f"{IAM}user/ops"]},
     {"stage": "product", "action": "ProductApproval", "reviewers": []},
 ]
 
@@ -152,8 +153,8 @@ class StagedCodePipeline:
                     "stageName": "prod",
                     "latestExecution": {"pipelineExecutionId": self.execution, "status": "InProgress"},
                     "actionStates": [
-                        approved("DataScienceApproval", "arn:aws:sts::111111111111:assumed-role/DataScientist/alice", "AUC ok"),
-                        approved("OperationsApproval", "arn:aws:iam::111111111111:user/mallory", "fine"),
+                        approved("DataScienceApproval", f"{STS}assumed-role/DataScientist/alice", "AUC ok"),
+                        approved("OperationsApproval", f"{IAM}user/mallory", "fine"),
                         approved("ProductApproval", None, "auto-approved: no model or inference change"),
                     ],
                 }
@@ -207,7 +208,7 @@ def test_the_release_links_its_model_package_and_each_approval_with_its_stage(
     assert by_action["DataScienceApproval"]["stage"] == "data_science"
     # A session of the expected role is the expected reviewer; another user is recorded as unexpected.
     assert by_action["DataScienceApproval"]["by_expected_reviewer"] is True
-    assert by_action["OperationsApproval"]["approved_by"] == "arn:aws:iam::111111111111:user/mallory"
+    assert by_action["OperationsApproval"]["approved_by"] == f"{IAM}user/mallory"
     assert by_action["OperationsApproval"]["by_expected_reviewer"] is False
     assert by_action["ProductApproval"]["approved_by"] == "auto-classifier"
     assert by_action["ProductApproval"]["by_expected_reviewer"] is None  # the stage names no reviewers
@@ -222,7 +223,7 @@ def test_the_release_links_its_model_package_and_each_approval_with_its_stage(
 def test_an_emergency_override_is_recorded_with_who_started_it_and_why(
     assembly: Path, release_table, monkeypatch, capsys
 ) -> None:
-    person = "arn:aws:sts::111111111111:assumed-role/Operations/oncall"
+    person = f"{STS}assumed-role/Operations/oncall"
     use_codepipeline(
         monkeypatch, StagedCodePipeline(trigger={"triggerType": "StartPipelineExecution", "triggerDetail": person})
     )
@@ -246,12 +247,12 @@ def test_approvals_of_another_execution_are_not_recorded(assembly: Path, release
 @pytest.mark.parametrize(
     ("approver", "reviewer", "expected"),
     [
-        ("arn:aws:iam::111111111111:user/ops", "arn:aws:iam::111111111111:user/ops", True),
-        ("arn:aws:sts::111111111111:assumed-role/DataScientist/alice", "arn:aws:iam::111111111111:role/DataScientist", True),
-        ("arn:aws:sts::111111111111:assumed-role/DataScientist/alice", "arn:aws:iam::111111111111:role/teams/DataScientist", True),
-        ("arn:aws:sts::222222222222:assumed-role/DataScientist/alice", "arn:aws:iam::111111111111:role/DataScientist", False),
-        ("arn:aws:sts::111111111111:assumed-role/DataScientistAdmin/x", "arn:aws:iam::111111111111:role/DataScientist", False),
-        ("arn:aws:iam::111111111111:user/opsx", "arn:aws:iam::111111111111:user/ops", False),
+        (f"{IAM}user/ops", f"{IAM}user/ops", True),
+        (f"{STS}assumed-role/DataScientist/alice", f"{IAM}role/DataScientist", True),
+        (f"{STS}assumed-role/DataScientist/alice", f"{IAM}role/teams/DataScientist", True),
+        ("arn:aws:sts::222222222222:assumed-role/DataScientist/alice", f"{IAM}role/DataScientist", False),
+        (f"{STS}assumed-role/DataScientistAdmin/x", f"{IAM}role/DataScientist", False),
+        (f"{IAM}user/opsx", f"{IAM}user/ops", False),
     ],
 )
 def test_reviewer_matching(approver: str, reviewer: str, expected: bool) -> None:
