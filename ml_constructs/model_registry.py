@@ -32,7 +32,9 @@ MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 # Read access as "Set up discoverability" (SageMaker Developer Guide, Model Registry cross-account
 # discoverability) grants it: on the group ARN and model-package/<group>/*.
 READ_ACTIONS = ("sagemaker:DescribeModelPackageGroup", "sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages")
-# What the pipeline does to the group: register a version, approve or reject it.
+# What the pipeline does to the group: register a version, approve or reject it ("Register a Model Version from a
+# Different Account" needs the group's policy to allow it; the resource types are the Service Authorization
+# Reference's: CreateModelPackage on model-package-group/model-package, UpdateModelPackage on model-package).
 PUBLISH_ACTIONS = ("sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage")
 
 
