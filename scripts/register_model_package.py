@@ -153,7 +153,9 @@ def load_build(
         raise RegistryInputError(
             f"the gate judged model {sha or '(no content_sha256)'} but production deploys model-hash {tag or '?'}"
         )
-    commit = deployed["tags"].get("commit") or str(metadata.get("training_commit") or "unknown")
+    recorded = _mapping(metadata.get("lineage")).get("code_commit") or metadata.get("training_commit")
+    tagged = deployed["tags"].get("commit")
+    commit = str(tagged if tagged and tagged != "unknown" else recorded or "unknown")
     return Build(
         commit=commit,
         content_sha256=sha,
@@ -168,21 +170,29 @@ def load_build(
     )
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def lineage(metadata: dict[str, Any]) -> dict[str, str]:
-    """Where the model came from. Dataset and parent fields are read where the build recorded them (a dataset
-    snapshot's URI and content hash, the parent version of a retraining run) and say so where it did not."""
-    dataset: dict[str, Any] = metadata["dataset"] if isinstance(metadata.get("dataset"), dict) else {}
+    """Where the model came from, as the build recorded it: metadata.json `lineage` (model_container/build_model.py:
+    code commit, dataset URI and content hash, parameters, parent version of a retraining run). A build without a
+    snapshot records none of it, and the registry then says so rather than guess."""
+    record = _mapping(metadata.get("lineage"))
+    dataset = _mapping(record.get("dataset"))
+    parameters = _mapping(record.get("parameters"))
 
     def first(*values: Any) -> str:
         return next((str(v) for v in values if v not in (None, "")), "not recorded by this build")
 
-    parameters: dict[str, Any] = metadata["parameters"] if isinstance(metadata.get("parameters"), dict) else {}
     return {
-        "dataset-uri": first(dataset.get("snapshot_uri"), dataset.get("uri"), metadata.get("dataset_uri")),
-        "dataset-sha256": first(dataset.get("content_sha256"), dataset.get("sha256"), metadata.get("dataset_sha256")),
-        "parent-version": first(metadata.get("parent_version"), metadata.get("parent_model_version")),
+        "dataset-uri": first(dataset.get("uri"), dataset.get("snapshot_uri")),
+        "dataset-sha256": first(dataset.get("content_sha256")),
+        "dataset-rows": first(dataset.get("rows")),
+        "parent-version": first(record.get("parent_version")),
+        "parameters": first(", ".join(f"{k}={v}" for k, v in sorted(parameters.items()))),
         "seed": first(parameters.get("seed"), metadata.get("seed")),
-        "training-rows": first(metadata.get("training_rows"), dataset.get("rows")),
+        "training-rows": first(metadata.get("training_rows")),
         "algorithm": first(metadata.get("algorithm")),
     }
 
@@ -222,7 +232,7 @@ def model_card(build: Build) -> dict[str, Any]:
             {
                 "name": "model gate holdout",
                 "evaluation_observation": "; ".join(build.gate.get("failures", [])) or "passed every threshold",
-                "datasets": [facts["dataset-uri"]],
+                "datasets": [facts["dataset-uri"]] if facts["dataset-uri"].startswith("s3://") else [],
                 "metric_groups": [
                     {
                         "name": "binary classification metrics",

@@ -368,13 +368,33 @@ def test_asset_uris_resolve_pseudo_parameters_only() -> None:
         rmp.resolve({"Fn::GetAtt": ["Bucket", "Arn"]}, pseudo)
 
 
-def test_lineage_reads_the_dataset_fields_when_the_build_records_them() -> None:
-    snapshot = {"snapshot_uri": "s3://data/snapshots/ab12/", "content_sha256": "ab12" * 16, "rows": 900}
-    facts = rmp.lineage(metadata(dataset=snapshot, parent_version="1.0.0"))
+def test_lineage_reads_what_a_retraining_build_records() -> None:
+    # The shape model_container/build_model.py writes under metadata.json "lineage".
+    record = {
+        "code_commit": "abc123",
+        "dataset": {"uri": "s3://data/snapshots/ab12/", "content_sha256": "ab12" * 16, "rows": 900, "sources": []},
+        "parameters": {"seed": 7, "C": 1.0},
+        "parent_version": "1.0.0",
+        "holdout": {"rows": 180, "by_source": {"bundled": 114, "captured": 66}},
+    }
+    facts = rmp.lineage(metadata(lineage=record))
     assert facts["dataset-uri"] == "s3://data/snapshots/ab12/" and facts["dataset-sha256"] == "ab12" * 16
-    assert (facts["parent-version"], facts["training-rows"], facts["seed"]) == ("1.0.0", "455", "20261125")
+    assert (facts["dataset-rows"], facts["parent-version"], facts["seed"]) == ("900", "1.0.0", "7")
+    assert facts["parameters"] == "C=1.0, seed=7"
     absent = rmp.lineage(metadata())
     assert absent["dataset-uri"] == absent["parent-version"] == "not recorded by this build"
+    assert absent["seed"] == "20261125"
+
+
+def test_the_lineage_commit_stands_in_for_an_untagged_template(build_dir: Path) -> None:
+    template = build_dir / "cdk.out" / "assembly-Pipeline-prod" / "PipelineprodInferenceBC6409D2.template.json"
+    template.write_text(json.dumps(inference_template(commit="unknown")))
+    (build_dir / "gate" / "metadata.json").write_text(json.dumps(metadata(lineage={"code_commit": "fed987"})))
+    build = rmp.load_build(
+        template.parent, build_dir / "gate" / "metadata.json", build_dir / "gate" / "model-gate.json",
+        account=ACCOUNT, region=REGION,
+    )  # fmt: skip
+    assert build.key == f"fed987:{SHA}"
 
 
 def test_metadata_properties_hold_only_what_the_api_allows() -> None:
