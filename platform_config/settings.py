@@ -96,6 +96,7 @@ class EnvironmentSettings:
     deployment: DeploymentSettings = field(default_factory=lambda: DeploymentSettings())
     lambdas: LambdaSettings = field(default_factory=lambda: LambdaSettings())
     monitoring: MonitoringSettings = field(default_factory=lambda: MonitoringSettings())
+    batch: BatchSettings = field(default_factory=lambda: BatchSettings())
     alarm_emails: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -570,6 +571,74 @@ class MonitoringSettings:
                 "retraining_event_bus_arn",
                 "must be an EventBridge event bus ARN",
             )
+
+
+# EventBridge Scheduler expressions ("Schedule types on EventBridge Scheduler"): cron() with its six fields, or rate().
+_SCHEDULE = re.compile(r"cron\((\S+ ){5}\S+\)|rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\)")
+# Object key prefixes inside the artifacts bucket: relative, "/"-terminated, no empty or dot segments.
+_KEY_PREFIX = re.compile(r"([a-z0-9][a-z0-9_-]*/)+")
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Batch inference: SageMaker Batch Transform jobs run by the `<prefix>-batch` state machine with the
+    endpoint's model, from `input_prefix` to `output_prefix`/<execution>/ in the artifacts bucket
+    (ml_constructs/batch_inference.py). Unset payload and concurrency leave them to the container's
+    /execution-parameters answer, which is sized to the instance's CPUs (model_container/server/batch.py)."""
+
+    enabled: bool = False
+    # "If you are using built-in algorithms to transform moderately sized datasets, we recommend using ml.m4.xlarge
+    # or ml.m5.large" (CloudFormation, AWS::SageMaker::ModelPackage TransformResources); this model is small.
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    content_type: Literal["text/csv", "application/jsonlines"] = "text/csv"
+    max_payload_mb: int | None = None
+    max_concurrent_transforms: int | None = None
+    schedule: str | None = None
+    input_prefix: str = "batch/input/"
+    output_prefix: str = "batch/output/"
+    timeout_minutes: int = 240
+
+    def __post_init__(self) -> None:
+        check(
+            bool(re.fullmatch(r"ml\.[a-z0-9]+\.[a-z0-9]+", self.instance_type)),
+            "instance_type",
+            f"{self.instance_type!r} is not a SageMaker instance type",
+        )
+        # TransformResources.VolumeKmsKeyId (the data key, always set): "You can't request a VolumeKmsKeyId when
+        # using an instance type with local storage" - the "d" families (m5d, c6id, g4dn...) have instance store.
+        family = self.instance_type.split(".")[1]
+        check(
+            not re.fullmatch(r"[a-z]+\d+[a-z-]*d[a-z-]*", family),
+            "instance_type",
+            f"{self.instance_type!r} has local instance storage, which cannot take the data key as VolumeKmsKeyId",
+        )
+        # TransformResources.InstanceCount: minimum 1, "the maximum is 100".
+        check(1 <= self.instance_count <= 100, "instance_count", "must be between 1 and 100")
+        if self.max_payload_mb is not None:
+            # 0 (HTTP chunked, unbounded) is not supported: the container refuses bodies over its limit.
+            check(1 <= self.max_payload_mb <= 100, "max_payload_mb", "must be between 1 and 100 (MB), or null")
+        if self.max_concurrent_transforms is not None:
+            check(self.max_concurrent_transforms >= 1, "max_concurrent_transforms", "must be at least 1, or null")
+        if self.schedule is not None:
+            check(
+                bool(_SCHEDULE.fullmatch(self.schedule)),
+                "schedule",
+                f"{self.schedule!r} is not an EventBridge Scheduler cron(...) (six fields) or rate(...) expression",
+            )
+        for key in ("input_prefix", "output_prefix"):
+            check(
+                bool(_KEY_PREFIX.fullmatch(getattr(self, key))),
+                key,
+                "must be a relative S3 key prefix ending in '/' (lowercase letters, digits, '-', '_')",
+            )
+        inside = self.output_prefix.startswith(self.input_prefix) or self.input_prefix.startswith(self.output_prefix)
+        check(
+            not inside,
+            "output_prefix",
+            "must not overlap input_prefix (a job would read earlier outputs as input)",
+        )
+        check(10 <= self.timeout_minutes <= 2880, "timeout_minutes", "must be between 10 and 2880 (48 hours)")
 
 
 @dataclass(frozen=True)

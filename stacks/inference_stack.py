@@ -11,6 +11,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from ml_constructs.api_firewall import ApiFirewall
+from ml_constructs.batch_inference import BatchInference
 from ml_constructs.deployment_guardrail import blue_green_deployment
 from ml_constructs.drift_monitor import DriftMonitor
 from ml_constructs.encrypted_logs import LogPolicy
@@ -171,6 +172,19 @@ class InferenceStack(Stack):
         if self.drift.alarms:
             self.alarms.dashboard.add_widgets(
                 cloudwatch.AlarmStatusWidget(title="Drift", alarms=list(self.drift.alarms.values()), width=24)
+            )
+        if settings.batch.enabled:
+            self.batch = BatchInference(
+                self,
+                "Batch",
+                prefix=prefix,
+                settings=settings.batch,
+                model_endpoint=self.model_endpoint,
+                bucket_name=artifacts_bucket_name,
+                data_key=data_key,
+                topic=self.alarms.topic,
+                topic_key=logs_key,
+                logs=LogPolicy(logs_key, settings.data.log_retention_days, removal_policy),
             )
         self.firewall = ApiFirewall(
             self,

@@ -4,7 +4,8 @@ SageMaker starts the image for a transform job exactly as for an endpoint (`dock
 SAGEMAKER_BATCH=true; SAGEMAKER_MAX_PAYLOAD_IN_MB, SAGEMAKER_BATCH_STRATEGY and SAGEMAKER_MAX_CONCURRENT_TRANSFORMS
 come only when the job sets them (SageMaker Developer Guide, "Use Your Own Inference Code with Batch Transform",
 https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-batch-code.html). In that mode the worker serves
-`BatchInferenceApp`, which answers everything `InferenceApp` does, byte for byte, plus:
+`BatchInferenceApp`; without it nothing changes. `BatchInferenceApp` answers /ping and real-time JSON requests as
+`InferenceApp` does, byte for byte, and adds:
 
 GET /execution-parameters -> 200 {"MaxConcurrentTransforms": N, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": M}
     the tuning SageMaker uses where the CreateTransformJob request leaves a value unset ("How Containers Serve
