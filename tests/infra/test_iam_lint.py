@@ -70,6 +70,7 @@ POLICY_LOCATIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "AWS::ECR::Repository": (("resource", "RepositoryPolicyText"),),
     "AWS::Logs::ResourcePolicy": (("resource", "PolicyDocument"),),
     "AWS::SecretsManager::ResourcePolicy": (("resource", "ResourcePolicy"),),
+    "AWS::SageMaker::ModelPackageGroup": (("resource", "ModelPackageGroupPolicy"),),
 }
 
 
