@@ -213,11 +213,14 @@ def test_the_release_links_its_model_package_and_each_approval_with_its_stage(
     assert by_action["ProductApproval"]["approved_by"] == "auto-classifier"
     assert by_action["ProductApproval"]["by_expected_reviewer"] is None  # the stage names no reviewers
     assert "emergency_override" not in item
-    # The release tooling reads the record as before (it ignores the pipeline's extra attributes).
+    # The release tooling reads the package and the approvals back (`releases show` displays them).
     from lambda_src.releases.release_history.repository import ReleaseRepository
 
     release = ReleaseRepository(release_table, "mlapi-prod-endpoint").get("mlapi-prod-endpoint-1-0-0-bf955875")
     assert release is not None and release.model_version == "1.0.0" and len(release.approved_by) == 3
+    assert release.model_package_arn == PACKAGE
+    assert {a["action"] for a in release.approvals} == set(by_action)
+    assert release.emergency_override is None
 
 
 def test_an_emergency_override_is_recorded_with_who_started_it_and_why(

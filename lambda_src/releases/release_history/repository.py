@@ -48,6 +48,11 @@ class Release:
     image: str | None = None
     commit: str | None = None
     approved_by: list[str] = field(default_factory=list)
+    # Written by scripts/register_release.py: the registry package, each approval stage's decision, and an
+    # emergency override (who and why) when approvals were skipped.
+    model_package_arn: str | None = None
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    emergency_override: dict[str, Any] | None = None
     status_changed_at: str | None = None
     deployed_at: str | None = None
     bake_until: str | None = None
