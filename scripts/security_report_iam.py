@@ -30,6 +30,7 @@ STAR_ONLY_ACTIONS = (
     "logs:UpdateLogDelivery",
     "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",  # Step Functions logging (vended log delivery); no resource type
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
     "codepipeline:PutJobSuccessResult",  # custom/Lambda pipeline actions report their job result; no resource type

@@ -250,6 +250,12 @@ def log_destinations(env: Env) -> list[dict[str, Any]]:
         props = r.get("Properties", {})
         if props.get("CloudWatchLogsLogGroupArn"):
             writer(stack, props["CloudWatchLogsLogGroupArn"], f"CloudTrail {env.path(stack, lid)}")
+    for stack, lid, r in env.resources("AWS::StepFunctions::StateMachine"):
+        logging = r.get("Properties", {}).get("LoggingConfiguration", {})
+        for destination in as_list(logging.get("Destinations")):
+            group = destination.get("CloudWatchLogsLogGroup", {}).get("LogGroupArn")
+            if group:
+                writer(stack, group, f"Step Functions state machine {env.path(stack, lid)}")
     for stack, lid, r in env.resources("AWS::WAFv2::LoggingConfiguration"):
         for destination in as_list(r.get("Properties", {}).get("LogDestinationConfigs")):
             writer(stack, destination, f"WAF web ACL logs ({env.path(stack, lid)})")

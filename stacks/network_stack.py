@@ -8,6 +8,7 @@ from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from ml_constructs.nag import acknowledge
 from ml_constructs.private_network import PrivateNetwork
 from platform_config import EnvironmentSettings
 
@@ -29,6 +30,13 @@ class NetworkStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.network = PrivateNetwork(
             self, "Network", settings=settings.network, logs_key=logs_key, removal_policy=removal_policy
+        )
+        # CDK acknowledges this itself when it supplies the AZs; here the config does (network.availability_zones).
+        acknowledge(
+            self,
+            ("CloudFormation-Validate::W3010",),
+            "The subnets' AZs are the ones configured in network.availability_zones, written literally so that "
+            "synth needs no AWS lookup.",
         )
 
     @property

@@ -72,6 +72,18 @@ def test_no_data_plane_action_on_a_wildcard_resource(synthesized, env: str) -> N
         "ec2:UnassignPrivateIpAddresses",
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
+        # Step Functions logging and X-Ray (batch state machine): no resource types (Step Functions Developer
+        # Guide, "Using CloudWatch Logs to log execution history"; "AWS X-Ray and Step Functions").
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
     }
     template = synthesized.templates[(env, "inference")]
     policies = [
@@ -228,7 +240,8 @@ def test_alarms_use_configured_thresholds_and_notify_the_topic(synthesized, cdk_
     alarms = {
         a["Properties"]["AlarmName"].removeprefix(f"mlapi-{env}-"): a["Properties"]
         for a in synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()
-        if not a["Properties"]["AlarmName"].startswith(f"mlapi-{env}-drift-")  # see test_drift_monitor
+        # drift alarms: see test_drift_monitor; the batch alarm: test_batch_inference
+        if not a["Properties"]["AlarmName"].startswith((f"mlapi-{env}-drift-", f"mlapi-{env}-batch-"))
     }
     expected = {
         "api-5xx-rate",
