@@ -1,0 +1,158 @@
+"""A retraining run's model build, run by the pipeline's Synth step before `make synth` when RETRAINING=true.
+
+    python -m scripts.retrain run --endpoint E --table T --artifacts-bucket PROD_ARTIFACTS \
+        --upload s3://PIPELINE_ARTIFACTS/datasets/ --kms-key-id KEY [--dataset-uri s3://bucket/datasets/v3/] \
+        [--capture-uri s3://CAPTURE/capture/E/AllTraffic/ --labels-uri s3://CAPTURE/GROUND_TRUTH/] \
+        [--days 30 --min-rows 500 --min-class-fraction 0.2] [--work build --dist model_container/dist]
+    python -m scripts.retrain verify [--work build --dist model_container/dist]
+
+`run`: (1) `model_container.dataset parent` writes the live production model's metadata.json (build/parent.json),
+(2) `model_container.dataset build` assembles, checks and uploads the training snapshot (build/snapshot),
+(3) `model_container.build_model --dataset build/snapshot --parent build/parent.json` trains the parent's next
+minor version into --dist and records it in build/retrained.json. `verify` (after `make synth`) fails unless
+--dist still holds that version: a default build would otherwise ship the bundled 1.0.0 model again.
+
+Exit codes: 0 built, 2 unusable input, 3 AWS error, 4 snapshot refused, 5 dataset unchanged since the live
+version ("nothing to release": the run must stop before anything deploys), 6 verify found another model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from model_container import build_model
+from model_container.dataset import cli as dataset
+
+EXIT_REFUSED, EXIT_UNCHANGED, EXIT_REPLACED = dataset.EXIT_REFUSED, build_model.EXIT_UNCHANGED, 6
+RETRAINED = "retrained.json"
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"retrain: {message}", file=sys.stderr)
+    return code
+
+
+def _parent(args: argparse.Namespace, work: Path) -> Path | None:
+    """build/parent.json, or None when production has no live release (the build is then a first version)."""
+    out = work / "parent.json"
+    argv = ["parent", "--endpoint", args.endpoint, "--table", args.table, "--artifacts-bucket", args.artifacts_bucket]
+    code = dataset.main([*argv, "--out", str(out), *_region(args)])
+    if code != 0:
+        raise _Stop(_fail(f"reading the live model of {args.endpoint} failed (exit {code})", code))
+    return out if out.is_file() else None
+
+
+def _snapshot_argv(args: argparse.Namespace, out: Path) -> list[str]:
+    argv = ["build", "--out", str(out), "--min-rows", str(args.min_rows)]
+    argv += ["--min-class-fraction", str(args.min_class_fraction), "--days", str(args.days), *_region(args)]
+    for flag, value in (
+        ("--dataset-uri", args.dataset_uri),
+        ("--capture-uri", args.capture_uri),
+        ("--labels-uri", args.labels_uri),
+        ("--until", args.until),
+        ("--upload", args.upload),
+        ("--kms-key-id", args.kms_key_id),
+    ):
+        if value:
+            argv += [flag, value]
+    return argv
+
+
+def _region(args: argparse.Namespace) -> list[str]:
+    return ["--region", args.region] if args.region else []
+
+
+class _Stop(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def run(args: argparse.Namespace) -> int:
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        parent = _parent(args, work)
+    except _Stop as stop:
+        return stop.code
+    snapshot = work / "snapshot"
+    code = dataset.main(_snapshot_argv(args, snapshot))
+    if code == EXIT_REFUSED:
+        return _fail("the training snapshot was refused (above): nothing to release", code)
+    if code != 0:
+        return _fail(f"the training snapshot could not be built (exit {code})", code)
+    argv = ["--dataset", str(snapshot), "--out", str(args.dist), "--holdout-fraction", str(args.holdout_fraction)]
+    argv += ["--parent", str(parent)] if parent else []
+    argv += ["--commit", args.commit] if args.commit else []
+    argv += ["--contract-dir", str(args.contract_dir)] if args.contract_dir else []
+    code = build_model.main(argv)
+    if code == EXIT_UNCHANGED:
+        version = json.loads(parent.read_text()).get("model_version") if parent else "?"
+        return _fail(f"dataset unchanged since {version}: nothing to release", code)
+    if code != 0:
+        return _fail(f"the model build failed (exit {code})", code)
+    metadata = _metadata(args.dist)
+    retrained = {key: metadata.get(key) for key in ("model_version", "content_sha256")}
+    (work / RETRAINED).write_text(json.dumps(retrained, sort_keys=True) + "\n")
+    print(json.dumps({"retrained": retrained, "parent": metadata.get("lineage", {}).get("parent_version")}))
+    return 0
+
+
+def _metadata(dist: Path) -> dict[str, Any]:
+    metadata: dict[str, Any] = json.loads((dist / "metadata.json").read_text())
+    return metadata
+
+
+def verify(args: argparse.Namespace) -> int:
+    """`make synth` rebuilds the model when it thinks it stale: the retrained build must be what it packaged."""
+    try:
+        expected = json.loads((args.work / RETRAINED).read_text())
+        found = {key: _metadata(args.dist).get(key) for key in expected}
+    except (OSError, ValueError) as error:
+        return _fail(f"no retrained build to verify ({error}): `retrain run` did not finish", EXIT_REPLACED)
+    if found != expected:
+        return _fail(f"{args.dist} holds {found}, not the retrained {expected}: refusing to release it", EXIT_REPLACED)
+    print(json.dumps({"verified": expected}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scripts.retrain", description="A retraining run's model build")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in (run_parser := commands.add_parser("run")), commands.add_parser("verify"):
+        command.add_argument("--work", type=Path, default=Path("build"), help="parent.json, snapshot/, retrained.json")
+        command.add_argument("--dist", type=Path, default=Path("model_container/dist"))
+    run_parser.add_argument("--endpoint", required=True, help="production's endpoint (its live release)")
+    run_parser.add_argument("--table", required=True, help="production's release history table")
+    run_parser.add_argument("--artifacts-bucket", required=True, help="production's artifacts bucket (baselines/)")
+    run_parser.add_argument("--dataset-uri", help="pipeline.training.dataset_uri; default the bundled dataset")
+    run_parser.add_argument("--capture-uri", help="production's data capture of the endpoint's variant")
+    run_parser.add_argument("--labels-uri", help="s3://CAPTURE/<monitoring.ground_truth_prefix>")
+    run_parser.add_argument("--until", help="end of the capture window; default now")
+    run_parser.add_argument("--days", type=int, default=30, help="pipeline.training.capture_days")
+    run_parser.add_argument("--min-rows", type=int, default=500, help="pipeline.training.min_rows")
+    run_parser.add_argument("--min-class-fraction", type=float, default=0.2, help="training.min_class_fraction")
+    run_parser.add_argument("--holdout-fraction", type=float, default=build_model.HOLDOUT_FRACTION)
+    run_parser.add_argument("--upload", help="s3://PIPELINE_ARTIFACTS/datasets/: where the snapshot is kept")
+    run_parser.add_argument("--kms-key-id", help="the upload's SSE-KMS key")
+    run_parser.add_argument("--commit", help="training commit (default: git rev-parse HEAD)")
+    run_parser.add_argument("--contract-dir", type=Path, help="feature contract (default: the committed one)")
+    run_parser.add_argument("--region")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "verify":
+        return verify(args)
+    if bool(args.capture_uri) != bool(args.labels_uri):
+        return _fail("--capture-uri and --labels-uri go together", 2)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
