@@ -19,6 +19,7 @@ from constructs import Construct
 
 from ml_constructs.chat_notifications import ChatNotifications
 from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS
+from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME
 from ml_constructs.model_registry import RegistryTrigger, group_arns, group_name
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.pipeline_steps import (
@@ -30,6 +31,7 @@ from ml_constructs.pipeline_steps import (
     NotifyingApprovalStep,
     PipelineCoordinates,
     RegistryTarget,
+    RetrainingInputs,
     approval_shortcuts_step,
     grant_use_connection,
     model_monitor_baseline_step,
@@ -37,6 +39,9 @@ from ml_constructs.pipeline_steps import (
     model_package_check_step,
     pipeline_source,
     register_model_package_step,
+    retraining_commands,
+    retraining_policy,
+    upload_environment,
 )
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction, terminal_dead_letter_queue
 from ml_constructs.platform_keys import PlatformKeys
@@ -100,11 +105,28 @@ class DeliveryPipeline(Construct):
 
         source = pipeline_source(self, settings.source)
         commit = "-c commit=$CODEBUILD_RESOLVED_SOURCE_VERSION"
+        retrain_before: list[str] = []
+        retrain_after: list[str] = []
+        retrain_policy: list[iam.PolicyStatement] | None = None
+        retrain_environment: codebuild.BuildEnvironment | None = None
+        if settings.retraining_trigger:
+            inputs = self._retraining_inputs(
+                production, production_prefix, production_artifacts_bucket, production_account, production_region,
+                settings, artifacts, key,
+            )  # fmt: skip
+            retrain_before, retrain_after = retraining_commands(inputs, settings.training)
+            retrain_policy, wildcards = retraining_policy(inputs, stack.partition)
+            retrain_environment = codebuild.BuildEnvironment(environment_variables=upload_environment(inputs))
+            self.guard_wildcards += [w for w in wildcards if w != inputs.upload_objects_arn]
         synth = pipelines.CodeBuildStep(
             "Synth",
             input=source,
             primary_output_directory="cdk.out",
-            commands=[f"make synth CDK_ARGS='{commit}'"],
+            # A retraining run trains on fresh data first; `make synth` then packages that build.
+            commands=[*retrain_before, f"make synth CDK_ARGS='{commit}'", *retrain_after],
+            env={v.variable_name: v.reference() for v in RETRAINING_VARIABLES} if settings.retraining_trigger else None,
+            role_policy_statements=retrain_policy,
+            build_environment=retrain_environment,
         )
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -416,6 +438,39 @@ class DeliveryPipeline(Construct):
             ],
         )
         self._acknowledge_generated()
+
+    def _retraining_inputs(
+        self,
+        production: Stage,
+        production_prefix: str,
+        production_artifacts_bucket: str,
+        production_account: str,
+        production_region: str,
+        settings: PipelineSettings,
+        artifacts: s3.IBucket,
+        key: kms.IKey,
+    ) -> RetrainingInputs:
+        """Production's names as DataStores and ModelEndpoint give them; ARNs in this account, as the other steps."""
+        stack = Stack.of(self)
+        environment = getattr(production, "settings", None)
+        ground_truth = environment.monitoring.ground_truth_prefix if environment is not None else None
+        endpoint = f"{production_prefix}-endpoint"
+        arn = f"arn:{stack.partition}:{{}}:{stack.region}:{stack.account}:{{}}"
+        self.retraining_upload = artifacts.arn_for_objects("datasets/*")
+        return RetrainingInputs(
+            endpoint=endpoint,
+            releases_table_arn=arn.format("dynamodb", f"table/{production_prefix}-releases"),
+            production_artifacts=production_artifacts_bucket,
+            capture_bucket=f"{production_prefix}-capture-{production_account}-{production_region}",
+            capture_prefix=f"{CAPTURE_PREFIX}/{endpoint}/{VARIANT_NAME}/",
+            ground_truth_prefix=ground_truth,
+            dataset_uri=settings.training.dataset_uri,
+            data_key_alias=f"alias/{production_prefix}/data",
+            data_keys_arn=arn.format("kms", "key/*"),
+            upload_bucket=artifacts.bucket_name,
+            upload_objects_arn=self.retraining_upload,
+            upload_key_arn=key.key_arn,
+        )
 
     def _stage_topics(self, prefix: str, settings: PipelineSettings, key: kms.IKey) -> dict[str, sns.Topic]:
         """One topic per approval stage: its own e-mails, and the pipeline-wide approval_emails."""
@@ -794,6 +849,8 @@ class DeliveryPipeline(Construct):
             # configs are named after the endpoint.
             *(wildcard_finding(stack, resource) for resource in self.guard_wildcards),
             f"AwsSolutions-IAM5[Resource::<{_logical_id(self.artifacts)}.Arn>/*]",
+            # A retraining run keeps its snapshot under datasets/<sha256>/ (scripts/retrain.py).
+            f"AwsSolutions-IAM5[Resource::<{_logical_id(self.artifacts)}.Arn>/datasets/*]",
             f"AwsSolutions-IAM5[Resource::<{_logical_id(self.classifier.function)}.Arn>:*]",
             wildcard_finding(
                 stack, f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/codebuild/*"

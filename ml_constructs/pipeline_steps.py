@@ -9,6 +9,7 @@ from typing import Any
 
 import jsii
 from aws_cdk import IAnyProducer, IResolveContext, Lazy, pipelines
+from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_iam as iam
@@ -402,3 +403,105 @@ def model_package_check_step(
             iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[registry.versions_arn]),
         ],
     )
+
+
+@dataclass(frozen=True)
+class RetrainingInputs:
+    """What a retraining run's Synth step reads and writes (scripts/retrain.py run): production's release table,
+    published baselines, capture and ground truth (by name, the same account as the other steps), the configured
+    dataset, and the pipeline's own artifacts bucket and key for the snapshot."""
+
+    endpoint: str
+    releases_table_arn: str
+    production_artifacts: str
+    capture_bucket: str
+    capture_prefix: str
+    ground_truth_prefix: str | None
+    dataset_uri: str | None
+    data_key_alias: str
+    data_keys_arn: str
+    upload_bucket: str
+    upload_objects_arn: str
+    upload_key_arn: str
+
+
+def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[str], list[str]]:
+    """Before `make synth`: the retrained build when RETRAINING=true; after it: that build is still what synth
+    packaged. A failing command fails the step, so exit 5 (unchanged) or 4 (refused) stops the run there."""
+    if training.runner != "build":
+        from platform_config import ConfigError
+
+        raise ConfigError(
+            "pipeline.training.runner",
+            "'sagemaker' is not wired into the pipeline yet (scripts/training_job.py needs an image, role and "
+            "subnets the pipeline does not have); use 'build'",
+        )
+    args = [
+        f"--endpoint {inputs.endpoint}",
+        f"--table {inputs.releases_table_arn.rsplit('/', 1)[1]}",
+        f"--artifacts-bucket {inputs.production_artifacts}",
+        f"--days {training.capture_days} --min-rows {training.min_rows}",
+        f"--min-class-fraction {training.min_class_fraction} --holdout-fraction {training.holdout_fraction}",
+        # The pipeline's bucket and key are tokens: the project's environment carries them (upload_environment).
+        '--upload "s3://$RETRAINING_UPLOAD_BUCKET/datasets/" --kms-key-id "$RETRAINING_UPLOAD_KEY"',
+        "--commit $CODEBUILD_RESOLVED_SOURCE_VERSION",
+    ]
+    if inputs.dataset_uri:
+        args.append(f"--dataset-uri {inputs.dataset_uri}")
+    if inputs.ground_truth_prefix:
+        labels = inputs.ground_truth_prefix.strip("/") + "/"
+        args.append(f"--capture-uri s3://{inputs.capture_bucket}/{inputs.capture_prefix}")
+        args.append(f"--labels-uri s3://{inputs.capture_bucket}/{labels}")
+    when = 'if [ "$RETRAINING" = "true" ]; then '
+    before = [when + "make deps && .venv/bin/python -m scripts.retrain run " + " ".join(args) + "; fi"]
+    after = [when + ".venv/bin/python -m scripts.retrain verify; fi"]
+    return before, after
+
+
+def upload_environment(inputs: RetrainingInputs) -> dict[str, codebuild.BuildEnvironmentVariable]:
+    """The snapshot's bucket and key, in the Synth project's environment (tokens resolve there, not in commands)."""
+    return {
+        "RETRAINING_UPLOAD_BUCKET": codebuild.BuildEnvironmentVariable(value=inputs.upload_bucket),
+        "RETRAINING_UPLOAD_KEY": codebuild.BuildEnvironmentVariable(value=inputs.upload_key_arn),
+    }
+
+
+def retraining_policy(inputs: RetrainingInputs, partition: str) -> tuple[list[iam.PolicyStatement], list[str]]:
+    """The Synth role's grants for scripts/retrain.py, and the prefix wildcards among them (to acknowledge)."""
+    reads: list[tuple[str, str]] = []
+    if inputs.ground_truth_prefix:
+        reads += [
+            (inputs.capture_bucket, inputs.capture_prefix),
+            (inputs.capture_bucket, inputs.ground_truth_prefix.strip("/") + "/"),
+        ]
+    if inputs.dataset_uri:
+        bucket, _, key = inputs.dataset_uri.removeprefix("s3://").partition("/")
+        reads.append((bucket, key))
+    baselines = f"arn:{partition}:s3:::{inputs.production_artifacts}/baselines/*"
+    objects = [f"arn:{partition}:s3:::{bucket}/{key}*" for bucket, key in reads]
+    statements = [
+        iam.PolicyStatement(
+            actions=["dynamodb:Query"],
+            resources=[inputs.releases_table_arn, f"{inputs.releases_table_arn}/index/status-index"],
+        ),
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[baselines, *objects]),
+        *(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[f"arn:{partition}:s3:::{bucket}"],
+                conditions={"StringLike": {"s3:prefix": [f"{key}*"]}},
+            )
+            for bucket, key in reads
+        ),
+        iam.PolicyStatement(actions=["s3:PutObject"], resources=[inputs.upload_objects_arn]),
+        # Production's capture and baselines are SSE-KMS under its data key, known here by alias only.
+        iam.PolicyStatement(
+            actions=["kms:Decrypt"],
+            resources=[inputs.data_keys_arn],
+            conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": inputs.data_key_alias}},
+        ),
+        # An SSE-KMS upload asks KMS for a data key (S3 User Guide, "Using server-side encryption with AWS KMS
+        # keys (SSE-KMS)": "s3:PutObject ... kms:GenerateDataKey").
+        iam.PolicyStatement(actions=["kms:GenerateDataKey"], resources=[inputs.upload_key_arn]),
+    ]
+    return statements, [baselines, *objects, inputs.upload_objects_arn]

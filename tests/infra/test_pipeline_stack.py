@@ -353,3 +353,80 @@ def test_the_shortcuts_may_answer_exactly_this_pipelines_approvals(synthesized, 
     env = {v["name"]: v["value"] for v in json.loads(step["Configuration"]["EnvironmentVariables"])}
     assert env["EMERGENCY_REASON"] == "#{variables.EMERGENCY_REASON}"
     assert env["PIPELINE_EXECUTION_ID"] == "#{codepipeline.PipelineExecutionId}"
+
+
+# ---- retraining: the Synth step trains on fresh data first ---------------------------------------------------
+def test_the_synth_step_retrains_only_on_retraining_runs_and_checks_what_synth_packaged(synthesized, pipeline) -> None:
+    synth = actions(pipeline, "Build")["Synth"]
+    env = json.loads(synth["Configuration"]["EnvironmentVariables"])
+    assert {"name": "RETRAINING", "type": "PLAINTEXT", "value": "#{variables.RETRAINING}"} in env
+    commands = build_commands(synthesized, synth).splitlines()
+    [run] = [c for c in commands if "scripts.retrain run" in c]
+    [make] = [i for i, c in enumerate(commands) if c.startswith("make synth")]
+    [verify] = [i for i, c in enumerate(commands) if "scripts.retrain verify" in c]
+    assert commands.index(run) < make < verify
+    for command in (run, commands[verify]):
+        assert command.startswith('if [ "$RETRAINING" = "true" ]; then ') and command.endswith("; fi")
+    training = synthesized.context["ml-platform"]["pipeline"].get("training", {})
+    assert f"--min-rows {training.get('min_rows', 500)}" in run
+    assert "--endpoint mlapi-prod-endpoint --table mlapi-prod-releases" in run
+    assert '--upload "s3://$RETRAINING_UPLOAD_BUCKET/datasets/" --kms-key-id "$RETRAINING_UPLOAD_KEY"' in run
+    projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project")
+    project = projects[synth["Configuration"]["ProjectName"]["Ref"]]["Properties"]["Environment"]
+    variables = {v["Name"]: v["Value"] for v in project["EnvironmentVariables"]}
+    assert "Ref" in variables["RETRAINING_UPLOAD_BUCKET"] and "Fn::GetAtt" in variables["RETRAINING_UPLOAD_KEY"]
+
+
+def test_the_synth_role_holds_exactly_the_retraining_reads_and_the_upload(synthesized, pipeline) -> None:
+    role = project_role(synthesized, actions(pipeline, "Build")["Synth"])
+    statements = role_statements(synthesized, role)
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/mlapi-prod-releases"
+    [query] = [s for s in statements if "dynamodb:Query" in s["Action"]]
+    assert query["Action"] == ["dynamodb:Query"] and query["Resource"] == [table, f"{table}/index/status-index"]
+    [decrypt] = [s for s in statements if s["Action"] == ["kms:Decrypt"]]
+    assert decrypt["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/mlapi-prod/data"}}
+    generates = [s for s in statements if "kms:GenerateDataKey" in s["Action"]]
+    assert generates and all("Fn::GetAtt" in json.dumps(s["Resource"]) for s in generates)  # its own key, not key/*
+    [put] = [s for s in statements if s["Action"] == ["s3:PutObject"]]
+    assert json.dumps(put["Resource"]).endswith('"/datasets/*"]]}')
+    [reads] = [s for s in statements if s["Action"] == ["s3:GetObject"]]
+    # The shipped prod config has no ground truth: the run reads only the live model's baselines.
+    assert reads["Resource"] == "arn:aws:s3:::mlapi-prod-artifacts-123456789012-eu-west-1/baselines/*"
+    assert not any("dynamodb:Scan" in s["Action"] or "s3:*" in s["Action"] for s in statements)
+
+
+def test_with_ground_truth_the_retraining_run_reads_only_the_capture_and_label_prefixes() -> None:
+    from ml_constructs.pipeline_steps import RetrainingInputs, retraining_commands, retraining_policy
+    from platform_config.settings import TrainingSettings
+
+    inputs = RetrainingInputs(
+        endpoint="mlapi-prod-endpoint", releases_table_arn="arn:aws:dynamodb:r:1:table/mlapi-prod-releases",
+        production_artifacts="prod-art", capture_bucket="cap",
+        capture_prefix="capture/mlapi-prod-endpoint/AllTraffic/",
+        ground_truth_prefix="ground-truth", dataset_uri="s3://data/datasets/v3/",
+        data_key_alias="alias/mlapi-prod/data",
+        data_keys_arn="arn:aws:kms:r:1:key/*", upload_bucket="up", upload_objects_arn="arn:aws:s3:::up/datasets/*",
+        upload_key_arn="arn:aws:kms:r:1:key/up",
+    )  # fmt: skip
+    statements, wildcards = retraining_policy(inputs, "aws")
+    lists = {
+        (s["Resource"], *s["Condition"]["StringLike"]["s3:prefix"])
+        for s in (st.to_json() for st in statements)
+        if s["Action"] == "s3:ListBucket"
+    }
+    assert lists == {
+        ("arn:aws:s3:::cap", "capture/mlapi-prod-endpoint/AllTraffic/*"),
+        ("arn:aws:s3:::cap", "ground-truth/*"),
+        ("arn:aws:s3:::data", "datasets/v3/*"),
+    }
+    assert set(wildcards) == {
+        "arn:aws:s3:::prod-art/baselines/*",
+        "arn:aws:s3:::cap/capture/mlapi-prod-endpoint/AllTraffic/*",
+        "arn:aws:s3:::cap/ground-truth/*",
+        "arn:aws:s3:::data/datasets/v3/*",
+        "arn:aws:s3:::up/datasets/*",
+    }
+    [run], _ = retraining_commands(inputs, TrainingSettings())
+    assert "--labels-uri s3://cap/ground-truth/;" in run and "--dataset-uri s3://data/datasets/v3/" in run
+    with pytest.raises(ConfigError, match=r"pipeline\.training\.runner"):
+        retraining_commands(inputs, TrainingSettings(runner="sagemaker"))
