@@ -2,7 +2,7 @@
 
     python -m scripts.retrain run --endpoint E --table T --artifacts-bucket PROD_ARTIFACTS \
         --upload s3://PIPELINE_ARTIFACTS/datasets/ --kms-key-id KEY [--dataset-uri s3://bucket/datasets/v3/] \
-        [--capture-uri s3://CAPTURE/capture/E/AllTraffic/ --labels-uri s3://CAPTURE/GROUND_TRUTH/] \
+        [--capture-uri s3://CAPTURE/capture/E/primary/ --labels-uri s3://CAPTURE/GROUND_TRUTH/] \
         [--days 30 --min-rows 500 --min-class-fraction 0.2] [--work build --dist model_container/dist]
     python -m scripts.retrain verify [--work build --dist model_container/dist]
 

@@ -1,7 +1,7 @@
 """Training snapshots for retraining: the configured dataset plus fresh labelled traffic, hashed and checked.
 
     python -m model_container.dataset build --out build/snapshot [--dataset-uri s3://bucket/datasets/v3/] \
-        [--capture-uri s3://CAPTURE/capture/ENDPOINT/AllTraffic/ --labels-uri s3://CAPTURE/GROUND_TRUTH/ \
+        [--capture-uri s3://CAPTURE/capture/ENDPOINT/primary/ --labels-uri s3://CAPTURE/GROUND_TRUTH/ \
          --until 2026-12-01T00:00:00Z --days 30] [--min-rows 500 --min-class-fraction 0.2] \
         [--upload s3://ARTIFACTS/datasets/ --kms-key-id KEY]
     python -m model_container.dataset parent --endpoint E --table T --artifacts-bucket B --out build/parent.json
