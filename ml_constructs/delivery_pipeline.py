@@ -455,18 +455,21 @@ class DeliveryPipeline(Construct):
         environment = getattr(production, "settings", None)
         ground_truth = environment.monitoring.ground_truth_prefix if environment is not None else None
         endpoint = f"{production_prefix}-endpoint"
-        arn = f"arn:{stack.partition}:{{}}:{stack.region}:{stack.account}:{{}}"
+
+        def arn(service: str, resource: str) -> str:  # not str.format: an unresolved account token holds braces
+            return f"arn:{stack.partition}:{service}:{stack.region}:{stack.account}:{resource}"
+
         self.retraining_upload = artifacts.arn_for_objects("datasets/*")
         return RetrainingInputs(
             endpoint=endpoint,
-            releases_table_arn=arn.format("dynamodb", f"table/{production_prefix}-releases"),
+            releases_table_arn=arn("dynamodb", f"table/{production_prefix}-releases"),
             production_artifacts=production_artifacts_bucket,
             capture_bucket=f"{production_prefix}-capture-{production_account}-{production_region}",
             capture_prefix=f"{CAPTURE_PREFIX}/{endpoint}/{VARIANT_NAME}/",
             ground_truth_prefix=ground_truth,
             dataset_uri=settings.training.dataset_uri,
             data_key_alias=f"alias/{production_prefix}/data",
-            data_keys_arn=arn.format("kms", "key/*"),
+            data_keys_arn=arn("kms", "key/*"),
             upload_bucket=artifacts.bucket_name,
             upload_objects_arn=self.retraining_upload,
             upload_key_arn=key.key_arn,
