@@ -60,32 +60,33 @@ class Compute:
 
 def computes(stage: StageModel) -> list[Compute]:
     found = []
-    for ref, model in stage.resources("AWS::SageMaker::Model"):
-        vpc = model["Properties"].get("VpcConfig")
-        if vpc:
-            found.append(
-                Compute(
-                    "SageMaker model",
-                    ref,
-                    tuple(stage.targets(ref.stack, vpc["Subnets"])),
-                    tuple(stage.targets(ref.stack, vpc["SecurityGroupIds"])),
-                    tuple(stage.targets(ref.stack, model["Properties"]["ExecutionRoleArn"])),
-                    implicit=frozenset({"s3", "ecr", "logs", "cloudwatch"}),
+    # (kind, resource type, subnets key, role key, implicit services, services the platform calls itself)
+    vpc_resources = (
+        (
+            "SageMaker model",
+            "AWS::SageMaker::Model",
+            "Subnets",
+            "ExecutionRoleArn",
+            {"s3", "ecr", "logs", "cloudwatch"},
+            set(),
+        ),
+        ("Lambda function", "AWS::Lambda::Function", "SubnetIds", "Role", set(), LAMBDA_ITSELF),
+    )
+    for kind, resource_type, subnets, role, implicit, excluded in vpc_resources:
+        for ref, resource in stage.resources(resource_type):
+            vpc = resource["Properties"].get("VpcConfig")
+            if vpc:
+                found.append(
+                    Compute(
+                        kind,
+                        ref,
+                        tuple(stage.targets(ref.stack, vpc[subnets])),
+                        tuple(stage.targets(ref.stack, vpc["SecurityGroupIds"])),
+                        tuple(stage.targets(ref.stack, resource["Properties"][role])),
+                        implicit=frozenset(implicit),
+                        excluded=frozenset(excluded),
+                    )
                 )
-            )
-    for ref, function in stage.resources("AWS::Lambda::Function"):
-        vpc = function["Properties"].get("VpcConfig")
-        if vpc:
-            found.append(
-                Compute(
-                    "Lambda function",
-                    ref,
-                    tuple(stage.targets(ref.stack, vpc["SubnetIds"])),
-                    tuple(stage.targets(ref.stack, vpc["SecurityGroupIds"])),
-                    tuple(stage.targets(ref.stack, function["Properties"]["Role"])),
-                    excluded=frozenset(LAMBDA_ITSELF),
-                )
-            )
     for ref, rule in stage.resources("AWS::Events::Rule"):
         for target in rule["Properties"].get("Targets", []):
             ecs = target.get("EcsParameters")
