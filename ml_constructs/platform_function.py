@@ -34,7 +34,11 @@ class FunctionPlacement:
 
 
 class PlatformFunction(Construct):
-    """Lambda in the private subnets with X-Ray, JSON logs, reserved concurrency and a KMS-encrypted DLQ.
+    """Lambda in the private subnets with X-Ray, JSON logs and a KMS-encrypted DLQ.
+
+    `reserved_concurrency` defaults to None (draws from the unreserved pool): reserving even 1 fails stack
+    creation in accounts whose concurrency quota is low, because Lambda keeps 100 units unreserved
+    (issue 13 item 9). Use ml_constructs.decision_lock for "one decision at a time" instead.
 
     Its permissions live in one managed policy, `policy` (add scoped statements there), so nothing is
     granted implicitly. Exposes `function`, `policy`, `dead_letter_queue`.
@@ -51,7 +55,7 @@ class PlatformFunction(Construct):
         runtime: lambda_.Runtime = RUNTIME,
         environment: Mapping[str, str],
         placement: FunctionPlacement,
-        reserved_concurrency: int,
+        reserved_concurrency: int | None = None,
         timeout_seconds: int = 60,
         memory_size: int = 256,
         layers: Sequence[lambda_.ILayerVersion] = (),
