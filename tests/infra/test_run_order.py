@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import itertools
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -44,8 +46,12 @@ READ_IF_PRESENT = [
             "and builds from the bundled dataset",
             "tests/scripts/test_retraining_run.py",
         )
-        for pattern in ("arn:*:dynamodb:*:table/*-releases", "arn:*:s3:::*-artifacts-*", "arn:*:s3:::*-capture-*",
-                        "arn:*:kms:*:alias/*/data")
+        for pattern in (
+            "arn:*:dynamodb:*:table/*-releases",
+            "arn:*:s3:::*-artifacts-*",
+            "arn:*:s3:::*-capture-*",
+            "arn:*:kms:*:alias/*/data",
+        )
     ),
     (
         "ModelGate",
@@ -177,11 +183,12 @@ def _created_arns(stack: Stack) -> list[str]:
 def _role_statements(stack: Stack, role_id: str) -> list[dict[str, Any]]:
     """Inline, attached and default policies of a role, in its own stack."""
     resources = stack.template["Resources"]
-    statements = [s for p in resources[role_id]["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    inline = resources[role_id]["Properties"].get("Policies", [])
+    statements = [s for policy in inline for s in policy["PolicyDocument"]["Statement"]]
     for resource in resources.values():
-        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-            if {"Ref": role_id} in resource["Properties"].get("Roles", []):
-                statements += resource["Properties"]["PolicyDocument"]["Statement"]
+        attached = resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+        if attached and {"Ref": role_id} in resource["Properties"].get("Roles", []):
+            statements += resource["Properties"]["PolicyDocument"]["Statement"]
     for arn in resources[role_id]["Properties"].get("ManagedPolicyArns", []):
         if isinstance(arn, dict) and "Ref" in arn and arn["Ref"] in resources:
             statements += resources[arn["Ref"]]["Properties"]["PolicyDocument"]["Statement"]
@@ -211,7 +218,8 @@ def build_walk(outdir: Path, pipeline_template: dict[str, Any]) -> Walk:
 def _resolved(statement: dict[str, Any], resolver: Resolver) -> dict[str, Any]:
     resolved = dict(statement)
     resources = statement.get("Resource", [])
-    resolved["Resource"] = [resolver.resolve_str(r) for r in (resources if isinstance(resources, list) else [resources])]
+    resources = resources if isinstance(resources, list) else [resources]
+    resolved["Resource"] = [resolver.resolve_str(r) for r in resources]
     return resolved
 
 
@@ -231,7 +239,8 @@ def _deployed_stack(execute: Action, actions: list[Action], by_template: dict[st
 def step_commands(walk: Walk, action: Action) -> list[str]:
     project_id = action.configuration["ProjectName"]["Ref"]
     project = walk.pipeline.template["Resources"][project_id]["Properties"]
-    return [str(walk.pipeline.resolver.resolve(project["Source"]["BuildSpec"]))]
+    buildspec = json.loads(walk.pipeline.resolver.resolve_str(project["Source"]["BuildSpec"]))
+    return [c for phase in buildspec.get("phases", {}).values() for c in phase.get("commands", [])]
 
 
 def step_needs(walk: Walk, action: Action) -> dict[str, str]:
@@ -257,16 +266,15 @@ def _argument_resources(commands: list[str], resolver: Resolver) -> list[str]:
     env = resolver.environment
     found = []
     for command in commands:
-        for line in command.split("\\n"):
-            try:
-                words = shlex.split(line)
-            except ValueError:
-                continue
-            for flag, value in zip(words, words[1:], strict=False):
-                if flag in ("--bucket", "--artifacts-bucket") and not value.startswith("$"):
-                    found.append(f"arn:{env.partition}:s3:::{value}")
-                elif flag == "--table" and not value.startswith("$"):
-                    found.append(f"arn:{env.partition}:dynamodb:{env.region}:{env.account}:table/{value}")
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            continue
+        for flag, value in itertools.pairwise(words):
+            if flag in ("--bucket", "--artifacts-bucket") and not value.startswith("$"):
+                found.append(f"arn:{env.partition}:s3:::{value}")
+            elif flag == "--table" and not value.startswith("$"):
+                found.append(f"arn:{env.partition}:dynamodb:{env.region}:{env.account}:table/{value}")
     return found
 
 
@@ -323,6 +331,9 @@ def test_the_walk_sees_the_steps_and_deploys(walk: Walk) -> None:
     assert any(arn.endswith(":table/mlapi-prod-releases") for arn in walk.created)
     register = next(a for a in walk.actions if a.name == "RegisterRelease")
     assert any(arn.endswith(":table/mlapi-prod-releases") for arn in step_needs(walk, register))
+    gate = next(a for a in walk.actions if a.name == "ModelGate")
+    arguments = _argument_resources(step_commands(walk, gate), walk.pipeline.resolver)
+    assert any(arn.endswith(":table/mlapi-prod-releases") for arn in arguments), arguments
 
 
 def test_a_step_moved_before_its_deploy_is_caught(walk: Walk) -> None:
