@@ -11,6 +11,8 @@ committed feature contract (the API does not move), holds out ``--holdout-fracti
 holdout includes the fresh labels, and records ``lineage`` in metadata.json. With ``--parent`` (the live
 model's metadata.json) the version is the parent's next minor (1.0.0 -> 1.1.0), and a snapshot with the
 parent's dataset hash and parameters exits 5: "dataset unchanged since <version>", nothing to release.
+Push builds: ``--rebuild-of`` (the live model's metadata.json, with ``--dataset`` its snapshot) trains on the live
+model's data; the same ONNX graph keeps the live version, another one is its next patch (``rebuild_version``).
 ``python -m model_container.build_model train`` is the same build inside a SageMaker training job
 (``docker run IMAGE train``): see ``sagemaker_train``.
 
@@ -171,6 +173,24 @@ def next_minor(version: str) -> str:
     return f"{match[1]}.{int(match[2]) + 1}.0"
 
 
+def next_patch(version: str) -> str:
+    """1.1.0 -> 1.1.1: the live model's data, a model the code now trains differently (a pushed code change)."""
+    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)([-+][\w.]+)?", version)
+    if not match:
+        raise BuildInputError(f"the live model_version {version!r} is not a version")
+    return f"{match[1]}.{match[2]}.{int(match[3]) + 1}"
+
+
+def rebuild_version(live: dict[str, Any], onnx_sha256: str) -> tuple[str, bool]:
+    """A push build on the live model's data: (version, whether it is the live model again). The same ONNX graph
+    keeps the live version (a code-only change that leaves the model alone is not a new model); another graph
+    from the same data is the live version's next patch (data moves minor versions: retraining runs)."""
+    version = str(live.get("model_version"))
+    if onnx_sha256 == live.get("content_sha256"):
+        return version, True
+    return next_patch(version), False
+
+
 def parameters(seed: int, holdout_fraction: float) -> dict[str, Any]:
     return {"seed": seed, "holdout_fraction": holdout_fraction, "hyperparameters": dict(HYPERPARAMETERS)}
 
@@ -309,12 +329,17 @@ def build(
     dataset: Path | None = None,
     parent: dict[str, Any] | None = None,
     holdout_fraction: float = HOLDOUT_FRACTION,
+    rebuild_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train, export and package the model; return the metadata written.
 
     Without `dataset`, the default build (bundled data, version MODEL_VERSION). With it, a retraining build:
-    raises DatasetUnchanged (writing nothing) when the snapshot is the `parent`'s data and parameters."""
+    raises DatasetUnchanged (writing nothing) when the snapshot is the `parent`'s data and parameters.
+    `rebuild_of` (the live model's metadata; exclusive with `parent`): a push build on the live model's data
+    (`dataset`, its snapshot, or none when the live model is a default build); its version is `rebuild_version`."""
     commit = commit or git_commit()
+    if rebuild_of is not None and (parent is not None or version is not None):
+        raise BuildInputError("a rebuild of the live model takes neither --parent nor --version")
     if dataset is None:
         if parent is not None or holdout_fraction != HOLDOUT_FRACTION:
             raise BuildInputError("--parent and --holdout-fraction need --dataset (a retraining build)")
@@ -337,6 +362,13 @@ def build(
         parent_version = None if parent is None else str(parent.get("model_version"))
         extra = {"lineage": lineage(snapshot, split, commit, params, parent_version)}
     onnx_bytes = to_onnx(pipeline, len(names))
+    if rebuild_of is not None:
+        version, identical = rebuild_version(rebuild_of, hashlib.sha256(onnx_bytes).hexdigest())
+        if "lineage" in extra:  # the same model keeps its own parent; another one descends from the live model
+            live_lineage = rebuild_of.get("lineage") or {}
+            parent = live_lineage.get("parent_version") if identical else rebuild_of.get("model_version")
+            extra["lineage"]["parent_version"] = parent
+            extra["lineage"]["rebuild_of"] = {"version": rebuild_of.get("model_version"), "identical": identical}
     metadata = {
         "model_name": MODEL_NAME,
         "model_version": version or MODEL_VERSION,
@@ -439,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", type=Path, help="snapshot directory (python -m model_container.dataset build)")
     parser.add_argument("--parent", type=Path, help="the live model's metadata.json: this is a retraining build")
     parser.add_argument("--holdout-fraction", type=float, default=HOLDOUT_FRACTION, help="of each source's rows")
+    parser.add_argument(
+        "--rebuild-of", type=Path, help="the live model's metadata.json: a push build on its data (scripts/retrain.py)"
+    )
     return parser
 
 
@@ -449,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(arguments)
     try:
         parent = read_parent(args.parent) if args.parent else None
+        live = read_parent(args.rebuild_of) if args.rebuild_of else None
         metadata = build(
             args.out,
             args.seed,
@@ -458,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset=args.dataset,
             parent=parent,
             holdout_fraction=args.holdout_fraction,
+            rebuild_of=live,
         )
     except DatasetUnchanged as unchanged:
         print(f"build_model: {unchanged}", file=sys.stderr)

@@ -4,6 +4,8 @@
         --upload s3://PIPELINE_ARTIFACTS/datasets/ --kms-key-id KEY [--dataset-uri s3://bucket/datasets/v3/] \
         [--capture-uri s3://CAPTURE/capture/E/primary/ --labels-uri s3://CAPTURE/GROUND_TRUTH/] \
         [--days 30 --min-rows 500 --min-class-fraction 0.2] [--work build --dist model_container/dist]
+    python -m scripts.retrain lineage --endpoint E --table T --artifacts-bucket PROD_ARTIFACTS \
+        [--commit SHA] [--work build --dist model_container/dist]
     python -m scripts.retrain verify [--work build --dist model_container/dist]
 
 `run`: (1) `model_container.dataset parent` writes the live production model's metadata.json (build/parent.json),
@@ -11,6 +13,15 @@
 (3) `model_container.build_model --dataset build/snapshot --parent build/parent.json` trains the parent's next
 minor version into --dist and records it in build/retrained.json. `verify` (after `make synth`) fails unless
 --dist still holds that version: a default build would otherwise ship the bundled 1.0.0 model again.
+
+`lineage`: a push-started run's build (RETRAINING=false), on the live model's data rather than the bundled
+dataset, which would ship an older model than the live one. The live release (release history -> its metadata.json
+under baselines/, as `run` reads it) names its dataset in `lineage.dataset` (the snapshot `run` kept under the
+pipeline's artifacts bucket, datasets/<sha256>/): it is fetched, checked against that hash and trained with the
+live model's seed and holdout; a live model without lineage is a default build (the bundled dataset). Versions:
+the same ONNX graph keeps the live version (a code-only change that leaves the model alone), another graph is the
+live version's next patch (1.1.0 -> 1.1.1); only new data makes a minor version (`run`). With no live release
+(a first run) it is the default build, 1.0.0. Records the build in build/retrained.json for `verify`.
 
 Exit codes: 0 built, 2 unusable input, 3 AWS error, 4 snapshot refused, 5 dataset unchanged since the live
 version ("nothing to release": the run must stop before anything deploys), 6 verify found another model.
@@ -26,6 +37,8 @@ from typing import Any
 
 from model_container import build_model
 from model_container.dataset import cli as dataset
+from model_container.dataset import snapshot as snapshots
+from model_container.dataset.sources import split_s3_uri
 
 EXIT_REFUSED, EXIT_UNCHANGED, EXIT_REPLACED = dataset.EXIT_REFUSED, build_model.EXIT_UNCHANGED, 6
 RETRAINED = "retrained.json"
@@ -39,6 +52,7 @@ def _fail(message: str, code: int) -> int:
 def _parent(args: argparse.Namespace, work: Path) -> Path | None:
     """build/parent.json, or None when production has no live release (the build is then a first version)."""
     out = work / "parent.json"
+    out.unlink(missing_ok=True)  # a previous run's parent is not this run's live model
     argv = ["parent", "--endpoint", args.endpoint, "--table", args.table, "--artifacts-bucket", args.artifacts_bucket]
     code = dataset.main([*argv, "--out", str(out), *_region(args)])
     if code != 0:
@@ -95,10 +109,88 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"dataset unchanged since {version}: nothing to release", code)
     if code != 0:
         return _fail(f"the model build failed (exit {code})", code)
-    metadata = _metadata(args.dist)
+    metadata = _record(work, args.dist)
+    retrained = {key: metadata.get(key) for key in ("model_version", "content_sha256")}
+    print(json.dumps({"retrained": retrained, "parent": metadata.get("lineage", {}).get("parent_version")}))
+    return 0
+
+
+def _record(work: Path, dist: Path) -> dict[str, Any]:
+    """build/retrained.json: what `verify` expects --dist to hold after `make synth`."""
+    metadata = _metadata(dist)
     retrained = {key: metadata.get(key) for key in ("model_version", "content_sha256")}
     (work / RETRAINED).write_text(json.dumps(retrained, sort_keys=True) + "\n")
-    print(json.dumps({"retrained": retrained, "parent": metadata.get("lineage", {}).get("parent_version")}))
+    return metadata
+
+
+def fetch_snapshot(s3: Any, dataset: dict[str, Any], out: Path) -> None:
+    """The live model's training snapshot, from the URI its lineage records, checked against its content hash."""
+    uri, expected = dataset.get("uri"), dataset.get("content_sha256")
+    if not uri or not str(uri).startswith("s3://"):
+        raise snapshots.SnapshotError(f"the live model's lineage keeps no snapshot URI (dataset.uri {uri!r})")
+    bucket, prefix = split_s3_uri(str(uri).rstrip("/") + "/")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (snapshots.SNAPSHOT_FILE, snapshots.MANIFEST_FILE):
+        (out / name).write_bytes(s3.get_object(Bucket=bucket, Key=prefix + name)["Body"].read())
+    found = snapshots.load(out).content_sha256  # also checks the file against its manifest
+    if found != expected:
+        raise snapshots.SnapshotError(f"{uri} holds the snapshot {found}, not the live model's {expected}")
+
+
+def _lineage_argv(args: argparse.Namespace, live_file: Path | None, work: Path) -> tuple[list[str], str]:
+    """build_model's arguments for a push build, and what it trains on."""
+    argv = ["--out", str(args.dist)]
+    argv += ["--commit", args.commit] if args.commit else []
+    argv += ["--contract-dir", str(args.contract_dir)] if args.contract_dir else []
+    if live_file is None:
+        return argv, f"the bundled dataset: no live release of {args.endpoint}"
+    live = json.loads(live_file.read_text())
+    argv += ["--rebuild-of", str(live_file)]
+    recorded = live.get("lineage")
+    if not recorded:  # a default build is live: its data is the bundled dataset
+        argv += ["--seed", str(live.get("seed", build_model.SEED))]
+        return argv, f"the bundled dataset of the live {live.get('model_version')} (a default build)"
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        fetch_snapshot(boto3.client("s3", region_name=args.region), recorded.get("dataset") or {}, work / "snapshot")
+    except (ClientError, BotoCoreError) as error:
+        raise _Stop(_fail(f"reading the live model's snapshot failed: {error}", 3)) from None
+    except snapshots.SnapshotError as error:
+        raise _Stop(_fail(f"the live model's snapshot is unusable: {error}", 2)) from None
+    params = recorded.get("parameters") or {}
+    argv += ["--dataset", str(work / "snapshot"), "--seed", str(params.get("seed", build_model.SEED))]
+    argv += ["--holdout-fraction", str(params.get("holdout_fraction", build_model.HOLDOUT_FRACTION))]
+    return argv, f"the live {live.get('model_version')}'s snapshot {recorded['dataset'].get('uri')}"
+
+
+def lineage(args: argparse.Namespace) -> int:
+    """A push build on the live model's lineage (see the module docstring)."""
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    (work / RETRAINED).unlink(missing_ok=True)
+    try:
+        live_file = _parent(args, work)
+        argv, trained_on = _lineage_argv(args, live_file, work)
+    except _Stop as stop:
+        return stop.code
+    except (OSError, ValueError) as error:
+        return _fail(f"the live model's metadata is unusable: {error}", 2)
+    code = build_model.main(argv)
+    if code != 0:
+        return _fail(f"the model build failed (exit {code})", code)
+    metadata = _record(work, args.dist)
+    recorded = metadata.get("lineage") or {}
+    print(
+        json.dumps(
+            {
+                "built": {key: metadata.get(key) for key in ("model_version", "content_sha256")},
+                "trained_on": trained_on,
+                "rebuild_of": recorded.get("rebuild_of"),
+            }
+        )
+    )
     return 0
 
 
@@ -123,12 +215,17 @@ def verify(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scripts.retrain", description="A retraining run's model build")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (run_parser := commands.add_parser("run")), commands.add_parser("verify"):
+    run_parser, lineage_parser = commands.add_parser("run"), commands.add_parser("lineage")
+    for command in run_parser, lineage_parser, commands.add_parser("verify"):
         command.add_argument("--work", type=Path, default=Path("build"), help="parent.json, snapshot/, retrained.json")
         command.add_argument("--dist", type=Path, default=Path("model_container/dist"))
-    run_parser.add_argument("--endpoint", required=True, help="production's endpoint (its live release)")
-    run_parser.add_argument("--table", required=True, help="production's release history table")
-    run_parser.add_argument("--artifacts-bucket", required=True, help="production's artifacts bucket (baselines/)")
+    for command in run_parser, lineage_parser:
+        command.add_argument("--endpoint", required=True, help="production's endpoint (its live release)")
+        command.add_argument("--table", required=True, help="production's release history table")
+        command.add_argument("--artifacts-bucket", required=True, help="production's artifacts bucket (baselines/)")
+        command.add_argument("--commit", help="training commit (default: git rev-parse HEAD)")
+        command.add_argument("--contract-dir", type=Path, help="feature contract (default: the committed one)")
+        command.add_argument("--region")
     run_parser.add_argument("--dataset-uri", help="pipeline.training.dataset_uri; default the bundled dataset")
     run_parser.add_argument("--capture-uri", help="production's data capture of the endpoint's variant")
     run_parser.add_argument("--labels-uri", help="s3://CAPTURE/<monitoring.ground_truth_prefix>")
@@ -139,9 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--holdout-fraction", type=float, default=build_model.HOLDOUT_FRACTION)
     run_parser.add_argument("--upload", help="s3://PIPELINE_ARTIFACTS/datasets/: where the snapshot is kept")
     run_parser.add_argument("--kms-key-id", help="the upload's SSE-KMS key")
-    run_parser.add_argument("--commit", help="training commit (default: git rev-parse HEAD)")
-    run_parser.add_argument("--contract-dir", type=Path, help="feature contract (default: the committed one)")
-    run_parser.add_argument("--region")
     return parser
 
 
@@ -149,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "verify":
         return verify(args)
+    if args.command == "lineage":
+        return lineage(args)
     if bool(args.capture_uri) != bool(args.labels_uri):
         return _fail("--capture-uri and --labels-uri go together", 2)
     return run(args)

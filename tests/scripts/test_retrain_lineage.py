@@ -1,0 +1,132 @@
+"""A push-started run after a retraining run (issue 18): `python -m scripts.retrain lineage` builds on the live model's
+lineage - the snapshot the retraining run kept under the pipeline's artifacts bucket (datasets/<sha256>/) and the
+live version - instead of the bundled dataset, which would ship the older 1.0.0 model again. Only a first run, with
+no live release, builds on the bundled dataset.
+
+AWS is moto (S3, DynamoDB, KMS, SageMaker), set up by tests/scripts/test_retraining_run.py's `aws` fixture: prod's
+live 1.0.0, its capture bucket, the pipeline's artifacts bucket and key."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
+from model_container import build_model
+from model_container.build_model import CONTRACT_DIR
+from scripts import retrain
+from tests.scripts import test_retraining_run as retraining_run
+from tests.scripts.test_retraining_run import (
+    ENDPOINT,
+    PIPELINE_ARTIFACTS,
+    PROD_ARTIFACTS,
+    REGION,
+    TABLE,
+    fresh_labels,
+    retrain_argv,
+)
+
+aws = retraining_run.aws  # the fixture: prod with a live 1.0.0, the pipeline's artifacts bucket and key
+
+LIVE_AT = "2026-12-01T10:00:00Z"
+
+
+def lineage_argv(tmp_path: Path, work: str = "push", contract_dir: Path = CONTRACT_DIR) -> list[str]:
+    """The Synth step's command on a push-started run (RETRAINING=false), with the test's names."""
+    return [
+        "lineage", "--work", str(tmp_path / work), "--dist", str(tmp_path / f"{work}-dist"),
+        "--endpoint", ENDPOINT, "--table", TABLE, "--artifacts-bucket", PROD_ARTIFACTS,
+        "--commit", "push-commit", "--contract-dir", str(contract_dir), "--region", REGION,
+    ]  # fmt: skip
+
+
+def retrained_is_live(aws: Any, tmp_path: Path) -> dict[str, Any]:
+    """A retraining run's 1.1.0 went live: its metadata published under baselines/ (publish_baseline.py), the
+    release history says it is live. Returns its metadata."""
+    fresh_labels(aws)
+    assert retrain.main(retrain_argv(tmp_path, aws.key)) == 0
+    metadata: dict[str, Any] = json.loads((tmp_path / "dist" / "metadata.json").read_text())
+    assert metadata["model_version"] == "1.1.0"
+    aws.upload_file(str(tmp_path / "dist" / "metadata.json"), PROD_ARTIFACTS, "baselines/1.1.0/metadata.json")
+    table = boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+    releases = ReleaseRepository(table, ENDPOINT)
+    release = Release("cfg-1-1-0", ENDPOINT, Status.BAKING, LIVE_AT, model_version="1.1.0")
+    releases.register(release)
+    assert releases.promote(release, at=LIVE_AT, by="test", reason="baked")
+    return metadata
+
+
+def built(tmp_path: Path, work: str = "push") -> dict[str, Any]:
+    metadata: dict[str, Any] = json.loads((tmp_path / f"{work}-dist" / "metadata.json").read_text())
+    return metadata
+
+
+def test_a_push_after_a_retrain_rebuilds_the_live_model_from_its_snapshot_not_the_bundled_data(
+    aws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = retrained_is_live(aws, tmp_path)
+    capsys.readouterr()
+    assert retrain.main(lineage_argv(tmp_path)) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    metadata = built(tmp_path)
+    # Unchanged code on the live data is the live model: same graph, same version, same parent and data.
+    assert metadata["model_version"] == "1.1.0"
+    assert metadata["content_sha256"] == live["content_sha256"]
+    assert metadata["lineage"]["dataset"]["content_sha256"] == live["lineage"]["dataset"]["content_sha256"]
+    assert metadata["lineage"]["parent_version"] == "1.0.0"
+    assert metadata["lineage"]["rebuild_of"] == {"version": "1.1.0", "identical": True}
+    assert metadata["training_commit"] == "push-commit"
+    assert summary["trained_on"].startswith("the live 1.1.0's snapshot s3://" + PIPELINE_ARTIFACTS + "/datasets/")
+    # `verify` after `make synth` checks that synth packaged this build.
+    verify = ["verify", "--work", str(tmp_path / "push"), "--dist", str(tmp_path / "push-dist")]
+    assert retrain.main(verify) == 0
+
+
+def test_a_code_change_that_changes_the_model_is_the_live_versions_next_patch(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = retrained_is_live(aws, tmp_path)
+    monkeypatch.setattr(build_model, "HYPERPARAMETERS", {"C": 0.5, "max_iter": 1000})  # the pushed change
+    assert retrain.main(lineage_argv(tmp_path)) == 0, capsys.readouterr().err
+    metadata = built(tmp_path)
+    assert metadata["model_version"] == "1.1.1" and metadata["content_sha256"] != live["content_sha256"]
+    assert metadata["lineage"]["parent_version"] == "1.1.0"
+    assert metadata["lineage"]["dataset"]["content_sha256"] == live["lineage"]["dataset"]["content_sha256"]
+    assert metadata["lineage"]["parameters"]["hyperparameters"]["C"] == 0.5
+
+
+def test_a_first_run_without_a_live_release_builds_the_bundled_dataset(
+    aws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+    for item in table.scan()["Items"]:  # a first run: nothing is live yet
+        table.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+    contract = tmp_path / "contract"  # the default build rewrites feature_schema.json: not the committed one
+    shutil.copytree(CONTRACT_DIR, contract)
+    assert retrain.main(lineage_argv(tmp_path, contract_dir=contract)) == 0, capsys.readouterr().err
+    assert "the bundled dataset: no live release" in json.loads(capsys.readouterr().out.splitlines()[-1])["trained_on"]
+    metadata = built(tmp_path)
+    assert metadata["model_version"] == build_model.MODEL_VERSION and "lineage" not in metadata
+
+
+def test_a_missing_or_altered_live_snapshot_fails_instead_of_falling_back_to_the_bundled_data(
+    aws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = retrained_is_live(aws, tmp_path)
+    sha = live["lineage"]["dataset"]["content_sha256"]
+    key = f"datasets/{sha}/snapshot.csv"
+    body = aws.get_object(Bucket=PIPELINE_ARTIFACTS, Key=key)["Body"].read()
+    aws.put_object(Bucket=PIPELINE_ARTIFACTS, Key=key, Body=body.replace(b"\n", b"\n\n", 1))
+    capsys.readouterr()
+    assert retrain.main(lineage_argv(tmp_path, "altered")) == 2
+    assert "the live model's snapshot is unusable" in capsys.readouterr().err
+    assert not (tmp_path / "altered-dist" / "metadata.json").exists()
+    aws.delete_object(Bucket=PIPELINE_ARTIFACTS, Key=key)
+    assert retrain.main(lineage_argv(tmp_path, "missing")) == 3
+    assert "reading the live model's snapshot failed" in capsys.readouterr().err
+    assert not (tmp_path / "missing-dist" / "metadata.json").exists()
