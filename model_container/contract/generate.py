@@ -3,7 +3,8 @@
 ``python -m model_container.contract.generate`` writes, next to feature_schema.json:
 - request.schema.json: the API Gateway request model (JSON Schema draft-04, self-contained);
 - openapi.json: OpenAPI 3.0 for API consumers (POST /v1/predict behind API Gateway);
-- container-openapi.json: OpenAPI 3.0 of the serving container itself (POST /invocations, GET /ping);
+- container-openapi.json: OpenAPI 3.0 of the serving container itself (POST /invocations, GET /ping and, for
+  Batch Transform, GET /execution-parameters);
 - generated-from.json: the SHA-256 of the inputs (feature_schema.json, this file) and of each output, so that
   synth can refuse a stale contract by comparing hashes, without importing this module (stacks/app_builder.py).
 ``--check`` writes nothing and exits 1 if a committed file differs from a fresh generation.
@@ -29,6 +30,23 @@ DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 POSITIONAL_EXTENSION = "x-positional-items"
 MANIFEST = "generated-from.json"
 REGENERATE = "make contracts (python -m model_container.contract.generate)"
+
+
+EXECUTION_PARAMETERS_PATH = "/execution-parameters"
+# The answer of model_container/server/batch.py execution_parameters(), with the ranges of the CreateTransformJob
+# fields it stands in for (SageMaker API reference, CreateTransformJob: MaxConcurrentTransforms >= 0,
+# MaxPayloadInMB 0..100; BatchStrategy MultiRecord | SingleRecord, spelled MULTI_RECORD | SINGLE_RECORD here as in
+# the Developer Guide's example answer).
+EXECUTION_PARAMETERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "MaxConcurrentTransforms": {"type": "integer", "minimum": 1},
+        "BatchStrategy": {"type": "string", "enum": ["MULTI_RECORD", "SINGLE_RECORD"]},
+        "MaxPayloadInMB": {"type": "integer", "minimum": 1, "maximum": 100},
+    },
+    "required": ["MaxConcurrentTransforms", "BatchStrategy", "MaxPayloadInMB"],
+    "additionalProperties": False,
+}
 
 
 def feature_property(feature: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +292,26 @@ def container_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                     },
                 }
             },
+            # Batch Transform only: asked once per job where CreateTransformJob leaves the tuning unset (SageMaker
+            # Developer Guide, "Use Your Own Inference Code with Batch Transform", How Containers Serve Requests).
+            # Container-only, like /ping: openapi.json and the API Gateway do not have it.
+            EXECUTION_PARAMETERS_PATH: {
+                "get": {
+                    "operationId": "executionParameters",
+                    "summary": "Batch Transform tuning (only with SAGEMAKER_BATCH=true)",
+                    "description": "Answered only when SageMaker starts the image for a transform job "
+                    "(SAGEMAKER_BATCH=true); a real-time endpoint answers 404.",
+                    "responses": {
+                        "200": {
+                            "description": "Mini-batch tuning SageMaker applies where the job sets none",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ExecutionParameters"}}
+                            },
+                        },
+                        **{code: error_response(errors[code], "ContainerError") for code in ("404", "405")},
+                    },
+                }
+            },
             "/invocations": {
                 "post": {
                     "operationId": "invoke",
@@ -310,6 +348,7 @@ def container_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                 "PredictRequest": openapi_request_schema(schema),
                 "PredictResponse": PREDICTION_SCHEMA,
                 "ContainerError": CONTAINER_ERROR_SCHEMA,
+                "ExecutionParameters": EXECUTION_PARAMETERS_SCHEMA,
             }
         },
     }

@@ -153,9 +153,9 @@ def test_openapi_documents_the_public_api() -> None:
         assert Draft4Validator(load("request.schema.json")).is_valid(example["value"])
 
 
-def test_container_openapi_documents_invocations_and_ping() -> None:
+def test_container_openapi_documents_invocations_ping_and_execution_parameters() -> None:
     document = load("container-openapi.json")
-    assert set(document["paths"]) == {"/invocations", "/ping"}
+    assert set(document["paths"]) == {"/invocations", "/ping", "/execution-parameters"}
     content = document["paths"]["/invocations"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "text/csv"}
 
@@ -228,3 +228,41 @@ def test_make_regenerates_the_contract_after_the_model_build_and_before_synth(ta
     assert commands.index(".venv/bin/python -m model_container.build_model --out model_container/dist") < generate
     if target == "synth":
         assert generate < next(i for i, c in enumerate(commands) if c.startswith("npx cdk synth"))
+
+
+# --- GET /execution-parameters: in the container's contract, not in the API's (issue 18) -------------------------
+EXECUTION_PARAMETERS = "/execution-parameters"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SAGEMAKER_BATCH": "true"},
+        {"SAGEMAKER_BATCH": "true", "SAGEMAKER_MODEL_SERVER_WORKERS": "8", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"},
+        {"SAGEMAKER_BATCH": "true", "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"},
+    ],
+)
+def test_the_container_contract_describes_the_execution_parameters_the_batch_server_answers(
+    env: dict[str, str],
+) -> None:
+    from jsonschema import Draft7Validator
+
+    from model_container.server.batch import execution_parameters
+    from model_container.server.config import ServerConfig
+
+    document = load("container-openapi.json")
+    operation = document["paths"][EXECUTION_PARAMETERS]["get"]
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    answer = execution_parameters(ServerConfig.from_env(env))
+    Draft7Validator(schema).validate(answer)  # OpenAPI 3.0 schema objects are a JSON Schema subset
+    assert set(schema["properties"]) == set(answer) == set(schema["required"])  # nothing undocumented, nothing extra
+    assert set(operation["responses"]) == {"200", "404", "405"}
+
+
+def test_the_api_contract_does_not_expose_execution_parameters() -> None:
+    """A container-only route, like /ping: neither the consumers' OpenAPI nor the gateway's model mentions it."""
+    assert EXECUTION_PARAMETERS not in load("openapi.json")["paths"]
+    for name in ("openapi.json", "request.schema.json"):
+        assert "execution-parameters" not in (CONTRACT_DIR / name).read_text()
+        assert "ExecutionParameters" not in (CONTRACT_DIR / name).read_text()
