@@ -4,7 +4,15 @@
         [--tolerance 0.01] [--live-metrics FILE | --endpoint E --table T --artifacts-bucket B] \
         [--previous-contract DIR] [--contract model_container/contract] [--report reports/model-gate.json]
 
-Exit codes: 0 passed, 1 a gate failed, 2 usage or unreadable input, 3 AWS error while reading the live model.
+The live model is the release table's live release; its baseline is published under baselines/<content_sha256>/
+(scripts/publish_baseline.py; older releases under baselines/<model_version>/). The gate scores the live model's
+published model.onnx on the candidate's holdout (which holds a retraining run's fresh labels), so both models are
+measured on the same rows, and falls back to the live model's recorded holdout_metrics, saying so, when it has no
+published model. No table, no bucket or no published baseline (a first run) means no live release yet: the
+candidate is judged on its thresholds alone and the report's `live.skipped` says why.
+
+Exit codes: 0 passed, 1 a gate failed, 2 usage or unreadable input, 3 AWS error while reading the live model
+(access denied, throttled after retries, a corrupt publication), naming what it read.
 """
 
 from __future__ import annotations
@@ -14,12 +22,13 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
+from botocore.exceptions import BotoCoreError, ClientError
 
 METRICS = ("accuracy", "precision", "recall", "roc_auc")
 
@@ -33,38 +42,42 @@ class LiveModelError(Exception):
 
 
 # ---- holdout evaluation ---------------------------------------------------------------------------
+def read_holdout(dist: Path) -> np.ndarray:
+    try:
+        return np.loadtxt(dist / "holdout.csv", delimiter=",", ndmin=2, dtype=np.float64)
+    except (OSError, ValueError) as error:
+        raise GateInputError(f"cannot read {dist}/holdout.csv: {error} (build it first)") from None
+
+
+def score(onnx_bytes: bytes, holdout: np.ndarray) -> dict[str, float]:
+    """Metrics of an ONNX model on holdout rows (label first), computed as the build computes holdout_metrics
+    (model_container/build_model.py), so a candidate's recomputed metrics equal its recorded ones. Raises
+    GateInputError when the model does not take the holdout's features."""
+    from model_container.build_model import holdout_metrics
+
+    labels, features = holdout[:, 0].astype(np.int64), holdout[:, 1:].astype(np.float32)
+    width = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"]).get_inputs()[0].shape[1]
+    if isinstance(width, int) and features.shape[1] != width:
+        raise GateInputError(f"the holdout has {features.shape[1]} features, the model expects {width}")
+    metrics = holdout_metrics(onnx_bytes, features, labels)
+    return {name: float(metrics[name]) for name in METRICS}
+
+
 def evaluate(dist: Path) -> tuple[dict[str, Any], dict[str, float]]:
     """Score dist/model.onnx on dist/holdout.csv; returns (metadata, recomputed metrics)."""
     try:
         metadata = json.loads((dist / "metadata.json").read_text())
         onnx_bytes = (dist / "model.onnx").read_bytes()
-        holdout = np.loadtxt(dist / "holdout.csv", delimiter=",", ndmin=2, dtype=np.float64)
     except (OSError, ValueError) as error:
         raise GateInputError(f"cannot read the model build in {dist}: {error} (build it first)") from None
     # The gate must judge the bytes that ship, so a model.onnx that is not the one described is refused.
     digest = hashlib.sha256(onnx_bytes).hexdigest()
     if digest != metadata.get("content_sha256"):
         raise GateInputError(f"{dist}/model.onnx sha256 {digest} does not match metadata.json content_sha256")
-    labels, features = holdout[:, 0].astype(np.int64), holdout[:, 1:].astype(np.float32)
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    width = session.get_inputs()[0].shape[1]
-    if isinstance(width, int) and features.shape[1] != width:
-        raise GateInputError(f"holdout.csv has {features.shape[1]} features, the model expects {width}")
-    outputs = dict(
-        zip(
-            [o.name for o in session.get_outputs()],
-            session.run(None, {session.get_inputs()[0].name: features}),
-            strict=True,
-        )
-    )
-    predicted, positive = outputs["label"], outputs["probabilities"][:, 1].astype(np.float64)
-    metrics = {
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "precision": float(precision_score(labels, predicted, zero_division=0)),
-        "recall": float(recall_score(labels, predicted, zero_division=0)),
-        "roc_auc": float(roc_auc_score(labels, positive)),
-    }
-    return metadata, {name: round(value, 6) for name, value in metrics.items()}
+    try:
+        return metadata, score(onnx_bytes, read_holdout(dist))
+    except GateInputError as error:
+        raise GateInputError(f"{dist}: {error}") from None
 
 
 def check_metrics(
@@ -93,61 +106,159 @@ def live_from_file(path: Path) -> dict[str, Any]:
             "model_version": metadata.get("model_version"),
             "content_sha256": metadata.get("content_sha256"),
             "metrics": metadata["holdout_metrics"],
+            "metrics_source": "recorded (--live-metrics)",
         }
     except (OSError, ValueError, KeyError) as error:
         raise GateInputError(f"--live-metrics {path}: not a metadata.json with holdout_metrics ({error})") from None
 
 
-def live_from_aws(endpoint: str, table: str, bucket: str) -> dict[str, Any] | None:
-    """The live release's metrics: the release table names its model version, whose build metadata
-    (holdout_metrics) publish_baseline.py put at s3://bucket/baselines/<version>/metadata.json.
-    The release record itself stores no metrics. None when no release is live."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from lambda_src.releases.release_history.repository import ReleaseRepository, Status
-
-    try:
-        repository = ReleaseRepository(boto3.resource("dynamodb").Table(table), endpoint)
-        releases = repository.by_status(Status.LIVE)
-        if not releases:
-            return None
-        release = releases[0]
-        key = f"baselines/{release.model_version}/metadata.json"
-        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-        metadata = json.loads(body)
-    except (ClientError, BotoCoreError) as error:
-        raise LiveModelError(f"reading the live model of {endpoint} ({table}, s3://{bucket}): {error}") from None
-    except ValueError as error:
-        raise LiveModelError(f"s3://{bucket}/{key} is not JSON: {error}") from None
-    if "holdout_metrics" not in metadata:
-        raise LiveModelError(f"s3://{bucket}/{key} has no holdout_metrics")
-    contract_dir = _download_contract(bucket, f"baselines/{release.model_version}/contract/")
-    return {
-        "contract_dir": str(contract_dir),
-        "source": f"s3://{bucket}/{key}",
-        "release_id": release.release_id,
-        "model_version": release.model_version,
-        "content_sha256": metadata.get("content_sha256"),
-        "metrics": metadata["holdout_metrics"],
-    }
+# What a first run finds: no table (DynamoDB API reference, ResourceNotFoundException: "The operation tried to
+# access a nonexistent table or index ... or its status might not be ACTIVE"), no bucket (S3 API reference, Error
+# responses: NoSuchBucket) or no object (404 NoSuchKey; S3 answers 403 AccessDenied instead to a reader without
+# s3:ListBucket, GetObject API reference, Permissions). Each means "nothing is live yet"; every other error
+# (AccessDenied, throttling that outlasted botocore's retries, ...) fails the gate naming what it read.
+TABLE_MISSING = {"ResourceNotFoundException"}
+OBJECT_MISSING = {"NoSuchKey", "404", "NotFound"}
+BUCKET_MISSING = {"NoSuchBucket"}
+BASELINES = "baselines/"
 
 
-def _download_contract(bucket: str, prefix: str) -> Path:
-    """The live model's API contract, as publish_baseline.py stored it (absent for older releases)."""
-    import tempfile
+class NothingPublished(Exception):
+    """The artifacts bucket does not exist (yet)."""
 
-    import boto3
-    from botocore.exceptions import ClientError
 
-    target = Path(tempfile.mkdtemp(prefix="live-contract-"))
-    for name in ("request.schema.json", "openapi.json"):
+def _error_text(error: ClientError) -> str:
+    details = error.response.get("Error", {})
+    return f"{details.get('Code')}: {details.get('Message', '')}".rstrip(": ")
+
+
+class LiveReader:
+    """Reads the live release and its published baseline, telling "not there" from "cannot read"."""
+
+    def __init__(self, endpoint: str, table: str, bucket: str) -> None:
+        import boto3
+
+        self.endpoint, self.table, self.bucket = endpoint, table, bucket
+        self.dynamodb, self.s3 = boto3.resource("dynamodb"), boto3.client("s3")
+
+    def live_release(self) -> tuple[Any | None, str]:
+        from lambda_src.releases.release_history.repository import ReleaseRepository, Status
+
         try:
-            boto3.client("s3").download_file(bucket, prefix + name, str(target / name))
+            releases = ReleaseRepository(self.dynamodb.Table(self.table), self.endpoint).by_status(Status.LIVE)
         except ClientError as error:
-            if error.response["Error"]["Code"] not in ("404", "NoSuchKey"):
-                raise
-    return target
+            if error.response.get("Error", {}).get("Code") in TABLE_MISSING:
+                return None, f"release table {self.table} does not exist (first run): no live release yet"
+            raise LiveModelError(
+                f"reading the live release of {self.endpoint} from DynamoDB table {self.table}: {_error_text(error)}"
+            ) from None
+        except BotoCoreError as error:
+            raise LiveModelError(f"reading DynamoDB table {self.table}: {error}") from None
+        if not releases:
+            return None, f"no live release of {self.endpoint} in {self.table} yet"
+        return releases[0], ""
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, None when it does not exist; NothingPublished when the bucket does not."""
+        try:
+            return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in OBJECT_MISSING:
+                return None
+            if code in BUCKET_MISSING:
+                raise NothingPublished from None
+            raise LiveModelError(f"reading s3://{self.bucket}/{key}: {_error_text(error)}") from None
+        except BotoCoreError as error:
+            raise LiveModelError(f"reading s3://{self.bucket}/{key}: {error}") from None
+
+    def baseline_root(self, release: Any) -> str:
+        """The live model's baseline folder: keyed on its content hash (the release's model-hash tag is its first
+        16 characters), or the version folder older releases were published under."""
+        digest = release.model_hash
+        if digest:
+            start = f"{BASELINES}{digest}"
+            try:
+                pages = self.s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=start, Delimiter="/"
+                )
+                folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in BUCKET_MISSING:
+                    raise NothingPublished from None
+                raise LiveModelError(f"listing s3://{self.bucket}/{start}*: {_error_text(error)}") from None
+            except BotoCoreError as error:
+                raise LiveModelError(f"listing s3://{self.bucket}/{start}*: {error}") from None
+            if len(folders) > 1:
+                raise LiveModelError(f"s3://{self.bucket}/{start}* matches {len(folders)} baselines: {folders}")
+            if folders:
+                return str(folders[0])
+        return f"{BASELINES}{release.model_version}/"
+
+    def contract(self, root: str) -> Path:
+        """The live model's API contract, as publish_baseline.py stored it (absent for older releases)."""
+        target = Path(tempfile.mkdtemp(prefix="live-contract-"))
+        for name in ("request.schema.json", "openapi.json"):
+            body = self.get(f"{root}contract/{name}")
+            if body is not None:
+                (target / name).write_bytes(body)
+        return target
+
+
+def live_from_aws(endpoint: str, table: str, bucket: str, holdout: np.ndarray | None = None) -> dict[str, Any]:
+    """The live model as the gate compares with it: the release table names the live release, whose published
+    baseline (publish_baseline.py) holds its build metadata and its model.onnx. With `holdout`, the live model is
+    scored on those rows (the candidate's holdout), so both are measured on the same data; its recorded
+    holdout_metrics are the fallback when it has no published model. {"skipped": why} when nothing is live."""
+    reader = LiveReader(endpoint, table, bucket)
+    release, reason = reader.live_release()
+    if release is None:
+        return {"skipped": reason}
+    try:
+        root = reader.baseline_root(release)
+        metadata_body = reader.get(root + "metadata.json")
+    except NothingPublished:
+        return {"skipped": f"live release {release.release_id}: artifacts bucket {bucket} does not exist yet"}
+    described = {"release_id": release.release_id, "model_version": release.model_version}
+    source = f"s3://{bucket}/{root}"
+    if metadata_body is None:
+        return {**described, "skipped": f"live release {release.release_id} has no published baseline at {source}"}
+    try:
+        metadata = json.loads(metadata_body)
+    except ValueError as error:
+        raise LiveModelError(f"{source}metadata.json is not JSON: {error}") from None
+    live = {**described, "source": source, "content_sha256": metadata.get("content_sha256")}
+    live["recorded_metrics"] = metadata.get("holdout_metrics")
+    live |= _live_metrics(reader, root, metadata, holdout)
+    live["contract_dir"] = str(reader.contract(root))
+    return live
+
+
+def _live_metrics(
+    reader: LiveReader, root: str, metadata: dict[str, Any], holdout: np.ndarray | None
+) -> dict[str, Any]:
+    source = f"s3://{reader.bucket}/{root}"
+    onnx_bytes = reader.get(root + "model.onnx") if holdout is not None else None
+    why_recorded = "no published model.onnx" if holdout is not None else "no holdout given"
+    if onnx_bytes is not None and holdout is not None:
+        digest = hashlib.sha256(onnx_bytes).hexdigest()
+        if digest != metadata.get("content_sha256"):
+            raise LiveModelError(f"{source}model.onnx sha256 {digest} does not match its metadata.json")
+        try:
+            return {
+                "metrics": score(onnx_bytes, holdout),
+                "metrics_source": f"scored on the candidate's holdout ({holdout.shape[0]} rows), as the candidate",
+            }
+        except GateInputError as error:
+            why_recorded = f"the live model cannot score the candidate's holdout: {error}"
+        except Exception as error:  # onnxruntime's own exception types; a broken live model must not pass silently
+            raise LiveModelError(f"scoring {source}model.onnx: {error}") from None
+    if "holdout_metrics" not in metadata:
+        raise LiveModelError(f"{source}metadata.json has no holdout_metrics and the live model cannot be scored")
+    return {
+        "metrics": metadata["holdout_metrics"],
+        "metrics_source": f"recorded at the live model's build, on its own holdout ({why_recorded})",
+    }
 
 
 # ---- request contract -----------------------------------------------------------------------------
@@ -219,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--live-metrics", type=Path, help="the live model's metadata.json (instead of AWS)")
     parser.add_argument("--endpoint", help="SageMaker endpoint name (release table partition)")
     parser.add_argument("--table", help="release history table")
-    parser.add_argument("--artifacts-bucket", help="bucket holding baselines/<model_version>/metadata.json")
+    parser.add_argument("--artifacts-bucket", help="bucket holding baselines/<content_sha256>/ (publish_baseline.py)")
     parser.add_argument("--contract", type=Path, default=Path("model_container/contract"))
     parser.add_argument("--previous-contract", type=Path, help="contract/ directory of the live release")
     parser.add_argument("--report", type=Path, help="also write the JSON summary here")
@@ -229,16 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     thresholds = parse_thresholds(args.thresholds, args.thresholds_kv)
     metadata, metrics = evaluate(args.dist)
-    live: dict[str, Any] | None = None
+    live: dict[str, Any] = {"skipped": "no live model given: comparison skipped"}
     if args.live_metrics:
         live = live_from_file(args.live_metrics)
     elif args.endpoint or args.table or args.artifacts_bucket:
         if not (args.endpoint and args.table and args.artifacts_bucket):
             raise GateInputError("--endpoint, --table and --artifacts-bucket go together")
-        live = live_from_aws(args.endpoint, args.table, args.artifacts_bucket)
-    failures = check_metrics(metrics, thresholds, live["metrics"] if live else None, args.tolerance)
+        live = live_from_aws(args.endpoint, args.table, args.artifacts_bucket, read_holdout(args.dist))
+    if "skipped" in live:
+        live["judged_on"] = "thresholds alone: no live model to compare with"
+    failures = check_metrics(metrics, thresholds, live.get("metrics"), args.tolerance)
     contract: dict[str, Any] = {"checked": False, "reason": "no --previous-contract given and no live contract"}
-    previous = args.previous_contract or (Path(live["contract_dir"]) if live and live.get("contract_dir") else None)
+    previous = args.previous_contract or (Path(live["contract_dir"]) if live.get("contract_dir") else None)
     if previous:
         contract, contract_failures = check_contract(args.contract, previous)
         failures += contract_failures
@@ -249,12 +362,7 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         "holdout_metrics": metrics,
         "thresholds": thresholds,
         "tolerance": args.tolerance,
-        "live": live
-        or {
-            "skipped": "no live release: comparison with the live model skipped"
-            if args.endpoint
-            else "no live model given: comparison skipped"
-        },
+        "live": live,
         "contract": contract,
         # Set by the pipeline: a retraining run started by drift carries its reason.
         "trigger": {

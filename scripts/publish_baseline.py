@@ -1,64 +1,167 @@
-"""Upload a model build's drift baseline to the artifacts bucket, where the drift job looks for it.
+"""Upload a model build's drift baseline and model to the artifacts bucket, keyed on the model's content hash.
 
-    python scripts/publish_baseline.py --bucket mlapi-dev-artifacts-<account>-<region> [--dist model_container/dist]
+    python -m scripts.publish_baseline --bucket mlapi-dev-artifacts-<account>-<region> [--dist model_container/dist]
 
-Writes s3://BUCKET/baselines/<model_version>/{metadata.json, baseline.csv[, baseline_predictions.csv]} and
-the API contract under .../contract/.
-The pipeline runs it before the endpoint update; run it by hand after a manual `cdk deploy`.
+Writes s3://BUCKET/baselines/<content_sha256>/{metadata.json, baseline.csv, baseline_predictions.csv, model.onnx}
+and the API contract under .../contract/, where content_sha256 is metadata.json's hash of model.onnx; and an index
+entry baselines/_versions/<model_version>/<content_sha256>, so a reader that knows only the version finds the
+hashes published for it. Every key is written once (a conditional PutObject, If-None-Match: *) and never
+overwritten: a retried or repeated run of the same model finds its objects and changes nothing, so the live
+model's baseline survives a candidate that is published and then rejected or rolled back.
+
+The pipeline runs it before the endpoint update, after the environment's Data stack (which creates the bucket);
+run it by hand after a manual `cdk deploy`. Exit 0 published (or already published), 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
-from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
-FILES = ("metadata.json", "baseline.csv", "baseline_predictions.csv")
-REQUIRED = FILES[:2]
-# The API contract travels with the model version, so the next model gate can tell whether it changed.
+PREFIX = "baselines/"
+VERSION_INDEX = f"{PREFIX}_versions/"  # "_" never starts a model version (the drift job's version pattern)
+MODEL_FILES = ("baseline.csv", "baseline_predictions.csv", "model.onnx")
+FILES = ("metadata.json", *MODEL_FILES)
+REQUIRED = ("metadata.json", "baseline.csv", "model.onnx")
+# The API contract travels with the model, so the next model gate can tell whether it changed.
 CONTRACT_FILES = ("request.schema.json", "openapi.json")
 CONTRACT_DIR = Path("model_container/contract")
+# S3 User Guide, "How to prevent object overwrites with conditional writes": If-None-Match: * fails with 412
+# Precondition Failed when the key exists; a concurrent conditional write answers 409 ConditionalRequestConflict.
+EXISTS = {"PreconditionFailed", "412"}
+CONFLICT = {"ConditionalRequestConflict", "409"}
+MISSING_BUCKET = {"NoSuchBucket"}
 
 
-def publish(dist: Path, bucket: str, s3_client=None, contract_dir: Path = CONTRACT_DIR) -> list[str]:  # type: ignore[no-untyped-def]
-    """Upload the baseline files of the build in `dist`; returns the keys written."""
+class PublishError(Exception):
+    """The baseline cannot be published as it should be (exit 1)."""
+
+
+def baseline_root(content_sha256: str) -> str:
+    """Where a model's baseline lives: the drift job and the model gate read it here."""
+    return f"{PREFIX}{content_sha256}/"
+
+
+def version_index_key(model_version: str, content_sha256: str) -> str:
+    return f"{VERSION_INDEX}{model_version}/{content_sha256}"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object to publish, and whether a different existing copy is a conflict (bytes that the model
+    determines) or is kept as the first publication's (metadata's build commit, the contract)."""
+
+    key: str
+    body: bytes
+    must_match: bool
+
+
+def plan(dist: Path, contract_dir: Path = CONTRACT_DIR) -> tuple[dict[str, Any], list[Upload]]:
     missing = [name for name in REQUIRED if not (dist / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{dist} lacks {', '.join(missing)}: build the model first (make model)")
-    version = json.loads((dist / "metadata.json").read_text())["model_version"]
-    client = s3_client or boto3.client("s3")
-    uploads = [(dist / name, f"baselines/{version}/{name}") for name in FILES]
-    uploads += [(contract_dir / name, f"baselines/{version}/contract/{name}") for name in CONTRACT_FILES]
-    keys = []
-    for path, key in uploads:
-        if path.is_file():
+        raise PublishError(f"{dist} lacks {', '.join(missing)}: build the model first (make model)")
+    try:
+        metadata = json.loads((dist / "metadata.json").read_text())
+        version, digest = str(metadata["model_version"]), str(metadata["content_sha256"])
+    except (ValueError, KeyError) as error:
+        raise PublishError(f"{dist}/metadata.json has no model_version/content_sha256: {error}") from None
+    if hashlib.sha256((dist / "model.onnx").read_bytes()).hexdigest() != digest:
+        raise PublishError(f"{dist}/model.onnx does not match metadata.json content_sha256 {digest}")
+    root = baseline_root(digest)
+    sources = [(dist / name, root + name, name in MODEL_FILES) for name in FILES]
+    sources += [(contract_dir / name, f"{root}contract/{name}", False) for name in CONTRACT_FILES]
+    uploads = [Upload(key, path.read_bytes(), must_match) for path, key, must_match in sources if path.is_file()]
+    index = json.dumps({"model_version": version, "content_sha256": digest}, sort_keys=True).encode()
+    uploads.append(Upload(version_index_key(version, digest), index, True))
+    return metadata, uploads
+
+
+def put_once(client: Any, bucket: str, upload: Upload) -> str:
+    """Write the object unless its key exists; 'written', 'unchanged' (same bytes) or 'kept' (different bytes
+    of a file the model does not determine). Different bytes of a model-determined file raise PublishError."""
+    for _attempt in range(3):
+        try:
             # No encryption arguments: the bucket's default (the environment's data key, with a bucket key) applies
             # only to a request that names no server-side encryption (S3 API reference, ServerSideEncryptionByDefault).
             # `aws:kms` without a key id means the AWS managed key aws/s3 instead (PutObject API reference,
-            # x-amz-server-side-encryption-aws-kms-key-id): a key whose policy admits every principal of the account
-            # through S3 and no other account, outside the data key's policy and its readers' grants.
-            client.upload_file(str(path), bucket, key)
-            keys.append(key)
-    return keys
+            # x-amz-server-side-encryption-aws-kms-key-id): outside the data key's policy and its readers' grants.
+            client.put_object(Bucket=bucket, Key=upload.key, Body=upload.body, IfNoneMatch="*")
+            return "written"
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in CONFLICT:
+                continue  # another writer of the same key: retry, as the S3 User Guide says for 409
+            if code not in EXISTS:
+                raise
+        existing = client.get_object(Bucket=bucket, Key=upload.key)["Body"].read()
+        if existing == upload.body:
+            return "unchanged"
+        if upload.must_match:
+            raise PublishError(
+                f"s3://{bucket}/{upload.key} exists with different bytes: refusing to overwrite the published "
+                "baseline of this model (its content hash names other data than this build's)"
+            )
+        return "kept"
+    raise PublishError(f"s3://{bucket}/{upload.key}: concurrent writes kept conflicting (409) after 3 attempts")
+
+
+def publish(dist: Path, bucket: str, s3_client: Any = None, contract_dir: Path = CONTRACT_DIR) -> list[str]:
+    """Upload the baseline files of the build in `dist`; returns the keys published (written or already there)."""
+    return [key for key, _ in publish_report(dist, bucket, s3_client, contract_dir)]
+
+
+def publish_report(
+    dist: Path, bucket: str, s3_client: Any = None, contract_dir: Path = CONTRACT_DIR
+) -> list[tuple[str, str]]:
+    """(key, outcome) of every object of the build's baseline; raises PublishError with what failed."""
+    _, uploads = plan(dist, contract_dir)
+    client = s3_client or boto3.client("s3")
+    done = []
+    for upload in uploads:
+        try:
+            done.append((upload.key, put_once(client, bucket, upload)))
+        except ClientError as error:
+            raise PublishError(_describe(error, bucket, upload.key)) from None
+    return done
+
+
+def _describe(error: ClientError, bucket: str, key: str) -> str:
+    code = error.response.get("Error", {}).get("Code")
+    if code in MISSING_BUCKET:
+        # S3 API reference, Error responses: NoSuchBucket, "The specified bucket does not exist."
+        return (
+            f"bucket {bucket} does not exist: the environment's Data stack creates it, so this step must run after "
+            "that stack's deploy"
+        )
+    return f"writing s3://{bucket}/{key}: {code}: {error.response.get('Error', {}).get('Message', error)}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--bucket", required=True, help="the environment's artifacts bucket")
     parser.add_argument("--dist", type=Path, default=Path("model_container/dist"))
+    parser.add_argument("--contract", type=Path, default=CONTRACT_DIR, help="the API contract directory")
+    parser.add_argument("--region")
     args = parser.parse_args(argv)
     try:
-        keys = publish(args.dist, args.bucket)
-    except (FileNotFoundError, ClientError, BotoCoreError, S3UploadFailedError) as error:
+        client = boto3.Session(region_name=args.region).client("s3")
+        outcomes = publish_report(args.dist, args.bucket, client, args.contract)
+    except PublishError as error:
         print(f"publish_baseline: {error}", file=sys.stderr)
         return 1
-    for key in keys:
-        print(f"s3://{args.bucket}/{key}")
+    except (ClientError, BotoCoreError) as error:
+        print(f"publish_baseline: s3://{args.bucket}/{PREFIX}: {error}", file=sys.stderr)
+        return 1
+    for key, outcome in outcomes:
+        print(f"s3://{args.bucket}/{key} {outcome}")
     return 0
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,3 +22,34 @@ def dist() -> Iterator[Path]:
     build(root / "dist", contract_dir=root / "contract", commit="test-commit")
     yield root / "dist"
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def aws_error(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """`aws_error(service, operation, code, status)` makes that call fail as botocore raises a service error once
+    its retries are spent: the service's modeled ClientError subclass for the code (client.exceptions.from_code),
+    with the HTTP status and `MaxAttemptsReached` in ResponseMetadata (botocore's standard retry mode, Boto3
+    Developer Guide, "Retries"). Every client is affected, however it was created (boto3.client, a Session's
+    client, a resource's client)."""
+    from botocore.client import BaseClient
+
+    failures: dict[tuple[str, str], tuple[str, int]] = {}
+    original = BaseClient._make_api_call
+
+    def call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        failure = failures.get((self.meta.service_model.service_name, operation_name))
+        if failure is None:
+            return original(self, operation_name, api_params)
+        code, status = failure
+        parsed = {
+            "Error": {"Code": code, "Message": f"{code} (injected)"},
+            "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": 2, "MaxAttemptsReached": True},
+        }
+        raise self.exceptions.from_code(code)(parsed, operation_name)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+
+    def inject(service: str, operation: str, code: str, status: int = 400) -> None:
+        failures[(service, operation)] = (code, status)
+
+    return inject

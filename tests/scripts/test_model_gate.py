@@ -156,7 +156,7 @@ def _table(dynamodb: Any) -> Any:
 
 
 @mock_aws
-def test_live_metrics_come_from_the_live_release_baseline(
+def test_an_older_release_published_under_its_version_is_still_read(
     dist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
@@ -201,24 +201,139 @@ def test_live_metrics_come_from_the_live_release_baseline(
     assert "request.schema.json changed" in err
 
 
-@mock_aws
-def test_missing_live_baseline_is_an_aws_error(dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+# ---- first run, published baselines and AWS errors ---------------------------------------------------
+AWS_ARGS = ["--endpoint", "ep", "--table", "releases", "--artifacts-bucket", "artifacts"]
+
+
+def _register_live(model_version: str = "1.0.0", model_hash: str | None = None) -> None:
     from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
 
-    repository = ReleaseRepository(_table(boto3.resource("dynamodb", region_name=REGION)), "ep")
-    repository.register(
+    table = _table(boto3.resource("dynamodb", region_name=REGION))
+    ReleaseRepository(table, "ep").register(
         Release(
-            release_id="ep-1",
-            endpoint_name="ep",
-            status=Status.LIVE,
-            registered_at="2026-01-01T00:00:00Z",
-            model_version="0.9.0",
+            "ep-live", "ep", Status.LIVE, "2026-01-01T00:00:00Z", model_version=model_version, model_hash=model_hash
         )
     )
-    code, _, err = run_gate(
-        capsys, "--dist", str(dist), "--endpoint", "ep", "--table", "releases", "--artifacts-bucket", "no-such-bucket"
+
+
+def _bucket() -> Any:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+    return s3
+
+
+def _publish_live(dist: Path, tmp_path: Path, **recorded: float) -> tuple[Any, str]:
+    """The live model published as publish_baseline.py does, with `recorded` holdout_metrics claimed in its
+    metadata (model.onnx and so its content hash unchanged); returns (s3, baseline folder)."""
+    from scripts.publish_baseline import baseline_root, publish
+
+    live = tmp_path / "live-dist"
+    shutil.copytree(dist, live)
+    edit_json(live / "metadata.json", lambda d: d["holdout_metrics"].update(recorded))
+    s3 = _bucket()
+    publish(live, "artifacts", s3, contract_dir=CONTRACT)
+    sha = json.loads((live / "metadata.json").read_text())["content_sha256"]
+    _register_live(model_hash=sha[:16])  # the release records the endpoint's 16-character model-hash tag
+    return s3, baseline_root(sha)
+
+
+@mock_aws
+def test_first_run_without_release_table_or_bucket_is_judged_on_thresholds_alone(
+    dist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # DynamoDB API reference, Query errors: ResourceNotFoundException for a table that does not exist (yet).
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    code, summary, err = run_gate(capsys, "--dist", str(dist), "--thresholds-kv", "accuracy=0.93", *AWS_ARGS)
+    assert code == 0, err
+    assert summary["live"]["skipped"] == "release table releases does not exist (first run): no live release yet"
+    assert summary["live"]["judged_on"] == "thresholds alone: no live model to compare with"
+    # The thresholds still apply.
+    code, summary, _ = run_gate(capsys, "--dist", str(dist), "--thresholds-kv", "recall=0.999", *AWS_ARGS)
+    assert code == 1 and summary["failures"][0].startswith("recall")
+
+
+@mock_aws
+def test_a_live_release_whose_bucket_or_baseline_is_missing_is_judged_on_thresholds_alone(
+    dist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    _register_live(model_hash="bf9558756f5ead0c")
+    code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)  # S3: NoSuchBucket
+    assert code == 0, err
+    assert summary["live"]["skipped"] == "live release ep-live: artifacts bucket artifacts does not exist yet"
+    _bucket()
+    code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)  # S3: 404 NoSuchKey
+    assert code == 0, err
+    assert summary["live"]["skipped"] == (
+        "live release ep-live has no published baseline at s3://artifacts/baselines/1.0.0/"
     )
-    assert code == 3 and "reading the live model of ep" in err
+
+
+@mock_aws
+def test_the_live_model_is_scored_on_the_candidates_holdout(
+    dist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The live model's recorded metrics claim more than it scores on the candidate's rows: the rows decide.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    _publish_live(dist, tmp_path, accuracy=0.999, precision=0.999, recall=0.999, roc_auc=0.999)
+    code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)
+    assert code == 0, err
+    live = summary["live"]
+    assert live["metrics"] == summary["holdout_metrics"]  # the same model on the same rows
+    rows = len((dist / "holdout.csv").read_text().splitlines())
+    assert live["metrics_source"] == f"scored on the candidate's holdout ({rows} rows), as the candidate"
+    assert live["recorded_metrics"]["accuracy"] == 0.999
+    assert live["source"] == f"s3://artifacts/baselines/{summary['model']['content_sha256']}/"
+    assert summary["contract"] == {"checked": True, "request_schema_changed": False}
+
+
+@mock_aws
+def test_an_older_live_release_without_model_or_contract_falls_back_to_its_recorded_metrics(
+    dist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    s3, root = _publish_live(dist, tmp_path, accuracy=0.999)
+    for name in ("model.onnx", "contract/request.schema.json", "contract/openapi.json"):
+        s3.delete_object(Bucket="artifacts", Key=root + name)
+    code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)
+    assert code == 1 and "worse than the live model's 0.999000" in err
+    assert summary["live"]["metrics_source"] == (
+        "recorded at the live model's build, on its own holdout (no published model.onnx)"
+    )
+    assert summary["contract"]["checked"] is False and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "code", "status", "named"),
+    [
+        ("dynamodb", "Query", "AccessDeniedException", 400, "from DynamoDB table releases: AccessDeniedException"),
+        # Throttling that outlasted botocore's retries (DynamoDB API reference, Query errors).
+        ("dynamodb", "Query", "ProvisionedThroughputExceededException", 400, "DynamoDB table releases"),
+        ("s3", "GetObject", "AccessDenied", 403, "reading s3://artifacts/baselines/"),
+        ("s3", "GetObject", "SlowDown", 503, "reading s3://artifacts/baselines/"),
+        # Without s3:ListBucket the gate cannot find the live model's folder (nor tell 404 from 403).
+        ("s3", "ListObjectsV2", "AccessDenied", 403, "listing s3://artifacts/baselines/"),
+    ],
+)
+@mock_aws
+def test_any_other_aws_error_fails_the_gate_naming_what_it_read(
+    dist: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    aws_error: Any,
+    service: str,
+    operation: str,
+    code: str,
+    status: int,
+    named: str,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    _publish_live(dist, tmp_path)
+    aws_error(service, operation, code, status)
+    exit_code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)
+    assert exit_code == 3 and summary == {}
+    assert named in err and code in err and "Traceback" not in err
 
 
 def test_runs_as_a_file_from_the_repo_root(dist: Path) -> None:

@@ -1,7 +1,9 @@
-"""The drift baseline lands where the drift job reads it, under the model version."""
+"""The drift baseline and model land where the drift job and the model gate read them, keyed on the model's content
+hash, written once and never overwritten."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,11 +16,31 @@ from moto import mock_aws
 from scripts.publish_baseline import main, publish
 
 
+def make_build(root: Path, model: bytes = b"onnx-bytes", version: str = "1.2.3", commit: str = "c1") -> Path:
+    """A build's files as publish_baseline reads them (the bytes of model.onnx stand in for a real model)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "model.onnx").write_bytes(model)
+    metadata = {"model_version": version, "content_sha256": sha(model), "training_commit": commit}
+    (root / "metadata.json").write_text(json.dumps(metadata))
+    (root / "baseline.csv").write_text("1.0,2.0\n3.0,4.0\n")
+    return root
+
+
+def sha(model: bytes) -> str:
+    return hashlib.sha256(model).hexdigest()
+
+
 @pytest.fixture
 def dist(tmp_path: Path) -> Path:
-    (tmp_path / "metadata.json").write_text(json.dumps({"model_version": "1.2.3"}))
-    (tmp_path / "baseline.csv").write_text("1.0,2.0\n3.0,4.0\n")
-    return tmp_path
+    return make_build(tmp_path / "dist")
+
+
+def contract_dir(tmp_path: Path, **files: str) -> Path:
+    target = tmp_path / "contract"
+    target.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (target / name).write_text(text)
+    return target
 
 
 REGION = "eu-west-1"
@@ -64,34 +86,94 @@ def data_key_bucket() -> Iterator[tuple[Any, str]]:
         yield s3, data_key
 
 
-def test_every_object_is_encrypted_with_the_buckets_data_key(dist: Path, data_key_bucket: tuple[Any, str]) -> None:
+def test_every_object_is_encrypted_with_the_buckets_data_key(
+    dist: Path, tmp_path: Path, data_key_bucket: tuple[Any, str]
+) -> None:
     # The drift job, the model gate and other accounts' readers are granted the data key, not aws/s3.
     s3, data_key = data_key_bucket
-    contract = dist / "contract"
-    contract.mkdir()
-    (contract / "openapi.json").write_text("{}")
-    keys = publish(dist, "artifacts", s3, contract_dir=contract)
-    assert len(keys) == 3
+    keys = publish(dist, "artifacts", s3, contract_dir=contract_dir(tmp_path, **{"openapi.json": "{}"}))
+    assert len(keys) == 5  # metadata, baseline, model, contract, version index
     for key in keys:
         head = s3.head_object(Bucket="artifacts", Key=key)
         assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", data_key), key
         assert head["BucketKeyEnabled"] is True, key
 
 
-@mock_aws
-def test_uploads_under_the_model_version(dist: Path) -> None:
-    s3 = boto3.client("s3", region_name="eu-west-1")
-    s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    contract = dist / "contract"
-    contract.mkdir()
-    (contract / "request.schema.json").write_text("{}")
-    assert publish(dist, "artifacts", s3, contract_dir=contract) == [
-        "baselines/1.2.3/metadata.json",
-        "baselines/1.2.3/baseline.csv",
-        "baselines/1.2.3/contract/request.schema.json",
+@pytest.fixture
+def bucket() -> Iterator[Any]:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+        yield s3
+
+
+def test_uploads_under_the_models_content_hash_with_a_version_index(dist: Path, tmp_path: Path, bucket: Any) -> None:
+    digest = sha(b"onnx-bytes")
+    contract = contract_dir(tmp_path, **{"request.schema.json": "{}"})
+    assert publish(dist, "artifacts", bucket, contract_dir=contract) == [
+        f"baselines/{digest}/metadata.json",
+        f"baselines/{digest}/baseline.csv",
+        f"baselines/{digest}/model.onnx",
+        f"baselines/{digest}/contract/request.schema.json",
+        f"baselines/_versions/1.2.3/{digest}",
     ]
-    body = s3.get_object(Bucket="artifacts", Key="baselines/1.2.3/baseline.csv")["Body"].read()
+    body = bucket.get_object(Bucket="artifacts", Key=f"baselines/{digest}/baseline.csv")["Body"].read()
     assert body == b"1.0,2.0\n3.0,4.0\n"
+    assert bucket.get_object(Bucket="artifacts", Key=f"baselines/{digest}/model.onnx")["Body"].read() == b"onnx-bytes"
+
+
+def test_a_candidate_with_the_same_version_leaves_the_live_models_baseline_alone(
+    tmp_path: Path, bucket: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 13 item 11: every default build is 1.0.0; a candidate published before its deploy (then rejected or
+    # rolled back) must not replace the baseline the drift job compares the live model's traffic with.
+    live = make_build(tmp_path / "live", model=b"live-model", version="1.0.0")
+    candidate = make_build(tmp_path / "candidate", model=b"candidate-model", version="1.0.0")
+    (candidate / "baseline.csv").write_text("9.0,9.0\n")
+    contract = contract_dir(tmp_path)
+    assert main(["--bucket", "artifacts", "--dist", str(live), "--contract", str(contract)]) == 0
+    assert main(["--bucket", "artifacts", "--dist", str(candidate), "--contract", str(contract)]) == 0
+    read = bucket.get_object(Bucket="artifacts", Key=f"baselines/{sha(b'live-model')}/baseline.csv")["Body"].read()
+    assert read == b"1.0,2.0\n3.0,4.0\n"
+    listed = bucket.list_objects_v2(Bucket="artifacts", Prefix="baselines/_versions/1.0.0/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed) == sorted([sha(b"live-model"), sha(b"candidate-model")])
+
+
+def test_a_retried_run_changes_nothing_and_a_rebuild_of_the_same_model_keeps_the_first_metadata(
+    dist: Path, tmp_path: Path, bucket: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contract = contract_dir(tmp_path)
+    argv = ["--bucket", "artifacts", "--dist", str(dist), "--contract", str(contract)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 0  # the retry of a step that failed after its upload
+    assert all(line.endswith(" unchanged") for line in capsys.readouterr().out.splitlines())
+    # The same model built again at another commit: metadata.json differs by its commit only; the first stays.
+    rebuilt = make_build(tmp_path / "rebuilt", commit="c2")
+    assert main(["--bucket", "artifacts", "--dist", str(rebuilt), "--contract", str(contract)]) == 0
+    out = capsys.readouterr().out
+    assert f"baselines/{sha(b'onnx-bytes')}/metadata.json kept" in out
+    metadata = bucket.get_object(Bucket="artifacts", Key=f"baselines/{sha(b'onnx-bytes')}/metadata.json")
+    assert json.loads(metadata["Body"].read())["training_commit"] == "c1"
+
+
+def test_different_bytes_under_a_published_models_key_are_refused(
+    dist: Path, tmp_path: Path, bucket: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contract = contract_dir(tmp_path)
+    assert main(["--bucket", "artifacts", "--dist", str(dist), "--contract", str(contract)]) == 0
+    (dist / "baseline.csv").write_text("5.0,5.0\n")  # same model hash, other baseline data
+    assert main(["--bucket", "artifacts", "--dist", str(dist), "--contract", str(contract)]) == 1
+    err = capsys.readouterr().err
+    assert f"baselines/{sha(b'onnx-bytes')}/baseline.csv exists with different bytes: refusing to overwrite" in err
+    body = bucket.get_object(Bucket="artifacts", Key=f"baselines/{sha(b'onnx-bytes')}/baseline.csv")["Body"].read()
+    assert body == b"1.0,2.0\n3.0,4.0\n"
+
+
+def test_a_model_that_is_not_the_one_described_is_refused(dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (dist / "model.onnx").write_bytes(b"tampered")
+    assert main(["--bucket", "artifacts", "--dist", str(dist)]) == 1
+    assert "model.onnx does not match metadata.json content_sha256" in capsys.readouterr().err
 
 
 def test_missing_build_fails_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,6 +182,23 @@ def test_missing_build_fails_with_a_clear_message(tmp_path: Path, capsys: pytest
 
 
 @mock_aws
-def test_missing_bucket_is_reported_not_raised(dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_bucket_says_the_step_runs_before_the_data_stack(
+    dist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # S3 API reference, Error responses: NoSuchBucket. On a first run the Data stack has not created it yet.
     assert main(["--bucket", "no-such-bucket", "--dist", str(dist)]) == 1
-    assert "publish_baseline:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bucket no-such-bucket does not exist: the environment's Data stack creates it" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "status"), [("PutObject", "AccessDenied", 403), ("PutObject", "SlowDown", 503)]
+)
+def test_other_s3_errors_fail_naming_the_object(
+    dist: Path, bucket: Any, aws_error: Any, capsys: pytest.CaptureFixture[str], operation: str, code: str, status: int
+) -> None:
+    aws_error("s3", operation, code, status)
+    assert main(["--bucket", "artifacts", "--dist", str(dist)]) == 1
+    err = capsys.readouterr().err
+    assert f"writing s3://artifacts/baselines/{sha(b'onnx-bytes')}/metadata.json: {code}" in err
