@@ -1,4 +1,12 @@
-"""Lambda entry point: classify the release, approve or leave the approvals, audit, report to CodePipeline."""
+"""Lambda entry point: classify the release, approve or leave the approvals, audit, report to CodePipeline.
+
+One classification at a time (`decide`), under the decision lock (decision_lock.py) instead of reserved
+concurrency. An invocation that finds the lock held for the same job (a duplicate delivery) returns without
+reporting: the holder reports that job. One that finds it held for another job (a stage retried while the old
+classification still runs) raises, so Lambda's asynchronous retry runs it again 1 and then 2 minutes later, after
+the holder has finished or its lease has run out, and the job is decided then: a job is never left unreported
+because another was being classified. A lock table that cannot be read fails the job like any other error.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from .approvals import AUTO_APPROVAL_SUMMARY, PendingApprovals
 from .assembly import synthesized_stacks
 from .audit import AuditLog
 from .comparison import MODEL_TYPE, StackComparison, compare
+from .decision_lock import DecisionLock, Lease, LockBusy
 from .job import Job, JobError, job_id, parse_job
 from .template_diff import tag_value
 
@@ -118,24 +127,73 @@ def _failure_type(error: Exception) -> str:
     return "JobFailed"
 
 
-def run(event: dict[str, Any], clients: Clients) -> dict[str, str]:
+def _fail_job(clients: Clients, current_job: str, error: Exception) -> dict[str, str]:
+    message = f"change classifier: {type(error).__name__}: {error}"[:5000]
+    clients.codepipeline.put_job_failure_result(
+        jobId=current_job, failureDetails={"type": _failure_type(error), "message": message})
+    return {"job_id": current_job, "result": "failure", "message": message}
+
+
+def _required_job_id(event: dict[str, Any]) -> str:
     current_job = job_id(event)
     if not current_job:
         raise ValueError("not a CodePipeline job event (no CodePipeline.job.id)")
+    return current_job
+
+
+def run(event: dict[str, Any], clients: Clients) -> dict[str, str]:
+    current_job = _required_job_id(event)
     logger.append_keys(job_id=current_job)
     try:
         summary = classify(parse_job(event), clients)
     except Exception as error:
         logger.exception("classification failed")
-        message = f"change classifier: {type(error).__name__}: {error}"[:5000]
-        clients.codepipeline.put_job_failure_result(
-            jobId=current_job, failureDetails={"type": _failure_type(error), "message": message})
-        return {"job_id": current_job, "result": "failure", "message": message}
+        return _fail_job(clients, current_job, error)
     clients.codepipeline.put_job_success_result(
         jobId=current_job, executionDetails={"summary": summary[:2048], "percentComplete": 100})
     return {"job_id": current_job, "result": "success", "summary": summary}
 
 
+def decide(event: dict[str, Any], clients: Clients, lock: DecisionLock, request_id: str) -> dict[str, str]:
+    """`run` under the decision lock; LockBusy for another job propagates, for Lambda's retry."""
+    current_job = _required_job_id(event)
+    logger.append_keys(job_id=current_job)
+    try:
+        lease = lock.acquire(holder=request_id, subject=current_job)
+    except LockBusy as busy:
+        if busy.subject == current_job:
+            logger.info("job already being classified by another invocation", extra={"holder": busy.holder})
+            return {"job_id": current_job, "result": "duplicate", "message": f"{busy.holder} classifies this job"}
+        logger.warning("another classification holds the lock; Lambda retries this job",
+                       extra={"holder": busy.holder, "holder_job": busy.subject, "expires_at": busy.expires_at})
+        raise
+    except Exception as error:  # the lock cannot be checked: no decision, and the job says why
+        logger.exception("decision lock unavailable")
+        return _fail_job(clients, current_job, error)
+    try:
+        return run(event, clients)
+    finally:
+        _release(lock, lease)
+
+
+def _release(lock: DecisionLock, lease: Lease) -> None:
+    try:
+        released = lock.release(lease)
+    except Exception:
+        # The job's result is reported already; raising would make Lambda re-run a settled job. The lease expires.
+        logger.exception("releasing the decision lock failed", extra={"expires_at": lease.expires_at})
+        return
+    if not released:
+        logger.error("the decision lock's lease ran out before the classification ended: lengthen the lease")
+
+
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
-    return run(event, default_clients())
+    clients = default_clients()
+    try:
+        # A plain client: a resource's meta.client re-serializes typed attribute values.
+        lock = DecisionLock.from_environment(boto3.client("dynamodb", config=_RETRY))
+    except RuntimeError as error:  # not wired: fail the job rather than leave it hanging until its timeout
+        logger.exception("decision lock not configured")
+        return _fail_job(clients, _required_job_id(event), error)
+    return decide(event, clients, lock, context.aws_request_id)

@@ -10,6 +10,13 @@
 
 The package of a run is the MODEL_PACKAGE_ARN its RegisterModelPackage action exported. Handler:
 `retraining_trigger.registry.handler`.
+
+One decision at a time (`decide`): the decision lock (decision_lock.py) is held while an event is routed, since
+"no run in progress → start one" is a check-then-act that two concurrent events would both pass. An invocation
+that finds the lock busy with another event raises, so Lambda's asynchronous retry runs it again 1 and then
+2 minutes later (the lease is shorter than that) and it decides on the state the first decision left: every
+event (an approval, a rejection) is decided, never dropped. One that finds its own event being handled (a
+duplicate delivery) returns: the holder decides that event.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from .decision_lock import DecisionLock, LockBusy
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "registry-trigger"))
 # The same marker as scripts/register_model_package.PIPELINE_MARKER (tests compare them).
@@ -172,8 +181,29 @@ def route(event: dict[str, Any], sagemaker: Any, codepipeline: Any, wiring: Wiri
     return {"action": "none", "reason": f"not handled: {kind}"}
 
 
+def decide(
+    event: dict[str, Any], lock: DecisionLock, request_id: str, sagemaker: Any, codepipeline: Any, wiring: Wiring
+) -> dict[str, Any]:
+    """`route` under the decision lock; LockBusy (another event is being decided) propagates for a retry."""
+    subject = str(event.get("id") or request_id)
+    try:
+        with lock.held(holder=request_id, subject=subject):
+            return route(event, sagemaker, codepipeline, wiring)
+    except LockBusy as busy:
+        if busy.subject == subject:
+            logger.info("event already being decided by another invocation", extra={"holder": busy.holder})
+            return {"action": "none", "reason": f"duplicate delivery: {busy.holder} decides event {subject}"}
+        logger.warning(
+            "another decision holds the lock; Lambda retries this event",
+            extra={"holder": busy.holder, "holder_subject": busy.subject, "expires_at": busy.expires_at},
+        )
+        raise
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config = Config(retries={"max_attempts": 8, "mode": "standard"})
     sagemaker = boto3.client("sagemaker", region_name=os.environ.get("REGISTRY_REGION"), config=config)
-    return route(event, sagemaker, boto3.client("codepipeline", config=config), Wiring.from_environment())
+    lock = DecisionLock.from_environment(boto3.client("dynamodb", config=config))
+    codepipeline = boto3.client("codepipeline", config=config)
+    return decide(event, lock, context.aws_request_id, sagemaker, codepipeline, Wiring.from_environment())

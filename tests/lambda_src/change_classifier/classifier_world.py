@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 from botocore.stub import Stubber
+from change_classifier.decision_lock import DecisionLock
 from change_classifier.handler import Clients
 
 REGION = "eu-west-1"
 CDK_OUT = Path(__file__).parent / "cdk_out"
 ARTIFACT_BUCKET, ARTIFACT_KEY = "pipeline-artifacts", "mlapi-delivery/Synth_Outp/abc.zip"
 AUDIT_TABLE, PIPELINE, STAGE = "approval-audit", "mlapi-delivery", "prod"
+LOCK_TABLE, LOCK_NAME = "decision-locks", "mlapi-delivery-change-classifier"
 APPROVALS = ["ModelApproval", "OperationsApproval"]
 WATCHED = {"mlapi-prod-inference": "assembly-prod/prodInference18B729AF.template.json",
            "mlapi-prod-data": "assembly-prod/prodData007C6C9D.template.json"}
@@ -74,6 +77,9 @@ class World:
     cloudformation: Stubber
     s3: Any
     table: Any
+
+    def lock(self, table: str = LOCK_TABLE) -> DecisionLock:
+        return DecisionLock(boto3.client("dynamodb", region_name=REGION), table, LOCK_NAME, lease_seconds=150)
 
     def upload(self, data: bytes) -> None:
         self.s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=data)

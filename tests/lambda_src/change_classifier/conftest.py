@@ -19,7 +19,7 @@ for _path in (Path(__file__).resolve().parents[3] / "lambda_src" / "change_class
     if str(_path) not in sys.path:
         sys.path.append(str(_path))
 
-from classifier_world import ARTIFACT_BUCKET, AUDIT_TABLE, REGION, StubbedClients, World  # noqa: E402
+from classifier_world import ARTIFACT_BUCKET, AUDIT_TABLE, LOCK_TABLE, REGION, StubbedClients, World  # noqa: E402
 
 
 @pytest.fixture
@@ -32,11 +32,11 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
-        table = dynamodb.create_table(
-            TableName=AUDIT_TABLE, BillingMode="PAY_PER_REQUEST",
+        table, _ = (dynamodb.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}])
+                                  {"AttributeName": "sk", "AttributeType": "S"}]) for name in (AUDIT_TABLE, LOCK_TABLE))
         codepipeline = boto3.client("codepipeline", region_name=REGION)
         cloudformation = boto3.client("cloudformation", region_name=REGION)
         with Stubber(codepipeline) as pipeline_stub, Stubber(cloudformation) as cfn_stub:

@@ -12,7 +12,17 @@ import pytest
 from botocore.stub import ANY
 from change_classifier import handler as handler_module
 from change_classifier.handler import run
-from classifier_world import APPROVALS, PIPELINE, STAGE, World, as_deployed, cdk_out_zip, job_event, synthesized
+from classifier_world import (
+    APPROVALS,
+    LOCK_TABLE,
+    PIPELINE,
+    STAGE,
+    World,
+    as_deployed,
+    cdk_out_zip,
+    job_event,
+    synthesized,
+)
 
 COMMIT = "1234567890abcdef1234567890abcdef12345678"
 SUMMARY = "auto-approved: no model or inference change"
@@ -216,6 +226,9 @@ def test_lambda_handler_entry_point(world: World, monkeypatch: pytest.MonkeyPatc
     world.upload(b"not a zip")
     expect_failure(world, "ConfigurationError")
     monkeypatch.setattr(handler_module, "default_clients", lambda: world.clients)
+    for variable, value in {"DECISION_LOCK_TABLE": LOCK_TABLE, "DECISION_LOCK_NAME": "classifier",
+                            "DECISION_LOCK_LEASE_SECONDS": "150"}.items():
+        monkeypatch.setenv(variable, value)
     context = SimpleNamespace(function_name="mlapi-change-classifier", memory_limit_in_mb=256,
                               invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:x",
                               aws_request_id="req-1")
