@@ -1,4 +1,12 @@
-"""Load a model version's feature schema and training baseline from S3, cached per container."""
+"""Load the feature schema and training baseline of the model that served the traffic, cached per container.
+
+Baselines are keyed on the model's content hash (scripts/publish_baseline.py): `{prefix}<content_sha256>/`
+holds metadata.json, baseline.csv and baseline_predictions.csv, and `{prefix}_versions/<version>/<sha256>`
+names every hash published under a version. A version alone is not enough (every default build is 1.0.0, and
+a candidate's baseline is published before its deploy), so the serving model's hash comes from the release
+history table the release-history function keeps of what the endpoint runs (`served_content_hash`); with only
+a version, the one hash published under it, else the legacy `{prefix}<version>/` layout of older publications.
+"""
 
 import csv
 import io
@@ -12,11 +20,20 @@ from botocore.exceptions import ClientError
 
 from drift_engine.payload_decoding import to_float
 
+# S3 API reference, GetObject: a missing key is 404 NoSuchKey to a reader holding s3:ListBucket (403 without).
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+VERSION_INDEX = "_versions/"
+MIN_HASH_PREFIX = 12
+# Statuses of a release that served (or serves) traffic, in the order a capture row is attributed to them.
+SERVING_ORDER = ("live", "baking", "deploying", "rolled_back", "superseded")
 
 
 class BaselineNotFound(LookupError):
     """No baseline/metadata exists for a model version."""
+
+
+class AmbiguousBaseline(ValueError):
+    """Several models were published under one version and nothing says which one served."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,7 @@ class Baseline:
     values: np.ndarray
     prediction_scores: np.ndarray | None
     content_hash: str | None
+    uri: str = ""
 
     @property
     def feature_names(self) -> list[str]:
@@ -86,28 +104,91 @@ def _read_text(s3: Any, bucket: str, key: str) -> str | None:
         raise
 
 
-_cache: dict[tuple[str, str, str], Baseline] = {}
+def _folders(s3: Any, bucket: str, parent: str, starting: str = "") -> list[str]:
+    """Names directly under `parent` that start with `starting` (folders and objects), through every page."""
+    names: list[str] = []
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=parent + starting, Delimiter="/")
+    for page in pages:
+        names += [p["Prefix"][len(parent) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        names += [o["Key"][len(parent) :] for o in page.get("Contents", [])]
+    return names
+
+
+def _is_hash(text: str) -> bool:
+    return MIN_HASH_PREFIX <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def resolve_root(s3: Any, bucket: str, prefix: str, model_version: str, content_hash: str | None = None) -> str:
+    """The key prefix of the baseline to compare with: the model `content_hash` names (the full sha256, or a
+    prefix of it such as the endpoint's 16-character `model-hash` tag), else the one hash published under
+    `model_version`, else the legacy version folder. Raises AmbiguousBaseline when that is not one model."""
+    if content_hash:
+        if not _is_hash(content_hash):
+            raise ValueError(f"content hash {content_hash!r} is not a sha256 (or a prefix of one)")
+        if len(content_hash) == 64:
+            return f"{prefix}{content_hash}/"
+        full = [name for name in _folders(s3, bucket, prefix, content_hash) if len(name) == 64]
+        if len(full) > 1:
+            raise AmbiguousBaseline(f"content hash prefix {content_hash} matches {len(full)} baselines")
+        return f"{prefix}{full[0] if full else content_hash}/"
+    published = sorted(n for n in _folders(s3, bucket, f"{prefix}{VERSION_INDEX}{model_version}/") if _is_hash(n))
+    if len(published) > 1:
+        listed = ", ".join(h[:16] for h in published)
+        raise AmbiguousBaseline(
+            f"model version {model_version} has {len(published)} published baselines ({listed}): only the release "
+            "history can tell which one served"
+        )
+    return f"{prefix}{published[0]}/" if published else f"{prefix}{model_version}/"
+
+
+def served_content_hash(releases_table: Any, endpoint_name: str, model_version: str) -> str | None:
+    """The content hash (release record `model_hash`) of the release of `endpoint_name` with `model_version`
+    that served the traffic: the live one, else one baking or deploying, else the latest rolled back or
+    superseded. `releases_table` is a boto3 DynamoDB Table of the release history (ml_constructs/
+    release_history_table.py: GSI `status-index`, partition `<endpoint>#<status>`, newest change last)."""
+    for status in SERVING_ORDER:
+        query = {
+            "IndexName": "status-index",
+            "KeyConditionExpression": "status_key = :k",
+            "ExpressionAttributeValues": {":k": f"{endpoint_name}#{status}"},
+            "ScanIndexForward": False,
+        }
+        while True:
+            page = releases_table.query(**query)
+            for item in page.get("Items", []):
+                if item.get("model_version") == model_version and item.get("model_hash"):
+                    return str(item["model_hash"])
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return None
+
+
+_cache: dict[tuple[str, str], Baseline] = {}
 
 
 def clear_cache() -> None:
     _cache.clear()
 
 
-def load_baseline(s3: Any, bucket: str, prefix: str, model_version: str) -> Baseline:
-    """Read `{prefix}{version}/metadata.json`, `baseline.csv` and optional `baseline_predictions.csv`.
+def load_baseline(s3: Any, bucket: str, prefix: str, model_version: str, content_hash: str | None = None) -> Baseline:
+    """Read metadata.json, baseline.csv and optional baseline_predictions.csv of the model that served
+    `model_version` (see `resolve_root`; pass `content_hash` from `served_content_hash` when known).
 
-    Cached per Lambda container: a published version's baseline is immutable. Missing versions
-    are not cached so a baseline uploaded later is picked up by the next run.
+    Cached per Lambda container by baseline folder: a published baseline is never overwritten. Missing
+    baselines are not cached so a baseline uploaded later is picked up by the next run.
     """
-    cache_key = (bucket, prefix, model_version)
+    root = resolve_root(s3, bucket, prefix, model_version, content_hash)
+    cache_key = (bucket, root)
     if cache_key in _cache:
         return _cache[cache_key]
-    root = f"{prefix}{model_version}/"
     metadata_text = _read_text(s3, bucket, root + "metadata.json")
     baseline_text = _read_text(s3, bucket, root + "baseline.csv")
     if metadata_text is None or baseline_text is None:
         raise BaselineNotFound(f"s3://{bucket}/{root}")
     metadata = json.loads(metadata_text)
+    if content_hash and not str(metadata.get("content_sha256", "")).startswith(content_hash):
+        raise ValueError(f"s3://{bucket}/{root}metadata.json describes model {metadata.get('content_sha256')}")
     features = parse_feature_schema(metadata)
     scores_text = _read_text(s3, bucket, root + "baseline_predictions.csv")
     scores = parse_baseline_csv(scores_text, 1)[:, 0] if scores_text else None
@@ -117,6 +198,7 @@ def load_baseline(s3: Any, bucket: str, prefix: str, model_version: str) -> Base
         values=parse_baseline_csv(baseline_text, len(features)),
         prediction_scores=scores,
         content_hash=metadata.get("content_sha256"),  # the model build's name for it
+        uri=f"s3://{bucket}/{root}",
     )
     _cache[cache_key] = baseline
     return baseline
