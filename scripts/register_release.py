@@ -10,7 +10,8 @@ commit come from its tags; approvers from the pipeline's approval actions (or `a
 classifier approved), each with its stage and whether the approver is one of the reviewers the stage expects
 (`--stages-json`, default $APPROVAL_STAGES); the model package it deploys (`model_package_arn`, default
 $MODEL_PACKAGE_ARN); an emergency override with who started it and why. Re-running for an already registered
-release changes nothing (exit 0).
+release changes nothing (exit 0): a retried step is safe. A release table that does not exist yet (the Data stack
+creates it) fails with that said (exit 1), as does any other AWS error, naming what was read or written.
 """
 
 from __future__ import annotations
@@ -137,6 +138,19 @@ def emergency_override(
     }
 
 
+def _table_error(error: ClientError, table: str) -> str:
+    details = error.response.get("Error", {})
+    if details.get("Code") == "ResourceNotFoundException":
+        # DynamoDB API reference, PutItem errors: ResourceNotFoundException, a table that does not exist or is
+        # not ACTIVE. The environment's Data stack creates the release history: on a first run this step must
+        # come after that stack's deploy.
+        return (
+            f"release table {table} does not exist (or is not ACTIVE yet): the environment's Data stack creates it, "
+            "so RegisterRelease must run after that stack's deploy"
+        )
+    return f"writing the release to DynamoDB table {table}: {details.get('Code')}: {details.get('Message', '')}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assembly", type=Path, required=True)
@@ -154,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--emergency-override", default="false", help="#{variables.EMERGENCY_OVERRIDE}")
     parser.add_argument("--emergency-reason", default="", help="#{variables.EMERGENCY_REASON}")
+    parser.add_argument("--pipeline-profile", help="AWS profile for CodePipeline reads (default: the same session)")
     args = parser.parse_args(argv)
     try:
         release = planned_release(args.assembly)
@@ -170,18 +185,30 @@ def main(argv: list[str] | None = None) -> int:
         {"action": a} for a in actions if a not in {s.get("action") for s in stages}
     ]
     session = boto3.Session(region_name=args.region)
-    codepipeline = session.client("codepipeline")
+    # The approvals live in the pipeline's account; with AWS_PROFILE naming the environment's role, the pipeline's
+    # own credentials can be a profile of their own.
+    pipeline_session = (
+        boto3.Session(profile_name=args.pipeline_profile, region_name=args.region) if args.pipeline_profile else session
+    )
     try:
+        codepipeline = pipeline_session.client("codepipeline")
         release.approved_by = approvers(codepipeline, args.pipeline, args.stage, actions, args.execution_id)
         release.approvals = approval_records(codepipeline, args.pipeline, args.stage, stages, args.execution_id)
         release.model_package_arn = args.model_package_arn or None
         release.emergency_override = emergency_override(
             codepipeline, args.pipeline, args.execution_id, args.emergency_override, args.emergency_reason
         )
+    except (ClientError, BotoCoreError) as error:
+        print(f"register_release: reading the approvals of pipeline {args.pipeline}: {error}", file=sys.stderr)
+        return 1
+    try:
         repository = ReleaseRepository(session.resource("dynamodb").Table(args.table), release.endpoint_name)
         created = repository.register(release)
-    except (ClientError, BotoCoreError) as error:
-        print(f"register_release: {error}", file=sys.stderr)
+    except ClientError as error:
+        print(f"register_release: {_table_error(error, args.table)}", file=sys.stderr)
+        return 1
+    except BotoCoreError as error:
+        print(f"register_release: writing the release to DynamoDB table {args.table}: {error}", file=sys.stderr)
         return 1
     summary = {
         "release": release.release_id,

@@ -260,3 +260,55 @@ def test_approvals_of_another_execution_are_not_recorded(assembly: Path, release
 )
 def test_reviewer_matching(approver: str, reviewer: str, expected: bool) -> None:
     assert register_release.reviewer_matches(approver, reviewer) is expected
+
+
+# ---- first run and AWS errors -------------------------------------------------------------------------------------
+@mock_aws
+def test_a_release_table_that_does_not_exist_yet_is_named_with_the_step_order(
+    assembly: Path, monkeypatch, capsys
+) -> None:
+    # DynamoDB API reference, PutItem errors: ResourceNotFoundException. On a first run the Data stack that creates
+    # the table deploys in the same stage: RegisterRelease must come after it.
+    use_codepipeline(monkeypatch, StagedCodePipeline())
+    assert register_release.main(staged_argv(assembly)) == 1
+    err = capsys.readouterr().err
+    assert "release table mlapi-prod-releases does not exist (or is not ACTIVE yet)" in err
+    assert "must run after that stack's deploy" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "code", "named"),
+    [
+        ("dynamodb", "PutItem", "AccessDeniedException", "writing the release to DynamoDB table mlapi-prod-releases"),
+        ("dynamodb", "PutItem", "ThrottlingException", "writing the release to DynamoDB table mlapi-prod-releases"),
+    ],
+)
+def test_other_errors_name_what_was_written(
+    assembly: Path,
+    release_table,
+    monkeypatch,
+    capsys,
+    aws_error: Any,
+    service: str,
+    operation: str,
+    code: str,
+    named: str,
+) -> None:
+    use_codepipeline(monkeypatch, StagedCodePipeline())
+    aws_error(service, operation, code)
+    assert register_release.main(staged_argv(assembly)) == 1
+    err = capsys.readouterr().err
+    assert f"{named}: {code}" in err and "Traceback" not in err
+
+
+def test_a_retried_step_after_the_table_appeared_registers_once(assembly: Path, monkeypatch, capsys) -> None:
+    use_codepipeline(monkeypatch, StagedCodePipeline())
+    with mock_aws():
+        assert register_release.main(staged_argv(assembly)) == 1  # before the Data stack
+        table = create_release_table(boto3.resource("dynamodb", region_name="eu-west-1"), "mlapi-prod-releases")
+        capsys.readouterr()
+        assert register_release.main(staged_argv(assembly)) == 0
+        assert register_release.main(staged_argv(assembly)) == 0
+        outputs = [json.loads(line)["registered"] for line in capsys.readouterr().out.splitlines()]
+        assert outputs == [True, False]
+        assert stored(table)["status"] == "deploying"
