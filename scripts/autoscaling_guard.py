@@ -9,8 +9,13 @@ Auto Scaling. Around such a deploy:
 
 `before` deregisters the scalable target only when the deployed instance type differs from the template's;
 `after` registers it again with exactly the template's capacity, scaling policies and schedules (same names,
-so CloudFormation's resources match the live state again). Both are no-ops otherwise. Exit 0 on success,
-1 on an AWS error, 2 on a template without an endpoint.
+so CloudFormation's resources match the live state again), including the template's RoleARN. Both are no-ops
+otherwise. Exit 0 on success, 1 on an AWS error, 2 on a template without an endpoint (or a RoleARN it cannot
+resolve).
+
+The template's RoleARN is usually `Fn::GetAtt [<role>, Arn]` of a role in the same stack: `after` resolves it
+with CloudFormation DescribeStackResource on the stack (`--stack-name`, default: the cloud assembly's
+manifest.json beside the template), or takes `--role-arn`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,7 @@ class DesiredScaling:
     instance_type: str | None
     target: dict[str, Any] | None
     policies: list[dict[str, Any]]
+    role_path: str = "/"
 
     @classmethod
     def from_template(cls, template: dict[str, Any]) -> DesiredScaling:
@@ -54,7 +61,17 @@ class DesiredScaling:
             for _, p in of_type("AWS::ApplicationAutoScaling::ScalingPolicy")
             if p.get("ScalingTargetId") == {"Ref": target_id}
         ]
-        return cls(endpoints[0][1]["EndpointName"], variants[0].get("InstanceType"), target, policies)
+        role = (target or {}).get("RoleARN")
+        getatt = role.get("Fn::GetAtt") if isinstance(role, dict) else None
+        role_path = "/"
+        if isinstance(getatt, list) and getatt[0] in resources:
+            role_path = resources[getatt[0]].get("Properties", {}).get("Path", "/")
+        return cls(endpoints[0][1]["EndpointName"], variants[0].get("InstanceType"), target, policies, role_path)
+
+    @property
+    def role_arn(self) -> Any:
+        """The template's RoleARN as written (a string, or an intrinsic such as Fn::GetAtt), or None."""
+        return (self.target or {}).get("RoleARN")
 
 
 def deployed_instance_type(sagemaker: Any, endpoint_name: str) -> str | None:
@@ -94,7 +111,30 @@ def before(desired: DesiredScaling, sagemaker: Any, autoscaling: Any) -> str:
     return f"instance type {current} -> {desired.instance_type}: deregistered {desired.target['ResourceId']}"
 
 
-def after(desired: DesiredScaling, autoscaling: Any) -> str:
+def resolve_role_arn(desired: DesiredScaling, cloudformation: Any, stack_name: str | None) -> str | None:
+    """The template's RoleARN as a string: a literal, or `Fn::GetAtt [role, Arn]` of a role in the stack, whose
+    physical name CloudFormation returns (DescribeStackResource) and whose partition and account the stack ARN
+    gives."""
+    role = desired.role_arn
+    if role is None or isinstance(role, str):
+        return role
+    getatt = role.get("Fn::GetAtt") if isinstance(role, dict) else None
+    if not (isinstance(getatt, list) and len(getatt) == 2 and getatt[1] == "Arn"):
+        raise ValueError(f"cannot resolve the scalable target's RoleARN {json.dumps(role)}: pass --role-arn")
+    if not stack_name:
+        raise ValueError("the scalable target's RoleARN is a Fn::GetAtt: pass --stack-name or --role-arn")
+    detail = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=getatt[0])
+    resource = detail["StackResourceDetail"]
+    partition, account = resource["StackId"].split(":")[1], resource["StackId"].split(":")[4]
+    return f"arn:{partition}:iam::{account}:role{desired.role_path}{resource['PhysicalResourceId']}"
+
+
+def after(desired: DesiredScaling, autoscaling: Any, role_arn: Callable[[], str | None] | str | None = None) -> str:
+    """Register the target again as the template declares it, RoleARN included. Application Auto Scaling API
+    reference, RegisterScalableTarget, RoleARN: required only for services without a service-linked role; for a
+    service that has one (SageMaker: AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint) Application Auto
+    Scaling uses it, creating it if needed. The template names a role, so the restored target names it too, or the
+    live target no longer is what CloudFormation declares. `role_arn` is resolved only when registering."""
     target = desired.target
     if target is None or is_registered(autoscaling, target):
         return "autoscaling registered as the template says: nothing to do"
@@ -103,7 +143,13 @@ def after(desired: DesiredScaling, autoscaling: Any) -> str:
         "ResourceId": target["ResourceId"],
         "ScalableDimension": target["ScalableDimension"],
     }
-    autoscaling.register_scalable_target(**keys, MinCapacity=target["MinCapacity"], MaxCapacity=target["MaxCapacity"])
+    role = role_arn() if callable(role_arn) else role_arn
+    if role is None and desired.role_arn is not None:
+        raise ValueError("the template's RoleARN was not resolved: pass --role-arn or --stack-name")
+    extra = {"RoleARN": role} if role else {}
+    autoscaling.register_scalable_target(
+        **keys, MinCapacity=target["MinCapacity"], MaxCapacity=target["MaxCapacity"], **extra
+    )
     for policy in desired.policies:
         autoscaling.put_scaling_policy(
             **keys,
@@ -118,17 +164,33 @@ def after(desired: DesiredScaling, autoscaling: Any) -> str:
             Schedule=action["Schedule"],
             ScalableTargetAction=action["ScalableTargetAction"],
         )
-    return f"registered {target['ResourceId']} again with {len(desired.policies)} scaling policies"
+    with_role = f" and role {role}" if role else ""
+    return f"registered {target['ResourceId']} again with {len(desired.policies)} scaling policies{with_role}"
+
+
+def stack_name_of(template: Path) -> str | None:
+    """The stack name the cloud assembly's manifest.json (beside the template) gives the template's stack."""
+    manifest = template.parent / "manifest.json"
+    if not manifest.is_file():
+        return None
+    for artifact in json.loads(manifest.read_text()).get("artifacts", {}).values():
+        properties = artifact.get("properties", {})
+        if artifact.get("type") == "aws:cloudformation:stack" and properties.get("templateFile") == template.name:
+            return str(properties.get("stackName") or "") or None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("phase", choices=["before", "after"])
     parser.add_argument("--template", type=Path, required=True, help="the synthesized inference stack template")
     parser.add_argument("--region")
+    parser.add_argument("--stack-name", help="the inference stack (default: from the assembly's manifest.json)")
+    parser.add_argument("--role-arn", help="the scalable target's role (default: the template's, resolved)")
     args = parser.parse_args(argv)
     try:
         desired = DesiredScaling.from_template(json.loads(args.template.read_text()))
+        stack_name = args.stack_name or stack_name_of(args.template)
     except (OSError, ValueError, KeyError) as error:
         print(f"autoscaling_guard: {error}", file=sys.stderr)
         return 2
@@ -138,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.phase == "before":
             print(before(desired, session.client("sagemaker"), autoscaling))
         else:
-            print(after(desired, autoscaling))
+
+            def role() -> str | None:
+                return args.role_arn or resolve_role_arn(desired, session.client("cloudformation"), stack_name)
+
+            print(after(desired, autoscaling, role))
+    except ValueError as error:
+        print(f"autoscaling_guard: {error}", file=sys.stderr)
+        return 2
     except (ClientError, BotoCoreError) as error:
         print(f"autoscaling_guard: {error}", file=sys.stderr)
         return 1
