@@ -41,7 +41,8 @@ class PlatformFunction(Construct):
     (issue 13 item 9). Use ml_constructs.decision_lock for "one decision at a time" instead.
 
     Its permissions live in one managed policy, `policy` (add scoped statements there), so nothing is
-    granted implicitly. Exposes `function`, `policy`, `dead_letter_queue`.
+    granted implicitly. Exposes `function`, `policy`, `dead_letter_queue`, and the plain `function_name`,
+    `timeout_seconds` and `retry_attempts` it was built with (a decision lock derives its lease from them).
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class PlatformFunction(Construct):
         retry_attempts: int = 2,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.function_name, self.timeout_seconds, self.retry_attempts = function_name, timeout_seconds, retry_attempts
         stack = Stack.of(self)
         data_key, logs_key, removal_policy = placement.data_key, placement.logs_key, placement.removal_policy
         log_group = encrypted_log_group(
@@ -148,6 +150,16 @@ class PlatformFunction(Construct):
                 ("HIPAA.Security-LambdaInsideVPC", "NIST.800.53.R5-LambdaInsideVPC", "PCI.DSS.321-LambdaInsideVPC"),
                 "Runs in the tooling account, which has no VPC, and calls only public AWS APIs "
                 "(CodePipeline, CloudFormation, S3, DynamoDB) over TLS with SigV4.",
+            )
+        if reserved_concurrency is None:
+            acknowledge(
+                self.function,
+                ("HIPAA.Security-LambdaConcurrency", "NIST.800.53.R5-LambdaConcurrency"),
+                "No reserved concurrency: reserving fails stack creation where the account's quota leaves fewer "
+                "than 100 unreserved units (Lambda Developer Guide, 'Configuring reserved concurrency for a "
+                "function'; new accounts have reduced quotas). Its invokers bound its concurrency (a pipeline job, "
+                "EventBridge rules, a schedule); decisions that must not overlap hold a DynamoDB decision lock "
+                "(ml_constructs/decision_lock.py) instead.",
             )
         acknowledge(
             self.function,
