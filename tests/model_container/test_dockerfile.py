@@ -29,7 +29,8 @@ def test_sagemaker_essentials() -> None:
     assert "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in text  # SAGEMAKER_BIND_TO_PORT honoured
     assert re.search(r"ml\.model\.version=", text)
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base)  # pinned tag
+    # Pinned tag, from ECR Public's Docker Official Images (tests/test_dockerfile_registries.py: no Docker Hub).
+    assert re.fullmatch(r"public\.ecr\.aws/docker/library/python:3\.11\.\d+-slim-\w+", base)
     assert text.count("FROM ") == 2 and "useradd" in text and "MODEL_SERVER_USER=model-server" in text
 
 
