@@ -8,6 +8,7 @@ from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs_lib
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sns as sns
@@ -32,6 +33,30 @@ INVOCATION_TIMEOUT_S = 60
 INVOCATION_RETRIES = 1
 
 
+def claim_transform_log_group(scope: Construct, prefix: str) -> None:
+    """`claim_account_log_group` of /aws/sagemaker/TransformJobs."""
+    claim_account_log_group(scope, TRANSFORM_LOG_GROUP, prefix, "BatchInference owns_transform_log_group")
+
+
+def claim_account_log_group(scope: Construct, group_name: str, prefix: str, switch: str) -> None:
+    """Record that environment `prefix` owns the fixed-name log group `group_name` (SageMaker's, one per account
+    and region) in its stack's account and region; raise if another environment of this app already does.
+    CloudFormation cannot create a log group whose name exists (names are unique per account and region), so a
+    second owner would fail its deploy or, once the first is deleted, take over its logs. An unresolved account
+    (an environment-agnostic stack) counts as the same account: only one such environment may own the group."""
+    stack = Stack.of(scope)
+    root = scope.node.root
+    claims: dict[tuple[str, str, str], str] = getattr(root, "_account_log_group_claims", {})
+    owner = claims.setdefault((group_name, stack.account, stack.region), prefix)
+    if owner != prefix:
+        raise ValueError(
+            f"{group_name} is one log group per account and region, and {owner} already owns it where "
+            f"{prefix} would create it too: let only one environment per account and region own it "
+            f"({switch}=False for the others; they then log to the owner's group)"
+        )
+    setattr(root, "_account_log_group_claims", claims)  # noqa: B010 (a plain attribute of the app object)
+
+
 class BatchInference(Construct):
     """The `{prefix}-batch` state machine: one SageMaker Batch Transform job of the endpoint's model per execution.
 
@@ -52,8 +77,11 @@ class BatchInference(Construct):
 
     Permissions. The model's execution role (the endpoint's) gets what the job needs besides what it has already
     (KMS, VPC, image, model data): read the input prefix, write the output prefix, log to SageMaker's
-    `/aws/sagemaker/TransformJobs` group. That group is one per account and region and is created by SageMaker
-    on the first job (so no stack of one environment owns it). The state machine's role may create, describe,
+    `/aws/sagemaker/TransformJobs` group. That group is one per account and region: unowned, SageMaker creates it on
+    the first job without a KMS key and keeps it forever. With `owns_transform_log_group` (the default) this stack
+    creates it with the logs key and the environment's retention (`transform_log_group`), and the model's role may
+    no longer create it; one environment per account and region may own it, and synth refuses a second owner in the
+    same app (see `claim_transform_log_group`). The state machine's role may create, describe,
     stop and tag transform jobs named `{prefix}-batch-*` only of this model, with the data key for volumes and
     output and the configured instance type, and manage the .sync rule; no iam:PassRole - CreateTransformJob
     passes no role (the model carries its own; Service Authorization Reference: its only dependent action is
@@ -74,10 +102,18 @@ class BatchInference(Construct):
         topic: sns.ITopic,
         topic_key: kms.IKey,
         logs: LogPolicy,
+        owns_transform_log_group: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.name = f"{prefix}-batch"
+        self.transform_log_group: logs_lib.LogGroup | None = None
+        if owns_transform_log_group:
+            claim_transform_log_group(self, prefix)
+            # CloudWatch Logs User Guide, "Encrypt log data in CloudWatch Logs using AWS Key Management Service": the
+            # key policy admits logs.<region>.amazonaws.com with kms:EncryptionContext:aws:logs:arn of the group, as
+            # the logs key's policy does for every group of this account and region (platform_keys.py).
+            self.transform_log_group = logs.group(self, "TransformJobLogs", TRANSFORM_LOG_GROUP)
         self.job_prefix = f"{self.name}-"
         if len(self.job_prefix) + UUID_LENGTH > 63:  # CreateTransformJob: TransformJobName, at most 63 characters
             raise ValueError(f"transform job names {self.job_prefix}<uuid> exceed 63 characters: shorten {prefix!r}")
@@ -91,7 +127,9 @@ class BatchInference(Construct):
             service="sagemaker", resource="transform-job", resource_name=f"{self.job_prefix}*"
         )
 
-        model_policy = self._allow_model_role(stack, model_endpoint.role, bucket_arn, settings)
+        model_policy = self._allow_model_role(
+            stack, model_endpoint.role, bucket_arn, settings, create_log_group=not owns_transform_log_group
+        )
         # CreateModel checks its role when it runs: the model waits for every policy of that role (aws/aws-cdk#10064).
         model_endpoint.model.node.add_dependency(model_policy)
         self.role = iam.Role(
@@ -144,7 +182,7 @@ class BatchInference(Construct):
 
     # --- the model's execution role ---------------------------------------------------------------------------
     def _allow_model_role(
-        self, stack: Stack, role: iam.IRole, bucket_arn: str, settings: BatchSettings
+        self, stack: Stack, role: iam.IRole, bucket_arn: str, settings: BatchSettings, *, create_log_group: bool
     ) -> iam.ManagedPolicy:
         """What the model's role needs for a transform job (SageMaker Developer Guide, "SageMaker Roles":
         CreateModel/CreateTrainingJob execution role permissions - S3 input/output, CloudWatch Logs)."""
@@ -177,7 +215,12 @@ class BatchInference(Construct):
                 # Results are uploaded in multipart uploads, aborted when the job fails ("Use Batch Transform",
                 # Batch Transform Errors).
                 iam.PolicyStatement(actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[outputs]),
-                iam.PolicyStatement(actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"], resources=[logs_arn]),
+                # Where this stack owns the group, SageMaker must not create one of its own (unencrypted) when a job
+                # starts before the stack's group exists, or after someone deleted it.
+                iam.PolicyStatement(
+                    actions=[*(["logs:CreateLogGroup"] if create_log_group else []), "logs:DescribeLogStreams"],
+                    resources=[logs_arn],
+                ),
                 iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[streams_arn]),
             ],
         )

@@ -356,3 +356,94 @@ def test_dev_batch_runs_the_dev_endpoints_model(synthesized) -> None:
     assert request["TransformInput"]["ContentType"] == "text/csv"
     assert definition["States"]["WholeInputPrefix"]["Result"]["input"].startswith("s3://mlapi-dev-artifacts-")
     assert request["TransformOutput"]["KmsKeyId"] == request["TransformResources"]["VolumeKmsKeyId"] == "TOKEN"
+
+
+
+# --- /aws/sagemaker/TransformJobs: owned, encrypted, with the environment's retention (issue 18) -----------------
+TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+def test_the_transform_job_log_group_is_owned_with_the_logs_key_and_the_environments_retention(small: Small) -> None:
+    [group] = [g for g in small.of_type("AWS::Logs::LogGroup") if g["Properties"].get("LogGroupName") == TRANSFORM_LOGS]
+    [logs_key] = [lid for lid in small.template["Resources"] if lid.startswith("LogsKey")]
+    assert group["Properties"]["KmsKeyId"] == Resolver(small.template).get_att(logs_key, "Arn")
+    assert group["Properties"]["RetentionInDays"] == 30  # the LogPolicy's, i.e. data.log_retention_days
+    # The stack owns the group: the model's role may write to it but no longer create an unencrypted one.
+    actions = _actions(small.statements("ModelExecutionRole"))
+    assert "logs:PutLogEvents" in actions and "logs:CreateLogGroup" not in actions
+
+
+def _two_environments(account: str | None, second_owns: bool) -> App:
+    """Two environments' batch constructs in one app, each in its own stack of `account` (None: env-agnostic)."""
+    app = App()
+    for prefix in ("mlapi-dev", "mlapi-qa"):
+        stack = Stack(app, prefix, env={"account": account, "region": "eu-west-1"} if account else None)
+        vpc = ec2.Vpc.from_vpc_attributes(
+            stack, "Vpc", vpc_id="vpc-0123456789abcdef0", availability_zones=["eu-west-1a"],
+            isolated_subnet_ids=["subnet-0123456789abcdef0"], isolated_subnet_names=["inference"],
+        )  # fmt: skip
+        key = kms.Key(stack, "Key")
+        logs = LogPolicy(key, 30, RemovalPolicy.DESTROY)
+        source = ModelSource()
+        endpoint = ModelEndpoint(
+            stack, "Model", endpoint_name=f"{prefix}-endpoint",
+            settings=EndpointSettings(initial_instance_count=1, min_capacity=1, max_capacity=2), source=source,
+            release=ModelRelease.from_metadata_dir(source.artifact_dir), vpc=vpc,
+            subnets=ec2.SubnetSelection(subnet_group_name="inference"),
+            security_group=ec2.SecurityGroup(stack, "Sg", vpc=vpc), data_key=key,
+            capture_bucket=s3.Bucket.from_bucket_name(stack, "Capture", "capture-bucket"),
+            capture_bucket_name="capture-bucket", logs=logs,
+        )  # fmt: skip
+        topic = alarm_topic(stack, "Topic", prefix=prefix, key=key, emails=())
+        BatchInference(
+            stack, "Batch", prefix=prefix, settings=BatchSettings(enabled=True), model_endpoint=endpoint,
+            bucket_name=f"{prefix}-artifacts", data_key=key, topic=topic, topic_key=key, logs=logs,
+            owns_transform_log_group=prefix == "mlapi-dev" or second_owns,
+        )  # fmt: skip
+    return app
+
+
+@pytest.mark.parametrize("account", ["123456789012", None])
+def test_a_second_owner_of_the_transform_log_group_in_one_account_and_region_is_refused(account: str | None) -> None:
+    with pytest.raises(ValueError, match="mlapi-dev already owns it where mlapi-qa would create it too"):
+        _two_environments(account, second_owns=True)
+
+
+def test_an_environment_that_does_not_own_the_group_creates_none_and_keeps_the_right_to_let_sagemaker() -> None:
+    app = _two_environments("123456789012", second_owns=False)
+    templates = {s.stack_name: s.template for s in app.synth().stacks}
+
+    def groups(name: str) -> list[dict[str, Any]]:
+        resources = templates[name]["Resources"].values()
+        return [r for r in resources if r["Properties"].get("LogGroupName") == TRANSFORM_LOGS]
+
+    assert len(groups("mlapi-dev")) == 1 and groups("mlapi-qa") == []
+    policies = [r for r in templates["mlapi-qa"]["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
+    assert "logs:CreateLogGroup" in json.dumps(policies)  # no group of its own: SageMaker creates one if none exists
+
+
+def test_dev_owns_the_transform_log_group_and_its_logs_key_admits_cloudwatch_logs_for_it(synthesized) -> None:
+    from fnmatch import fnmatch
+
+    groups = synthesized.resources("dev", "inference", "AWS::Logs::LogGroup").values()
+    [group] = [g for g in groups if g["Properties"].get("LogGroupName") == TRANSFORM_LOGS]
+    assert group["Properties"]["RetentionInDays"] == 30  # dev's data.log_retention_days in cdk.json
+    key_arn = json.dumps(group["Properties"]["KmsKeyId"])
+    assert "LogsKey" in key_arn, key_arn  # the environment's logs key (an import from the data stack)
+    # The logs key's policy (CloudWatch Logs User Guide, "Encrypt log data in CloudWatch Logs using AWS KMS"):
+    # logs.<region>.amazonaws.com, with the log group's ARN as kms:EncryptionContext:aws:logs:arn.
+    statements = [
+        statement
+        for key in synthesized.resources("dev", "data", "AWS::KMS::Key").values()
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]
+        if statement.get("Principal", {}).get("Service") == "logs.eu-west-1.amazonaws.com"
+    ]
+    [pattern] = [s["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] for s in statements]
+    if isinstance(pattern, dict):  # Fn::Join of the partition and account
+        pattern = "".join(p if isinstance(p, str) else "<account>" for p in pattern["Fn::Join"][1])
+    pattern = pattern.replace("<account>", "123456789012")
+    assert fnmatch(f"arn:aws:logs:eu-west-1:123456789012:log-group:{TRANSFORM_LOGS}", pattern), pattern
