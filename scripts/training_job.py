@@ -7,7 +7,8 @@
         [--max-wait-seconds 7200] [--commit SHA] [--job-name NAME] [--region eu-west-1]
 
 Refuses before any AWS call when the snapshot is the parent's dataset (exit 5, as build_model does). Otherwise puts
-the snapshot (unless its manifest already names its S3 prefix) and the parent's metadata.json under --prefix,
+the snapshot (unless its manifest already names a prefix under --bucket/--prefix) and the parent's metadata.json
+under --prefix,
 starts the job (the image's `train` command: python -m model_container.build_model train) in the private subnets
 with network isolation, the data key on the output and the volume, checkpoints to S3 and, with --spot, managed
 spot capacity; waits with boto3's waiter; downloads ModelArtifacts and unpacks the build into --out, the same
@@ -162,10 +163,14 @@ def _put(s3: Any, uri: str, body: bytes, kms_key: str) -> None:
 
 
 def stage_inputs(s3: Any, args: argparse.Namespace, plan: Plan, name: str) -> tuple[str, str | None]:
-    """(snapshot channel prefix, parent channel prefix): the snapshot by its content hash, the parent per job."""
+    """(snapshot channel prefix, parent channel prefix): the snapshot by its content hash, the parent per job.
+
+    A snapshot uploaded elsewhere (a retraining run keeps it under the pipeline's bucket) is staged again under
+    --prefix datasets/: the training role (ml_constructs/training_runner.py) reads only its own prefixes."""
+    staged = f"s3://{args.bucket}/{args.prefix}datasets/{plan.snapshot.content_sha256}/"
     snapshot_uri = plan.snapshot.manifest.get("snapshot_uri")
-    if not snapshot_uri:
-        snapshot_uri = f"s3://{args.bucket}/{args.prefix}datasets/{plan.snapshot.content_sha256}/"
+    if not snapshot_uri or not str(snapshot_uri).startswith(f"s3://{args.bucket}/{args.prefix}"):
+        snapshot_uri = staged
         directory = args.dataset.parent if args.dataset.name == snapshots.SNAPSHOT_FILE else args.dataset
         for file_name in (snapshots.SNAPSHOT_FILE, snapshots.MANIFEST_FILE):
             _put(s3, snapshot_uri + file_name, (directory / file_name).read_bytes(), args.kms_key_arn)

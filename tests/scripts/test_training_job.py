@@ -171,17 +171,18 @@ def test_an_on_demand_job_has_no_spot_wait_and_a_snapshot_already_uploaded_is_us
     aws: Any, tmp_path: Path
 ) -> None:
     s3, requests, _ = aws
-    uploaded = f"s3://{BUCKET}/datasets/abc/"
+    uploaded = f"s3://{BUCKET}/training/datasets/abc/"
     dataset = snapshot_dir(tmp_path / "snapshot", fresh=10, uri=uploaded)
     for name in ("snapshot.csv", "manifest.json"):
-        s3.put_object(Bucket=BUCKET, Key=f"datasets/abc/{name}", Body=(dataset / name).read_bytes())
+        s3.put_object(Bucket=BUCKET, Key=f"training/datasets/abc/{name}", Body=(dataset / name).read_bytes())
     assert run(tmp_path, dataset, "--no-spot", "--max-wait-seconds", "60") == 0
     [request] = requests
     assert request["EnableManagedSpotTraining"] is False
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}  # MaxWaitTimeInSeconds is spot's
     [channel] = request["InputDataConfig"]  # no parent: a first training, version MODEL_VERSION
     assert channel["DataSource"]["S3DataSource"]["S3Uri"] == uploaded
-    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="training/datasets/")
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="training/datasets/")["Contents"]
+    assert {item["Key"] for item in listed} == {f"training/datasets/abc/{n}" for n in ("snapshot.csv", "manifest.json")}
     assert request["HyperParameters"]["version"] == "1.0.0"
     assert len(request["TrainingJobName"]) <= 63 and request["TrainingJobName"].startswith("model-train-")
 
@@ -219,3 +220,99 @@ def test_an_unchanged_dataset_starts_no_job(
     assert run(tmp_path, dataset, "--parent", str(parent)) == 5
     assert "dataset unchanged since 1.0.0: the retrained model would be identical" in capsys.readouterr().err
     assert requests == [] and "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+
+
+def test_a_snapshot_kept_outside_the_runners_prefix_is_staged_under_it(aws: Any, tmp_path: Path) -> None:
+    """A retraining run keeps its snapshot under the pipeline's bucket (datasets/<sha256>/); the training role
+    (ml_constructs/training_runner.py) reads only <bucket>/training/, so the job reads a staged copy."""
+    s3, requests, _ = aws
+    dataset = snapshot_dir(tmp_path / "snapshot", fresh=10, uri="s3://mlapi-pipeline-artifacts/datasets/abc/")
+    assert run(tmp_path, dataset, "--no-spot") == 0
+    [request] = requests
+    sha = json.loads((dataset / "manifest.json").read_text())["content_sha256"]
+    channel = request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert channel == f"s3://{BUCKET}/training/datasets/{sha}/"
+    head = s3.head_object(Bucket=BUCKET, Key=f"training/datasets/{sha}/snapshot.csv")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == KEY
+
+
+# --- status polling, against botocore's Stubber (moto completes a job at once) -----------------------------------
+def _polling_args(spot: bool = True) -> Any:
+    argv = ["--dataset", "d", "--bucket", BUCKET, "--image-uri", IMAGE, "--role-arn", ROLE, "--kms-key-arn", KEY]
+    argv += ["--subnets", "subnet-a", "--security-group-ids", "sg-1", "--poll-seconds", "1"]
+    argv += ["--max-runtime-seconds", "5", "--max-wait-seconds", "9"] + ([] if spot else ["--no-spot"])
+    return training_job.build_parser().parse_args(argv)
+
+
+def _described(status: str, **extra: Any) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    return {
+        "TrainingJobName": "job", "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:111111111111:training-job/job",
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/training/jobs/job/output/model.tar.gz"},
+        "TrainingJobStatus": status, "SecondaryStatus": "Training", "AlgorithmSpecification": {
+            "TrainingInputMode": "File"}, "ResourceConfig": {"VolumeSizeInGB": 10},
+        "StoppingCondition": {}, "CreationTime": datetime(2026, 12, 1, tzinfo=UTC), **extra,
+    }  # fmt: skip
+
+
+def test_polling_waits_through_in_progress_until_the_job_completes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.stub import Stubber
+
+    monkeypatch.setattr("time.sleep", lambda _: None)  # the waiter's Delay
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        for status in ("InProgress", "InProgress", "Completed"):  # the waiter's polls
+            stubber.add_response("describe_training_job", _described(status), {"TrainingJobName": "job"})
+        stubber.add_response(
+            "describe_training_job", _described("Completed", BillableTimeInSeconds=30, TrainingTimeInSeconds=100),
+            {"TrainingJobName": "job"},
+        )  # the description the runner reports from
+        job = training_job.wait_for_job(client, "job", _polling_args())
+        stubber.assert_no_pending_responses()
+    assert job["TrainingJobStatus"] == "Completed" and job["BillableTimeInSeconds"] == 30
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [("Failed", "AlgorithmError: DatasetUnchanged"), ("Stopped", "spot capacity not available within MaxWait")],
+)
+def test_a_job_that_ends_otherwise_raises_with_its_status_and_reason(
+    monkeypatch: pytest.MonkeyPatch, status: str, reason: str
+) -> None:
+    from botocore.stub import Stubber
+
+    monkeypatch.setattr("time.sleep", lambda _: None)
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_training_job", _described("InProgress"), {"TrainingJobName": "job"})
+        for _ in range(2):  # the waiter's last poll, then the runner's own description
+            stubber.add_response(
+                "describe_training_job", _described(status, FailureReason=reason), {"TrainingJobName": "job"}
+            )
+        with pytest.raises(training_job.TrainingJobFailed, match=f"job is {status}: {reason}"):
+            training_job.wait_for_job(client, "job", _polling_args())
+        stubber.assert_no_pending_responses()
+
+
+def test_the_poll_budget_is_max_wait_with_spot_and_runtime_plus_provisioning_without(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Waiter:
+        def wait(self, **kwargs: Any) -> None:
+            seen.append(kwargs["WaiterConfig"])
+
+    class Client:
+        def get_waiter(self, name: str) -> Waiter:
+            assert name == "training_job_completed_or_stopped"
+            return Waiter()
+
+        def describe_training_job(self, **_: Any) -> dict[str, Any]:
+            return _described("Completed")
+
+    training_job.wait_for_job(Client(), "job", _polling_args(spot=True))
+    training_job.wait_for_job(Client(), "job", _polling_args(spot=False))
+    assert seen[0] == {"Delay": 1, "MaxAttempts": 9 + 1}
+    assert seen[1] == {"Delay": 1, "MaxAttempts": 5 + training_job.PROVISIONING_ALLOWANCE_S + 1}
