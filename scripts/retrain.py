@@ -4,6 +4,7 @@
         --upload s3://PIPELINE_ARTIFACTS/datasets/ --kms-key-id KEY [--dataset-uri s3://bucket/datasets/v3/] \
         [--capture-uri s3://CAPTURE/capture/E/primary/ --labels-uri s3://CAPTURE/GROUND_TRUTH/] \
         [--days 30 --min-rows 500 --min-class-fraction 0.2] [--work build --dist model_container/dist]
+        [--runner sagemaker -- <scripts.training_job arguments: --bucket --image-uri --role-arn ...>]
     python -m scripts.retrain lineage --endpoint E --table T --artifacts-bucket PROD_ARTIFACTS \
         [--commit SHA] [--work build --dist model_container/dist]
     python -m scripts.retrain verify [--work build --dist model_container/dist]
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     argv += ["--parent", str(parent)] if parent else []
     argv += ["--commit", args.commit] if args.commit else []
     argv += ["--contract-dir", str(args.contract_dir)] if args.contract_dir else []
-    code = build_model.main(argv)
+    code = _train(args, argv)
     if code == EXIT_UNCHANGED:
         version = json.loads(parent.read_text()).get("model_version") if parent else "?"
         return _fail(f"dataset unchanged since {version}: nothing to release", code)
@@ -194,6 +195,17 @@ def lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    """The build in this process (training.runner: build) or as a SageMaker training job (sagemaker): the same
+    arguments, plus the runner's (TrainingRunner.job_arguments, after `--`) for scripts/training_job.py."""
+    if args.runner == "build":
+        return build_model.main(argv)
+    from scripts import training_job
+
+    region = ["--region", args.region] if args.region else []
+    return training_job.main([*argv, *region, *args.training_job_args])
+
+
 def _metadata(dist: Path) -> dict[str, Any]:
     metadata: dict[str, Any] = json.loads((dist / "metadata.json").read_text())
     return metadata
@@ -234,13 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--min-rows", type=int, default=500, help="pipeline.training.min_rows")
     run_parser.add_argument("--min-class-fraction", type=float, default=0.2, help="training.min_class_fraction")
     run_parser.add_argument("--holdout-fraction", type=float, default=build_model.HOLDOUT_FRACTION)
+    run_parser.add_argument(
+        "--runner", choices=["build", "sagemaker"], default="build", help="training.runner; sagemaker takes "
+        "scripts/training_job.py's arguments after `--` (ml_constructs/training_runner.py job_arguments)"
+    )
     run_parser.add_argument("--upload", help="s3://PIPELINE_ARTIFACTS/datasets/: where the snapshot is kept")
     run_parser.add_argument("--kms-key-id", help="the upload's SSE-KMS key")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    split = arguments.index("--") if "--" in arguments else len(arguments)
+    args = build_parser().parse_args(arguments[:split])
+    args.training_job_args = arguments[split + 1 :]
+    if args.command == "run" and args.runner == "sagemaker" and not args.training_job_args:
+        return _fail("--runner sagemaker needs scripts/training_job.py's arguments after `--`", 2)
     if args.command == "verify":
         return verify(args)
     if args.command == "lineage":

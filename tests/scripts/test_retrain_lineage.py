@@ -130,3 +130,29 @@ def test_a_missing_or_altered_live_snapshot_fails_instead_of_falling_back_to_the
     assert retrain.main(lineage_argv(tmp_path, "missing")) == 3
     assert "reading the live model's snapshot failed" in capsys.readouterr().err
     assert not (tmp_path / "missing-dist" / "metadata.json").exists()
+
+
+def test_a_retraining_run_with_the_sagemaker_runner_hands_the_build_to_a_training_job(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """training.runner: sagemaker - the same snapshot, parent and build arguments go to scripts/training_job.py,
+    with the runner's own (TrainingRunner.job_arguments) after `--`; its exit 5 is "unchanged" as a build's."""
+    from scripts import training_job
+
+    calls: list[list[str]] = []
+
+    def job(argv: list[str]) -> int:  # the job's part, played by the local build on the same arguments
+        calls.append(argv)
+        known = argv[: argv.index("--region")]
+        return build_model.main(known)
+
+    monkeypatch.setattr(training_job, "main", job)
+    fresh_labels(aws)
+    runner = ["--bucket", PROD_ARTIFACTS, "--role-arn", "arn:aws:iam::123456789012:role/r", "--spot"]
+    assert retrain.main([*retrain_argv(tmp_path, aws.key), "--runner", "sagemaker", "--", *runner]) == 0
+    [argv] = calls
+    assert argv[argv.index("--dataset") + 1] == str(tmp_path / "build" / "snapshot")
+    assert argv[argv.index("--parent") + 1] == str(tmp_path / "build" / "parent.json")
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "dist") and argv[-len(runner) :] == runner
+    assert json.loads((tmp_path / "dist" / "metadata.json").read_text())["model_version"] == "1.1.0"
+    assert retrain.main([*retrain_argv(tmp_path, aws.key), "--runner", "sagemaker"]) == 2  # no job arguments
