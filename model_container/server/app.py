@@ -94,7 +94,7 @@ class InferenceApp:
                     raise RequestError(405, "method_not_allowed", "use POST /invocations")
                 return self.validate(content_type, accept, body)
             if path == b"/ping":
-                if method != b"GET":
+                if method != b"GET" and method != b"HEAD":  # HEAD: the GET's status and headers, no content
                     raise RequestError(405, "method_not_allowed", "use GET /ping")
                 return self.ping()
             raise RequestError(404, "not_found", f"no route for {path.decode('latin-1')!r}")
@@ -189,5 +189,5 @@ class InferenceApp:
     def error(error: RequestError, request_id: str) -> Response:
         allow = None
         if error.status == 405:
-            allow = b"GET" if "ping" in error.message else b"POST"
+            allow = b"GET, HEAD" if "ping" in error.message else b"POST"
         return Response(error.status, orjson.dumps(error.body(request_id)), error_code=error.code, allow=allow)

@@ -72,3 +72,53 @@ class LogWriter:
             except OSError:  # stdout gone: nothing better to do than drop the logs
                 return
             view = view[written:]
+
+
+class RequestLog:
+    """One `request` line per answered request, with successful fast requests sampled.
+
+    Errors (status >= 400, including 499 for a response the client left before it could be sent) and requests
+    slower than `slow_ms` are always logged; of the others a fraction `sample` is (deterministically: every
+    1/sample-th), and those lines carry `sample_rate` so counts can be scaled back. Metrics stay exact: they are
+    aggregated before sampling (http.HttpConnection.finish).
+    """
+
+    def __init__(self, logs: LogWriter, sample: float = 1.0, slow_ms: float = 1000.0) -> None:
+        self.logs, self.sample, self.slow_ms = logs, sample, slow_ms
+        self.credit = 1.0 - sample  # the first successful request is logged
+
+    def request(
+        self,
+        request_id: str,
+        worker: int,
+        method: bytes,
+        path: bytes,
+        status: int,
+        rows: int,
+        latency_ms: float,
+        model_version: str,
+        error_code: str | None,
+    ) -> None:
+        sampled = status < 400 and latency_ms < self.slow_ms and self.sample < 1.0
+        if sampled:
+            self.credit += self.sample
+            if self.credit < 1.0:
+                return
+            self.credit -= 1.0
+        record: dict[str, Any] = {
+            "level": "info" if status < 500 else "error",
+            "event": "request",
+            "request_id": request_id,
+            "worker": worker,
+            "method": method.decode("latin-1"),
+            "path": path.decode("latin-1"),
+            "status": status,
+            "rows": rows,
+            "latency_ms": round(latency_ms, 3),
+            "model_version": model_version,
+        }
+        if error_code:
+            record["error_code"] = error_code
+        if sampled:
+            record["sample_rate"] = self.sample
+        self.logs.write(record)

@@ -10,6 +10,11 @@ import numpy as np
 
 NAMESPACE = "MlApi/ModelServer"
 MAX_LATENCY_SAMPLES = 200_000  # bounds memory; counts stay exact past it
+CLIENT_CLOSED = 499  # a response the client left before it could be sent: counted apart, not as a 4xx
+# Stored at 1-second resolution so the guard alarms can use 10-second periods (CloudWatch User Guide,
+# "Specification: Embedded metric format", MetricDefinition StorageResolution: 1 = high resolution; and
+# "Using Amazon CloudWatch alarms": a high-resolution alarm's period is 10 s, 30 s or a multiple of 60 s).
+HIGH_RESOLUTION = frozenset(("Requests", "Errors4xx", "Errors5xx", "LatencyP50", "LatencyP99", "LatencyMax"))
 
 
 class MetricsAggregator:
@@ -48,15 +53,20 @@ class MetricsAggregator:
         values: dict[str, tuple[float, str]] = {
             "Requests": (self.requests, "Count"),
             "Rows": (self.rows, "Count"),
-            "Errors4xx": (sum(n for s, n in self.statuses.items() if 400 <= s < 500), "Count"),
+            "Errors4xx": (
+                sum(n for s, n in self.statuses.items() if 400 <= s < 500 and s != CLIENT_CLOSED),
+                "Count",
+            ),
             "Errors5xx": (sum(n for s, n in self.statuses.items() if s >= 500), "Count"),
             "LatencyP50": (round(float(np.percentile(latencies, 50)), 3), "Milliseconds"),
             "LatencyP99": (round(float(np.percentile(latencies, 99)), 3), "Milliseconds"),
             "LatencyMax": (round(float(latencies.max()), 3), "Milliseconds"),
         }
         for status, count in sorted(self.statuses.items()):
-            if status >= 400:
+            if status >= 400 and status != CLIENT_CLOSED:
                 values[f"Status{status}"] = (count, "Count")
+        if self.statuses[CLIENT_CLOSED]:
+            values["ClientClosed"] = (self.statuses[CLIENT_CLOSED], "Count")
         if self.rows:
             values["MeanPositiveProbability"] = (round(self.probability_sum / self.rows, 6), "None")
             values["PositiveRate"] = (round(self.positives / self.rows, 6), "None")
@@ -67,7 +77,7 @@ class MetricsAggregator:
                     {
                         "Namespace": NAMESPACE,
                         "Dimensions": [["ModelName", "ModelVersion"]],
-                        "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in values.items()],
+                        "Metrics": [metric_definition(name, unit) for name, (_, unit) in values.items()],
                     }
                 ],
             },
@@ -79,3 +89,10 @@ class MetricsAggregator:
         }
         self.reset()
         return record
+
+
+def metric_definition(name: str, unit: str) -> dict[str, Any]:
+    definition: dict[str, Any] = {"Name": name, "Unit": unit}
+    if name in HIGH_RESOLUTION or name.startswith("Status"):
+        definition["StorageResolution"] = 1
+    return definition

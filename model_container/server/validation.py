@@ -6,6 +6,7 @@ embedded in the model's metadata.json), the same source as the API Gateway reque
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from itertools import chain
@@ -63,11 +64,44 @@ class FeatureValidator:
 
     # --- JSON -------------------------------------------------------------------------------
     def from_json(self, body: bytes) -> np.ndarray:
+        # Each row of a valid body opens one array or object, and the body one more of each: a body with more
+        # openers than that cannot be valid, and is refused before parsing (6 MB of `[],` would otherwise build
+        # two million lists, ~185 MiB and half a second of the worker's loop, only to fail the row count).
+        if body.count(b"[") + body.count(b"{") > self.max_rows + 2:
+            raise bad(
+                "too_many_rows",
+                f"body holds more than {self.max_rows} rows (or nested arrays or objects)",
+                field="instances",
+            )
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise bad("malformed_json", f"body is not valid JSON: {exc}") from None
-        return self.from_document(document)
+        matrix = self.from_document(document)
+        self._check_unique_keys(body, document)
+        return matrix
+
+    def _check_unique_keys(self, body: bytes, document: dict[str, Any]) -> None:
+        """orjson keeps the last of duplicate keys silently; refuse them (RFC 8259: names SHOULD be unique).
+
+        A valid body holds numbers only, so every '"' delimits a key: two per key. More quotes than the parsed
+        keys account for means a key was repeated; only then is the body parsed again to name it."""
+        keys = len(document) + sum(len(row) for row in document["instances"] if type(row) is dict)
+        if body.count(b'"') == 2 * keys:
+            return
+        duplicate: list[str] = []
+
+        def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen and not duplicate:
+                    duplicate.append(key)
+                seen.add(key)
+            return dict(items)
+
+        json.loads(body, object_pairs_hook=pairs)
+        if duplicate:
+            raise bad("duplicate_key", f"key {duplicate[0]!r} appears more than once in an object", field=duplicate[0])
 
     def from_document(self, document: Any) -> np.ndarray:
         if type(document) is not dict:
@@ -156,6 +190,9 @@ class FeatureValidator:
     def from_csv(self, body: bytes) -> np.ndarray:
         if body.startswith(UTF8_BOM):
             body = body[len(UTF8_BOM) :]
+        # Every line break ends a row: more breaks than rows allowed is refused before splitting 6 MB of them.
+        if max(body.count(b"\n"), body.count(b"\r")) > self.max_rows:
+            raise bad("too_many_rows", f"body holds more than {self.max_rows} rows", field="instances")
         if not CSV_ALLOWED.fullmatch(body):
             self._raise_csv_character_error(body)
         lines = body.decode("ascii").splitlines()

@@ -18,11 +18,16 @@ from model_container.server.balance import ConnectionCounts, CpuSteering, worker
 from model_container.server.batch import BatchInferenceApp, execution_parameters
 from model_container.server.config import ServerConfig
 from model_container.server.http import HttpConnection, ServerState
-from model_container.server.logs import LogWriter
+from model_container.server.logs import LogWriter, RequestLog
 from model_container.server.metrics import MetricsAggregator
 from model_container.server.model import LoadedModel, ModelLoadError
 
 TICK_S = 0.5  # log flush, timeout sweep and drain checks run at this cadence
+# After SIGTERM a connection idle for this long (no request begun) is closed if nothing is unread on it; a busy one
+# is closed after the response that leaves nothing to answer, which says `Connection: close`.
+DRAIN_IDLE_TICKS = 1
+# After the drain deadline, responses already handed over get this long to leave before the loop stops.
+FINAL_FLUSH_S = 1.0
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -49,10 +54,19 @@ class Worker:
             BatchInferenceApp(self.logs, execution_parameters(config)) if config.batch else InferenceApp(self.logs)
         )
         self.metrics = MetricsAggregator("unknown", index)
-        self.state = ServerState(self.app, self.logs, self.metrics, config.max_body_bytes, index)
+        self.state = ServerState(
+            self.app,
+            self.logs,
+            self.metrics,
+            config.max_body_bytes,
+            index,
+            request_log=RequestLog(self.logs, config.request_log_sample, config.slow_request_ms),
+            max_connections=config.max_connections,
+        )
         self.loop = uvloop.new_event_loop()
         self.server: asyncio.AbstractServer | None = None
         self.drain_deadline: float | None = None
+        self.cut = False  # the drain deadline passed and the remaining connections were closed
         self.next_metrics_flush = time.monotonic() + config.metrics_interval_s
 
     def run(self) -> int:
@@ -137,17 +151,40 @@ class Worker:
         self.logs.write_now(record)
 
     def _tick(self) -> None:
-        now = time.perf_counter()
-        timeout = self.config.timeout_s
-        for connection in list(self.state.connections):
-            if connection.started is not None and now - connection.started > timeout:
-                connection.reject(408, "request_timeout", f"request not received within {timeout} s")
+        self._sweep(time.perf_counter())
         if time.monotonic() >= self.next_metrics_flush:
             self._flush_metrics()
         self.logs.flush()
+        self._balance()
         if self.drain_deadline is not None:
             self._stop_if_drained()
         self.loop.call_later(TICK_S, self._tick)
+
+    def _sweep(self, now: float) -> None:
+        """408 for requests that take too long to arrive; close idle keep-alive connections (timeout, drain)."""
+        timeout = self.config.timeout_s
+        idle_limit = max(1, round(self.config.keepalive_timeout_s / TICK_S))
+        draining = self.state.draining
+        for connection in list(self.state.connections):
+            if connection.started is not None and now - connection.started > timeout:
+                connection.reject(408, "request_timeout", f"request not received within {timeout} s")
+            elif connection.busy or connection.activity != connection.seen_activity:
+                connection.seen_activity, connection.idle_ticks = connection.activity, 0
+            else:
+                connection.idle_ticks += 1  # no request begun for at least idle_ticks * TICK_S
+                if connection.idle_ticks >= (DRAIN_IDLE_TICKS if draining else idle_limit):
+                    connection.close_if_idle()
+
+    def _balance(self) -> None:
+        """A worker holding more than its share of the connections (after a restart the new worker holds none:
+        every client reconnected to the survivors) asks the excess to reconnect, one `Connection: close` each."""
+        counts = self.counts
+        if len(counts) < 2 or self.state.draining:
+            self.state.shed = 0
+            return
+        own = len(self.state.connections)
+        share = -(-counts.total() // len(counts))
+        self.state.shed = own - share if own > share + 1 else 0
 
     def _flush_metrics(self) -> None:
         self.next_metrics_flush = time.monotonic() + self.config.metrics_interval_s
@@ -156,7 +193,7 @@ class Worker:
             self.logs.write(record)
 
     def begin_shutdown(self) -> None:
-        """Stop accepting, close idle keep-alive connections, let in-flight requests finish."""
+        """Stop accepting; answer every request already sent; close each connection once nothing is left on it."""
         if self.drain_deadline is not None:
             return
         self.state.draining = True
@@ -166,19 +203,25 @@ class Worker:
         if self.server is not None:
             self.server.close()
         for connection in list(self.state.connections):
-            if not connection.busy:
-                connection.close()
+            if connection.idle_ticks > DRAIN_IDLE_TICKS:  # idle for a while already: a request now is unlikely
+                connection.close_if_idle()
         self._stop_if_drained()
 
     def _stop_if_drained(self) -> None:
         if self.drain_deadline is None or not self.loop.is_running():
             return
-        if time.monotonic() >= self.drain_deadline:
+        now = time.monotonic()
+        if not self.state.connections or now >= self.drain_deadline + FINAL_FLUSH_S:
+            self.loop.stop()
+        elif now >= self.drain_deadline and not self.cut:
+            self.cut = True
+            self.state.flush()  # whatever is received gets its answer first
             for connection in list(self.state.connections):
-                connection.close()
-            self.loop.stop()
-        elif not self.state.connections:
-            self.loop.stop()
+                if connection.started is not None:  # still arriving: answer it rather than drop it unlogged
+                    connection.reject(503, "shutting_down", "the server stopped before the request arrived in full")
+                else:
+                    connection.close()
+            self.loop.call_later(FINAL_FLUSH_S, self._stop_if_drained)
 
 
 def run_worker(config: ServerConfig, index: int, counts: ConnectionCounts) -> int:

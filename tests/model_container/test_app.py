@@ -65,7 +65,7 @@ def test_routing_and_readiness(model: LoadedModel, log_pipe) -> None:
     app.model = model
     ping = app.handle(b"GET", b"/ping?x=1", b"", b"", b"", "r")
     assert (ping.status, ping.body) == (200, b"")
-    assert app.handle(b"POST", b"/ping", b"", b"", b"", "r").allow == b"GET"
+    assert app.handle(b"POST", b"/ping", b"", b"", b"", "r").allow == b"GET, HEAD"
     assert app.handle(b"GET", b"/invocations", b"", b"", b"", "r").status == 405
     assert app.handle(b"GET", b"/", b"", b"", b"", "r").status == 404
     assert app.handle(b"POST", b"/invocations", b"application/xml", b"", b"<a/>", "r").status == 415
