@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--emergency-override", default="false", help="#{variables.EMERGENCY_OVERRIDE}")
     parser.add_argument("--emergency-reason", default="", help="#{variables.EMERGENCY_REASON}")
-    parser.add_argument("--pipeline-profile", help="AWS profile for CodePipeline reads (default: the same session)")
+    parser.add_argument("--environment-profile", help="AWS profile for the release table (default: the step's own)")
+    parser.add_argument("--environment-region", help="the release table's region (default: --region)")
     args = parser.parse_args(argv)
     try:
         release = planned_release(args.assembly)
@@ -184,11 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     stages = [s for s in stages if s.get("action") in actions] + [
         {"action": a} for a in actions if a not in {s.get("action") for s in stages}
     ]
-    session = boto3.Session(region_name=args.region)
-    # The approvals live in the pipeline's account; with AWS_PROFILE naming the environment's role, the pipeline's
-    # own credentials can be a profile of their own.
-    pipeline_session = (
-        boto3.Session(profile_name=args.pipeline_profile, region_name=args.region) if args.pipeline_profile else session
+    # The approvals live in the pipeline's account (the step's own credentials); the release table in the
+    # environment's, reached through the profile that assumes the environment's step role (AWS SDKs and Tools
+    # Reference Guide, "Assume role credential provider"), when the pipeline passes one.
+    pipeline_session = boto3.Session(region_name=args.region)
+    session = (
+        boto3.Session(profile_name=args.environment_profile, region_name=args.environment_region or args.region)
+        if args.environment_profile or args.environment_region
+        else pipeline_session
     )
     try:
         codepipeline = pipeline_session.client("codepipeline")

@@ -13,9 +13,11 @@ status-index GSI), the Inference stack's endpoint, alarms and scalable target (w
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +53,29 @@ def names(env: str) -> dict[str, str]:
 
 
 # ---- the steps, as ml_constructs/delivery_pipeline.py runs them ------------------------------------------------------
+# Each environment step runs as the environment's step role through AWS_PROFILE=<environment> (a profile with
+# role_arn and credential_source in AWS_CONFIG_FILE); RegisterRelease reads the pipeline with the step's own
+# credentials and passes the profile for the release table only. Here the profiles hold moto's test keys.
+@contextmanager
+def as_environment(env: str) -> Iterator[None]:
+    previous = os.environ.get("AWS_PROFILE")
+    os.environ["AWS_PROFILE"] = env
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_PROFILE", None)
+        else:
+            os.environ["AWS_PROFILE"] = previous
+
+
 def model_gate_step() -> int:
     prod = names("prod")
+    with as_environment("prod"):
+        return run_gate(prod)
+
+
+def run_gate(prod: dict[str, str]) -> int:
     return model_gate.main(
         ["--dist", "model_container/dist", "--thresholds-kv", THRESHOLDS, "--tolerance", TOLERANCE,
          "--endpoint", prod["endpoint"], "--table", prod["table"], "--artifacts-bucket", prod["bucket"],
@@ -61,7 +84,8 @@ def model_gate_step() -> int:
 
 
 def publish_baseline_step(env: str) -> int:
-    return publish_baseline.main(["--bucket", names(env)["bucket"]])
+    with as_environment(env):
+        return publish_baseline.main(["--bucket", names(env)["bucket"]])
 
 
 def register_release_step(env: str) -> int:
@@ -69,19 +93,22 @@ def register_release_step(env: str) -> int:
     stages = json.dumps([{"stage": a, "action": a, "reviewers": []} for a in APPROVALS], separators=(",", ":"))
     return register_release.main(
         ["--assembly", n["assembly"], "--pipeline", PIPELINE, "--stage", env, "--approvals", ",".join(APPROVALS),
-         "--table", n["table"], "--execution-id", EXECUTION, "--stages-json", stages,
+         "--table", n["table"], "--environment-profile", env, "--environment-region", REGION,
+         "--execution-id", EXECUTION, "--stages-json", stages,
          "--emergency-override", "false", "--emergency-reason", ""]
     )  # fmt: skip
 
 
 def autoscaling_step(env: str, phase: str) -> int:
     [template] = Path(names(env)["assembly"]).glob("*Inference*.template.json")
-    return autoscaling_guard.main([phase, "--template", str(template)])
+    with as_environment(env):
+        return autoscaling_guard.main([phase, "--template", str(template)])
 
 
 def bake_check_step(env: str) -> int:
     alarms = ",".join(f"{names(env)['prefix']}-{name}" for name in ROLLBACK_ALARMS)
-    return bake_check.main(["--alarms", alarms, "--minutes", "30"])
+    with as_environment(env):
+        return bake_check.main(["--alarms", alarms, "--minutes", "30"])
 
 
 # ---- what the deploys and services do between the steps ---------------------------------------------------------
@@ -269,6 +296,12 @@ def account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Account
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("RETRAINING", raising=False)
+    profiles = "".join(
+        f"[profile {env}]\naws_access_key_id = testing\naws_secret_access_key = testing\nregion = {REGION}\n"
+        for env in ("staging", "prod")
+    )
+    (tmp_path / "aws-config").write_text(profiles)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     checkout = tmp_path / "source"
     shutil.copytree(
         REPO / "model_container" / "contract", checkout / "model_container" / "contract",

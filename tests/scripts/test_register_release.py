@@ -312,3 +312,30 @@ def test_a_retried_step_after_the_table_appeared_registers_once(assembly: Path, 
         outputs = [json.loads(line)["registered"] for line in capsys.readouterr().out.splitlines()]
         assert outputs == [True, False]
         assert stored(table)["status"] == "deploying"
+
+
+def test_the_release_table_is_reached_through_the_environment_profile_and_the_pipeline_through_the_step(
+    assembly: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # The pipeline's command (ml_constructs/delivery_pipeline.py, RegisterRelease) sets no AWS_PROFILE: the step's
+    # own credentials read CodePipeline; `--environment-profile` (role_arn + credential_source in AWS_CONFIG_FILE,
+    # AWS SDKs and Tools Reference Guide, "Assume role credential provider") writes the environment's table.
+    config = tmp_path / "aws-config"
+    config.write_text("[profile prod]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    profiles: list[tuple[str, str | None]] = []
+    real_client = boto3.Session.client
+
+    def client(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        profiles.append((name, self.profile_name if self.profile_name != "default" else None))
+        return StagedCodePipeline() if name == "codepipeline" else real_client(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(boto3.Session, "client", client)
+    with mock_aws():
+        table = create_release_table(boto3.resource("dynamodb", region_name="eu-central-1"), "mlapi-prod-releases")
+        argv = staged_argv(assembly, "--environment-profile", "prod", "--environment-region", "eu-central-1")
+        assert register_release.main(argv) == 0, capsys.readouterr().err
+        assert stored(table)["status"] == "deploying"
+    assert ("codepipeline", None) in profiles and ("dynamodb", "prod") in profiles
+    assert ("codepipeline", "prod") not in profiles
