@@ -17,6 +17,16 @@ CONTAINER_NAMESPACE = "MlApi/ModelServer"
 CONTAINER_5XX_METRIC = "Errors5xx"
 # The alarms that must stay OK while a new model takes traffic; named `{prefix}-{name}`.
 ROLLBACK_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate")
+# The container's guard alarm evaluates 10-second periods of its high-resolution EMF metrics (the server stores
+# Requests/Errors*/Latency* with StorageResolution 1 and writes a record every 5 s per worker): CloudWatch User
+# Guide, "Using Amazon CloudWatch alarms" - "If you set an alarm on a high-resolution metric, you can specify a
+# high-resolution alarm with a period of 10 seconds or 30 seconds, or you can set a regular alarm with a period of
+# any multiple of 60 seconds". 3 breaching periods out of 6 (30 s of errors within a minute) put it in ALARM within
+# 40 s of a bad release's first errors (tests/model_container/test_guard_detection.py); one noisy 10-second
+# period does not. The AWS/SageMaker metrics are 1-minute metrics: their alarms keep `settings.period_seconds`.
+GUARD_PERIOD_S = 10
+GUARD_EVALUATION_PERIODS = 6
+GUARD_DATAPOINTS_TO_ALARM = 3
 
 
 class EndpointAlarms(Construct):
@@ -51,9 +61,11 @@ class EndpointAlarms(Construct):
         endpoint_dims = {"EndpointName": endpoint_name, "VariantName": variant_name}
         api_dims = {"ApiName": api_name, "Stage": api_stage}
 
-        def metric(namespace: str, name: str, statistic: str, dims: dict[str, str]) -> cloudwatch.Metric:
+        def metric(
+            namespace: str, name: str, statistic: str, dims: dict[str, str], every: Duration = period
+        ) -> cloudwatch.Metric:
             return cloudwatch.Metric(
-                namespace=namespace, metric_name=name, statistic=statistic, dimensions_map=dims, period=period
+                namespace=namespace, metric_name=name, statistic=statistic, dimensions_map=dims, period=every
             )
 
         def sagemaker(name: str, statistic: str = "Average") -> cloudwatch.Metric:
@@ -66,15 +78,16 @@ class EndpointAlarms(Construct):
             return metric("AWS/ApiGateway", name, statistic, api_dims)
 
         container_dims = {"ModelName": model_name, "ModelVersion": model_version}
+        guard_period = Duration.seconds(GUARD_PERIOD_S)
         container_errors = cloudwatch.MathExpression(
             expression="100 * errors / MAX([requests, 1])",
             using_metrics={
                 # Every 5xx the server answers (500 model failure, 503 not ready...): model_container/server/metrics.py
-                "errors": metric(CONTAINER_NAMESPACE, CONTAINER_5XX_METRIC, "Sum", container_dims),
-                "requests": metric(CONTAINER_NAMESPACE, "Requests", "Sum", container_dims),
+                "errors": metric(CONTAINER_NAMESPACE, CONTAINER_5XX_METRIC, "Sum", container_dims, guard_period),
+                "requests": metric(CONTAINER_NAMESPACE, "Requests", "Sum", container_dims, guard_period),
             },
             label="Container 5xx rate (%)",
-            period=period,
+            period=guard_period,
         )
         # (name, metric, threshold, comparison); latencies of SageMaker are in microseconds.
         above = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
@@ -107,7 +120,6 @@ class EndpointAlarms(Construct):
                 settings.overhead_latency_p99_ms * 1000,
                 above,
             ),
-            "container-error-rate": (container_errors, settings.container_error_rate_percent, above),
             # CPUUtilization is summed over the instance's vCPUs (0-100 % each; SageMaker Developer Guide,
             # "Monitor Amazon SageMaker AI with Amazon CloudWatch"); memory and disk are 0-100 % of the instance.
             "cpu": (host("CPUUtilization"), settings.cpu_utilization_percent * (instance_vcpus or 1), above),
@@ -130,6 +142,20 @@ class EndpointAlarms(Construct):
             )
             for name, (alarm_metric, threshold, comparison) in specs.items()
         }
+        self.alarms["container-error-rate"] = topic_alarm(
+            self,
+            "container-error-rate",
+            topic=self.topic,
+            alarm_name=f"{prefix}-container-error-rate",
+            metric=container_errors,
+            threshold=settings.container_error_rate_percent,
+            comparison=above,
+            evaluation_periods=GUARD_EVALUATION_PERIODS,
+            datapoints_to_alarm=GUARD_DATAPOINTS_TO_ALARM,
+            description=f"{prefix}: container-error-rate above {settings.container_error_rate_percent:g} "
+            f"in {GUARD_DATAPOINTS_TO_ALARM} of {GUARD_EVALUATION_PERIODS} {GUARD_PERIOD_S}-second periods",
+            notify_ok=True,
+        )
         action = cw_actions.SnsAction(self.topic)
         self.alarms["instances-at-max"] = self._instances_at_max(prefix, endpoint_dims, max_instances, period)
         self.alarms["instances-at-max"].add_alarm_action(action)

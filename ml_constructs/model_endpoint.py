@@ -164,7 +164,12 @@ class ModelEndpoint(Construct):
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 model_data_url=model_data_url,
-                environment={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "60", "MODEL_VERSION": self.release.version},
+                environment={
+                    "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
+                    "MODEL_VERSION": self.release.version,
+                    # Successful fast requests logged (model_container/README.md, "Request log sampling").
+                    "MODEL_SERVER_REQUEST_LOG_SAMPLE": f"{settings.request_log_sample_percent / 100:g}",
+                },
             ),
             vpc_config=sagemaker.CfnModel.VpcConfigProperty(
                 subnets=vpc.select_subnets(subnet_group_name=subnets.subnet_group_name).subnet_ids,

@@ -432,3 +432,16 @@ def test_bad_training_values_fail_naming_the_key(path: str, value: Any, fragment
 def test_without_spot_the_wait_is_not_checked() -> None:
     context = with_change("pipeline.training", {"spot": False, "max_wait_seconds": 1})
     assert load_pipeline(context, load_environments(context)).training.spot is False  # type: ignore[union-attr]
+
+
+def test_request_log_sample_is_1_percent_in_staging_and_prod_and_everything_in_dev() -> None:
+    envs = {env.name: env for env in load_environments(CONTEXT)}
+    assert envs["dev"].endpoint.request_log_sample_percent == 100
+    assert envs["staging"].endpoint.request_log_sample_percent == envs["prod"].endpoint.request_log_sample_percent == 1
+
+
+def test_request_log_sample_must_be_a_percentage() -> None:
+    context = with_change("environments.staging.endpoint", {"request_log_sample_percent": 150})
+    with pytest.raises(ConfigError) as raised:
+        load_environments(context)
+    assert "endpoint.request_log_sample_percent" in str(raised.value)
