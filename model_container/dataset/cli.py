@@ -86,15 +86,31 @@ def run_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def baseline_root(s3: Any, bucket: str, release: Any) -> str:
+    """The live model's baseline folder, found as the model gate finds it (scripts/model_gate.py LiveReader):
+    publish_baseline.py keys it on the model's content hash, of which the release records the first characters
+    (model_hash); releases published before that live under baselines/<model_version>/."""
+    if release.model_hash:
+        start = f"baselines/{release.model_hash}"
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=start, Delimiter="/")
+        folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
+        if len(folders) > 1:
+            raise SnapshotError(f"s3://{bucket}/{start}* matches {len(folders)} baselines: {folders}")
+        if folders:
+            return str(folders[0])
+    return f"baselines/{release.model_version}/"
+
+
 def live_metadata(endpoint: str, table: Any, s3: Any, bucket: str) -> dict[str, Any] | None:
     """The live release's build metadata, where the model gate finds it (scripts/model_gate.py live_from_aws):
-    the release table names the version, publish_baseline.py put its metadata.json under baselines/."""
+    the release table names the live release, publish_baseline.py put its metadata.json under baselines/."""
     from lambda_src.releases.release_history.repository import ReleaseRepository, Status
 
     releases = ReleaseRepository(table, endpoint).by_status(Status.LIVE)
     if not releases:
         return None
-    body = s3.get_object(Bucket=bucket, Key=f"baselines/{releases[0].model_version}/metadata.json")["Body"].read()
+    root = baseline_root(s3, bucket, releases[0])
+    body = s3.get_object(Bucket=bucket, Key=f"{root}metadata.json")["Body"].read()
     metadata: dict[str, Any] = json.loads(body)
     return metadata
 
@@ -109,6 +125,9 @@ def run_parent(args: argparse.Namespace) -> int:
     except (ClientError, BotoCoreError) as error:
         print(f"dataset: reading the live model of {args.endpoint}: {error}", file=sys.stderr)
         return EXIT_AWS
+    except SnapshotError as error:
+        print(f"dataset: reading the live model of {args.endpoint}: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
     except ValueError as error:
         print(f"dataset: the live model's metadata.json is not JSON: {error}", file=sys.stderr)
         return EXIT_UNUSABLE

@@ -46,16 +46,19 @@ def lineage_argv(tmp_path: Path, work: str = "push", contract_dir: Path = CONTRA
 
 
 def retrained_is_live(aws: Any, tmp_path: Path) -> dict[str, Any]:
-    """A retraining run's 1.1.0 went live: its metadata published under baselines/ (publish_baseline.py), the
-    release history says it is live. Returns its metadata."""
+    """A retraining run's 1.1.0 went live: published by scripts/publish_baseline.py (baselines/<content hash>/),
+    the release history says it is live and names the model's hash. Returns its metadata."""
+    from scripts.publish_baseline import publish
+
     fresh_labels(aws)
     assert retrain.main(retrain_argv(tmp_path, aws.key)) == 0
     metadata: dict[str, Any] = json.loads((tmp_path / "dist" / "metadata.json").read_text())
     assert metadata["model_version"] == "1.1.0"
-    aws.upload_file(str(tmp_path / "dist" / "metadata.json"), PROD_ARTIFACTS, "baselines/1.1.0/metadata.json")
+    publish(tmp_path / "dist", PROD_ARTIFACTS, aws, CONTRACT_DIR)
     table = boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
     releases = ReleaseRepository(table, ENDPOINT)
-    release = Release("cfg-1-1-0", ENDPOINT, Status.BAKING, LIVE_AT, model_version="1.1.0")
+    digest = metadata["content_sha256"][:16]  # the release's model-hash tag
+    release = Release("cfg-1-1-0", ENDPOINT, Status.BAKING, LIVE_AT, model_version="1.1.0", model_hash=digest)
     releases.register(release)
     assert releases.promote(release, at=LIVE_AT, by="test", reason="baked")
     return metadata
