@@ -1,5 +1,10 @@
 """CDK Pipelines pieces the library lacks: the configured source, approvals that notify a topic, a Lambda invoke,
-and the model registry steps (register, answer, approve, check)."""
+and the model registry steps (register, answer, approve, check).
+
+Registering and checking a package run as production's step role (ml_constructs/step_access.py), in the
+registry's account. Answering and approving also read the pipeline (CodePipeline has no resource policies): they
+run in the pipeline account, and reach the registry through the group's resource policy (SageMaker Developer Guide,
+Model Registry cross-account: "Set up discoverability" and "Register a Model Version from a Different Account")."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ml_constructs.step_access import EnvironmentAccess, StepRoles, environment_step
 from platform_config.settings import EnvironmentSettings, PipelineSource
 
 
@@ -147,37 +153,33 @@ def model_monitor_baseline_step(
     *,
     source: pipelines.IFileSetProducer,
     environment: EnvironmentSettings,
-    partition: str,
-    account: str,
-) -> tuple[pipelines.CodeBuildStep, list[str]]:
+    access: EnvironmentAccess,
+    roles: StepRoles,
+    pipeline_prefix: str,
+) -> pipelines.CodeBuildStep:
     """After a deploy with engine model_monitor: the SDK baseline job of this build's model version, in the
-    environment's own subnets and keys (read from its inference stack), waited for. The pipeline's role must be
-    in the environment's account: SageMaker jobs cannot be started across accounts. Returns the step and its
-    prefix-scoped resources (for the IAM5 acknowledgement)."""
-    prefix, region = environment.resource_prefix(), environment.region
-
-    def arn(service: str, resource: str) -> str:
-        return f"arn:{partition}:{service}:{region}:{account}:{resource}"
-
+    environment's own subnets and keys (read from its inference stack), waited for. SageMaker starts jobs in the
+    caller's account only: the step runs as the environment's role, in its account and region."""
+    prefix, region, account, partition = environment.resource_prefix(), access.region, access.account, access.partition
     endpoint = f"{prefix}-endpoint"
     bucket = f"{prefix}-monitoring-{account}-{region}"
-    stack_arn = arn("cloudformation", f"stack/{prefix}-inference/*")
+    stack_arn = access.arn("cloudformation", f"stack/{prefix}-inference/*")
     objects = f"arn:{partition}:s3:::{bucket}/model-monitor/{endpoint}/*"
-    keys = arn("kms", "key/*")
-    jobs = arn("sagemaker", f"processing-job/{endpoint}-baseline-*")
-    step = pipelines.CodeBuildStep(
+    keys = access.arn("kms", "key/*")
+    jobs = access.arn("sagemaker", f"processing-job/{endpoint}-baseline-*")
+    return environment_step(
         step_id,
+        access=access,
+        roles=roles,
+        pipeline_prefix=pipeline_prefix,
         input=source,
         commands=[
             "make model",
             f".venv/bin/python -m scripts.model_monitor_baseline --environment {environment.name} "
             f"--stack {prefix}-inference --region {region} --wait",
         ],
-        role_policy_statements=[
-            iam.PolicyStatement(
-                actions=["cloudformation:DescribeStacks"],
-                resources=[arn("cloudformation", f"stack/{prefix}-inference/*")],
-            ),
+        statements=[
+            iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[stack_arn]),
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]),
             # The monitoring bucket encrypts with the environment's data key, known here by its alias only.
             iam.PolicyStatement(
@@ -195,8 +197,8 @@ def model_monitor_baseline_step(
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             ),
         ],
+        wildcards=[stack_arn, objects, keys, jobs],
     )
-    return step, [stack_arn, objects, keys, jobs]
 
 
 # ---- model registry and approvals ---------------------------------------------------------------------------
@@ -248,15 +250,20 @@ def register_model_package_step(
     metrics_bucket: str,
     data_key_alias: str,
     pipeline: PipelineCoordinates,
-    partition: str,
-) -> tuple[pipelines.CodeBuildStep, list[str]]:
+    access: EnvironmentAccess,
+    roles: StepRoles,
+    pipeline_prefix: str,
+) -> pipelines.CodeBuildStep:
     """After the model gate: this build's model package, pending manual approval, with the gate's report as its
-    metrics; exports MODEL_PACKAGE_ARN. Returns the step and its prefix-scoped resources (IAM5)."""
-    objects = f"arn:{partition}:s3:::{metrics_bucket}/model-registry/*"
-    keys = f"arn:{partition}:kms:{registry.region}:{registry.account}:key/*"
+    metrics; exports MODEL_PACKAGE_ARN. The registry is production's: the step runs as production's role."""
+    objects = f"arn:{access.partition}:s3:::{metrics_bucket}/model-registry/*"
+    keys = access.arn("kms", "key/*")
     resources = [registry.group_arn, registry.versions_arn]
-    step = pipelines.CodeBuildStep(
+    return environment_step(
         REGISTER_PACKAGE,
+        access=access,
+        roles=roles,
+        pipeline_prefix=pipeline_prefix,
         input=source,
         additional_inputs={"gate": gate, "cdk.out": cdk_out},
         env={"PIPELINE_EXECUTION_ID": EXECUTION_ID},
@@ -271,7 +278,7 @@ def register_model_package_step(
             ),
             f"export {PACKAGE_ARN_VARIABLE}=$(cat model-package.arn)",
         ],
-        role_policy_statements=[
+        statements=[
             # ListModelPackages and DescribeModelPackage find a build registered before (the idempotent retry).
             iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=resources),
             iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[registry.versions_arn]),
@@ -289,8 +296,8 @@ def register_model_package_step(
                 conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": data_key_alias}},
             ),
         ],
+        wildcards=[registry.versions_arn, objects, keys],
     )
-    return step, [registry.versions_arn, objects, keys]
 
 
 def approval_shortcuts_step(
@@ -383,11 +390,17 @@ def model_package_check_step(
     assembly: str,
     package_arn: str,
     registry: RegistryTarget,
+    access: EnvironmentAccess,
+    roles: StepRoles,
+    pipeline_prefix: str,
 ) -> pipelines.CodeBuildStep:
     """Right before production changes: exit non-zero unless the package is Approved and describes the model
-    this deploy ships (image and model data)."""
-    return pipelines.CodeBuildStep(
+    this deploy ships (image and model data). Reads production's registry as production's role."""
+    return environment_step(
         "ModelPackageCheck",
+        access=access,
+        roles=roles,
+        pipeline_prefix=pipeline_prefix,
         input=source,
         additional_inputs={"cdk.out": cdk_out},
         env={PACKAGE_ARN_VARIABLE: package_arn},
@@ -399,9 +412,10 @@ def model_package_check_step(
                 f'--package-arn "${PACKAGE_ARN_VARIABLE}" --assembly cdk.out/{assembly}',
             ),
         ],
-        role_policy_statements=[
+        statements=[
             iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[registry.versions_arn]),
         ],
+        wildcards=[registry.versions_arn],
     )
 
 

@@ -21,8 +21,16 @@ def pipeline(synthesized) -> dict:
 
 
 def actions(pipeline: dict, stage: str) -> dict[str, dict]:
+    """A stage's actions by name; a step placed after one stack's deploy (StackSteps) is named
+    `<stack name>.<step>` and also found under its step name."""
     [found] = [s for s in pipeline["Stages"] if s["Name"] == stage]
-    return {a["Name"]: a for a in found["Actions"]}
+    named = {a["Name"]: a for a in found["Actions"]}
+    return {**{name.split(".", 1)[1]: a for name, a in named.items() if not name.endswith((".Prepare", ".Deploy"))
+               and "." in name}, **named}  # fmt: skip
+
+
+def deploy(steps: dict[str, dict], stack: str) -> int:
+    return steps[f"{stack}.Deploy"]["RunOrder"]
 
 
 def buildspec(synthesized, action: dict) -> str:
@@ -45,8 +53,9 @@ def test_stages_run_checks_then_staging_then_approvals_then_production(pipeline)
     for gate in (*APPROVALS, "ChangeClassifier", "ApprovalShortcuts"):
         assert prod[gate]["RunOrder"] < prod["ModelPackageApproval"]["RunOrder"]
     assert prod["ModelPackageApproval"]["RunOrder"] < prod["ModelPackageCheck"]["RunOrder"]
-    for step in ("AutoscalingBeforeDeploy", "PublishDriftBaseline", "RegisterRelease"):
-        assert prod["ModelPackageCheck"]["RunOrder"] < prod[step]["RunOrder"] < first_deploy
+    assert prod["ModelPackageCheck"]["RunOrder"] < prod["AutoscalingBeforeDeploy"]["RunOrder"] < first_deploy
+    for step in ("PublishDriftBaseline", "RegisterRelease", "DataTerminationProtection"):
+        assert prod["ModelPackageCheck"]["RunOrder"] < prod[step]["RunOrder"] < deploy(prod, "mlapi-prod-inference")
     assert prod["VerifyProduction"]["RunOrder"] > max(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
 
 
@@ -169,10 +178,13 @@ def test_autoscaling_is_released_before_and_restored_after_each_deploy(synthesiz
 
 
 @pytest.mark.parametrize("stage", ["staging", "prod"])
-def test_drift_baseline_is_published_before_each_deploy(synthesized, pipeline, stage: str) -> None:
+def test_drift_baseline_is_published_after_the_data_stack_and_before_the_endpoint_changes(
+    synthesized, pipeline, stage: str
+) -> None:
+    # The artifacts bucket is the data stack's: a first run has it only once that stack is deployed.
     steps = actions(pipeline, stage)
-    first_deploy = min(a["RunOrder"] for n, a in steps.items() if n.endswith(".Deploy"))
-    assert steps["PublishDriftBaseline"]["RunOrder"] < first_deploy
+    published = steps[f"mlapi-{stage}-data.PublishDriftBaseline"]["RunOrder"]
+    assert deploy(steps, f"mlapi-{stage}-data") < published < deploy(steps, f"mlapi-{stage}-inference")
     assert f"--bucket mlapi-{stage}-artifacts-" in buildspec(synthesized, steps["PublishDriftBaseline"])
 
 
@@ -185,8 +197,9 @@ def test_failures_and_pending_approvals_are_notified(synthesized) -> None:
 
 def test_release_is_recorded_with_its_approvals_and_package_before_production_changes(synthesized, pipeline) -> None:
     prod = actions(pipeline, "prod")
-    first_deploy = min(a["RunOrder"] for n, a in prod.items() if n.endswith(".Deploy"))
-    assert prod["DataScienceApproval"]["RunOrder"] < prod["RegisterRelease"]["RunOrder"] < first_deploy
+    # After the table's stack, before the endpoint update whose event the release recorder matches to it.
+    assert prod["DataScienceApproval"]["RunOrder"] < deploy(prod, "mlapi-prod-data")
+    assert deploy(prod, "mlapi-prod-data") < prod["RegisterRelease"]["RunOrder"] < deploy(prod, "mlapi-prod-inference")
     spec = build_commands(synthesized, prod["RegisterRelease"])
     assert f"--approvals {','.join(APPROVALS)}" in spec
     stages = json.loads(spec.split("--stages-json '")[1].split("'")[0])
@@ -208,7 +221,9 @@ def test_drift_events_start_a_retraining_run_that_the_model_gate_records(synthes
     assert {"name": "RETRAINING", "type": "PLAINTEXT", "value": "#{variables.RETRAINING}"} in env
     rules = synthesized.resources("pipeline", "pipeline", "AWS::Events::Rule")
     patterns = [r["Properties"]["EventPattern"] for r in rules.values()]
-    assert {"source": ["ml-platform.drift-monitor"], "detail-type": ["Model Drift Detected"]} in patterns
+    assert any(
+        p["source"] == ["ml-platform.drift-monitor"] and p["detail-type"] == ["Model Drift Detected"] for p in patterns
+    )
     assert any(p["source"] == ["aws.sagemaker"] and "MonitoringScheduleArn" in p["detail"] for p in patterns)
     [trigger_id] = [
         logical_id
@@ -247,6 +262,58 @@ def role_statements(synthesized, role_logical_id: str) -> list[dict]:
     return found
 
 
+def step_access_templates(synthesized) -> dict[str, dict]:
+    """The StepAccess stage's templates, by environment (the stack's construct id)."""
+    directory = synthesized.outdir / "assembly-Pipeline-StepAccess"
+    manifest = json.loads((directory / "manifest.json").read_text())
+    found = {}
+    for artifact in manifest["artifacts"].values():
+        if artifact["type"] == "aws:cloudformation:stack":
+            found[artifact["displayName"].split("/")[-1]] = json.loads(
+                (directory / artifact["properties"]["templateFile"]).read_text()
+            )
+    return found
+
+
+def env_roles(synthesized) -> dict[str, tuple[str, dict, list[dict]]]:
+    """Every pipeline-step role of the environments, by name: (environment, role resource, its statements)."""
+    found = {}
+    for environment, template in step_access_templates(synthesized).items():
+        resources = template["Resources"]
+        for role in (r for r in resources.values() if r["Type"] == "AWS::IAM::Role"):
+            statements = [
+                {**s, "Action": s["Action"] if isinstance(s["Action"], list) else [s["Action"]]}
+                for arn in role["Properties"]["ManagedPolicyArns"]
+                for s in resources[arn["Ref"]]["Properties"]["PolicyDocument"]["Statement"]
+            ]
+            found[role["Properties"]["RoleName"]] = (environment, role, statements)
+    return found
+
+
+def assumed_role(synthesized, action: dict) -> str | None:
+    """The environment role the action's project assumes through its AWS profile (None: none)."""
+    projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project")
+    project = projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]
+    variables = {v["Name"]: v["Value"] for v in project["Environment"].get("EnvironmentVariables", [])}
+    if "STEP_ACCESS_ROLE_ARN" not in variables:
+        return None
+    statements = role_statements(synthesized, project["ServiceRole"]["Fn::GetAtt"][0])
+    assumes = [s for s in statements if "sts:AssumeRole" in s["Action"]]
+    assert [s["Resource"] for s in assumes] == [variables["STEP_ACCESS_ROLE_ARN"]]
+    return variables["STEP_ACCESS_ROLE_ARN"].rsplit("/", 1)[1]
+
+
+def assumed_environment(synthesized, action: dict) -> str | None:
+    role = assumed_role(synthesized, action)
+    return None if role is None else env_roles(synthesized)[role][0]
+
+
+def assumed_statements(synthesized, action: dict) -> list[dict]:
+    role = assumed_role(synthesized, action)
+    assert role is not None
+    return env_roles(synthesized)[role][2]
+
+
 def project_role(synthesized, action: dict) -> str:
     projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project")
     return projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
@@ -278,25 +345,37 @@ def test_the_source_action_role_may_use_the_connection_under_both_prefixes(synth
 
 
 def test_the_model_gate_may_decrypt_the_production_baselines_with_the_data_key(synthesized, pipeline) -> None:
-    # The baselines are SSE-KMS under the artifacts bucket's default key (scripts/publish_baseline.py): S3 needs
-    # kms:Decrypt on it to serve them. The data key lives in production's data stack, so it is named by alias.
-    role = project_role(synthesized, actions(pipeline, "Checks")["ModelGate"])
-    decrypts = [s for s in role_statements(synthesized, role) if "kms:Decrypt" in s["Action"]]
+    # The baselines are SSE-KMS under the artifacts bucket's default key (scripts/publish_baseline.py) and the
+    # releases table is encrypted with the same data key: S3 and DynamoDB need kms:Decrypt on it. The data key
+    # lives in production's data stack, so it is named by alias. Through production's role.
+    gate = actions(pipeline, "Checks")["ModelGate"]
+    assert assumed_environment(synthesized, gate) == "prod"
+    statements = assumed_statements(synthesized, gate)
+    decrypts = [s for s in statements if "kms:Decrypt" in s["Action"]]
     assert any(
         s["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/mlapi-prod/data"}}
         and s["Resource"] == "arn:aws:kms:eu-west-1:123456789012:key/*"
         for s in decrypts
         if "Condition" in s
     ), decrypts
+    # S3 API Reference, GetObject: without s3:ListBucket a missing key answers 403, not 404 (an older release
+    # published no contract).
+    bucket = "arn:aws:s3:::mlapi-prod-artifacts-123456789012-eu-west-1"
+    assert any(
+        "s3:ListBucket" in s["Action"] and s["Resource"] == bucket and "baselines/*" in json.dumps(s["Condition"])
+        for s in statements
+    )
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/mlapi-prod-releases"
+    assert any("dynamodb:Query" in s["Action"] and table in json.dumps(s["Resource"]) for s in statements)
 
 
 # ---- the model registry steps ------------------------------------------------------------------------------
 def sagemaker_statements(synthesized, action: dict) -> list[dict]:
-    return [
-        s
-        for s in role_statements(synthesized, project_role(synthesized, action))
-        if any(a.startswith("sagemaker:") for a in s["Action"])
-    ]
+    """The registry statements a step holds: its own role's, or those of the environment role it assumes."""
+    statements = role_statements(synthesized, project_role(synthesized, action))
+    if assumed_role(synthesized, action) is not None:
+        statements = assumed_statements(synthesized, action)
+    return [s for s in statements if any(a.startswith("sagemaker:") for a in s["Action"])]
 
 
 def test_every_build_registers_a_pending_package_and_nothing_more(synthesized, pipeline) -> None:
@@ -308,6 +387,7 @@ def test_every_build_registers_a_pending_package_and_nothing_more(synthesized, p
         synthesized, actions(pipeline, "Checks")["ModelGate"]
     )
     assert json.loads(buildspec(synthesized, step))["env"]["exported-variables"] == ["MODEL_PACKAGE_ARN"]
+    assert assumed_environment(synthesized, step) == "prod"  # the registry is production's
     by_action = {a: s for s in sagemaker_statements(synthesized, step) for a in s["Action"]}
     assert set(by_action) == {
         "sagemaker:ListModelPackages",
@@ -430,3 +510,135 @@ def test_with_ground_truth_the_retraining_run_reads_only_the_capture_and_label_p
     assert "--labels-uri s3://cap/ground-truth/;" in run and "--dataset-uri s3://data/datasets/v3/" in run
     with pytest.raises(ConfigError, match=r"pipeline\.training\.runner"):
         retraining_commands(inputs, TrainingSettings(runner="sagemaker"))
+
+
+# ---- issue 13: first run, step access, runtimes, termination protection, the autoscaling guard ---------------
+ENVIRONMENT_STEPS = {
+    "Checks": {"ModelGate": "prod", "RegisterModelPackage": "prod"},
+    "staging": {
+        "AutoscalingBeforeDeploy": "staging",
+        "PublishDriftBaseline": "staging",
+        "DataTerminationProtection": "staging",
+        "AutoscalingAfterDeploy": "staging",
+        "NoAlarmDuringBake": "staging",
+        "SmokeAndLoadTests": "staging",
+    },
+    "prod": {
+        "ModelPackageCheck": "prod",
+        "AutoscalingBeforeDeploy": "prod",
+        "PublishDriftBaseline": "prod",
+        "RegisterRelease": "prod",
+        "DataTerminationProtection": "prod",
+        "AutoscalingAfterDeploy": "prod",
+        "VerifyProduction": "prod",
+    },
+}
+
+
+def test_the_step_roles_are_deployed_before_any_step_that_assumes_them(synthesized, pipeline) -> None:
+    names = [s["Name"] for s in pipeline["Stages"]]
+    assert names.index("StepAccess") < names.index("Checks")
+    deploys = {
+        a["Configuration"]["StackName"] for a in actions(pipeline, "StepAccess").values() if ".Deploy" in a["Name"]
+    }
+    assert deploys == {"mlapi-staging-pipeline-steps", "mlapi-prod-pipeline-steps"}
+    for stage, steps in ENVIRONMENT_STEPS.items():
+        for step, environment in steps.items():
+            assert assumed_environment(synthesized, actions(pipeline, stage)[step]) == environment, (stage, step)
+
+
+def test_environment_steps_use_the_role_through_an_aws_profile(synthesized, pipeline) -> None:
+    # AWS SDKs and Tools Reference Guide, "Assume role credential provider": role_arn with credential_source
+    # EcsContainer (CodeBuild's container credentials); AWS_CONFIG_FILE/AWS_PROFILE select it for aws and boto3.
+    projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project")
+    for stage, steps in ENVIRONMENT_STEPS.items():
+        for step in steps:
+            action = actions(pipeline, stage)[step]
+            commands = build_commands(synthesized, action).splitlines()
+            [config] = [c for c in commands if c.startswith("printf")]
+            assert "role_arn = $STEP_ACCESS_ROLE_ARN" in config and "credential_source = EcsContainer" in config
+            assert "aws_access_key_id" not in build_commands(synthesized, action)
+            project = projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]
+            variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
+            assert variables["AWS_CONFIG_FILE"] in config
+            # RegisterRelease also reads the pipeline: its script picks the profile for the release table only.
+            if step == "RegisterRelease":
+                assert "AWS_PROFILE" not in variables and "--environment-profile prod" in config + "\n".join(commands)
+            else:
+                assert variables["AWS_PROFILE"] == steps[step]
+
+
+def test_each_environment_role_trusts_only_its_steps_named_role(synthesized, pipeline) -> None:
+    # IAM User Guide, "AWS global condition context keys" (aws:PrincipalArn): the role ARN of a role session; the
+    # condition names a role that need not exist yet (a role ARN in Principal must).
+    roles = env_roles(synthesized)
+    expected = {
+        assumed_role(synthesized, actions(pipeline, stage)[step])
+        for stage, steps in ENVIRONMENT_STEPS.items()
+        for step in steps
+    }
+    assert expected == set(roles)  # no role without its step
+    pipeline_roles = {
+        r["Properties"]["RoleName"]
+        for r in synthesized.resources("pipeline", "pipeline", "AWS::IAM::Role").values()
+        if "RoleName" in r["Properties"]
+    }
+    for name, (environment, role, _) in roles.items():
+        assert name.startswith(f"mlapi-{environment}-steps-")
+        [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+        [trusted] = [trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]]
+        assert isinstance(trusted, str) and trusted.startswith(
+            f"arn:aws:iam::123456789012:role/mlapi-pipeline-{environment}-"
+        )
+        assert trusted.rsplit("/", 1)[1] in pipeline_roles
+
+
+def test_every_codebuild_project_pins_node_and_python(synthesized) -> None:
+    # STANDARD_7_0 defaults to Node 18; aws-cdk-lib needs Node >= 20 (CodeBuild User Guide, "Available runtimes").
+    projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project")
+    assert len(projects) > 20  # synth, checks, stage steps, self-mutation and asset publishing
+    for logical_id, project in projects.items():
+        runtimes = json.loads(project["Properties"]["Source"]["BuildSpec"])["phases"]["install"]["runtime-versions"]
+        assert int(runtimes["nodejs"]) >= 20 and runtimes["python"] == "3.12", logical_id
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_termination_protection_is_set_after_the_data_stack_deploys(synthesized, pipeline, stage: str) -> None:
+    # CDK Pipelines' CloudFormation actions ignore termination_protection (aws/aws-cdk#17871).
+    steps = actions(pipeline, stage)
+    step = steps[f"mlapi-{stage}-data.DataTerminationProtection"]
+    assert step["RunOrder"] > deploy(steps, f"mlapi-{stage}-data")
+    assert (
+        "aws cloudformation update-termination-protection --enable-termination-protection "
+        f"--stack-name mlapi-{stage}-data"
+    ) in build_commands(synthesized, step)
+    assert any(
+        s["Action"] == ["cloudformation:UpdateTerminationProtection"]
+        and s["Resource"] == f"arn:aws:cloudformation:eu-west-1:123456789012:stack/mlapi-{stage}-data/*"
+        for s in assumed_statements(synthesized, step)
+    )
+    assert not any("DataTerminationProtection" in name for name in actions(pipeline, "Checks"))
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_the_autoscaling_guard_may_update_capacity_and_pass_the_targets_role(synthesized, pipeline, stage: str) -> None:
+    statements = assumed_statements(synthesized, actions(pipeline, stage)["AutoscalingAfterDeploy"])
+    endpoint = f"arn:aws:sagemaker:eu-west-1:123456789012:endpoint/mlapi-{stage}-endpoint"
+    # SageMaker Developer Guide, "Auto scaling prerequisites".
+    assert any(
+        "sagemaker:UpdateEndpointWeightsAndCapacities" in s["Action"] and endpoint in json.dumps(s["Resource"])
+        for s in statements
+    )
+    [passes] = [s for s in statements if s["Action"] == ["iam:PassRole"] and "inference" in json.dumps(s["Resource"])]
+    assert passes["Condition"] == {"StringEquals": {"iam:PassedToService": "application-autoscaling.amazonaws.com"}}
+    # The RoleARN the guard re-registers with: a role of the inference stack that CloudFormation names after it.
+    [target] = synthesized.resources(stage, "inference", "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    role_id = target["Properties"]["RoleARN"]["Fn::GetAtt"][0]
+    role = synthesized.templates[(stage, "inference")]["Resources"][role_id]
+    assert "RoleName" not in role["Properties"]
+    assert passes["Resource"] == f"arn:aws:iam::123456789012:role/mlapi-{stage}-inference-*"
+    [linked] = [s for s in statements if s["Action"] == ["iam:CreateServiceLinkedRole"]]
+    assert linked["Resource"].endswith(
+        "/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+    )

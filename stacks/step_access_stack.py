@@ -1,0 +1,61 @@
+"""The environments' pipeline-step roles, deployed by the pipeline before any step that uses them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_cdk import Environment, Stack, Stage, Token
+from constructs import Construct
+
+from ml_constructs.nag import acknowledge, record_acknowledgements_in_templates, wildcard_finding
+from ml_constructs.step_access import EnvironmentAccess, EnvironmentStepRoles
+
+
+class StepAccessStack(Stack):
+    """One environment's pipeline-step roles (`<prefix>-steps-<step>`), in that environment's account and region."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, access: EnvironmentAccess, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.step_roles = EnvironmentStepRoles(self, "PipelineSteps", access=access)
+        for grant in access.grants:
+            policy = self.step_roles.policies[grant.step_id]
+            acknowledge(
+                policy,
+                [wildcard_finding(self, resource) for resource in grant.wildcards],
+                "Each wildcard ends a prefix of this environment's own resources: objects under a bucket's "
+                "baselines/ or model-registry/ folder, the data key addressed by alias (kms:ResourceAliases) because "
+                "its id lives in another stack, ids CloudFormation and Application Auto Scaling generate, alarms and "
+                "endpoint configs named after the endpoint, the inference stack's generated role names.",
+            )
+            if any("*" in s.resources for s in grant.statements):
+                acknowledge(
+                    policy,
+                    ["AwsSolutions-IAM5[Resource::*]"],
+                    "application-autoscaling:DescribeScalableTargets supports no resource-level permissions (Service "
+                    "Authorization Reference, Application Auto Scaling): the autoscaling guard's only read of it.",
+                )
+
+
+class StepAccessStage(Stage):
+    """The step roles of every environment the pipeline deploys, one stack each (`stacks`)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, project: str, environments: Sequence[EnvironmentAccess]
+    ) -> None:
+        super().__init__(scope, construct_id)
+        record_acknowledgements_in_templates(self)
+        self.stacks = [
+            StepAccessStack(
+                self,
+                access.name,
+                stack_name=f"{access.prefix}-pipeline-steps",
+                access=access,
+                # An unset account stays the deploying credentials' (the pipeline's), as for the stages.
+                env=Environment(
+                    account=None if Token.is_unresolved(access.account) else access.account, region=access.region
+                ),
+                description=f"{project}: the delivery pipeline's access to {access.name}",
+            )
+            for access in environments
+        ]
