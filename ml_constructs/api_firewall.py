@@ -1,4 +1,5 @@
-"""AWS WAF web ACL for the API stage: managed rules, per-IP rate limit, body-size limit, redacted logs."""
+"""AWS WAF web ACL for the API stage: managed rules, per-API-key and per-IP rate limits, body-size limit, redacted
+logs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from constructs import Construct
 
 from ml_constructs.encrypted_logs import encrypted_log_group
 
+API_KEY_HEADER = "x-api-key"
 MANAGED_RULE_GROUPS = (
     "AWSManagedRulesCommonRuleSet",
     "AWSManagedRulesKnownBadInputsRuleSet",
@@ -31,6 +33,7 @@ class ApiFirewall(Construct):
         logs_key: kms.IKey,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
+        key_rate_limit_per_5_minutes: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -40,6 +43,18 @@ class ApiFirewall(Construct):
             )
 
         block = wafv2.CfnWebACL.RuleActionProperty(block={})
+
+        def rate_rule(
+            name: str, priority: int, statement: wafv2.CfnWebACL.RateBasedStatementProperty
+        ) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                action=block,
+                visibility_config=visibility(name),
+                statement=wafv2.CfnWebACL.StatementProperty(rate_based_statement=statement),
+            )
+
         rules = [
             wafv2.CfnWebACL.RuleProperty(
                 name="body-size",
@@ -57,19 +72,36 @@ class ApiFirewall(Construct):
                     )
                 ),
             ),
-            wafv2.CfnWebACL.RuleProperty(
-                name="rate-per-ip",
-                priority=1,
-                action=block,
-                visibility_config=visibility("rate-per-ip"),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                        limit=rate_limit_per_5_minutes, aggregate_key_type="IP"
-                    )
+            # Consumers are limited per API key, so that several behind one NAT address keep their plans' rates
+            # ("Aggregating rate-based rules in AWS WAF": custom keys, here the x-api-key header). A request without
+            # the header is "omitted from the rate-based rule evaluation" (API reference, RateBasedStatementCustomKey):
+            # the per-IP rule below is the backstop for those and for made-up keys. Without a key limit of its own
+            # the key rule takes the per-IP limit, which settings keep at or above the key limit.
+            rate_rule(
+                "rate-per-api-key",
+                1,
+                wafv2.CfnWebACL.RateBasedStatementProperty(
+                    limit=key_rate_limit_per_5_minutes or rate_limit_per_5_minutes,
+                    aggregate_key_type="CUSTOM_KEYS",
+                    custom_keys=[
+                        wafv2.CfnWebACL.RateBasedStatementCustomKeyProperty(
+                            header=wafv2.CfnWebACL.RateLimitHeaderProperty(
+                                name=API_KEY_HEADER,
+                                text_transformations=[
+                                    wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                                ],
+                            )
+                        )
+                    ],
                 ),
             ),
+            rate_rule(
+                "rate-per-ip",
+                2,
+                wafv2.CfnWebACL.RateBasedStatementProperty(limit=rate_limit_per_5_minutes, aggregate_key_type="IP"),
+            ),
         ]
-        for priority, group in enumerate(MANAGED_RULE_GROUPS, start=2):
+        for priority, group in enumerate(MANAGED_RULE_GROUPS, start=3):
             overrides = None
             if group == "AWSManagedRulesCommonRuleSet":
                 # Its 8 KB body rule would cap batches below the API's limit, which the body-size rule enforces.

@@ -18,6 +18,7 @@ from ml_constructs.drift_task import DriftTask
 from ml_constructs.endpoint_alarms import topic_alarm
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
+from ml_constructs.prediction_api import TEST_INFERENCE_ID_PREFIX
 from platform_config import MonitoringSettings
 
 CODE_DIR = "lambda_src/drift_monitor"
@@ -70,6 +71,8 @@ class DriftMonitor(Construct):
             "WINDOW_HOURS": str(settings.window_hours),
             "THRESHOLDS_JSON": json.dumps(thresholds),
             "PROBABILITY_OF": "positive_class",
+            # The marker the API gives the pipeline's test traffic: such capture records stay out of drift statistics.
+            "TEST_INFERENCE_ID_PREFIX": TEST_INFERENCE_ID_PREFIX,
             "POWERTOOLS_SERVICE_NAME": "drift-monitor",
         }
         if settings.ground_truth_prefix:

@@ -14,9 +14,47 @@ from constructs import Construct
 from ml_constructs.encrypted_logs import encrypted_log_group
 from ml_constructs.nag import acknowledge
 from platform_config import ApiSettings
+from platform_config.settings import UsagePlanSettings
 
 REQUEST_SCHEMA = Path("model_container/contract/request.schema.json")
 STAGE_NAME = "v1"
+INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
+# Test traffic (README "Test traffic"): the pipeline's smoke and load tests use their own API key and usage plan,
+# and only requests authenticated with that key reach the endpoint with an inference id starting with this prefix.
+# InvokeEndpoint's InferenceId "is added to the captured data when you enable data capture on the endpoint"
+# (SageMaker API reference, InvokeEndpoint; the capture record's eventMetadata.inferenceId), whereas
+# CustomAttributes is only "forwarded verbatim" to the container and is not part of the capture record. The drift
+# job leaves records with this prefix out of its statistics (drift_engine.capture_records).
+TEST_INFERENCE_ID_PREFIX = "pipeline-test-"
+PIPELINE_TEST_TIER = "pipeline-tests"
+TEST_KEY_VARIABLE = "pipelineTestKeyId"
+
+
+def request_template(*, marks_test_traffic: bool) -> str:
+    """The integration request template: the body unchanged; for the pipeline's test key only (its id is the stage
+    variable TEST_KEY_VARIABLE), the inference id becomes TEST_INFERENCE_ID_PREFIX + the request id.
+
+    The marker is set by the gateway from $context.identity.apiKeyId, "the API key ID associated with an API request
+    that requires an API key" (API Gateway mapping template and access logging variable reference), never from
+    anything the client sends: SageMaker only sees the headers the integration maps. A mapping template override
+    ($context.requestOverride.header) replaces the standard mapping of the header ("Override your API's request and
+    response parameters and status codes for REST APIs in API Gateway": overrides apply "after standard API Gateway
+    mappings have been applied", once per parameter). It is written as the Map put that Velocity's
+    #set($context.requestOverride.header.Name = ...) performs for a name that cannot be a bean property (one with
+    hyphens), so that the renderers of this repository's tests parse it too. The key id comes from a stage variable
+    so that the template stays a plain string (the id is only known at deploy time)."""
+    if not marks_test_traffic:
+        return "$input.body"
+    key = "$context.identity.apiKeyId"
+    marked = f'"{TEST_INFERENCE_ID_PREFIX}$context.requestId"'
+    return "\n".join(
+        (
+            f"#if({key} && {key} == $stageVariables.{TEST_KEY_VARIABLE})",
+            f'#set($previous = $context.requestOverride.header.put("{INFERENCE_ID_HEADER}", {marked}))',
+            "#end",
+            "$input.body",
+        )
+    )
 
 
 # Error bodies: {"error": {"code", "message", "request_id"}} for every failure a consumer can see (openapi.json).
@@ -126,6 +164,15 @@ class PredictionApi(Construct):
             self, "AccessLogs", key=logs_key, retention_days=log_retention_days, removal_policy=removal_policy
         )
         caching = settings.cache_size_gb is not None
+        # The pipeline's test key, whose id the stage holds in a variable for the request template to compare with.
+        self.test_key: apigw.IApiKey | None = None
+        if settings.auth == "api_key":
+            self.test_key = apigw.ApiKey(
+                self,
+                f"Key-{PIPELINE_TEST_TIER}",
+                api_key_name=f"{api_name}-{PIPELINE_TEST_TIER}",
+                description="The delivery pipeline's smoke and load tests: marked as test traffic, left out of drift",
+            )
         self.api = apigw.RestApi(
             self,
             "Api",
@@ -136,6 +183,7 @@ class PredictionApi(Construct):
             cloud_watch_role=False,
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
+                variables={TEST_KEY_VARIABLE: self.test_key.key_id} if self.test_key else None,
                 throttling_rate_limit=settings.throttle_rate_limit,
                 throttling_burst_limit=settings.throttle_burst_limit,
                 logging_level=apigw.MethodLoggingLevel.ERROR,
@@ -211,9 +259,11 @@ class PredictionApi(Construct):
                     "integration.request.header.Content-Type": "'application/json'",
                     "integration.request.header.Accept": "'application/json'",
                     # Lets data capture and ground-truth labels be joined on the API's request id.
-                    "integration.request.header.X-Amzn-SageMaker-Inference-Id": "context.requestId",
+                    f"integration.request.header.{INFERENCE_ID_HEADER}": "context.requestId",
                 },
-                request_templates={"application/json": "$input.body"},
+                request_templates={
+                    "application/json": request_template(marks_test_traffic=self.test_key is not None)
+                },
                 integration_responses=[
                     apigw.IntegrationResponse(status_code="200"),
                     apigw.IntegrationResponse(
@@ -267,16 +317,21 @@ class PredictionApi(Construct):
 
         if settings.auth == "api_key":
             for tier, plan in settings.usage_plans.items():
-                usage_plan = self.api.add_usage_plan(
-                    f"Plan-{tier}",
-                    name=f"{api_name}-{tier}",
-                    throttle=apigw.ThrottleSettings(rate_limit=plan.rate_limit, burst_limit=plan.burst_limit),
-                    quota=apigw.QuotaSettings(limit=plan.quota_per_day, period=apigw.Period.DAY),
-                    api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.stage)],
-                )
+                usage_plan = self._usage_plan(tier, plan)
                 usage_plan.add_api_key(self.api.add_api_key(f"Key-{tier}", api_key_name=f"{api_name}-{tier}"))
+            if self.test_key is not None:
+                self._usage_plan(PIPELINE_TEST_TIER, settings.pipeline_test_plan).add_api_key(self.test_key)
 
         self._acknowledge(settings, caching)
+
+    def _usage_plan(self, tier: str, plan: UsagePlanSettings) -> apigw.UsagePlan:
+        return self.api.add_usage_plan(
+            f"Plan-{tier}",
+            name=f"{self.api_name}-{tier}",
+            throttle=apigw.ThrottleSettings(rate_limit=plan.rate_limit, burst_limit=plan.burst_limit),
+            quota=apigw.QuotaSettings(limit=plan.quota_per_day, period=apigw.Period.DAY),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.stage)],
+        )
 
     def _acknowledge(self, settings: ApiSettings, caching: bool) -> None:
         if settings.auth == "api_key":

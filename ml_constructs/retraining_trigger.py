@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from aws_cdk import Stack
+from aws_cdk import Stack, Stage
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -15,18 +16,64 @@ from ml_constructs.drift_monitor import DRIFT_DETAIL_TYPE, DRIFT_EVENT_SOURCE
 from ml_constructs.model_monitor import FAILED_OR_VIOLATIONS, MONITORING_EXECUTION
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 
-DRIFT_PATTERN = events.EventPattern(source=[DRIFT_EVENT_SOURCE], detail_type=[DRIFT_DETAIL_TYPE])
-# Any environment's schedules: the events arrive from other accounts, whose schedule ARNs this stack cannot know.
-MODEL_MONITOR_PATTERN = events.EventPattern(
-    **MONITORING_EXECUTION, detail={"MonitoringScheduleArn": [{"exists": True}], **FAILED_OR_VIOLATIONS}
-)
+
+@dataclass(frozen=True)
+class RetrainingSource:
+    """The one environment whose drift may start a retraining run, production: its account, region and the resource
+    prefix its endpoint and Model Monitor schedules are named with."""
+
+    account: str
+    region: str
+    prefix: str
+
+    @property
+    def endpoint_name(self) -> str:
+        return f"{self.prefix}-endpoint"
+
+
+# Only production's drift retrains: staging's and dev's endpoints serve the pipeline's own load tests and
+# experiments, and in the shipped config every environment puts its events on this same default bus. An event
+# keeps the account it was sent from when a rule forwards it to another account's bus, and the receiving rules
+# match "events that come from the sender account" ("Sending and receiving events between AWS accounts in Amazon
+# EventBridge"); the drift job names the endpoint in the detail (lambda_src/drift_monitor/EVENTS.md).
+def drift_pattern(source: RetrainingSource) -> events.EventPattern:
+    return events.EventPattern(
+        source=[DRIFT_EVENT_SOURCE],
+        detail_type=[DRIFT_DETAIL_TYPE],
+        account=[source.account],
+        detail={"endpointName": [source.endpoint_name]},
+    )
+
+
+def model_monitor_pattern(source: RetrainingSource, partition: str) -> events.EventPattern:
+    # Production's schedules are named <prefix>-<kind> (model_monitor.py); their ARNs are built, not referenced, as
+    # they live in another stack, possibly another account.
+    schedules = f"arn:{partition}:sagemaker:{source.region}:{source.account}:monitoring-schedule/{source.prefix}-"
+    return events.EventPattern(
+        **MONITORING_EXECUTION,
+        account=[source.account],
+        detail={"MonitoringScheduleArn": [{"prefix": schedules}], **FAILED_OR_VIOLATIONS},
+    )
+
+
+def production_of(stack: Stack) -> RetrainingSource:
+    """Interim: production as the pipeline stack's last environment stage (PipelineStack creates staging, then
+    production). DeliveryPipeline should pass `production` explicitly."""
+    stages = [child for child in stack.node.children if isinstance(child, Stage) and hasattr(child, "settings")]
+    if not stages:
+        raise ValueError("RetrainingTrigger needs `production`: no environment stage in the pipeline stack")
+    settings = stages[-1].settings  # type: ignore[attr-defined]
+    return RetrainingSource(
+        account=settings.account or stack.account, region=settings.region, prefix=settings.resource_prefix()
+    )
 
 
 class RetrainingTrigger(Construct):
     """Rules on this account's default bus that start `pipeline_name` as a retraining run.
 
     Environments send their drift events here with `monitoring.retraining_event_bus_arn` set to this bus;
-    `source_accounts` may put events on it. Exposes `function` (PlatformFunction) and `rules`."""
+    `source_accounts` may put events on it; only `production`'s endpoint and schedules start a run. Exposes
+    `function` (PlatformFunction), `rules` and `production`."""
 
     def __init__(
         self,
@@ -37,9 +84,11 @@ class RetrainingTrigger(Construct):
         source_accounts: Sequence[str],
         placement: FunctionPlacement,
         powertools: lambda_.ILayerVersion,
+        production: RetrainingSource | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        self.production = production or production_of(stack)
         self.function = PlatformFunction(
             self,
             "Function",
@@ -67,16 +116,27 @@ class RetrainingTrigger(Construct):
         )
         self.rules = [
             events.Rule(self, name, description=f"{name} → retraining run of {pipeline_name}", event_pattern=pattern)
-            for name, pattern in (("DriftDetected", DRIFT_PATTERN), ("ModelMonitorViolations", MODEL_MONITOR_PATTERN))
+            for name, pattern in (
+                ("DriftDetected", drift_pattern(self.production)),
+                ("ModelMonitorViolations", model_monitor_pattern(self.production, stack.partition)),
+            )
         ]
         for rule in self.rules:
             rule.add_target(target)
+        bus_arn = f"arn:{stack.partition}:events:{stack.region}:{stack.account}:event-bus/default"
         for account in sorted(set(source_accounts) - {stack.account}):
+            # `statement`, not `action`/`principal`, which the CfnEventBusPolicy reference marks "(deprecated)"
+            # (AWS CDK API reference, CfnEventBusPolicyProps; AWS::Events::EventBusPolicy keeps them for old stacks).
             events.CfnEventBusPolicy(
                 self,
                 f"From{account}",
                 event_bus_name="default",
                 statement_id=f"drift-events-from-{account}",
-                action="events:PutEvents",
-                principal=account,
+                statement={
+                    "Sid": f"drift-events-from-{account}",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:{stack.partition}:iam::{account}:root"},
+                    "Action": "events:PutEvents",
+                    "Resource": bus_arn,
+                },
             )

@@ -383,7 +383,15 @@ class ApiSettings:
             "standard": UsagePlanSettings(rate_limit=50, burst_limit=100, quota_per_day=100_000),
         }
     )
-    waf_rate_limit_per_5_minutes: int = 3000
+    # The pipeline's own key and plan for its smoke and load tests (README "Test traffic"): the gateway marks the
+    # requests of this key only, and the drift job leaves marked requests out of its statistics.
+    pipeline_test_plan: UsagePlanSettings = field(
+        default_factory=lambda: UsagePlanSettings(rate_limit=50, burst_limit=100, quota_per_day=20_000)
+    )
+    # WAF rate limits per 5 minutes: per API key (header x-api-key), and per source IP as the backstop for requests
+    # without a key or with made-up keys. Every plan must fit under both (checked below).
+    waf_key_rate_limit_per_5_minutes: int = 20_000
+    waf_rate_limit_per_5_minutes: int = 40_000
     # WAF inspects at most 64 KB of a regional API's body; larger bodies are blocked, not passed uninspected.
     max_body_kb: Literal[8, 16, 32, 48, 64] = 64
     integration_timeout_seconds: int = 29
@@ -401,6 +409,7 @@ class ApiSettings:
                 "must not exceed the stage's throttle_rate_limit",
             )
         check(self.waf_rate_limit_per_5_minutes >= 100, "waf_rate_limit_per_5_minutes", "must be at least 100")
+        self._check_plans_fit_the_firewall()
         check(1 <= self.integration_timeout_seconds <= 60, "integration_timeout_seconds", "must be 1..60")
         if self.cache_size_gb is not None:
             check(
@@ -413,6 +422,31 @@ class ApiSettings:
             "access_log_retention_days",
             "must be one of CloudWatch's retention periods",
         )
+
+    def _check_plans_fit_the_firewall(self) -> None:
+        # A consumer at its plan's limit must never meet a WAF block first: over WAF's 5-minute window a plan admits
+        # rate * 300 requests plus one burst (API Gateway's token bucket, "Throttle requests to your REST APIs").
+        plans = {**{f"usage_plans.{tier}": plan for tier, plan in self.usage_plans.items()},
+                 "pipeline_test_plan": self.pipeline_test_plan}  # fmt: skip
+        for key, plan in plans.items():
+            admitted = plan_requests_per_5_minutes(plan)
+            check(
+                admitted <= self.waf_key_rate_limit_per_5_minutes,
+                f"{key}.rate_limit",
+                f"admits {admitted} requests per 5 minutes, over waf_key_rate_limit_per_5_minutes "
+                f"({self.waf_key_rate_limit_per_5_minutes}): the firewall would block the key before its plan does",
+            )
+        check(
+            self.waf_rate_limit_per_5_minutes >= self.waf_key_rate_limit_per_5_minutes,
+            "waf_rate_limit_per_5_minutes",
+            f"the per-IP limit must be at least waf_key_rate_limit_per_5_minutes "
+            f"({self.waf_key_rate_limit_per_5_minutes}): one consumer on one address would be blocked before its plan",
+        )
+
+
+def plan_requests_per_5_minutes(plan: UsagePlanSettings) -> int:
+    """The most requests a usage plan lets through in WAF's 5-minute rate window: the steady rate plus one burst."""
+    return math.ceil(plan.rate_limit * 300) + plan.burst_limit
 
 
 @dataclass(frozen=True)
@@ -866,6 +900,9 @@ class PipelineSettings:
     load_test_requests: int = 2000
     load_test_concurrency: int = 16
     load_test_p99_ms: float = 500.0
+    # Requests per second of the smoke test's load (smoke_test --rate), with the environments' pipeline_test_plan:
+    # at most LOAD_TEST_PLAN_SHARE of that plan's rate (check_load_test_fits).
+    load_test_rate: float = 30.0
     latency_gate: LatencyGate = field(default_factory=LatencyGate)
     chat: ChatChannel | None = None
     # Start a retraining run on drift events sent to this account's default bus (see README).
@@ -895,6 +932,7 @@ class PipelineSettings:
             "load_test_requests",
             "must be at least load_test_concurrency",
         )
+        check(0 < self.load_test_rate <= 1000, "load_test_rate", "must be in (0, 1000] requests per second")
         self._check_approvals()
 
     def _check_approvals(self) -> None:
@@ -913,3 +951,18 @@ class PipelineSettings:
                 f"approval stage {stage.name!r} notifies nobody: set approvals[{index}].emails or "
                 f"approvals[{index}].chat (or approval_emails / chat, which every stage also notifies)",
             )
+
+
+# The load test paces itself below its plan's rate, leaving room for retries and client-side timing jitter.
+LOAD_TEST_PLAN_SHARE = 0.8
+
+
+def check_load_test_fits(pipeline: PipelineSettings, environment: EnvironmentSettings) -> None:
+    """Refuse a load test (pipeline.load_test_rate) faster than the plan of the key it uses in `environment`."""
+    plan = environment.api.pipeline_test_plan
+    check(
+        pipeline.load_test_rate <= LOAD_TEST_PLAN_SHARE * plan.rate_limit,
+        "pipeline.load_test_rate",
+        f"{pipeline.load_test_rate} requests/s is over {LOAD_TEST_PLAN_SHARE:.0%} of {environment.name}'s "
+        f"api.pipeline_test_plan.rate_limit ({plan.rate_limit}): API Gateway would throttle the load test",
+    )

@@ -1,9 +1,12 @@
-"""Smoke and load test of a deployed prediction API: the contract cases, then a bounded load test.
+"""Smoke and load test of a deployed prediction API: the contract cases, then a bounded, paced load test.
 
     python -m scripts.smoke_test --url https://<api>.execute-api.<region>.amazonaws.com/v1/v1/predict \
-        --api-key KEY [--rows 5] [--requests 200 --concurrency 4 --p99-ms 1000 --time-budget-s 120]
+        --api-key KEY [--rows 5] [--requests 200 --concurrency 4 --rate 30 --p99-ms 1000 --time-budget-s 120]
 
-Exit codes: 0 passed, 1 a case or the load test failed, 2 usage. The report (JSON) goes to stdout.
+Use the pipeline's test key (<prefix>-api-pipeline-tests): the gateway marks that key's requests as test traffic,
+which the drift job leaves out (README "Test traffic"). --rate paces the load below that key's usage plan; a 429
+(throttled) is retried with the AWS SDKs' backoff rather than counted as a failure, unless it says the daily quota
+is used up. Exit codes: 0 passed, 1 a case or the load test failed, 2 usage. The report (JSON) goes to stdout.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import argparse
 import http.client
 import json
 import math
+import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +39,36 @@ def sample_rows(schema: dict[str, Any], count: int) -> list[list[float]]:
         ]
         for i in range(count)
     ]
+
+
+def load_body(rows: list[list[float]]) -> bytes:
+    """The body of every load-test request: all sample rows in one batch."""
+    return json.dumps({"instances": rows}).encode()
+
+
+@dataclass(frozen=True)
+class Case:
+    """One contract case: what is sent, and whether it gets past the gateway to the model (and its data capture)."""
+
+    name: str
+    body: bytes
+    with_key: bool
+    reaches_model: bool
+
+
+def contract_cases(rows: list[list[float]]) -> list[Case]:
+    return [
+        Case("single row", json.dumps({"instances": rows[:1]}).encode(), True, True),
+        Case(f"batch of {len(rows)}", json.dumps({"instances": rows}).encode(), True, True),
+        # Refused by the request validator and by the API key check: neither reaches the endpoint.
+        Case("invalid body -> 400 JSON error", b'{"instances": "not a list"}', True, False),
+        Case("missing API key -> 403", json.dumps({"instances": rows[:1]}).encode(), False, False),
+    ]
+
+
+def model_bodies(rows: list[list[float]], requests: int) -> list[bytes]:
+    """Every body a run sends that reaches the model, in order: what the endpoint's data capture records of it."""
+    return [case.body for case in contract_cases(rows) if case.reaches_model] + [load_body(rows)] * requests
 
 
 @dataclass
@@ -82,6 +117,59 @@ class ApiClient:
         self._connection.close()
 
 
+class Pacer:
+    """Spaces request starts at least 1/rate seconds apart across all threads. A slow stretch never turns into a
+    catch-up burst: a late request takes the next free slot from now, not the ones it missed."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            slot = max(time.monotonic(), self._next)
+            self._next = slot + self.interval
+        time.sleep(max(0.0, slot - time.monotonic()))
+
+
+# API Gateway answers 429 when a key goes over its plan's rate ("Clients may receive 429 Too Many Requests error
+# responses ... the client can resubmit the failed requests in a way that is rate limiting": "Throttle requests to
+# your REST APIs for better throughput in API Gateway"); the integration maps SageMaker's throttling to 429 too.
+# The retry follows the AWS SDKs' standard mode ("Retry behavior", AWS SDKs and Tools Reference Guide): 3 attempts,
+# delay min(b * 2^i, 20 s) with b uniform in [0, 1]. A used-up daily quota (429 quota_exceeded) is not retried.
+MAX_BACKOFF_S = 20.0
+DEFAULT_ATTEMPTS = 3
+
+
+def backoff_s(retry: int, rand: Callable[[], float] = random.random) -> float:
+    return min(rand() * 2**retry, MAX_BACKOFF_S)
+
+
+def _retryable(response: Response) -> bool:
+    if response.status != 429:
+        return False
+    body = response.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    return not (isinstance(error, dict) and error.get("code") == "quota_exceeded")
+
+
+def post_paced(
+    client: ApiClient, body: bytes, pacer: Pacer, attempts: int, *, with_key: bool = True
+) -> tuple[Response, int]:
+    """Send with pacing, retrying throttled answers; returns the last response and how many 429s were retried."""
+    retried = 0
+    while True:
+        pacer.wait()
+        response = client.post(body, with_key=with_key)
+        if retried + 1 >= attempts or not _retryable(response):
+            return response, retried
+        time.sleep(backoff_s(retried))
+        retried += 1
+
+
 @dataclass
 class CaseResult:
     name: str
@@ -107,33 +195,32 @@ def _predictions_ok(response: Response, rows: int) -> str | None:
     return None
 
 
-def run_cases(client: ApiClient, rows: list[list[float]]) -> list[CaseResult]:
-    results = []
-    for name, batch in (("single row", rows[:1]), (f"batch of {len(rows)}", rows)):
-        response = client.post(json.dumps({"instances": batch}).encode())
-        problem = f"status {response.status}" if response.status != 200 else _predictions_ok(response, len(batch))
-        results.append(CaseResult(name, problem is None, response.status, problem or "ok"))
-    response = client.post(b'{"instances": "not a list"}')
+def _case_result(case: Case, response: Response, rows: int) -> CaseResult:
+    if case.reaches_model:
+        problem = f"status {response.status}" if response.status != 200 else _predictions_ok(response, rows)
+        return CaseResult(case.name, problem is None, response.status, problem or "ok")
+    if not case.with_key:
+        ok = response.status == 403
+        return CaseResult(case.name, ok, response.status, "ok" if ok else f"body {response.body[:200]!r}")
     body = response.json()
     error = body.get("error") if isinstance(body, dict) else None
     valid_error = isinstance(error, dict) and "code" in error and "message" in error
-    results.append(
-        CaseResult(
-            "invalid body -> 400 JSON error",
-            response.status == 400 and valid_error,
-            response.status,
-            "ok" if valid_error else f"body {response.body[:200]!r}",
-        )
+    return CaseResult(
+        case.name,
+        response.status == 400 and valid_error,
+        response.status,
+        "ok" if valid_error else f"body {response.body[:200]!r}",
     )
-    response = client.post(json.dumps({"instances": rows[:1]}).encode(), with_key=False)
-    results.append(
-        CaseResult(
-            "missing API key -> 403",
-            response.status == 403,
-            response.status,
-            "ok" if response.status == 403 else f"body {response.body[:200]!r}",
-        )
-    )
+
+
+def run_cases(
+    client: ApiClient, rows: list[list[float]], pacer: Pacer | None = None, attempts: int = DEFAULT_ATTEMPTS
+) -> list[CaseResult]:
+    results = []
+    for case in contract_cases(rows):
+        response, _ = post_paced(client, case.body, pacer or Pacer(None), attempts, with_key=case.with_key)
+        rows_sent = len(json.loads(case.body)["instances"]) if case.reaches_model else 0
+        results.append(_case_result(case, response, rows_sent))
     return results
 
 
@@ -145,6 +232,7 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     elapsed_s: float = 0.0
     stopped_on_budget: bool = False
+    throttled_retries: int = 0  # 429 answers that were retried (not failures unless the retries ran out)
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies_ms:
@@ -154,12 +242,23 @@ class LoadResult:
 
 
 def run_load(
-    url: str, api_key: str, body: bytes, *, requests: int, concurrency: int, budget_s: float, timeout: float
+    url: str,
+    api_key: str,
+    body: bytes,
+    *,
+    requests: int,
+    concurrency: int,
+    budget_s: float,
+    timeout: float,
+    rate: float | None = None,
+    attempts: int = DEFAULT_ATTEMPTS,
 ) -> LoadResult:
-    """Send exactly `requests` requests from `concurrency` threads, stopping early at the time budget."""
+    """Send exactly `requests` requests from `concurrency` threads, at most `rate` per second (retries included),
+    stopping early at the time budget."""
     result, lock = LoadResult(requests), threading.Lock()
     remaining = iter(range(requests))
     deadline = time.monotonic() + budget_s
+    pacer = Pacer(rate)
 
     def worker() -> None:
         client = ApiClient(url, api_key, timeout)
@@ -168,13 +267,15 @@ def run_load(
                 with lock:
                     if next(remaining, None) is None:
                         return
+                retried = 0
                 try:
-                    response = client.post(body)
+                    response, retried = post_paced(client, body, pacer, attempts)
                     outcome = "ok" if response.status == 200 else f"status {response.status}"
                 except (OSError, http.client.HTTPException) as error:
                     response, outcome = None, type(error).__name__
                 with lock:
                     result.completed += 1
+                    result.throttled_retries += retried
                     if response is not None and outcome == "ok":
                         result.latencies_ms.append(response.latency_ms)
                     else:
@@ -206,6 +307,11 @@ def load_failures(load: LoadResult, p99_ms: float, max_error_rate: float) -> lis
     return failures
 
 
+def default_budget_s(requests: int, rate: float | None) -> float:
+    """120 s, or more for a paced run: its requests need requests / rate seconds by design."""
+    return max(120.0, 1.5 * requests / rate + 30) if rate else 120.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--url", required=True, help="the full predict URL (stage + /v1/predict)")
@@ -213,9 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", type=int, default=5, help="rows in the batch case and in each load request")
     parser.add_argument("--requests", type=int, default=200, help="load-test requests (0 skips the load test)")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="load-test requests per second, retries included (default: unpaced)"
+    )
+    parser.add_argument(
+        "--max-attempts", type=int, default=DEFAULT_ATTEMPTS, help="attempts per request when throttled (429)"
+    )
     parser.add_argument("--p99-ms", type=float, default=1000.0)
     parser.add_argument("--max-error-rate", type=float, default=0.01, help="allowed failed fraction under load")
-    parser.add_argument("--time-budget-s", type=float, default=120.0, help="the load test stops after this")
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=None,
+        help="the load test stops after this (default: 120 s, or 1.5 x requests / rate + 30 s when paced if longer)",
+    )
     parser.add_argument("--timeout-s", type=float, default=10.0, help="per request")
     parser.add_argument("--feature-schema", type=Path, default=FEATURE_SCHEMA)
     return parser
@@ -224,15 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.rows < 1 or args.requests < 0 or args.concurrency < 1:
-        parser.error("--rows and --concurrency must be >= 1, --requests >= 0")
+    if args.rows < 1 or args.requests < 0 or args.concurrency < 1 or args.max_attempts < 1:
+        parser.error("--rows, --concurrency and --max-attempts must be >= 1, --requests >= 0")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
+    budget_s = args.time_budget_s if args.time_budget_s is not None else default_budget_s(args.requests, args.rate)
     rows = sample_rows(json.loads(args.feature_schema.read_text()), args.rows)
     try:
         client = ApiClient(args.url, args.api_key, args.timeout_s)
     except ValueError as error:
         parser.error(str(error))
     try:
-        cases = run_cases(client, rows)
+        cases = run_cases(client, rows, Pacer(args.rate), args.max_attempts)
     except (OSError, http.client.HTTPException) as error:
         print(f"smoke_test: cannot reach {args.url}: {error}", file=sys.stderr)
         return 1
@@ -244,11 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         load = run_load(
             args.url,
             args.api_key,
-            json.dumps({"instances": rows}).encode(),
+            load_body(rows),
             requests=args.requests,
             concurrency=args.concurrency,
-            budget_s=args.time_budget_s,
+            budget_s=budget_s,
             timeout=args.timeout_s,
+            rate=args.rate,
+            attempts=args.max_attempts,
         )
         failures += load_failures(load, args.p99_ms, args.max_error_rate)
         report["load"] = {
@@ -257,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             "p99_ms": load.percentile(0.99),
             "max_ms": load.percentile(1.0),
             "p99_threshold_ms": args.p99_ms,
+            "rate_limit_per_s": args.rate,
+            "time_budget_s": budget_s,
             "requests_per_s": round(load.completed / load.elapsed_s, 1) if load.elapsed_s else None,
         }
     report.update(passed=not failures, failures=failures)

@@ -127,6 +127,26 @@ def test_selection_picks_named_environments_only() -> None:
             "must not exceed",
         ),
         (
+            # 100/s x 300 s + 200 = 30,200 requests per 5 minutes, over the default per-key WAF limit of 20,000.
+            "environments.dev.api.usage_plans",
+            {"gold": {"rate_limit": 100, "burst_limit": 200, "quota_per_day": 1}},
+            "ml-platform.environments.dev.api.usage_plans.gold.rate_limit",
+            "over waf_key_rate_limit_per_5_minutes",
+        ),
+        (
+            # The shipped limit before issue 13: a fifth of the standard plan's rate.
+            "environments.dev.api.waf_rate_limit_per_5_minutes",
+            3000,
+            "ml-platform.environments.dev.api.waf_rate_limit_per_5_minutes",
+            "at least waf_key_rate_limit_per_5_minutes",
+        ),
+        (
+            "environments.dev.api.pipeline_test_plan",
+            {"rate_limit": 80, "burst_limit": 100, "quota_per_day": 10},
+            "ml-platform.environments.dev.api.pipeline_test_plan.rate_limit",
+            "over waf_key_rate_limit_per_5_minutes",
+        ),
+        (
             "environments.dev.monitoring.engine",
             "sagemaker",
             "ml-platform.environments.dev.monitoring.engine",
@@ -445,3 +465,20 @@ def test_request_log_sample_must_be_a_percentage() -> None:
     with pytest.raises(ConfigError) as raised:
         load_environments(context)
     assert "endpoint.request_log_sample_percent" in str(raised.value)
+
+
+def test_the_load_test_rate_must_fit_the_pipeline_test_plan() -> None:
+    from platform_config.settings import check_load_test_fits
+
+    context = with_change("pipeline.load_test_rate", 45)  # over 80 % of the pipeline_test_plan's 50 requests/s
+    environments = load_environments(context, default_account="123456789012")
+    pipeline = load_pipeline(context, environments)
+    assert pipeline is not None
+    expected = r"config key 'pipeline\.load_test_rate'.*api\.pipeline_test_plan\.rate_limit"
+    with pytest.raises(ConfigError, match=expected):
+        check_load_test_fits(pipeline, environments[0])
+    environments = load_environments(CONTEXT, default_account="123456789012")
+    pipeline = load_pipeline(CONTEXT, environments)
+    assert pipeline is not None
+    for environment in environments:
+        check_load_test_fits(pipeline, environment)

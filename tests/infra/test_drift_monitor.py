@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ml_constructs.prediction_api import TEST_INFERENCE_ID_PREFIX
+
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ("dev", "staging", "prod")
 
@@ -28,6 +30,8 @@ def test_job_reads_the_endpoints_capture_and_is_a_private_image_function(synthes
     assert variables["ENDPOINT_NAME"] == f"mlapi-{env}-endpoint"
     assert variables["VARIANT_NAME"] == "primary" and variables["CAPTURE_PREFIX"] == "capture"
     assert json.loads(variables["THRESHOLDS_JSON"])["psi_alarm"] == 0.25
+    # The job leaves out the records the API marks as the pipeline's test traffic (the same prefix).
+    assert variables["TEST_INFERENCE_ID_PREFIX"] == TEST_INFERENCE_ID_PREFIX
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -202,9 +202,13 @@ def test_usage_plans_per_tier_with_quota(synthesized, cdk_context, env: str) -> 
     tiers = config(cdk_context, env, "api").get(
         "usage_plans", {"standard": {"rate_limit": 50, "burst_limit": 100, "quota_per_day": 100000}}
     )
-    by_name = {p["Properties"]["UsagePlanName"].rsplit("-", 1)[1]: p["Properties"] for p in plans}
-    assert set(by_name) == set(tiers)
-    for tier, expected in tiers.items():
+    prefix = f"mlapi-{env}-api-"
+    by_name = {p["Properties"]["UsagePlanName"].removeprefix(prefix): p["Properties"] for p in plans}
+    # The consumer tiers, plus the pipeline's own plan for its smoke and load tests (marked as test traffic).
+    tests = {"rate_limit": 50, "burst_limit": 100, "quota_per_day": 20000, **config(cdk_context, env, "api").get(
+        "pipeline_test_plan", {})}  # fmt: skip
+    assert set(by_name) == {*tiers, "pipeline-tests"}
+    for tier, expected in {**tiers, "pipeline-tests": tests}.items():
         assert by_name[tier]["Throttle"] == {"RateLimit": expected["rate_limit"], "BurstLimit": expected["burst_limit"]}
         assert by_name[tier]["Quota"] == {"Limit": expected["quota_per_day"], "Period": "DAY"}
 
@@ -217,13 +221,20 @@ def test_waf_is_associated_with_the_stage_and_has_every_rule(synthesized, cdk_co
         "AWSManagedRulesCommonRuleSet",
         "AWSManagedRulesKnownBadInputsRuleSet",
         "AWSManagedRulesAmazonIpReputationList",
+        "rate-per-api-key",
         "rate-per-ip",
         "body-size",
     } <= set(rules)
     api = config(cdk_context, env, "api")
-    assert rules["rate-per-ip"]["Statement"]["RateBasedStatement"]["Limit"] == api.get(
-        "waf_rate_limit_per_5_minutes", 3000
-    )
+    per_ip = rules["rate-per-ip"]["Statement"]["RateBasedStatement"]
+    assert per_ip["Limit"] == api.get("waf_rate_limit_per_5_minutes", 40000) and per_ip["AggregateKeyType"] == "IP"
+    # AWS::WAFv2::WebACL RateBasedStatement: AggregateKeyType CUSTOM_KEYS with CustomKeys [{Header: {Name, ...}}].
+    per_key = rules["rate-per-api-key"]["Statement"]["RateBasedStatement"]
+    assert per_key["AggregateKeyType"] == "CUSTOM_KEYS"
+    none = [{"Priority": 0, "Type": "NONE"}]
+    assert per_key["CustomKeys"] == [{"Header": {"Name": "x-api-key", "TextTransformations": none}}]
+    # Until the inference stack passes api.waf_key_rate_limit_per_5_minutes, the key rule takes the per-IP limit.
+    assert per_key["Limit"] in (api.get("waf_key_rate_limit_per_5_minutes", 20000), per_ip["Limit"])
     size = rules["body-size"]["Statement"]["SizeConstraintStatement"]
     assert (
         size["Size"] == api.get("max_body_kb", 64) * 1024

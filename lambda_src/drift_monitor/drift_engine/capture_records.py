@@ -5,6 +5,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from drift_engine.payload_decoding import (
     Instance,
@@ -15,6 +16,10 @@ from drift_engine.payload_decoding import (
 )
 
 UNKNOWN_VERSION = "unknown"
+# The API gives the delivery pipeline's smoke and load tests (their own API key) an inference id with this prefix;
+# SageMaker writes it to the capture record's eventMetadata.inferenceId (InvokeEndpoint: InferenceId "is added to
+# the captured data"). Such records are test traffic: counted, never part of drift statistics or training data.
+TEST_INFERENCE_ID_PREFIX = "pipeline-test-"
 MAX_MALFORMED_SAMPLES = 10
 # The version becomes part of S3 keys and metric dimensions: anything else is grouped as unknown.
 _SAFE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
@@ -35,6 +40,7 @@ class CaptureBatch:
 
     rows_by_version: dict[str, list[CapturedRow]] = field(default_factory=lambda: defaultdict(list))
     records: int = 0
+    test_traffic_records: int = 0
     malformed_records: int = 0
     malformed_reasons: Counter[str] = field(default_factory=Counter)
     malformed_samples: list[dict[str, str]] = field(default_factory=list)
@@ -50,14 +56,31 @@ class CaptureBatch:
             self.malformed_samples.append({"source": source, "reason": reason[:300]})
 
 
-def parse_capture_line(line: str) -> list[CapturedRow]:
-    """One JSON Lines capture record -> rows; raises MalformedPayload on any structural problem."""
+def load_capture_record(line: str) -> dict[str, Any]:
+    """One JSON Lines capture line -> the record; raises MalformedPayload unless it is an object with captureData."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise MalformedPayload(f"bad json line: {error.msg}") from error
     if not isinstance(record, dict) or not isinstance(record.get("captureData"), dict):
         raise MalformedPayload("missing captureData")
+    return record
+
+
+def is_test_traffic(record: dict[str, Any], prefix: str = TEST_INFERENCE_ID_PREFIX) -> bool:
+    """True for a request the API marked as the pipeline's test traffic (see TEST_INFERENCE_ID_PREFIX)."""
+    metadata = record.get("eventMetadata")
+    inference_id = metadata.get("inferenceId") if isinstance(metadata, dict) else None
+    return bool(prefix) and isinstance(inference_id, str) and inference_id.startswith(prefix)
+
+
+def parse_capture_line(line: str) -> list[CapturedRow]:
+    """One JSON Lines capture record -> rows; raises MalformedPayload on any structural problem."""
+    return capture_rows(load_capture_record(line))
+
+
+def capture_rows(record: dict[str, Any]) -> list[CapturedRow]:
+    """A loaded capture record -> rows; raises MalformedPayload on any structural problem."""
     capture = record["captureData"]
     if not isinstance(capture.get("endpointInput"), dict):
         raise MalformedPayload("missing endpointInput")
@@ -76,15 +99,22 @@ def parse_capture_line(line: str) -> list[CapturedRow]:
     ]
 
 
-def group_capture_lines(lines: Iterable[tuple[str, str]]) -> CaptureBatch:
-    """(source, line) pairs -> CaptureBatch. Malformed lines are counted, never fatal."""
+def group_capture_lines(
+    lines: Iterable[tuple[str, str]], test_prefix: str = TEST_INFERENCE_ID_PREFIX
+) -> CaptureBatch:
+    """(source, line) pairs -> CaptureBatch. Malformed lines are counted, never fatal; test traffic (inference id
+    starting with `test_prefix`) is counted and left out."""
     batch = CaptureBatch()
     for source, line in lines:
         if not line.strip():
             continue
         batch.records += 1
         try:
-            rows = parse_capture_line(line)
+            record = load_capture_record(line)
+            if is_test_traffic(record, test_prefix):
+                batch.test_traffic_records += 1
+                continue
+            rows = capture_rows(record)
         except MalformedPayload as error:
             batch.record_malformed(source, str(error))
             continue

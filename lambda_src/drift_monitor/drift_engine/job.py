@@ -89,7 +89,8 @@ def run_drift_job(
     """Run the whole job and return the summary document (also written to S3)."""
     generated_at = iso(now or datetime.now(UTC))
     keys = list_keys(clients.s3, settings.capture_bucket, window.hour_prefixes(settings.capture_root))
-    batch = group_capture_lines(iter_lines(clients.s3, settings.capture_bucket, keys))
+    lines = iter_lines(clients.s3, settings.capture_bucket, keys)
+    batch = group_capture_lines(lines, settings.test_inference_id_prefix)
     capture = capture_section(batch, len(keys))
     labels = load_labels(settings, window, clients.s3)
     reports = [
@@ -118,6 +119,7 @@ def run_drift_job(
             "files": len(keys),
             "rows": batch.total_rows,
             "malformed_records": batch.malformed_records,
+            "test_traffic_records": batch.test_traffic_records,
             "drift_detected": summary["drift_detected"],
             "events_sent": summary["events_sent"],
         },

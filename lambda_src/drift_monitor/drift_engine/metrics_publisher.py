@@ -31,6 +31,7 @@ def endpoint_metrics(endpoint: str, batch: CaptureBatch, when: datetime) -> list
         _datum("RowsAnalysed", batch.total_rows, dims, when, "Count"),
         _datum("CaptureRecords", batch.records, dims, when, "Count"),
         _datum("MalformedRecords", batch.malformed_records, dims, when, "Count"),
+        _datum("TestTrafficRecords", batch.test_traffic_records, dims, when, "Count"),
     ]
 
 

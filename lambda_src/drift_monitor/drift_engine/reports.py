@@ -50,6 +50,8 @@ def capture_section(batch: CaptureBatch, files: int) -> dict[str, Any]:
     return {
         "files": files,
         "records": batch.records,
+        # The pipeline's marked test requests, read but left out of every statistic.
+        "test_traffic_records": batch.test_traffic_records,
         "malformed_records": batch.malformed_records,
         "malformed_reasons": dict(batch.malformed_reasons),
         "malformed_samples": batch.malformed_samples,

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from drift_engine.capture_records import TEST_INFERENCE_ID_PREFIX
+
 PREDICTION_KEY = "__prediction__"
 
 
@@ -78,6 +80,8 @@ class Settings:
     ground_truth_bucket: str
     ground_truth_prefix: str | None
     probability_of: str
+    # Capture records whose inference id starts with this are the pipeline's test traffic, left out ("" keeps all).
+    test_inference_id_prefix: str = TEST_INFERENCE_ID_PREFIX
 
     @property
     def capture_root(self) -> str:
@@ -112,4 +116,5 @@ class Settings:
             ground_truth_bucket=env.get("GROUND_TRUTH_BUCKET") or env["CAPTURE_BUCKET"],
             ground_truth_prefix=env.get("GROUND_TRUTH_PREFIX") or None,
             probability_of=probability_of,
+            test_inference_id_prefix=env.get("TEST_INFERENCE_ID_PREFIX", TEST_INFERENCE_ID_PREFIX),
         )

@@ -102,3 +102,15 @@ def test_grouping_by_version_counts_malformed_lines_without_failing() -> None:
 def test_versions_unfit_for_s3_keys_are_grouped_as_unknown() -> None:
     lines = [("f:1", capture_line([ROW], [0.9], "../../etc")), ("f:2", capture_line([ROW], [0.9], "1.0.0+build.7"))]
     assert set(group_capture_lines(lines).rows_by_version) == {UNKNOWN_VERSION, "1.0.0+build.7"}
+
+
+def test_the_pipelines_test_traffic_is_counted_and_left_out() -> None:
+    # The API sets this inference id for the pipeline's test key only (ml_constructs/prediction_api.py).
+    marked = capture_line([ROW, ROW], [0.9, 0.2], "1.0.0", inference_id="pipeline-test-c0ffee00-1111")
+    ordinary = capture_line([ROW], [0.9], "1.0.0", inference_id="c0ffee00-2222")
+    lookalike = capture_line([ROW], [0.9], "1.0.0", event_id="pipeline-test-evt")  # only inferenceId marks a record
+    batch = group_capture_lines([("f", marked), ("f", ordinary), ("f", lookalike), ("f", marked)])
+    assert batch.records == 4 and batch.test_traffic_records == 2
+    assert batch.total_rows == 2 and batch.malformed_records == 0
+    everything = group_capture_lines([("f", marked), ("f", ordinary)], test_prefix="")
+    assert everything.test_traffic_records == 0 and everything.total_rows == 3

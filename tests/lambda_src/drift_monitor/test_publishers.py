@@ -52,10 +52,16 @@ def test_version_metrics_skip_features_without_statistics() -> None:
 
 
 def test_metrics_are_sent_in_batches() -> None:
-    data = endpoint_metrics("ep", CaptureBatch(), WHEN) * 5  # 15 data
+    data = endpoint_metrics("ep", CaptureBatch(), WHEN) * 5  # 20 data
     recorder = Recorder()
-    assert publish(recorder, "NS", data, batch_size=4) == 4
-    assert [len(call["MetricData"]) for call in recorder.calls] == [4, 4, 4, 3]
+    assert publish(recorder, "NS", data, batch_size=6) == 4
+    assert [len(call["MetricData"]) for call in recorder.calls] == [6, 6, 6, 2]
+
+
+def test_endpoint_metrics_count_the_skipped_test_traffic() -> None:
+    batch = CaptureBatch(records=7, test_traffic_records=5)
+    values = {d["MetricName"]: d["Value"] for d in endpoint_metrics("ep", batch, WHEN)}
+    assert values["TestTrafficRecords"] == 5.0 and values["CaptureRecords"] == 7.0
 
 
 def test_one_event_per_drifted_version_in_batches_of_ten() -> None:
