@@ -227,6 +227,14 @@ def live_from_aws(endpoint: str, table: str, bucket: str, holdout: np.ndarray | 
         metadata = json.loads(metadata_body)
     except ValueError as error:
         raise LiveModelError(f"{source}metadata.json is not JSON: {error}") from None
+    digest = str(metadata.get("content_sha256") or "")
+    if release.model_hash and not digest.startswith(release.model_hash):
+        # A version folder of an older publication can hold another model of the same version.
+        return {
+            **described,
+            "skipped": f"live release {release.release_id} (model {release.model_hash}) has no published baseline: "
+            f"{source} holds model {digest[:16] or '?'}",
+        }
     live = {**described, "source": source, "content_sha256": metadata.get("content_sha256")}
     live["recorded_metrics"] = metadata.get("holdout_metrics")
     live |= _live_metrics(reader, root, metadata, holdout)

@@ -28,9 +28,10 @@ def dist() -> Iterator[Path]:
 def aws_error(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """`aws_error(service, operation, code, status)` makes that call fail as botocore raises a service error once
     its retries are spent: the service's modeled ClientError subclass for the code (client.exceptions.from_code),
-    with the HTTP status and `MaxAttemptsReached` in ResponseMetadata (botocore's standard retry mode, Boto3
-    Developer Guide, "Retries"). Every client is affected, however it was created (boto3.client, a Session's
-    client, a resource's client)."""
+    with the HTTP status, and `RetryAttempts` 4 with `MaxAttemptsReached` in ResponseMetadata (Boto3 Developer
+    Guide, "Retries": legacy mode, the default, makes 5 attempts on throttling codes such as ThrottlingException
+    and ProvisionedThroughputExceededException and on 429/5xx, then raises). Every client is affected, however it
+    was created (boto3.client, a Session's client, a resource's client)."""
     from botocore.client import BaseClient
 
     failures: dict[tuple[str, str], tuple[str, int]] = {}
@@ -43,7 +44,7 @@ def aws_error(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         code, status = failure
         parsed = {
             "Error": {"Code": code, "Message": f"{code} (injected)"},
-            "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": 2, "MaxAttemptsReached": True},
+            "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": 4, "MaxAttemptsReached": True},
         }
         raise self.exceptions.from_code(code)(parsed, operation_name)
 

@@ -303,6 +303,24 @@ def test_an_older_live_release_without_model_or_contract_falls_back_to_its_recor
     assert summary["contract"]["checked"] is False and "Traceback" not in err
 
 
+@mock_aws
+def test_a_version_folder_holding_another_model_is_not_the_live_models_baseline(
+    dist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 13 item 11: baselines/1.0.0/ was overwritten by a candidate that was then rolled back.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    _register_live(model_hash="0123456789abcdef")
+    s3 = _bucket()
+    candidate = json.loads((dist / "metadata.json").read_text())
+    s3.put_object(Bucket="artifacts", Key="baselines/1.0.0/metadata.json", Body=json.dumps(candidate))
+    code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)
+    assert code == 0, err
+    assert summary["live"]["skipped"] == (
+        "live release ep-live (model 0123456789abcdef) has no published baseline: s3://artifacts/baselines/1.0.0/ "
+        f"holds model {candidate['content_sha256'][:16]}"
+    )
+
+
 @pytest.mark.parametrize(
     ("service", "operation", "code", "status", "named"),
     [
