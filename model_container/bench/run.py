@@ -10,6 +10,7 @@ Loopback only. Prints a table and writes model_container/bench/results.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -182,6 +183,20 @@ def cpu_idle_percent(seconds: float = 1.0) -> float:
     return round(100 * (idle_after - idle_before) / max(1, total_after - total_before), 1)
 
 
+def build_bench_model(work: Path) -> tuple[Path, dict[str, Path]]:
+    """Build the model into `work`, unpack it as SageMaker does, and write the 1-row and 100-row bodies."""
+    build_model(work / "dist", contract_dir=work / "contract", commit="bench")
+    model_dir = work / "model"
+    with tarfile.open(work / "dist" / "model.tar.gz") as archive:
+        archive.extractall(model_dir, filter="data")
+    rows = np.loadtxt(work / "dist" / "holdout.csv", delimiter=",")[:, 1:]
+    bodies = {}
+    for name, count in (("1_row", 1), ("100_rows", 100)):
+        bodies[name] = work / f"{name}.json"
+        bodies[name].write_text(json.dumps({"instances": rows[:count].tolist()}))
+    return model_dir, bodies
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the model server against Flask/gunicorn/sklearn")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -189,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--peer-worker-class", default="gevent", choices=["gevent", "sync"])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--layers",
+        action=argparse.BooleanOptionalAction,
+        default=importlib.util.find_spec("uvicorn") is not None and importlib.util.find_spec("granian") is not None,
+        help="also compare our HTTP layer with uvicorn and granian serving our app (bench/layers.py)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is missing: install it with `apt-get update && apt-get install -y wrk`", file=sys.stderr)
@@ -198,17 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     work.chmod(0o755)  # our server drops to an unprivileged user who must read the model
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        build_model(work / "dist", contract_dir=work / "contract", commit="bench")
-        model_dir = work / "model"
-        with tarfile.open(work / "dist" / "model.tar.gz") as archive:
-            archive.extractall(model_dir, filter="data")
+        model_dir, bodies = build_bench_model(work)
         pipeline = train(int(json.loads((model_dir / "metadata.json").read_text())["seed"]))[0]
         joblib.dump(pipeline, work / "model.joblib")
         rows = np.loadtxt(work / "dist" / "holdout.csv", delimiter=",")[:, 1:]
-        bodies = {}
-        for name, count in (("1_row", 1), ("100_rows", 100)):
-            bodies[name] = work / f"{name}.json"
-            bodies[name].write_text(json.dumps({"instances": rows[:count].tolist()}))
         script = work / "post.lua"
         script.write_text(WRK_SCRIPT)
 
@@ -281,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
             "p99_1_row_at_most_2ms_spare_core": runs["ours_1_row_spare_core"]["p99_ms"] <= 2.0,
             "rows_per_s_100_rows_at_least_50k": runs["ours_100_rows"]["rows_per_s"] >= 50_000,
         }
+        if args.layers:  # the HTTP-layer comparison (bench/layers.py); needs uvicorn and granian
+            from model_container.bench.layers import compare
+
+            results["http_layers"] = compare(repeat=3, connections=args.connections)
         results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         print_table(results)

@@ -102,7 +102,7 @@ class RequestLog:
         sampled = status < 400 and latency_ms < self.slow_ms and self.sample < 1.0
         if sampled:
             self.credit += self.sample
-            if self.credit < 1.0:
+            if self.credit < 1.0 or self.sample <= 0.0:
                 return
             self.credit -= 1.0
         record: dict[str, Any] = {

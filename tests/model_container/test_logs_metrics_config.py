@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model_container.server.config import ServerConfig
-from model_container.server.logs import PIPE_BUF, LogWriter, utc_timestamp
+from model_container.server.logs import PIPE_BUF, LogWriter, RequestLog, utc_timestamp
 from model_container.server.metrics import MetricsAggregator
 
 
@@ -89,3 +89,49 @@ def test_config_from_env() -> None:
         ServerConfig.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
     with pytest.raises(SystemExit):
         ServerConfig.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "0"})
+
+
+def logged(sample: float, statuses: list[int], latency_ms: float = 0.5) -> list[dict]:  # type: ignore[type-arg]
+    logs = LogWriter()
+    request_log = RequestLog(logs, sample, slow_ms=100)
+    for i, status in enumerate(statuses):
+        request_log.request(f"r-{i}", 0, b"POST", b"/invocations", status, 1, latency_ms, "1.0.0", None)
+    return [json.loads(line) for line in logs.lines]
+
+
+def test_request_log_samples_successes_and_keeps_every_error_and_slow_request() -> None:
+    successes = logged(0.01, [200] * 1000)
+    assert len(successes) == 10 and all(r["sample_rate"] == 0.01 for r in successes)
+    assert len(logged(0.01, [400, 413, 499, 500, 503] * 20)) == 100
+    assert len(logged(0.01, [200] * 50, latency_ms=250)) == 50  # slow: always
+    everything = logged(1.0, [200] * 30)
+    assert len(everything) == 30 and "sample_rate" not in everything[0]
+    assert logged(0.0, [200] * 100) == []
+
+
+def test_guard_metrics_are_high_resolution_and_client_closed_is_not_a_4xx() -> None:
+    metrics = MetricsAggregator("m", 0)
+    for status in (200, 404, 499, 500):
+        metrics.observe(status, 1.0)
+    record = metrics.flush(now=1.0)
+    assert record is not None
+    definitions = {m["Name"]: m for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    for name in ("Requests", "Errors4xx", "Errors5xx", "LatencyP99", "Status500"):
+        assert definitions[name].get("StorageResolution") == 1, name
+    assert "StorageResolution" not in definitions["Rows"]  # not a guard metric: standard resolution
+    assert (record["Errors4xx"], record["ClientClosed"], "Status499" in record) == (1, 1, False)
+
+
+def test_serving_settings_from_the_environment() -> None:
+    config = ServerConfig.from_env(
+        {
+            "MODEL_SERVER_KEEPALIVE_TIMEOUT": "75",
+            "MODEL_SERVER_MAX_CONNECTIONS": "100",
+            "MODEL_SERVER_REQUEST_LOG_SAMPLE": "0.01",
+        }
+    )
+    assert (config.keepalive_timeout_s, config.max_connections, config.request_log_sample) == (75, 100, 0.01)
+    defaults = ServerConfig.from_env({})
+    assert (defaults.keepalive_timeout_s, defaults.request_log_sample, defaults.metrics_interval_s) == (300, 1.0, 5)
+    with pytest.raises(SystemExit, match="MODEL_SERVER_REQUEST_LOG_SAMPLE"):
+        ServerConfig.from_env({"MODEL_SERVER_REQUEST_LOG_SAMPLE": "5"})
