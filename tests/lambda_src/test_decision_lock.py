@@ -22,8 +22,8 @@ from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
 ROOT = Path(__file__).resolve().parents[2]
-COPIES = [ROOT / "lambda_src/change_classifier/change_classifier/decision_lock.py",
-          ROOT / "lambda_src/retraining_trigger/retraining_trigger/decision_lock.py"]
+CANONICAL = ROOT / "lambda_src/change_classifier/change_classifier/decision_lock.py"
+COPIES = sorted(ROOT.glob("lambda_src/*/*/decision_lock.py"))  # one per code asset that decides under a lock
 if str(ROOT / "lambda_src/change_classifier") not in sys.path:
     sys.path.append(str(ROOT / "lambda_src/change_classifier"))
 
@@ -57,7 +57,9 @@ def lock(dynamodb: Any, clock: Clock | None = None, name: str = "registry-trigge
 
 
 def test_every_lambda_asset_carries_the_same_lock_module() -> None:
-    assert COPIES[0].read_text() == COPIES[1].read_text(), "copy the change_classifier module over the other"
+    assert CANONICAL in COPIES and len(COPIES) >= 2, COPIES
+    differing = [str(c.relative_to(ROOT)) for c in COPIES if c.read_text() != CANONICAL.read_text()]
+    assert not differing, f"copy {CANONICAL.relative_to(ROOT)} over {differing}"
 
 
 def test_of_two_concurrent_acquirers_exactly_one_holds_the_lock(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
