@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ml_constructs.chat_notifications import ChatNotifications
+from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS
 from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME
 from ml_constructs.model_registry import RegistryTrigger, group_arns, group_name
@@ -286,6 +287,7 @@ class DeliveryPipeline(Construct):
             ],
         )
 
+        self.decision_locks = DecisionLockTable(self, "DecisionLocks", key=key, removal_policy=RemovalPolicy.RETAIN)
         self.classifier = self._classifier(prefix, key, keys.logs_key)
         review_url = (
             f"https://{stack.region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/{prefix}-delivery/view"
@@ -413,6 +415,7 @@ class DeliveryPipeline(Construct):
             registry_region=production_region,
             placement=self._tooling_placement(key, keys.logs_key),
             powertools=self.powertools,
+            decision_locks=self.decision_locks,
         )
         self.pipeline.pipeline.notify_on(
             "Failures",
@@ -930,10 +933,12 @@ class DeliveryPipeline(Construct):
             handler="change_classifier.handler.handler",
             environment={"POWERTOOLS_SERVICE_NAME": "change-classifier"},
             placement=self._tooling_placement(key, logs_key),
-            reserved_concurrency=1,
             timeout_seconds=120,
             layers=[self.powertools],
         )
+        # One classification at a time under a lease lock, not a concurrency reservation (issue 13 item 9); a
+        # busy invocation raises for Lambda's asynchronous retry.
+        self.decision_locks.attach(fn, retried_when_busy=True)
         return fn
 
     def _grant_classifier(self, prefix: str, production_prefix: str, artifacts: s3.IBucket) -> None:

@@ -20,6 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from platform_config import CONTEXT_KEY, EnvironmentSettings
@@ -32,10 +33,10 @@ MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 # Read access as "Set up discoverability" (SageMaker Developer Guide, Model Registry cross-account
 # discoverability) grants it: on the group ARN and model-package/<group>/*.
 READ_ACTIONS = ("sagemaker:DescribeModelPackageGroup", "sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages")
-# What the pipeline does to the group: register a version, approve or reject it ("Register a Model Version from a
-# Different Account" needs the group's policy to allow it; the resource types are the Service Authorization
-# Reference's: CreateModelPackage on model-package-group/model-package, UpdateModelPackage on model-package).
-PUBLISH_ACTIONS = ("sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage")
+# What the pipeline account does to the group: approve (ModelPackageApproval) or reject (the registry trigger) a
+# version (the group's policy must allow it from another account; Service Authorization Reference: UpdateModelPackage
+# on model-package). Registering runs as production's own step role (ml_constructs/step_access.py), in this account.
+PUBLISH_ACTIONS = ("sagemaker:UpdateModelPackage",)
 
 
 def group_name(project: str) -> str:
@@ -62,7 +63,7 @@ def state_change_pattern(project: str, statuses: Sequence[str]) -> dict[str, Any
 @dataclass(frozen=True)
 class RegistryAccess:
     """Who may use the registry from other accounts: readers (staging, production, pipeline) and publishers
-    (the pipeline, which registers and decides packages)."""
+    (the pipeline, which decides packages; it registers them as production's own step role)."""
 
     readers: tuple[str, ...]
     publishers: tuple[str, ...]
@@ -70,7 +71,7 @@ class RegistryAccess:
 
 class ModelRegistry(Construct):
     """A retained model package group `<project>-models` whose resource policy lets `access.readers` describe and
-    list its packages and `access.publishers` register, approve and reject them.
+    list its packages and `access.publishers` approve and reject them.
 
     No description: ModelPackageGroupDescription is create-only, and the group must never be replaced (its
     versions and their approval history live in it). Exposes `group`, `group_name`, `group_arn`, `versions_arn`.
@@ -107,7 +108,7 @@ class ModelRegistry(Construct):
                     "Resource": resources,
                 },
                 {
-                    "Sid": "RegisterAndDecideModelPackages",
+                    "Sid": "DecideModelPackages",
                     "Effect": "Allow",
                     "Principal": principals(access.publishers),
                     "Action": list(PUBLISH_ACTIONS),
@@ -169,6 +170,7 @@ class RegistryTrigger(Construct):
         registry_region: str,
         placement: FunctionPlacement,
         powertools: lambda_.ILayerVersion,
+        decision_locks: DecisionLockTable,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -187,9 +189,11 @@ class RegistryTrigger(Construct):
                 "POWERTOOLS_SERVICE_NAME": "registry-trigger",
             },
             placement=placement,
-            reserved_concurrency=1,  # one decision at a time: two events must not both start a run
             layers=[powertools],
         )
+        # One decision at a time (two events must not both start a run) under a lease lock, not a concurrency
+        # reservation (issue 13 item 9); a busy invocation raises for Lambda's asynchronous retry.
+        decision_locks.attach(self.function, retried_when_busy=True)
         pipeline_arn = f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{pipeline_name}"
         _, self.versions_arn = group_arns(
             partition=stack.partition, region=registry_region, account=registry_account, project=project

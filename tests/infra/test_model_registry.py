@@ -135,13 +135,14 @@ def test_the_policy_lets_the_platform_accounts_read_and_the_pipeline_register(gr
         f"arn:aws:sagemaker:eu-west-1:123456789012:model-package-group/{GROUP}",
         f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/{GROUP}/*",
     ]
-    read, publish = statements["ReadModelPackages"], statements["RegisterAndDecideModelPackages"]
+    read, publish = statements["ReadModelPackages"], statements["DecideModelPackages"]
     assert set(read["Action"]) == {
         "sagemaker:DescribeModelPackageGroup",
         "sagemaker:DescribeModelPackage",
         "sagemaker:ListModelPackages",
     }
-    assert set(publish["Action"]) == {"sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage"}
+    # Registering runs as production's own step role: the pipeline account only decides (approve, reject).
+    assert publish["Action"] == ["sagemaker:UpdateModelPackage"]
     for statement in (read, publish):
         assert statement["Effect"] == "Allow" and statement["Resource"] == resources
         # The shipped config leaves staging, prod and the pipeline in one account.
@@ -203,7 +204,10 @@ def test_both_rules_invoke_the_registry_trigger_with_a_dead_letter_queue(synthes
     environment = functions[function_id]["Properties"]["Environment"]["Variables"]
     assert environment["APPROVAL_ACTION"] == "DataScienceApproval"
     assert environment["REGISTER_ACTION"] == "RegisterModelPackage"
-    assert functions[function_id]["Properties"]["ReservedConcurrentExecutions"] == 1
+    # One decision at a time under a lease lock, not a concurrency reservation (issue 13 item 9).
+    assert "ReservedConcurrentExecutions" not in functions[function_id]["Properties"]
+    assert environment["DECISION_LOCK_NAME"] == functions[function_id]["Properties"]["FunctionName"]
+    assert "Ref" in environment["DECISION_LOCK_TABLE"]
     for properties in rules.values():
         [target] = properties["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}

@@ -642,3 +642,13 @@ def test_the_autoscaling_guard_may_update_capacity_and_pass_the_targets_role(syn
     assert linked["Resource"].endswith(
         "/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
     )
+
+
+def test_the_change_classifier_decides_under_a_lock_not_a_reservation(synthesized) -> None:
+    # ReservedConcurrentExecutions fails stack creation in accounts with a low concurrency quota (issue 13 item 9).
+    functions = synthesized.resources("pipeline", "pipeline", "AWS::Lambda::Function")
+    [classifier] = [f for f in functions.values() if f["Properties"]["Handler"] == "change_classifier.handler.handler"]
+    assert "ReservedConcurrentExecutions" not in classifier["Properties"]
+    environment = classifier["Properties"]["Environment"]["Variables"]
+    assert environment["DECISION_LOCK_NAME"] == "mlapi-pipeline-change-classifier"
+    assert int(environment["DECISION_LOCK_LEASE_SECONDS"]) <= 180  # within Lambda's asynchronous retries
