@@ -30,9 +30,15 @@ from typing import Any
 import airspeed
 import boto3
 import pytest
+from aws_cdk import App, RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Template
 from moto import mock_aws
 from moto.events.models import EventPattern, EventPatternParser
 
+from ml_constructs import retraining_trigger
+from ml_constructs.platform_function import FunctionPlacement
 from platform_config import load_environments, load_pipeline
 from scripts import smoke_test
 from scripts.publish_baseline import publish
@@ -401,12 +407,38 @@ def test_retraining_rules_match_production_only(synthesized, config, event_of) -
     assert matched_by(rules, event_of(production, OTHER_ACCOUNT)) == [], "another account's event starts a run"
 
 
-def test_event_bus_policies_use_statement_not_the_deprecated_properties(synthesized) -> None:
-    template = synthesized.templates[("pipeline", "pipeline")]
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::Events::EventBusPolicy":
-            assert {"Action", "Principal", "Condition"}.isdisjoint(resource["Properties"])
-            assert resource["Properties"]["Statement"]["Action"] == "events:PutEvents"
+def test_event_bus_policies_use_statement_not_the_deprecated_properties() -> None:
+    """A pipeline account that receives another account's events (the shipped config has one account: none)."""
+    stack = Stack(App(), "Pipeline", env={"account": "111111111111", "region": "eu-west-1"})
+    key = kms.Key(stack, "Key", enable_key_rotation=True)
+    retraining_trigger.RetrainingTrigger(
+        stack,
+        "Retraining",
+        pipeline_name="p-delivery",
+        source_accounts=["222222222222", "111111111111"],
+        placement=FunctionPlacement(
+            vpc=None,
+            subnets=None,
+            security_group=None,
+            data_key=key,
+            logs_key=key,
+            log_retention_days=365,
+            removal_policy=RemovalPolicy.DESTROY,
+        ),
+        powertools=lambda_.LayerVersion.from_layer_version_arn(
+            stack, "Powertools", "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3:1"
+        ),
+        production=retraining_trigger.RetrainingSource(account="222222222222", region="eu-west-1", prefix="mlapi-prod"),
+    )
+    policies = Template.from_stack(stack).find_resources("AWS::Events::EventBusPolicy")
+    assert len(policies) == 1, "one policy, for the other account"
+    [properties] = [policy["Properties"] for policy in policies.values()]
+    # CfnEventBusPolicyProps: Action, Condition and Principal are "(deprecated)"; Statement replaces them.
+    assert {"Action", "Principal", "Condition"}.isdisjoint(properties)
+    statement = resolve(properties["Statement"], {"AWS::Partition": "aws"})
+    assert statement["Effect"] == "Allow" and statement["Action"] == "events:PutEvents"
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::222222222222:root"}
+    assert statement["Resource"] == "arn:aws:events:eu-west-1:111111111111:event-bus/default"
 
 
 # ---------------------------------------------------------------------------------------------------------------
