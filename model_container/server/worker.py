@@ -28,6 +28,8 @@ TICK_S = 0.5  # log flush, timeout sweep and drain checks run at this cadence
 DRAIN_IDLE_TICKS = 1
 # After the drain deadline, responses already handed over get this long to leave before the loop stops.
 FINAL_FLUSH_S = 1.0
+# A worker holding less than this part of its share of the connections is starved (after a restart it holds none).
+STARVED_SHARE = 0.6
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -184,7 +186,9 @@ class Worker:
             return
         own = len(self.state.connections)
         share = -(-counts.total() // len(counts))
-        self.state.shed = own - share if own > share + 1 else 0
+        # Only while another worker is starved: a mild imbalance is left alone (each shed connection is a reconnect).
+        starved = min(counts.counts) < STARVED_SHARE * share
+        self.state.shed = own - share if starved and own > share else 0
 
     def _flush_metrics(self) -> None:
         self.next_metrics_flush = time.monotonic() + self.config.metrics_interval_s

@@ -355,8 +355,20 @@ def test_request_cut_at_the_drain_deadline_is_answered_and_logged(model_build, s
 
 
 # --- 8. worker restarts ---------------------------------------------------------------------------------------
+def socket_fds(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count
+
+
 def test_restarted_worker_gets_its_share_and_the_killed_workers_logs_survive(model_build, start_server) -> None:
+    """16 keep-alive clients; kill -9 one of 2 workers. Its clients reconnect at once, to the survivor (the new
+    worker is not listening yet): the survivor must hand connections back, and no answered request may lack
+    its log line. (Requests per worker follow which process the scheduler runs, so connections are counted.)"""
     process = start_server(model_build.model_dir, workers=2).wait_ready()
+    idle_sockets = socket_fds(worker_pids(process)[1])  # listening socket and the like: not client connections
     request = invocation(1)
     stop = threading.Event()
     received: list[tuple[float, bytes]] = []  # (time, X-Request-Id)
@@ -383,19 +395,20 @@ def test_restarted_worker_gets_its_share_and_the_killed_workers_logs_survive(mod
         os.kill(worker_pids(process)[0], signal.SIGKILL)
         process.wait_for("model_ready", 3)
         restarted = time.monotonic()
-        time.sleep(5)
+        time.sleep(3)
+        held = socket_fds(worker_pids(process)[0]) - idle_sockets
+        time.sleep(1)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
     process.stop()
-    new_pid = worker_pids(process)[0]
     by_id = {r["request_id"]: r for r in process.events("request")}
     missing = [rid for _, rid in received if rid.decode() not in by_id]
     assert missing == [], f"{len(missing)} answered requests have no log line (killed worker's buffer)"
+    assert held >= 4, f"the restarted worker holds {held} of the 16 connections"
     late = [by_id[rid.decode()] for t, rid in received if t > restarted + 1]
-    on_new = sum(1 for r in late if r["worker"] == 0)
-    assert late and on_new / len(late) >= 0.25, f"restarted worker (pid {new_pid}) served {on_new} of {len(late)}"
+    assert any(r["worker"] == 0 for r in late), "the restarted worker served no request"
 
 
 # --- 9. cheap invalid input is refused cheaply ---------------------------------------------------------------
