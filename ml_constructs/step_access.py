@@ -10,7 +10,8 @@ does not need them to exist when the policy is saved (a role ARN in `Principal` 
 AWS SDKs and Tools Reference Guide, "Assume role credential provider": `credential_source = EcsContainer` with
 `role_arn` makes the SDK (and the AWS CLI, "Use an IAM role in the AWS CLI") get the source credentials from the
 container credential provider — which CodeBuild supplies — and call AssumeRole itself, refreshing as needed.
-`AWS_CONFIG_FILE` and `AWS_PROFILE` select that profile for both `aws` and boto3 in the step's scripts.
+`AWS_CONFIG_FILE` and `AWS_PROFILE`, exported in the build's shell, select that profile for both `aws` and boto3 in
+the step's scripts.
 """
 
 from __future__ import annotations
@@ -102,9 +103,12 @@ class EnvironmentAccess:
         self.grants.append(grant)
         return grant
 
-    def profile_commands(self, *, export_region: bool = True) -> list[str]:
-        """Write the profile; with `export_region`, every SDK call of the step goes to the environment's region
-        (AWS_REGION/AWS_DEFAULT_REGION, which CodeBuild sets to the pipeline's, outrank a profile's region)."""
+    def profile_commands(self, *, use_profile: bool = True) -> list[str]:
+        """Write the profile and select it in the build's shell (buildspec 0.2 runs a phase's commands in one shell),
+        not in the project's environment: CodeBuild's own artifact upload keeps the step role. With `use_profile`
+        every client of the step uses the profile in the environment's region (AWS_REGION/AWS_DEFAULT_REGION,
+        which CodeBuild sets to the pipeline's, outrank a profile's region); without, the script picks the profile
+        per client (its own flags) and the step keeps the pipeline's region."""
         lines = [
             f"[profile {self.profile}]",
             "role_arn = $STEP_ACCESS_ROLE_ARN",
@@ -114,17 +118,19 @@ class EnvironmentAccess:
         ]
         body = "\\n".join(lines)
         commands = [f"mkdir -p $(dirname {CONFIG_FILE})", f'printf "{body}\\n" > {CONFIG_FILE}']
-        if export_region:
-            commands.append(f"export AWS_REGION={self.region} AWS_DEFAULT_REGION={self.region}")
+        if use_profile:
+            commands.append(
+                f"export AWS_CONFIG_FILE={CONFIG_FILE} AWS_PROFILE={self.profile} "
+                f"AWS_REGION={self.region} AWS_DEFAULT_REGION={self.region}"
+            )
+        else:
+            commands.append(f"export AWS_CONFIG_FILE={CONFIG_FILE}")
         return commands
 
-    def step_env(self, *, use_profile: bool = True) -> dict[str, str]:
-        """The step's environment: the config file, and (unless the step's scripts pick the profile per client)
-        the profile as the default for every client."""
-        env = {"AWS_CONFIG_FILE": CONFIG_FILE, "STEP_ACCESS_SESSION": "pipeline-#{codepipeline.PipelineExecutionId}"}
-        if use_profile:
-            env["AWS_PROFILE"] = self.profile
-        return env
+    @staticmethod
+    def step_env() -> dict[str, str]:
+        """The session name the profile's AssumeRole uses: this run's execution id (CloudTrail names the run)."""
+        return {"STEP_ACCESS_SESSION": "pipeline-#{codepipeline.PipelineExecutionId}"}
 
 
 class StepRoles(Construct):
@@ -209,8 +215,8 @@ def environment_step(
         step_id,
         input=input,
         additional_inputs=dict(additional_inputs) if additional_inputs else None,
-        commands=[*access.profile_commands(export_region=use_profile), *commands],
-        env={**access.step_env(use_profile=use_profile), **(env or {})},
+        commands=[*access.profile_commands(use_profile=use_profile), *commands],
+        env={**access.step_env(), **(env or {})},
         primary_output_directory=primary_output_directory,
         partial_build_spec=partial_build_spec,
         role=role,

@@ -228,8 +228,9 @@ def test_every_step_that_acts_in_an_environment_assumes_its_role_in_its_region(s
         [config] = [c for c in commands if c.startswith("printf")]
         _, region = ENVIRONMENTS[environment]
         assert "credential_source = EcsContainer" in config and f"region = {region}" in config, (stage, step)
-        if variables.get("AWS_PROFILE"):
-            assert f"export AWS_REGION={region} AWS_DEFAULT_REGION={region}" in commands, (stage, step)
+        [export] = [c for c in commands if c.startswith("export AWS_CONFIG_FILE=")]
+        if "AWS_PROFILE=" in export:
+            assert f"AWS_PROFILE={environment} AWS_REGION={region} AWS_DEFAULT_REGION={region}" in export, (stage, step)
         else:  # the script picks the profile for the environment's clients (RegisterRelease)
             assert any(f"--environment-profile {environment} --environment-region {region}" in c for c in commands)
         for command in (c for c in commands if "scripts.smoke_test" in c):

@@ -558,14 +558,17 @@ def test_environment_steps_use_the_role_through_an_aws_profile(synthesized, pipe
             [config] = [c for c in commands if c.startswith("printf")]
             assert "role_arn = $STEP_ACCESS_ROLE_ARN" in config and "credential_source = EcsContainer" in config
             assert "aws_access_key_id" not in build_commands(synthesized, action)
-            project = projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]
-            variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
-            assert variables["AWS_CONFIG_FILE"] in config
+            [export] = [c for c in commands if c.startswith("export AWS_CONFIG_FILE=")]
+            assert export.split()[1].split("=", 1)[1] in config  # the file the profile was written to
+            assert commands.index(export) < min(i for i, c in enumerate(commands) if "scripts." in c or "aws " in c)
             # RegisterRelease also reads the pipeline: its script picks the profile for the release table only.
             if step == "RegisterRelease":
-                assert "AWS_PROFILE" not in variables and "--environment-profile prod" in config + "\n".join(commands)
+                assert "AWS_PROFILE" not in export and "--environment-profile prod" in "\n".join(commands)
             else:
-                assert variables["AWS_PROFILE"] == steps[step]
+                assert f"AWS_PROFILE={steps[step]} " in export
+            # Selected in the build's shell only: CodeBuild's artifact upload keeps the step's own role.
+            project = projects[action["Configuration"]["ProjectName"]["Ref"]]["Properties"]
+            assert "AWS_PROFILE" not in {v["Name"] for v in project["Environment"]["EnvironmentVariables"]}
 
 
 def test_each_environment_role_trusts_only_its_steps_named_role(synthesized, pipeline) -> None:
