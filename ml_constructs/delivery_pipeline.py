@@ -56,11 +56,13 @@ from platform_config.settings import ApprovalStage, ChatChannel
 from stacks.step_access_stack import StepAccessStage
 
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
-# CodeBuild User Guide, "Available runtimes": STANDARD_7_0 (Ubuntu 22.04) offers nodejs 18, 20 and 22 and python 3.9
-# to 3.13, and defaults to Node 18, below what aws-cdk-lib requires (Node >= 20). Pinned in every project's
-# install phase: "If a runtime version is not specified, CodeBuild uses the default version".
+# STANDARD_7_0 (Ubuntu 22.04) defaults to Node 18, below what aws-cdk-lib requires (Node >= 20): pinned in every
+# project's install phase (CodeBuild User Guide, "Available runtimes": "If a runtime version is not specified,
+# CodeBuild uses the default version"). The versions the image installs are its runtimes.yml's
+# (aws/aws-codebuild-docker-images, ubuntu/standard/7.0/runtimes.yml: nodejs 18 and 20, python 3.11 and 3.12);
+# a version the image lacks fails every build's install phase.
 RUNTIME_VERSIONS = codebuild.BuildSpec.from_object(
-    {"phases": {"install": {"runtime-versions": {"nodejs": "22", "python": "3.12"}}}}
+    {"phases": {"install": {"runtime-versions": {"nodejs": "20", "python": "3.12"}}}}
 )
 # Application Auto Scaling User Guide, "Amazon SageMaker AI and Application Auto Scaling": the service-linked role
 # created when SageMaker endpoint variants are registered, and the service principal it trusts.
