@@ -70,9 +70,10 @@ def start_ours(model_dir: Path, log: Path, workers: int) -> tuple[subprocess.Pop
 
 def start_peer(pickle_path: Path, workers: int, worker_class: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    gunicorn = Path(sys.executable).parent / "gunicorn"
     command = [
-        str(gunicorn),
+        sys.executable,
+        "-m",
+        "gunicorn",
         "--workers",
         str(workers),
         "--worker-class",
@@ -228,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
 
         idle_before = cpu_idle_percent()
         ours, our_port = start_ours(model_dir, work / "ours.log", workers)
+        processes.append(ours)
         # The load generator shares this machine's CPUs; a second instance with one worker fewer shows
         # the server's latency when it does not compete with wrk for a core.
         spare, spare_port = start_ours(model_dir, work / "ours-spare-core.log", max(1, workers - 1))
+        processes.append(spare)
         peer, peer_port = start_peer(work / "model.joblib", workers, args.peer_worker_class, work / "peer.log")
-        processes += [ours, peer, spare]
+        processes.append(peer)
         wait_for_ping(spare_port)
         wait_for_ping(our_port)
         wait_for_ping(peer_port)
