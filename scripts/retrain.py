@@ -7,6 +7,7 @@
         [--runner sagemaker -- <scripts.training_job arguments: --bucket --image-uri --role-arn ...>]
     python -m scripts.retrain lineage --endpoint E --table T --artifacts-bucket PROD_ARTIFACTS \
         [--commit SHA] [--work build --dist model_container/dist]
+    (run and lineage: [--region PIPELINE_REGION] [--environment-profile PROFILE --environment-region PROD_REGION])
     python -m scripts.retrain verify [--work build --dist model_container/dist]
 
 `run`: (1) `model_container.dataset parent` writes the live production model's metadata.json (build/parent.json),
@@ -23,6 +24,13 @@ live model's seed and holdout; a live model without lineage is a default build (
 the same ONNX graph keeps the live version (a code-only change that leaves the model alone), another graph is the
 live version's next patch (1.1.0 -> 1.1.1); only new data makes a minor version (`run`). With no live release
 (a first run) it is the default build, 1.0.0. Records the build in build/retrained.json for `verify`.
+
+Accounts: production may be another account and region than the pipeline. Its reads (the release table, the
+live metadata under baselines/, --dataset-uri, the capture and labels, under its data key) and, with --runner
+sagemaker, the training job (which runs in production) go through --environment-profile in --environment-region
+(the profile ml_constructs/step_access.py writes, assuming production's step role); the pipeline's own artifacts
+bucket (the --upload, and the lineage snapshot read back from it) keeps the step's default credentials in
+--region. Without the two flags every call uses the default credentials in --region.
 
 Exit codes: 0 built, 2 unusable input, 3 AWS error, 4 snapshot refused, 5 dataset unchanged since the live
 version ("nothing to release": the run must stop before anything deploys), 6 verify found another model.
@@ -55,7 +63,7 @@ def _parent(args: argparse.Namespace, work: Path) -> Path | None:
     out = work / "parent.json"
     out.unlink(missing_ok=True)  # a previous run's parent is not this run's live model
     argv = ["parent", "--endpoint", args.endpoint, "--table", args.table, "--artifacts-bucket", args.artifacts_bucket]
-    code = dataset.main([*argv, "--out", str(out), *_region(args)])
+    code = dataset.main([*argv, "--out", str(out), *_aws(args)])
     if code != 0:
         raise _Stop(_fail(f"reading the live model of {args.endpoint} failed (exit {code})", code))
     return out if out.is_file() else None
@@ -63,7 +71,7 @@ def _parent(args: argparse.Namespace, work: Path) -> Path | None:
 
 def _snapshot_argv(args: argparse.Namespace, out: Path) -> list[str]:
     argv = ["build", "--out", str(out), "--min-rows", str(args.min_rows)]
-    argv += ["--min-class-fraction", str(args.min_class_fraction), "--days", str(args.days), *_region(args)]
+    argv += ["--min-class-fraction", str(args.min_class_fraction), "--days", str(args.days), *_aws(args)]
     for flag, value in (
         ("--dataset-uri", args.dataset_uri),
         ("--capture-uri", args.capture_uri),
@@ -77,8 +85,12 @@ def _snapshot_argv(args: argparse.Namespace, out: Path) -> list[str]:
     return argv
 
 
-def _region(args: argparse.Namespace) -> list[str]:
-    return ["--region", args.region] if args.region else []
+def _aws(args: argparse.Namespace) -> list[str]:
+    """The region and production's profile, for model_container.dataset and scripts/training_job.py."""
+    argv = ["--region", args.region] if args.region else []
+    argv += ["--environment-profile", args.environment_profile] if args.environment_profile else []
+    argv += ["--environment-region", args.environment_region] if args.environment_region else []
+    return argv
 
 
 class _Stop(Exception):
@@ -151,11 +163,14 @@ def _lineage_argv(args: argparse.Namespace, live_file: Path | None, work: Path) 
     if not recorded:  # a default build is live: its data is the bundled dataset
         argv += ["--seed", str(live.get("seed", build_model.SEED))]
         return argv, f"the bundled dataset of the live {live.get('model_version')} (a default build)"
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        fetch_snapshot(boto3.client("s3", region_name=args.region), recorded.get("dataset") or {}, work / "snapshot")
+        # The live metadata came from production's baselines/ (through the profile); the snapshot it names is the
+        # one `run` uploaded (--upload, lineage.dataset.uri = the manifest's snapshot_uri): the pipeline's own
+        # artifacts bucket, datasets/<sha256>/, read with the step's default credentials.
+        pipeline, _ = dataset.sessions(args.region, args.environment_profile, args.environment_region)
+        fetch_snapshot(pipeline.client("s3"), recorded.get("dataset") or {}, work / "snapshot")
     except (ClientError, BotoCoreError) as error:
         raise _Stop(_fail(f"reading the live model's snapshot failed: {error}", 3)) from None
     except snapshots.SnapshotError as error:
@@ -202,8 +217,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         return build_model.main(argv)
     from scripts import training_job
 
-    region = ["--region", args.region] if args.region else []
-    return training_job.main([*argv, *region, *args.training_job_args])
+    # The job runs in production's account (ml_constructs/training_runner.py): it goes through the profile.
+    return training_job.main([*argv, *_aws(args), *args.training_job_args])
 
 
 def _metadata(dist: Path) -> dict[str, Any]:
@@ -237,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--artifacts-bucket", required=True, help="production's artifacts bucket (baselines/)")
         command.add_argument("--commit", help="training commit (default: git rev-parse HEAD)")
         command.add_argument("--contract-dir", type=Path, help="feature contract (default: the committed one)")
-        command.add_argument("--region")
+        command.add_argument("--region", help="the pipeline's region (its artifacts bucket)")
+        command.add_argument("--environment-profile", help="AWS profile for production (default: the step's own)")
+        command.add_argument("--environment-region", help="production's region (default: --region)")
     run_parser.add_argument("--dataset-uri", help="pipeline.training.dataset_uri; default the bundled dataset")
     run_parser.add_argument("--capture-uri", help="production's data capture of the endpoint's variant")
     run_parser.add_argument("--labels-uri", help="s3://CAPTURE/<monitoring.ground_truth_prefix>")

@@ -4,7 +4,8 @@
         --bucket ARTIFACTS --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/model-train:TAG --role-arn ROLE \
         --kms-key-arn KEY --subnets subnet-a,subnet-b --security-group-ids sg-1 [--prefix training/] \
         [--instance-type ml.m5.large] [--volume-size-gb 10] [--spot | --no-spot] [--max-runtime-seconds 3600] \
-        [--max-wait-seconds 7200] [--commit SHA] [--job-name NAME] [--region eu-west-1]
+        [--max-wait-seconds 7200] [--commit SHA] [--job-name NAME] [--region eu-west-1] \
+        [--environment-profile PROFILE --environment-region PROD_REGION]
 
 Refuses before any AWS call when the snapshot is the parent's dataset (exit 5, as build_model does). Otherwise puts
 the snapshot (unless its manifest already names a prefix under --bucket/--prefix) and the parent's metadata.json
@@ -14,6 +15,10 @@ with network isolation, the data key on the output and the volume, checkpoints t
 spot capacity; waits with boto3's waiter; downloads ModelArtifacts and unpacks the build into --out, the same
 files a local build writes. Exit codes: 0 trained, 1 the job failed (its FailureReason is printed), 2 usage or
 unreadable input, 3 AWS error, 5 dataset unchanged since the parent (no job started).
+
+Every call (staging under --bucket, the job, its artefact) is in production's account, where the runner lives
+(ml_constructs/training_runner.py): with --environment-profile/--environment-region they go through that profile
+in that region (as scripts/register_release.py reaches an environment), else the default credentials in --region.
 """
 
 from __future__ import annotations
@@ -246,20 +251,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name-prefix", default="model-train")
     parser.add_argument("--poll-seconds", type=int, default=30)
     parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    parser.add_argument("--environment-profile", help="AWS profile for production (default: the step's own)")
+    parser.add_argument("--environment-region", help="production's region (default: --region)")
     return parser
+
+
+def session(args: argparse.Namespace) -> Any:
+    """Production's session: the profile that assumes its step role (AWS SDKs and Tools Reference Guide, "Assume
+    role credential provider"), in its region passed explicitly (CodeBuild's AWS_REGION, the pipeline's, outranks
+    a profile's region; Boto3 docs, "Session"); without the flags the default credentials in --region."""
+    if args.environment_profile or args.environment_region:
+        return boto3.Session(profile_name=args.environment_profile, region_name=args.environment_region or args.region)
+    return boto3.Session(region_name=args.region)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.region:
+    if not (args.region or args.environment_region):
         parser.error("--region (or AWS_REGION) is required")
     if args.spot and args.max_wait_seconds < args.max_runtime_seconds:
         parser.error("--max-wait-seconds must be at least --max-runtime-seconds with --spot (StoppingCondition)")
     if not args.prefix.endswith("/") or args.prefix.startswith("/"):
         parser.error("--prefix must end with '/' and not start with one")
     try:
-        summary = run(args, boto3.Session(region_name=args.region))
+        summary = run(args, session(args))
     except build_model.DatasetUnchanged as unchanged:
         print(f"training_job: {unchanged}", file=sys.stderr)
         return build_model.EXIT_UNCHANGED

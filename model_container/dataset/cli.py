@@ -54,17 +54,32 @@ def upload(s3: Any, snapshot: Snapshot, out: Path, prefix_uri: str, kms_key_id: 
         s3.put_object(Bucket=bucket, Key=prefix + name, Body=(out / name).read_bytes(), **encryption)
 
 
-def run_build(args: argparse.Namespace) -> int:
+def sessions(region: str | None, profile: str | None, environment_region: str | None) -> tuple[Any, Any]:
+    """(pipeline session, environment session). The pipeline's is the default credentials in `region`; the
+    environment's (production: its release table, baselines, datasets, capture and data key, possibly in another
+    account and region) goes through `profile` in `environment_region` (default `region`), as
+    scripts/register_release.py does: the step's profile assumes the environment's step role (AWS SDKs and Tools
+    Reference Guide, "Assume role credential provider"; ml_constructs/step_access.py). The region is passed
+    explicitly: CodeBuild's AWS_REGION, the pipeline's, outranks a profile's `region` (Boto3 docs, "Session":
+    region_name is "the AWS Region where you want to create new connections"). Without either, both are one."""
     import boto3
+
+    pipeline = boto3.Session(region_name=region)
+    if not (profile or environment_region):
+        return pipeline, pipeline
+    return pipeline, boto3.Session(profile_name=profile, region_name=environment_region or region)
+
+
+def run_build(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = boto3.client("s3", region_name=args.region)
     try:
-        snapshot = build_snapshot(args, s3)
+        pipeline, environment = sessions(args.region, args.environment_profile, args.environment_region)
+        snapshot = build_snapshot(args, environment.client("s3"))  # production's dataset, capture and labels
         uri = f"{args.upload.rstrip('/')}/{snapshot.content_sha256}/" if args.upload else None
         manifest = write(snapshot, args.out, {"snapshot_uri": uri} if uri else None)
-        if uri:
-            upload(s3, snapshot, args.out, args.upload, args.kms_key_id)
+        if uri:  # the pipeline's own artifacts bucket and key
+            upload(pipeline.client("s3"), snapshot, args.out, args.upload, args.kms_key_id)
     except SnapshotRefused as refused:
         print(f"dataset: snapshot refused: {refused}", file=sys.stderr)
         return EXIT_REFUSED
@@ -116,12 +131,12 @@ def live_metadata(endpoint: str, table: Any, s3: Any, bucket: str) -> dict[str, 
 
 
 def run_parent(args: argparse.Namespace) -> int:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        table = boto3.resource("dynamodb", region_name=args.region).Table(args.table)
-        metadata = live_metadata(args.endpoint, table, boto3.client("s3", region_name=args.region), args.bucket)
+        _, environment = sessions(args.region, args.environment_profile, args.environment_region)
+        table = environment.resource("dynamodb").Table(args.table)  # production's release history and baselines
+        metadata = live_metadata(args.endpoint, table, environment.client("s3"), args.bucket)
     except (ClientError, BotoCoreError) as error:
         print(f"dataset: reading the live model of {args.endpoint}: {error}", file=sys.stderr)
         return EXIT_AWS
@@ -156,14 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--contract", type=Path, default=FEATURE_SCHEMA_PATH, help="feature_schema.json")
     build.add_argument("--upload", help="also put the snapshot under s3://bucket/prefix/<sha256>/")
     build.add_argument("--kms-key-id", help="SSE-KMS key of the upload (default: the bucket's default key)")
-    build.add_argument("--region", default=region)
+    build.add_argument("--region", default=region, help="the pipeline's region (the --upload)")
+    _environment_arguments(build)
     parent = commands.add_parser("parent", help="write the live model's metadata.json (the retraining parent)")
     parent.add_argument("--endpoint", required=True)
     parent.add_argument("--table", required=True, help="release history table")
     parent.add_argument("--artifacts-bucket", dest="bucket", required=True)
     parent.add_argument("--out", type=Path, required=True)
     parent.add_argument("--region", default=region)
+    _environment_arguments(parent)
     return parser
+
+
+def _environment_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--environment-profile", help="AWS profile for production's reads (default: the step's own)")
+    command.add_argument("--environment-region", help="production's region (default: --region)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,41 @@ UNTIL = "2026-12-01T00:00:00Z"  # with --days 1 the window is 2026-11-30 00:00 t
 NAMES, X, Y = bundled_dataset()
 
 
+PROFILE, PROFILE_REGION = "production", "us-east-1"  # the profile's own region: --environment-region must win
+Call = tuple[str, str | None, str, str | None]  # (profile, region, operation, bucket or table)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> list[Call]:
+    """Every AWS call, with the profile and region of the boto3 Session it went through (moto has one account:
+    which credentials a call used is what tells production's reads from the pipeline's). A config file holds the
+    `production` profile, as ml_constructs/step_access.py writes one (static keys here, for moto)."""
+    config = tmp_path_factory.mktemp("aws") / "config"
+    keys = "aws_access_key_id = production\naws_secret_access_key = production"
+    config.write_text(f"[profile {PROFILE}]\n{keys}\nregion = {PROFILE_REGION}\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    recorded: list[Call] = []
+
+    class RecordingSession(boto3.Session):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+
+            def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+                target = params.get("Bucket") or params.get("TableName")
+                recorded.append((self.profile_name, self.region_name, model.name, target))
+
+            self.events.register("provide-client-params", record)
+
+    monkeypatch.setattr(boto3, "Session", RecordingSession)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3.client()'s session is made anew, recording too
+    return recorded
+
+
+def through(calls: list[Call], *targets: str) -> set[tuple[str, str | None]]:
+    """The (profile, region) pairs the calls on `targets` went through."""
+    return {(profile, region) for profile, region, _, target in calls if target in targets}
+
+
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Any:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
@@ -338,3 +373,54 @@ def test_a_retraining_run_yields_a_new_model_when_labels_arrived_and_says_so_whe
     retrained = json.loads((tmp_path / "labelled-dist" / "metadata.json").read_text())
     assert retrained["model_version"] == "1.1.0" and retrained["content_sha256"] != live["content_sha256"]
     assert retrained["lineage"]["holdout"]["by_source"] == {"base": 114, "captured": 8}
+
+
+def test_production_reads_go_through_the_environment_profile_and_the_upload_through_the_pipelines_credentials(
+    tmp_path: Path, s3: Any, calls: list[Call], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--environment-profile/--environment-region (as scripts/register_release.py): the dataset, capture and labels
+    are production's, read as production's step role in its region; the upload is the pipeline's own bucket, with
+    the step's default credentials in --region. Without the flags everything keeps the default credentials."""
+    pipeline_bucket, pipeline_region = "mlapi-pipeline-artifacts", "us-west-2"
+    boto3.client("s3", region_name=pipeline_region).create_bucket(
+        Bucket=pipeline_bucket, CreateBucketConfiguration={"LocationConstraint": pipeline_region}
+    )
+    key = boto3.client("kms", region_name=pipeline_region).create_key()["KeyMetadata"]["Arn"]
+    put_lines(s3, CAPTURE, "2026/11/30/10/b.jsonl", [capture_record([row(0)], "evt-1")])
+    put_lines(s3, LABELS, "2026/11/30/20/b.jsonl", [json.dumps({"eventId": "evt-1", "label": 1})])
+    upload = ["--upload", f"s3://{pipeline_bucket}/datasets/", "--kms-key-id", key]
+    environment = ["--environment-profile", PROFILE, "--environment-region", REGION]
+    calls.clear()
+    argv = ["build", "--out", str(tmp_path / "snapshot"), "--region", pipeline_region, *with_traffic(*upload)]
+    assert main([*argv, *environment]) == 0, capsys.readouterr().err
+    assert through(calls, BUCKET) == {(PROFILE, REGION)}
+    assert through(calls, pipeline_bucket) == {("default", pipeline_region)}
+    assert {op for _, _, op, target in calls if target == pipeline_bucket} == {"PutObject"}
+    digest = json.loads(capsys.readouterr().out)["content_sha256"]
+    assert s3.head_object(Bucket=pipeline_bucket, Key=f"datasets/{digest}/snapshot.csv")["SSEKMSKeyId"] == key
+
+    calls.clear()
+    assert main([*argv[:2], str(tmp_path / "unchanged"), *argv[3:]]) == 0  # no flags: one session, as before
+    assert {(profile, region) for profile, region, _, _ in calls} == {("default", pipeline_region)}
+    assert through(calls, BUCKET) and through(calls, pipeline_bucket)
+
+
+def test_parent_reads_production_through_the_environment_profile(
+    tmp_path: Path, s3: Any, calls: list[Call], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
+
+    table = create_release_table(boto3.resource("dynamodb", region_name=REGION), "mlapi-prod-releases")
+    ReleaseRepository(table, "mlapi-prod-endpoint").register(
+        Release("cfg-1-1-0", "mlapi-prod-endpoint", Status.LIVE, "2026-11-30T10:00:00Z", model_version="1.1.0")
+    )
+    s3.put_object(Bucket=BUCKET, Key="baselines/1.1.0/metadata.json", Body=b'{"model_version": "1.1.0"}')
+    args = ["parent", "--endpoint", "mlapi-prod-endpoint", "--table", "mlapi-prod-releases"]
+    args += ["--artifacts-bucket", BUCKET, "--out", str(tmp_path / "parent.json"), "--region", "us-west-2"]
+    calls.clear()
+    assert main([*args, "--environment-profile", PROFILE, "--environment-region", REGION]) == 0
+    assert {op for _, _, op, _ in calls} == {"Query", "GetObject"}  # the release table, then baselines/
+    assert {(profile, region) for profile, region, _, _ in calls} == {(PROFILE, REGION)}
+    assert json.loads((tmp_path / "parent.json").read_text())["model_version"] == "1.1.0"
+    assert main([*args, "--environment-profile", "no-such-profile"]) == EXIT_AWS
+    assert "no-such-profile" in capsys.readouterr().err

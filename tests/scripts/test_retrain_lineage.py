@@ -20,6 +20,7 @@ from lambda_src.releases.release_history.repository import Release, ReleaseRepos
 from model_container import build_model
 from model_container.build_model import CONTRACT_DIR
 from scripts import retrain
+from tests.model_container.test_dataset import PROFILE, Call, calls, through
 from tests.scripts import test_retraining_run as retraining_run
 from tests.scripts.test_retraining_run import (
     ENDPOINT,
@@ -32,6 +33,7 @@ from tests.scripts.test_retraining_run import (
 )
 
 aws = retraining_run.aws  # the fixture: prod with a live 1.0.0, the pipeline's artifacts bucket and key
+__all__ = ["aws", "calls"]  # calls: every AWS call with the profile and region of its session
 
 LIVE_AT = "2026-12-01T10:00:00Z"
 
@@ -135,25 +137,47 @@ def test_a_missing_or_altered_live_snapshot_fails_instead_of_falling_back_to_the
     assert not (tmp_path / "missing-dist" / "metadata.json").exists()
 
 
+def test_with_the_environment_profile_the_live_model_is_read_from_production_and_its_snapshot_from_the_pipeline(
+    aws: Any, calls: list[Call], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The live release and its metadata.json are production's (release table, baselines/): through the profile.
+    The snapshot its lineage names is the one `run` uploaded (--upload: the pipeline's bucket, datasets/<sha256>/):
+    with the step's own credentials, which production's role could not read."""
+    live = retrained_is_live(aws, tmp_path)
+    calls.clear()
+    argv = [*lineage_argv(tmp_path), "--environment-profile", PROFILE, "--environment-region", REGION]
+    assert retrain.main(argv) == 0, capsys.readouterr().err
+    assert through(calls, TABLE, PROD_ARTIFACTS) == {(PROFILE, REGION)}
+    sha = live["lineage"]["dataset"]["content_sha256"]
+    reads = [(profile, op) for profile, _, op, target in calls if target == PIPELINE_ARTIFACTS]
+    assert reads == [("default", "GetObject")] * 2  # snapshot.csv and manifest.json, nothing else
+    assert through(calls, PIPELINE_ARTIFACTS) == {("default", REGION)}
+    assert built(tmp_path)["content_sha256"] == live["content_sha256"]
+    assert sha == built(tmp_path)["lineage"]["dataset"]["content_sha256"]
+
+
 def test_a_retraining_run_with_the_sagemaker_runner_hands_the_build_to_a_training_job(
-    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aws: Any, calls: list[Call], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """training.runner: sagemaker - the same snapshot, parent and build arguments go to scripts/training_job.py,
     with the runner's own (TrainingRunner.job_arguments) after `--`; its exit 5 is "unchanged" as a build's."""
     from scripts import training_job
 
-    calls: list[list[str]] = []
+    jobs: list[list[str]] = []
 
     def job(argv: list[str]) -> int:  # the job's part, played by the local build on the same arguments
-        calls.append(argv)
+        jobs.append(argv)
         known = argv[: argv.index("--region")]
         return build_model.main(known)
 
     monkeypatch.setattr(training_job, "main", job)
     fresh_labels(aws)
     runner = ["--bucket", PROD_ARTIFACTS, "--role-arn", "arn:aws:iam::123456789012:role/r", "--spot"]
-    assert retrain.main([*retrain_argv(tmp_path, aws.key), "--runner", "sagemaker", "--", *runner]) == 0
-    [argv] = calls
+    environment = ["--environment-profile", PROFILE, "--environment-region", REGION]  # the job runs in production
+    argv = [*retrain_argv(tmp_path, aws.key), *environment, "--runner", "sagemaker", "--", *runner]
+    assert retrain.main(argv) == 0
+    [argv] = jobs
+    assert argv[argv.index("--region") :] == ["--region", REGION, *environment, *runner]
     assert argv[argv.index("--dataset") + 1] == str(tmp_path / "build" / "snapshot")
     assert argv[argv.index("--parent") + 1] == str(tmp_path / "build" / "parent.json")
     assert argv[argv.index("--out") + 1] == str(tmp_path / "dist") and argv[-len(runner) :] == runner

@@ -21,7 +21,19 @@ from lambda_src.releases.release_history.repository import Release, ReleaseRepos
 from model_container.build_model import CONTRACT_DIR
 from scripts import model_gate, retrain
 from tests.model_container.test_dataset import BUCKET as CAPTURE_BUCKET
-from tests.model_container.test_dataset import CAPTURE, LABELS, UNTIL, Y, capture_record, put_lines, row
+from tests.model_container.test_dataset import (
+    CAPTURE,
+    LABELS,
+    PROFILE,
+    UNTIL,
+    Call,
+    Y,
+    calls,
+    capture_record,
+    put_lines,
+    row,
+    through,
+)
 from tests.release_table import create_release_table
 from tests.scripts.test_register_model_package import ACCOUNT, GROUP, REGION, inference_template, register_argv
 
@@ -30,6 +42,8 @@ sys.path.append(str(Path(__file__).resolve().parents[2] / "lambda_src" / "retrai
 from retraining_trigger.handler import trigger
 
 from tests.lambda_src.retraining_trigger.test_retraining_trigger import DRIFT, PIPELINE
+
+__all__ = ["calls"]  # the fixture: every AWS call with the profile and region of its session
 
 PROD_ARTIFACTS = f"mlapi-prod-artifacts-{ACCOUNT}-{REGION}"
 PIPELINE_ARTIFACTS = "mlapi-pipeline-artifacts"
@@ -156,3 +170,23 @@ def test_without_new_labels_the_run_stops_as_unchanged_and_registers_nothing(
     assert retrain.main(["verify", "--work", str(tmp_path / "build"), "--dist", str(tmp_path / "dist")]) != 0
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     assert sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"] == []
+
+
+def test_with_the_environment_profile_production_is_read_as_production_and_the_snapshot_kept_as_the_pipeline(
+    aws: Any, calls: list[Call], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Production may be another account: the Synth step passes the profile that assumes production's role
+    (ml_constructs/step_access.py), as RegisterRelease does. Its release table, baselines, capture and labels are
+    read through it; the snapshot goes to the pipeline's own bucket under its key with the step's credentials."""
+    fresh_labels(aws)
+    calls.clear()
+    argv = [*retrain_argv(tmp_path, aws.key), "--environment-profile", PROFILE, "--environment-region", REGION]
+    assert retrain.main(argv) == 0, capsys.readouterr().err
+    assert through(calls, TABLE, PROD_ARTIFACTS, CAPTURE_BUCKET) == {(PROFILE, REGION)}
+    assert through(calls, PIPELINE_ARTIFACTS) == {("default", REGION)}
+    by_target = {target: {op for _, _, op, t in calls if t == target} for target in (TABLE, PIPELINE_ARTIFACTS)}
+    assert by_target == {TABLE: {"Query"}, PIPELINE_ARTIFACTS: {"PutObject"}}
+    metadata = json.loads((tmp_path / "dist" / "metadata.json").read_text())
+    assert metadata["model_version"] == "1.1.0" and metadata["lineage"]["parent_version"] == "1.0.0"
+    sha = metadata["lineage"]["dataset"]["content_sha256"]
+    assert aws.head_object(Bucket=PIPELINE_ARTIFACTS, Key=f"datasets/{sha}/snapshot.csv")["SSEKMSKeyId"] == aws.key

@@ -20,6 +20,9 @@ from model_container.dataset import Checks, Part, assemble, write
 from model_container.dataset.sources import FeatureContract, base_part, bundled_dataset
 from scripts import training_job
 from scripts.training_job import main
+from tests.model_container.test_dataset import PROFILE, Call, calls
+
+__all__ = ["calls"]  # the fixture: every AWS call with the profile and region of its session
 
 REGION, BUCKET = "eu-west-1", "mlapi-prod-artifacts-111111111111-eu-west-1"
 KEY = f"arn:aws:kms:{REGION}:111111111111:key/0000"
@@ -316,3 +319,20 @@ def test_the_poll_budget_is_max_wait_with_spot_and_runtime_plus_provisioning_wit
     training_job.wait_for_job(Client(), "job", _polling_args(spot=False))
     assert seen[0] == {"Delay": 1, "MaxAttempts": 9 + 1}
     assert seen[1] == {"Delay": 1, "MaxAttempts": 5 + training_job.PROVISIONING_ALLOWANCE_S + 1}
+
+
+def test_with_the_environment_profile_every_call_goes_to_production_in_its_region(
+    aws: Any, calls: list[Call], tmp_path: Path, parent: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runner lives in production's account (ml_constructs/training_runner.py): with --environment-profile and
+    --environment-region the staging, the job and its artefact all go through that profile in that region, not
+    the pipeline's --region. (`calls` after `aws`: SageMaker's own part, the fixture's client, is not recorded.)"""
+    _, requests, _ = aws
+    dataset = snapshot_dir(tmp_path / "snapshot", fresh=50)
+    extra = ["--parent", str(parent), "--region", "us-west-2"]  # the pipeline's region (the last --region wins)
+    code = run(tmp_path, dataset, *extra, "--environment-profile", PROFILE, "--environment-region", REGION)
+    assert code == 0, capsys.readouterr().err
+    assert len(requests) == 1 and json.loads(capsys.readouterr().out)["model_version"] == "1.1.0"
+    assert {(profile, region) for profile, region, _, _ in calls} == {(PROFILE, REGION)}
+    operations = {operation for _, _, operation, _ in calls}
+    assert {"PutObject", "CreateTrainingJob", "DescribeTrainingJob", "GetObject"} <= operations
