@@ -14,11 +14,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.drift_task import DriftTask
 from ml_constructs.endpoint_alarms import topic_alarm
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.prediction_api import TEST_INFERENCE_ID_PREFIX
+from ml_constructs.release_history_table import STATUS_INDEX
 from platform_config import MonitoringSettings
 
 CODE_DIR = "lambda_src/drift_monitor"
@@ -30,7 +32,11 @@ DRIFT_DETAIL_TYPE = "Model Drift Detected"
 
 class DriftMonitor(Construct):
     """Exposes `job` (PlatformFunction) or, with runner fargate, `task` (DriftTask); and `alarms` (per feature,
-    prediction, drift count, accuracy)."""
+    prediction, drift count, accuracy). The Lambda job runs one at a time under `decision_locks`.
+
+    `release_table_name` (default `<prefix>-releases`, the data stack's release history, encrypted with
+    `placement.data_key`): the job reads which model build served a version from it, to compare with that build's
+    baseline."""
 
     def __init__(
         self,
@@ -48,9 +54,11 @@ class DriftMonitor(Construct):
         reports_bucket_name: str,
         topic: sns.ITopic,
         placement: FunctionPlacement,
+        release_table_name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        release_table_name = release_table_name or f"{prefix}-releases"
         thresholds = {
             "psi_warn": settings.psi_warn,
             "psi_alarm": settings.psi_alarm,
@@ -73,6 +81,7 @@ class DriftMonitor(Construct):
             "PROBABILITY_OF": "positive_class",
             # The marker the API gives the pipeline's test traffic: such capture records stay out of drift statistics.
             "TEST_INFERENCE_ID_PREFIX": TEST_INFERENCE_ID_PREFIX,
+            "RELEASES_TABLE": release_table_name,
             "POWERTOOLS_SERVICE_NAME": "drift-monitor",
         }
         if settings.ground_truth_prefix:
@@ -86,6 +95,7 @@ class DriftMonitor(Construct):
             reads.append((capture_bucket_name, settings.ground_truth_prefix.rstrip("/") + "/"))
         objects = [s3_arn(b, f"/{k}*") for b, k in reads]
         reports = s3_arn(reports_bucket_name, f"/drift-reports/{endpoint_name}/*")
+        release_table = f"arn:{stack.partition}:dynamodb:{stack.region}:{stack.account}:table/{release_table_name}"
         statements = [
             *[
                 iam.PolicyStatement(
@@ -101,6 +111,14 @@ class DriftMonitor(Construct):
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            ),
+            # served_content_hash queries the status index: an index is its own resource, <table ARN>/index/<name>
+            # (DynamoDB Developer Guide, "IAM policy to grant access to a specific DynamoDB table and its indexes").
+            # The table is encrypted with the data key, whose kms:Decrypt both runners hold (PlatformFunction,
+            # DriftTask).
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[release_table, f"{release_table}/index/{STATUS_INDEX}"],
             ),
             iam.PolicyStatement(
                 actions=["events:PutEvents"],
@@ -135,12 +153,18 @@ class DriftMonitor(Construct):
                 runtime=lambda_.Runtime.FROM_IMAGE,
                 environment=environment,
                 placement=placement,
-                reserved_concurrency=1,
                 timeout_seconds=900,
                 memory_size=2048,
                 retry_attempts=2,
             )
             self.job.policy.add_statements(*statements)
+            # One run at a time under a lease lock, not a concurrency reservation (issue 13 item 9). A run that
+            # finds it busy skips its window rather than raising: Lambda's retries (1 and 2 minutes later) would
+            # still meet the holder's up to 15-minute run (lambda_src/drift_monitor/drift_engine/handler.py).
+            self.decision_locks = DecisionLockTable(
+                self, "DecisionLocks", key=placement.data_key, removal_policy=placement.removal_policy
+            )
+            self.decision_locks.attach(self.job, retried_when_busy=False)
             policy, dead_letters = self.job.policy, self.job.dead_letter_queue
             events.Rule(
                 self,

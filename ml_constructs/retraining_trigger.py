@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.drift_monitor import DRIFT_DETAIL_TYPE, DRIFT_EVENT_SOURCE
 from ml_constructs.model_monitor import FAILED_OR_VIOLATIONS, MONITORING_EXECUTION
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
@@ -68,12 +69,19 @@ def production_of(stack: Stack) -> RetrainingSource:
     )
 
 
+def shared_locks(scope: Construct) -> DecisionLockTable | None:
+    """Interim: the DecisionLockTable already in `scope` (DeliveryPipeline's `decision_locks`), so the pipeline keeps
+    one lock table. DeliveryPipeline should pass `decision_locks` explicitly."""
+    return next((child for child in scope.node.children if isinstance(child, DecisionLockTable)), None)
+
+
 class RetrainingTrigger(Construct):
     """Rules on this account's default bus that start `pipeline_name` as a retraining run.
 
     Environments send their drift events here with `monitoring.retraining_event_bus_arn` set to this bus;
-    `source_accounts` may put events on it; only `production`'s endpoint and schedules start a run. Exposes
-    `function` (PlatformFunction), `rules` and `production`."""
+    `source_accounts` may put events on it; only `production`'s endpoint and schedules start a run. One decision at
+    a time under `decision_locks` (the scope's table, else one of its own). Exposes `function` (PlatformFunction),
+    `rules`, `production` and `decision_locks`."""
 
     def __init__(
         self,
@@ -85,6 +93,7 @@ class RetrainingTrigger(Construct):
         placement: FunctionPlacement,
         powertools: lambda_.ILayerVersion,
         production: RetrainingSource | None = None,
+        decision_locks: DecisionLockTable | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -97,9 +106,15 @@ class RetrainingTrigger(Construct):
             handler="retraining_trigger.handler.handler",
             environment={"PIPELINE_NAME": pipeline_name, "POWERTOOLS_SERVICE_NAME": "retraining-trigger"},
             placement=placement,
-            reserved_concurrency=1,  # one decision at a time: two events must not both start a run
             layers=[powertools],
         )
+        # One decision at a time (two events must not both start a run) under a lease lock, not a concurrency
+        # reservation (issue 13 item 9). A busy lock means another drift event is deciding: the holder's decision
+        # (start a run, or one is running) stands for both, so the second returns without starting one (handler.py).
+        self.decision_locks = decision_locks or shared_locks(scope) or DecisionLockTable(
+            self, "DecisionLocks", key=placement.data_key, removal_policy=placement.removal_policy
+        )
+        self.decision_locks.attach(self.function, retried_when_busy=False)
         pipeline_arn = f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{pipeline_name}"
         self.function.policy.add_statements(
             iam.PolicyStatement(

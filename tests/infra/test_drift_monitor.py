@@ -25,7 +25,8 @@ def drift_function(synthesized, env: str) -> dict:
 @pytest.mark.parametrize("env", ENVS)
 def test_job_reads_the_endpoints_capture_and_is_a_private_image_function(synthesized, env: str) -> None:
     fn = drift_function(synthesized, env)
-    assert fn["PackageType"] == "Image" and "VpcConfig" in fn and fn["ReservedConcurrentExecutions"] == 1
+    # One run at a time under the decision lock, not reserved concurrency (tests/infra/test_reserved_concurrency.py).
+    assert fn["PackageType"] == "Image" and "VpcConfig" in fn and "ReservedConcurrentExecutions" not in fn
     variables = fn["Environment"]["Variables"]
     assert variables["ENDPOINT_NAME"] == f"mlapi-{env}-endpoint"
     assert variables["VARIANT_NAME"] == "primary" and variables["CAPTURE_PREFIX"] == "capture"
@@ -67,3 +68,43 @@ def test_job_writes_only_its_report_prefix(synthesized, env: str) -> None:
     puts = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "s3:PutObject"]
     assert len(puts) == 1
     assert f"/drift-reports/mlapi-{env}-endpoint/*" in json.dumps(puts[0]["Resource"])
+
+
+def _listed(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _job_statements(synthesized, env: str) -> list[dict]:
+    template = synthesized.templates[(env, "inference")]
+    return [
+        statement
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::ManagedPolicy" and k.startswith("DriftJob")
+        for statement in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_job_reads_which_build_served_from_its_environments_release_history(synthesized, env: str) -> None:
+    """Issue 13 item 11: the job looks the serving build's content hash up in `<prefix>-releases` (status index)."""
+    variables = drift_function(synthesized, env)["Environment"]["Variables"]
+    [release_table] = [
+        t["Properties"] for t in synthesized.resources(env, "data", "AWS::DynamoDB::Table").values()
+        if t["Properties"].get("TableName") == f"mlapi-{env}-releases"
+    ]
+    assert variables["RELEASES_TABLE"] == release_table["TableName"]
+    [query] = [s for s in _job_statements(synthesized, env) if s["Action"] == "dynamodb:Query"]
+    resources = json.dumps(query["Resource"])
+    # "IAM policy to grant access to a specific DynamoDB table and its indexes" (DynamoDB Developer Guide): the index
+    # is its own resource; this job needs exactly the status index and nothing more.
+    table = f":table/mlapi-{env}-releases"
+    assert f'{table}"' in resources and f"{table}/index/status-index" in resources
+    assert len(query["Resource"]) == 2
+    # The table is encrypted with the data key (stacks/data_stack.py), the key the capture config names too: the
+    # job may decrypt with it, unconditioned (Query returns decrypted items to a caller allowed to use the key).
+    [config] = synthesized.resources(env, "inference", "AWS::SageMaker::EndpointConfig").values()
+    data_key = config["Properties"]["DataCaptureConfig"]["KmsKeyId"]
+    assert any(
+        "kms:Decrypt" in s["Action"] and data_key in _listed(s["Resource"]) and "Condition" not in s
+        for s in _job_statements(synthesized, env)
+    )

@@ -71,3 +71,17 @@ def test_the_task_role_may_use_the_data_key_that_encrypts_the_buckets_it_reads_a
         if data_key in resources and "Condition" not in statement:
             granted.update(actions)
     assert {"kms:Decrypt", "kms:GenerateDataKey"} <= granted
+
+
+def test_the_task_reads_which_build_served_from_the_release_history(prod: Template) -> None:
+    """Issue 13 item 11: the task runs the same job, so it gets the same RELEASES_TABLE and Query on its status index
+    ("IAM policy to grant access to a specific DynamoDB table and its indexes", DynamoDB Developer Guide)."""
+    [definition] = prod.find_resources("AWS::ECS::TaskDefinition").values()
+    [container] = definition["Properties"]["ContainerDefinitions"]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["RELEASES_TABLE"] == "mlapi-prod-releases"
+    role = definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    [policy] = prod.find_resources("AWS::IAM::ManagedPolicy", {"Properties": {"Roles": [{"Ref": role}]}}).values()
+    [query] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "dynamodb:Query"]
+    text = json.dumps(query["Resource"])
+    assert len(query["Resource"]) == 2 and "table/mlapi-prod-releases/index/status-index" in text

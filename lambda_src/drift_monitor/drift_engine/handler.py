@@ -1,20 +1,57 @@
-"""Lambda entry point: scheduled hourly by EventBridge, or invoked with a window for backfills."""
+"""Lambda entry point: scheduled hourly by EventBridge, or invoked with a window for backfills.
 
+One run at a time, under the function's decision lock (decision_lock.py; it replaces reserved concurrency 1,
+issue 13 item 9). A run that finds the lock held (the previous hour's run still going, or a backfill) skips: it
+writes no report, publishes `RunsSkipped` and returns `"status": "skipped"`, without raising. Raising would only
+make Lambda retry it one and two minutes later ("How Lambda handles errors and retries with asynchronous
+invocation"), while the holder may run for its whole 15 minutes; a skipped window can be backfilled with
+{"window_start": ...}. A retry of the holder itself keeps its request id and takes the lock back.
+"""
+
+import os
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from drift_engine import metrics_publisher
+from drift_engine.decision_lock import DecisionLock, LockBusy
 from drift_engine.job import AwsClients, run_drift_job
-from drift_engine.settings import Settings
-from drift_engine.window import resolve_window
+from drift_engine.settings import RELEASES_TABLE_VARIABLE, Settings
+from drift_engine.window import Window, resolve_window
 
 logger = Logger(service="drift-monitor")
 
 
 def _clients() -> AwsClients:
-    return AwsClients(s3=boto3.client("s3"), cloudwatch=boto3.client("cloudwatch"), events=boto3.client("events"))
+    table = os.environ.get(RELEASES_TABLE_VARIABLE)
+    return AwsClients(
+        s3=boto3.client("s3"),
+        cloudwatch=boto3.client("cloudwatch"),
+        events=boto3.client("events"),
+        releases=boto3.resource("dynamodb").Table(table) if table else None,
+        dynamodb=boto3.client("dynamodb"),
+    )
+
+
+def _skipped(settings: Settings, window: Window, clients: AwsClients, busy: LockBusy) -> dict[str, Any]:
+    logger.warning(
+        "another drift run holds the lock; this window is skipped",
+        extra={"window": window.as_dict(), "holder": busy.holder, "holder_window": busy.subject,
+               "expires_at": busy.expires_at},
+    )  # fmt: skip
+    datum = metrics_publisher.run_skipped(settings.endpoint_name, window.start)  # as every metric: window start
+    metrics_publisher.publish(clients.cloudwatch, settings.metrics_namespace, [datum])
+    return {
+        "status": "skipped",
+        "window": window.as_dict(),
+        "rows_total": 0,
+        "drift_detected": False,
+        "events_sent": 0,
+        "report_uri": None,
+        "reason": f"run {busy.holder} holds the decision lock for {busy.subject} until {busy.expires_at}",
+    }
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -22,7 +59,17 @@ def handler(event: dict[str, Any] | None, context: LambdaContext) -> dict[str, A
     """Event: a scheduled event (uses `time`), or {"window_start"|"window_end": ISO, "window_hours": n}."""
     settings = Settings.from_env()
     window = resolve_window(event or {}, settings.window_hours)
-    summary = run_drift_job(settings, window, _clients())
+    clients = _clients()
+    lock = DecisionLock.from_environment(clients.dynamodb)
+    window_label = f"{window.as_dict()['start']}/{window.as_dict()['end']}"
+    try:
+        lease = lock.acquire(holder=context.aws_request_id, subject=window_label)
+    except LockBusy as busy:
+        return _skipped(settings, window, clients, busy)
+    try:
+        summary = run_drift_job(settings, window, clients)
+    finally:
+        lock.release(lease)
     return {
         "status": summary["status"],
         "window": summary["window"],

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from drift_engine import metrics_publisher
-from drift_engine.baseline_store import BaselineNotFound, load_baseline
+from drift_engine.baseline_store import BaselineNotFound, load_baseline, served_content_hash
 from drift_engine.capture_records import UNKNOWN_VERSION, CapturedRow, group_capture_lines
 from drift_engine.drift_events import publish_drift_events
 from drift_engine.feature_drift import compare_version
@@ -35,6 +35,8 @@ class AwsClients:
     s3: Any
     cloudwatch: Any
     events: Any
+    releases: Any = None  # a boto3 DynamoDB Table of the release history, or None (baselines by version only)
+    dynamodb: Any = None  # a boto3 DynamoDB client for the decision lock (the Lambda handler's)
 
 
 def load_labels(settings: Settings, window: Window, s3: Any) -> LabelSet | None:
@@ -46,12 +48,22 @@ def load_labels(settings: Settings, window: Window, s3: Any) -> LabelSet | None:
 
 
 def analyse_version(
-    settings: Settings, s3: Any, version: str, rows: list[CapturedRow], labels: LabelSet | None
+    settings: Settings,
+    s3: Any,
+    version: str,
+    rows: list[CapturedRow],
+    labels: LabelSet | None,
+    releases: Any = None,
 ) -> VersionReport:
     if version == UNKNOWN_VERSION:
         return VersionReport(version, "no_baseline", rows=len(rows), error="response carried no model_version")
+    # The baseline of the build that served this version (a version names several builds); the release history
+    # says which. Without a record of it, load_baseline falls back to the one baseline published under the version.
+    served = served_content_hash(releases, settings.endpoint_name, version) if releases is not None else None
     try:
-        baseline = load_baseline(s3, settings.baseline_bucket, settings.baseline_prefix, version)
+        baseline = load_baseline(
+            s3, settings.baseline_bucket, settings.baseline_prefix, version, content_hash=served
+        )
     except BaselineNotFound as missing:
         logger.warning("no baseline for model version", extra={"model_version": version})
         return VersionReport(version, "no_baseline", rows=len(rows), error=f"no baseline at {missing}")
@@ -72,8 +84,9 @@ def analyse_version(
         prediction=prediction,
         quality=quality,
         baseline={
-            "uri": f"s3://{settings.baseline_bucket}/{settings.baseline_prefix}{version}/",
+            "uri": baseline.uri,
             "content_hash": baseline.content_hash,
+            "served_content_hash": served,
             "rows": int(baseline.values.shape[0]),
             "has_prediction_baseline": baseline.prediction_scores is not None,
         },
@@ -94,7 +107,7 @@ def run_drift_job(
     capture = capture_section(batch, len(keys))
     labels = load_labels(settings, window, clients.s3)
     reports = [
-        analyse_version(settings, clients.s3, version, rows, labels)
+        analyse_version(settings, clients.s3, version, rows, labels, clients.releases)
         for version, rows in sorted(batch.rows_by_version.items())
     ]
     for report in reports:

@@ -35,6 +35,11 @@ def endpoint_metrics(endpoint: str, batch: CaptureBatch, when: datetime) -> list
     ]
 
 
+def run_skipped(endpoint: str, when: datetime) -> Datum:
+    """One run found another holding the decision lock and analysed nothing (its window needs a backfill)."""
+    return _datum("RunsSkipped", 1, {"EndpointName": endpoint}, when, "Count")
+
+
 def version_metrics(endpoint: str, report: VersionReport, when: datetime) -> list[Datum]:
     dims = {"EndpointName": endpoint, "ModelVersion": report.model_version}
     if report.status in ("no_baseline", "baseline_error"):

@@ -9,6 +9,8 @@ from typing import Any
 from drift_engine.capture_records import TEST_INFERENCE_ID_PREFIX
 
 PREDICTION_KEY = "__prediction__"
+# The release history table (ml_constructs/release_history_table.py) that says which model build served.
+RELEASES_TABLE_VARIABLE = "RELEASES_TABLE"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Settings:
     probability_of: str
     # Capture records whose inference id starts with this are the pipeline's test traffic, left out ("" keeps all).
     test_inference_id_prefix: str = TEST_INFERENCE_ID_PREFIX
+    # The release history table the serving model's content hash is read from (None: baselines by version only).
+    releases_table: str | None = None
 
     @property
     def capture_root(self) -> str:
@@ -117,4 +121,5 @@ class Settings:
             ground_truth_prefix=env.get("GROUND_TRUTH_PREFIX") or None,
             probability_of=probability_of,
             test_inference_id_prefix=env.get("TEST_INFERENCE_ID_PREFIX", TEST_INFERENCE_ID_PREFIX),
+            releases_table=env.get(RELEASES_TABLE_VARIABLE) or None,
         )

@@ -16,10 +16,13 @@ from drift_engine.job import AwsClients
 from drift_test_data import FEATURES, capture_line, metadata, sample_features, to_csv
 from moto import mock_aws
 
+from tests.release_table import create_release_table
+
 APP = Path(__file__).resolve().parents[3] / "lambda_src" / "drift_monitor" / "app.py"
 NAMESPACE = "Test/Drift"
 HOUR = "2026/11/25/12"
 SCHEDULED = {"time": "2026-11-25T13:04:00Z", "source": "aws.events", "detail-type": "Scheduled Event"}
+LOCKS, LOCK_NAME, RELEASES = "decision-locks", "churn-drift-monitor", "churn-releases"
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Platform:
     cloudwatch: Any
     events: RecordingEvents
     rng: np.random.Generator
+    dynamodb: Any = None  # the decision lock's client
+    releases: Any = None  # the release history table (a boto3 Table)
 
     def add_baseline(self, version: str, names: list[str], rows: int = 500) -> None:
         values = sample_features(self.rng, rows)[:, : len(names)]
@@ -117,6 +122,11 @@ def platform(monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
         "METRICS_NAMESPACE": NAMESPACE,
         "EVENT_BUS_NAME": "default",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
+        # As ml_constructs/decision_lock.py DecisionLockTable.attach and ml_constructs/drift_monitor.py set them.
+        "DECISION_LOCK_TABLE": LOCKS,
+        "DECISION_LOCK_NAME": LOCK_NAME,
+        "DECISION_LOCK_LEASE_SECONDS": "930",
+        "RELEASES_TABLE": RELEASES,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -126,9 +136,16 @@ def platform(monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
             s3.create_bucket(Bucket=bucket)
         cloudwatch = boto3.client("cloudwatch")
         events = RecordingEvents(boto3.client("events"))
-        clients = AwsClients(s3=s3, cloudwatch=cloudwatch, events=events)
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.create_table(
+            TableName=LOCKS, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}])  # fmt: skip
+        releases = create_release_table(boto3.resource("dynamodb"), RELEASES)
+        clients = AwsClients(s3=s3, cloudwatch=cloudwatch, events=events, releases=releases, dynamodb=dynamodb)
         monkeypatch.setattr(drift_handler, "_clients", lambda: clients)
-        yield Platform(s3, cloudwatch, events, np.random.default_rng(2026))
+        yield Platform(s3, cloudwatch, events, np.random.default_rng(2026), dynamodb, releases)
 
 
 def _traffic(platform: Platform, rows: int, version: str, shift: dict[int, float] | None = None) -> list[str]:
