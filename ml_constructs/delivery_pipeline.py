@@ -27,8 +27,10 @@ from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.pipeline_steps import (
     EMERGENCY_VARIABLES,
     EXECUTION_ID,
+    KEEP_PACKAGED_MODEL,
     PACKAGE_ARN_VARIABLE,
     REGISTER_PACKAGE,
+    USE_PACKAGED_MODEL,
     LambdaInvokeStep,
     NotifyingApprovalStep,
     PipelineCoordinates,
@@ -48,9 +50,9 @@ from ml_constructs.pipeline_steps import (
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction, terminal_dead_letter_queue
 from ml_constructs.platform_keys import PlatformKeys
 from ml_constructs.release_history_table import keyed_table
-from ml_constructs.retraining_trigger import RetrainingTrigger
+from ml_constructs.retraining_trigger import RetrainingSource, RetrainingTrigger
 from ml_constructs.secure_bucket import REPLICATION_REASON, REPLICATION_RULES, access_log_bucket, secure_bucket
-from ml_constructs.step_access import EnvironmentAccess, StepRoles, environment_step
+from ml_constructs.step_access import EnvironmentAccess, StepRoles, environment_step, step_role_name
 from platform_config import PipelineSettings
 from platform_config.settings import ApprovalStage, ChatChannel
 from stacks.step_access_stack import StepAccessStage
@@ -119,31 +121,15 @@ class DeliveryPipeline(Construct):
         self.chat = self._chat(prefix, settings)
 
         source = pipeline_source(self, settings.source)
-        commit = "-c commit=$CODEBUILD_RESOLVED_SOURCE_VERSION"
-        retrain_before: list[str] = []
-        retrain_after: list[str] = []
-        retrain_policy: list[iam.PolicyStatement] | None = None
-        retrain_environment: codebuild.BuildEnvironment | None = None
-        if settings.retraining_trigger:
-            inputs = self._retraining_inputs(
-                production, production_prefix, production_artifacts_bucket, production_account, production_region,
-                settings, artifacts, key,
-            )  # fmt: skip
-            retrain_before, retrain_after = retraining_commands(inputs, settings.training)
-            retrain_policy, wildcards = retraining_policy(inputs, stack.partition)
-            retrain_environment = codebuild.BuildEnvironment(environment_variables=upload_environment(inputs))
-            self.guard_wildcards += [w for w in wildcards if w != inputs.upload_objects_arn]
-            self.guard_wildcards.append(inputs.data_keys_arn)
-        synth = pipelines.CodeBuildStep(
-            "Synth",
-            input=source,
-            primary_output_directory="cdk.out",
-            # A retraining run trains on fresh data first; `make synth` then packages that build.
-            commands=[*retrain_before, f"make synth CDK_ARGS='{commit}'", *retrain_after],
-            env={v.variable_name: v.reference() for v in RETRAINING_VARIABLES} if settings.retraining_trigger else None,
-            role_policy_statements=retrain_policy,
-            build_environment=retrain_environment,
-        )
+        self.prefix = prefix
+        self.step_roles = StepRoles(self, "StepRoles")
+        self.access = {
+            "staging": self._environment_access(staging, staging_prefix),
+            "production": self._environment_access(production, production_prefix),
+        }
+        staging_access, prod_access = self.access["staging"], self.access["production"]
+        synth = self._synth(source, production, prod_access, production_artifacts_bucket, settings, artifacts, key)
+        self.synth_step = synth
         replication_buckets = None
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -182,13 +168,6 @@ class DeliveryPipeline(Construct):
         # First after the pipeline updates itself: the environments' step roles, which every later step that
         # reaches an environment assumes (the model gate in Checks reads production's releases).
         access_wave = self.pipeline.add_wave("StepAccess")
-        self.prefix = prefix
-        self.step_roles = StepRoles(self, "StepRoles")
-        self.access = {
-            "staging": self._environment_access(staging, staging_prefix),
-            "production": self._environment_access(production, production_prefix),
-        }
-        staging_access, prod_access = self.access["staging"], self.access["production"]
 
         thresholds = ",".join(f"{k}={v}" for k, v in settings.model_thresholds.items())
         # The gate's report says why the run happened (a push, or drift with its reason).
@@ -198,8 +177,9 @@ class DeliveryPipeline(Construct):
         checks = self.pipeline.add_wave("Checks")
         assert synth.primary_output is not None  # primary_output_directory is set above
         model_gate = self._model_gate(
-            source, prod_access, production_prefix, production_artifacts_bucket, settings, thresholds, retraining_env
-        )
+            source, synth, prod_access, production_prefix, production_artifacts_bucket, settings, thresholds,
+            retraining_env,
+        )  # fmt: skip
         assert model_gate.primary_output is not None
         pipeline_arn = f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{prefix}-delivery"
         coordinates = PipelineCoordinates(name=f"{prefix}-delivery", stage=production.stage_name, arn=pipeline_arn)
@@ -268,7 +248,7 @@ class DeliveryPipeline(Construct):
                 *self._api_lookup(staging_access),
                 f".venv/bin/python -m scripts.smoke_test --url {self._api_url(staging_access)} --api-key $KEY "
                 f"--requests {settings.load_test_requests} --concurrency {settings.load_test_concurrency} "
-                f"--p99-ms {settings.load_test_p99_ms}",
+                f"--rate {settings.load_test_rate} --p99-ms {settings.load_test_p99_ms}",
             ],
             self._api_reader(staging_access),
         )
@@ -370,7 +350,7 @@ class DeliveryPipeline(Construct):
                 "make deps",
                 *self._api_lookup(prod_access),
                 f".venv/bin/python -m scripts.smoke_test --url {self._api_url(prod_access)} --api-key $KEY "
-                "--requests 50 --concurrency 2",
+                f"--requests 50 --concurrency 2 --rate {settings.load_test_rate}",
             ],
             self._api_reader(prod_access),
         )
@@ -402,6 +382,9 @@ class DeliveryPipeline(Construct):
                 "Retraining",
                 pipeline_name=f"{prefix}-delivery",
                 source_accounts=environment_accounts,
+                production=RetrainingSource(
+                    account=production_account, region=production_region, prefix=production_prefix
+                ),
                 placement=self._tooling_placement(key, keys.logs_key),
                 powertools=self.powertools,
             )
@@ -430,40 +413,79 @@ class DeliveryPipeline(Construct):
         )
         self._acknowledge_generated()
 
+    def _synth(
+        self,
+        source: pipelines.IFileSetProducer,
+        production: Stage,
+        access: EnvironmentAccess,
+        production_artifacts_bucket: str,
+        settings: PipelineSettings,
+        artifacts: s3.IBucket,
+        key: kms.IKey,
+    ) -> pipelines.CodeBuildStep:
+        """`make synth`, after a retraining run's fresh build or a push run's lineage build, keeping the packaged
+        build in cdk.out for the steps that judge and publish it. With retraining, its production reads go through
+        production's Synth role (profile `access.profile`), its snapshot store stays the step's own role's."""
+        commit = "-c commit=$CODEBUILD_RESOLVED_SOURCE_VERSION"
+        make_synth = [f"make synth CDK_ARGS='{commit}'", KEEP_PACKAGED_MODEL]
+        if not settings.retraining_trigger:
+            return pipelines.CodeBuildStep(
+                "Synth", input=source, primary_output_directory="cdk.out", commands=make_synth
+            )
+        inputs = self._retraining_inputs(production, access, production_artifacts_bucket, settings, artifacts, key)
+        before, after = retraining_commands(inputs, settings.training)
+        policy = retraining_policy(inputs, access.partition)
+        name = step_role_name(self.prefix, access.name, "Synth")
+        grant = access.grant("Synth", name, policy.production, policy.production_wildcards)
+        target = access.role_arn(grant.role_name)
+        role = self.step_roles.role(name, access, target)
+        for statement in policy.pipeline:
+            role.add_to_policy(statement)
+        self.guard_wildcards += [w for w in policy.pipeline_wildcards if w != inputs.upload_objects_arn]
+        return pipelines.CodeBuildStep(
+            "Synth",
+            input=source,
+            primary_output_directory="cdk.out",
+            commands=[*access.profile_commands(use_profile=False), *before, *make_synth, *after],
+            env={**access.step_env(), **{v.variable_name: v.reference() for v in RETRAINING_VARIABLES}},
+            role=role,
+            build_environment=codebuild.BuildEnvironment(
+                environment_variables={
+                    **upload_environment(inputs),
+                    "STEP_ACCESS_ROLE_ARN": codebuild.BuildEnvironmentVariable(value=target),
+                }
+            ),
+        )
+
     def _retraining_inputs(
         self,
         production: Stage,
-        production_prefix: str,
+        access: EnvironmentAccess,
         production_artifacts_bucket: str,
-        production_account: str,
-        production_region: str,
         settings: PipelineSettings,
         artifacts: s3.IBucket,
         key: kms.IKey,
     ) -> RetrainingInputs:
-        """Production's names as DataStores and ModelEndpoint give them; ARNs in this account, as the other steps."""
-        stack = Stack.of(self)
+        """Production's names as DataStores and ModelEndpoint give them, in production's account and region."""
         environment = getattr(production, "settings", None)
         ground_truth = environment.monitoring.ground_truth_prefix if environment is not None else None
-        endpoint = f"{production_prefix}-endpoint"
-
-        def arn(service: str, resource: str) -> str:  # not str.format: an unresolved account token holds braces
-            return f"arn:{stack.partition}:{service}:{stack.region}:{stack.account}:{resource}"
-
+        endpoint = f"{access.prefix}-endpoint"
         self.retraining_upload = artifacts.arn_for_objects("datasets/*")
         return RetrainingInputs(
             endpoint=endpoint,
-            releases_table_arn=arn("dynamodb", f"table/{production_prefix}-releases"),
+            releases_table_arn=access.arn("dynamodb", f"table/{access.prefix}-releases"),
             production_artifacts=production_artifacts_bucket,
-            capture_bucket=f"{production_prefix}-capture-{production_account}-{production_region}",
+            capture_bucket=f"{access.prefix}-capture-{access.account}-{access.region}",
             capture_prefix=f"{CAPTURE_PREFIX}/{endpoint}/{VARIANT_NAME}/",
             ground_truth_prefix=ground_truth,
             dataset_uri=settings.training.dataset_uri,
-            data_key_alias=f"alias/{production_prefix}/data",
-            data_keys_arn=arn("kms", "key/*"),
+            data_key_alias=f"alias/{access.prefix}/data",
+            data_keys_arn=access.arn("kms", "key/*"),
             upload_bucket=artifacts.bucket_name,
             upload_objects_arn=self.retraining_upload,
             upload_key_arn=key.key_arn,
+            profile=access.profile,
+            region=access.region,
         )
 
     def _stage_topics(self, prefix: str, settings: PipelineSettings, key: kms.IKey) -> dict[str, sns.Topic]:
@@ -592,6 +614,7 @@ class DeliveryPipeline(Construct):
     def _model_gate(
         self,
         source: pipelines.IFileSetProducer,
+        synth: pipelines.CodeBuildStep,
         access: EnvironmentAccess,
         production_prefix: str,
         bucket: str,
@@ -610,7 +633,7 @@ class DeliveryPipeline(Construct):
             access,
             source,
             [
-                "make model",
+                *USE_PACKAGED_MODEL,
                 f"mkdir -p {GATE_OUTPUT}",
                 ".venv/bin/python -m scripts.model_gate --dist model_container/dist "
                 f"--thresholds-kv '{thresholds}' --tolerance {settings.metric_tolerance} "
@@ -648,6 +671,7 @@ class DeliveryPipeline(Construct):
             wildcards=[baselines, data_keys],
             env=env,
             primary_output_directory=GATE_OUTPUT,
+            additional_inputs={"cdk.out": _output(synth)},
         )
 
     def _data_stack_steps(
@@ -753,16 +777,18 @@ class DeliveryPipeline(Construct):
     def _publish_baseline(
         self, source: pipelines.IFileSetProducer, bucket: str, access: EnvironmentAccess
     ) -> pipelines.CodeBuildStep:
-        """The drift job compares traffic with the baseline of the model version that served it."""
+        """The drift job compares traffic with the baseline of the model that served it: the build synth
+        packaged, published under its content hash."""
         objects = f"arn:{access.partition}:s3:::{bucket}/baselines/*"
         keys = access.arn("kms", "key/*")
         return self._env_step(
             "PublishDriftBaseline",
             access,
             source,
-            ["make model", f".venv/bin/python -m scripts.publish_baseline --bucket {bucket}"],
+            [*USE_PACKAGED_MODEL, f".venv/bin/python -m scripts.publish_baseline --bucket {bucket}"],
             [
-                iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]),
+                # Written once (If-None-Match), read back to compare when the key already exists.
+                iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject"], resources=[objects]),
                 # The artifacts bucket encrypts with the environment's data key, known here by its alias only.
                 iam.PolicyStatement(
                     actions=["kms:GenerateDataKey", "kms:Decrypt"],
@@ -771,6 +797,7 @@ class DeliveryPipeline(Construct):
                 ),
             ],
             wildcards=[objects, keys],
+            additional_inputs={"cdk.out": _output(self.synth_step)},
         )
 
     def _autoscaling_guard(
@@ -836,14 +863,21 @@ class DeliveryPipeline(Construct):
             ),
         ]
 
+        inference_stack = arn("cloudformation", f"stack/{access.prefix}-inference/*")
+        # After the deploy the guard re-registers the target with the template's RoleARN, a Fn::GetAtt it resolves
+        # from the deployed stack (scripts/autoscaling_guard.py).
+        resolve_role = iam.PolicyStatement(
+            actions=["cloudformation:DescribeStackResource"], resources=[inference_stack]
+        )
+
         def step(phase: str) -> pipelines.CodeBuildStep:
             return self._env_step(
                 f"Autoscaling{phase.title()}Deploy",
                 access,
                 source,
                 ["make deps", f".venv/bin/python -m scripts.autoscaling_guard {phase} --template {template}"],
-                statements,
-                wildcards=[scalable_targets, scaling_alarms, configs, target_roles],
+                [*statements, resolve_role] if phase == "after" else statements,
+                wildcards=[scalable_targets, scaling_alarms, configs, target_roles, inference_stack],
                 additional_inputs={"cdk.out": cdk_out},
             )
 
@@ -866,11 +900,12 @@ class DeliveryPipeline(Construct):
 
     @staticmethod
     def _api_lookup(access: EnvironmentAccess) -> list[str]:
-        """The environment's API id and standard key, by name."""
+        """The environment's API id and the pipeline's own test key, by name: the API marks that key's traffic as
+        test traffic, which the drift job and the retraining dataset leave out (ml_constructs/prediction_api.py)."""
         return [
             "API_ID=$(aws apigateway get-rest-apis --query \"items[?name=='" + access.prefix + "-api'].id\" "
             "--output text)",
-            f"KEY=$(aws apigateway get-api-keys --name-query {access.prefix}-api-standard --include-values "
+            f"KEY=$(aws apigateway get-api-keys --name-query {access.prefix}-api-pipeline-tests --include-values "
             "--query 'items[0].value' --output text)",
         ]
 
@@ -909,6 +944,7 @@ class DeliveryPipeline(Construct):
                 access=access,
                 roles=self.step_roles,
                 pipeline_prefix=self.prefix,
+                cdk_out=_output(self.synth_step),
             )
         ]
 
@@ -1081,6 +1117,11 @@ def _approval_comment(stage: ApprovalStage) -> str:
     expected = f" Expected reviewers: {', '.join(stage.reviewers)}." if stage.reviewers else ""
     text = stage.instructions or f"{stage.name.replace('_', ' ').title()}: review before production."
     return text + expected if len(text + expected) <= 500 else text
+
+
+def _output(step: pipelines.CodeBuildStep) -> pipelines.FileSet:
+    assert step.primary_output is not None  # every step this is used with sets primary_output_directory
+    return step.primary_output
 
 
 def _logical_id(construct: Construct) -> str:

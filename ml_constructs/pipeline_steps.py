@@ -26,6 +26,17 @@ from constructs import Construct
 from ml_constructs.step_access import EnvironmentAccess, StepRoles, environment_step
 from platform_config.settings import EnvironmentSettings, PipelineSource
 
+# The build synth packages, kept in its output: the model gate, the drift baseline and the Model Monitor baseline
+# judge and publish that build, not one rebuilt from the bundled data (a retraining or lineage build differs).
+PACKAGED_MODEL = "cdk.out/model-dist"
+KEEP_PACKAGED_MODEL = f"rm -rf {PACKAGED_MODEL} && cp -r model_container/dist {PACKAGED_MODEL}"
+# `make model` then finds the copy newer than its sources and the venv, and rebuilds nothing.
+USE_PACKAGED_MODEL = [
+    "make .venv/.deps-stamp",
+    f"mkdir -p model_container/dist && cp {PACKAGED_MODEL}/* model_container/dist/",
+    "make model",
+]
+
 
 def pipeline_source(scope: Construct, source: PipelineSource) -> pipelines.CodePipelineSource:
     """The source action the config names: a CodeConnections repository, CodeCommit, or a zip in S3."""
@@ -156,6 +167,7 @@ def model_monitor_baseline_step(
     access: EnvironmentAccess,
     roles: StepRoles,
     pipeline_prefix: str,
+    cdk_out: pipelines.IFileSetProducer,
 ) -> pipelines.CodeBuildStep:
     """After a deploy with engine model_monitor: the SDK baseline job of this build's model version, in the
     environment's own subnets and keys (read from its inference stack), waited for. SageMaker starts jobs in the
@@ -173,8 +185,9 @@ def model_monitor_baseline_step(
         roles=roles,
         pipeline_prefix=pipeline_prefix,
         input=source,
+        additional_inputs={"cdk.out": cdk_out},
         commands=[
-            "make model",
+            *USE_PACKAGED_MODEL,
             f".venv/bin/python -m scripts.model_monitor_baseline --environment {environment.name} "
             f"--stack {prefix}-inference --region {region} --wait",
         ],
@@ -421,9 +434,10 @@ def model_package_check_step(
 
 @dataclass(frozen=True)
 class RetrainingInputs:
-    """What a retraining run's Synth step reads and writes (scripts/retrain.py run): production's release table,
-    published baselines, capture and ground truth (by name, the same account as the other steps), the configured
-    dataset, and the pipeline's own artifacts bucket and key for the snapshot."""
+    """What the Synth step's retraining (scripts/retrain.py run) and lineage (retrain.py lineage) builds read and
+    write: production's release table, published baselines, capture and ground truth and the configured dataset
+    (through production's profile, in its account and region), and the pipeline's own artifacts bucket and key for
+    the snapshot (with the step's own role)."""
 
     endpoint: str
     releases_table_arn: str
@@ -437,28 +451,41 @@ class RetrainingInputs:
     upload_bucket: str
     upload_objects_arn: str
     upload_key_arn: str
+    profile: str
+    region: str
 
 
 def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[str], list[str]]:
-    """Before `make synth`: the retrained build when RETRAINING=true; after it: that build is still what synth
-    packaged. A failing command fails the step, so exit 5 (unchanged) or 4 (refused) stops the run there."""
+    """Before `make synth`: the retrained build when RETRAINING=true, else the live model's lineage rebuilt (a push
+    build trains on what the live model was trained on); after it: that build is still what synth packaged.
+
+    A failing command fails the step, so exit 5 (unchanged) or 4 (refused) stops a retraining run there. A push
+    run that cannot assume production's Synth role has no production to learn from yet (the first run creates the
+    role in its StepAccess stage): it builds the bundled dataset and says so; the model gate, which cannot skip
+    production, then judges that build against the live model."""
     if training.runner != "build":
         from platform_config import ConfigError
 
         raise ConfigError(
             "pipeline.training.runner",
-            "'sagemaker' is not wired into the pipeline yet (scripts/training_job.py needs an image, role and "
-            "subnets the pipeline does not have); use 'build'",
+            "'sagemaker' is not wired into the pipeline yet (ml_constructs/training_runner.py has the role, network "
+            "and job arguments; the image's train target and the production stack's outputs are missing); use 'build'",
         )
-    args = [
+    table = inputs.releases_table_arn.rsplit("/", 1)[1]
+    commit = "--commit $CODEBUILD_RESOLVED_SOURCE_VERSION"
+    live = [
         f"--endpoint {inputs.endpoint}",
-        f"--table {inputs.releases_table_arn.rsplit('/', 1)[1]}",
+        f"--table {table}",
         f"--artifacts-bucket {inputs.production_artifacts}",
+        f"--environment-profile {inputs.profile} --environment-region {inputs.region}",
+    ]
+    args = [
+        *live,
         f"--days {training.capture_days} --min-rows {training.min_rows}",
         f"--min-class-fraction {training.min_class_fraction} --holdout-fraction {training.holdout_fraction}",
         # The pipeline's bucket and key are tokens: the project's environment carries them (upload_environment).
         '--upload "s3://$RETRAINING_UPLOAD_BUCKET/datasets/" --kms-key-id "$RETRAINING_UPLOAD_KEY"',
-        "--commit $CODEBUILD_RESOLVED_SOURCE_VERSION",
+        commit,
     ]
     if inputs.dataset_uri:
         args.append(f"--dataset-uri {inputs.dataset_uri}")
@@ -466,9 +493,15 @@ def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[s
         labels = inputs.ground_truth_prefix.strip("/") + "/"
         args.append(f"--capture-uri s3://{inputs.capture_bucket}/{inputs.capture_prefix}")
         args.append(f"--labels-uri s3://{inputs.capture_bucket}/{labels}")
-    when = 'if [ "$RETRAINING" = "true" ]; then '
-    before = [when + "make deps && .venv/bin/python -m scripts.retrain run " + " ".join(args) + "; fi"]
-    after = [when + ".venv/bin/python -m scripts.retrain verify; fi"]
+    retrain = ".venv/bin/python -m scripts.retrain run " + " ".join(args)
+    lineage = ".venv/bin/python -m scripts.retrain lineage " + " ".join(live) + " " + commit
+    first_run = (
+        'echo "Synth: cannot assume the production Synth role (a first run creates it in its StepAccess stage): '
+        'building the bundled dataset"'
+    )
+    push = f"if aws sts get-caller-identity --profile {inputs.profile} >/dev/null; then {lineage}; else {first_run}; fi"
+    before = [f'make deps && if [ "$RETRAINING" = "true" ]; then {retrain}; else {push}; fi']
+    after = ["if [ -f build/retrained.json ]; then .venv/bin/python -m scripts.retrain verify; fi"]
     return before, after
 
 
@@ -480,9 +513,20 @@ def upload_environment(inputs: RetrainingInputs) -> dict[str, codebuild.BuildEnv
     }
 
 
-def retraining_policy(inputs: RetrainingInputs, partition: str) -> tuple[list[iam.PolicyStatement], list[str]]:
-    """The Synth role's grants for scripts/retrain.py, and the prefix wildcards among them (to acknowledge)."""
-    reads: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class RetrainingPolicy:
+    """The Synth step's grants: in production (its role there) and on the pipeline's own snapshot store (the step's
+    role), each with the prefix wildcards among them (to acknowledge)."""
+
+    production: list[iam.PolicyStatement]
+    production_wildcards: list[str]
+    pipeline: list[iam.PolicyStatement]
+    pipeline_wildcards: list[str]
+
+
+def retraining_policy(inputs: RetrainingInputs, partition: str) -> RetrainingPolicy:
+    """What scripts/retrain.py run and lineage do: read production, keep and read back the snapshot."""
+    reads: list[tuple[str, str]] = [(inputs.production_artifacts, "baselines/")]
     if inputs.ground_truth_prefix:
         reads += [
             (inputs.capture_bucket, inputs.capture_prefix),
@@ -491,14 +535,14 @@ def retraining_policy(inputs: RetrainingInputs, partition: str) -> tuple[list[ia
     if inputs.dataset_uri:
         bucket, _, key = inputs.dataset_uri.removeprefix("s3://").partition("/")
         reads.append((bucket, key))
-    baselines = f"arn:{partition}:s3:::{inputs.production_artifacts}/baselines/*"
     objects = [f"arn:{partition}:s3:::{bucket}/{key}*" for bucket, key in reads]
-    statements = [
+    production = [
         iam.PolicyStatement(
             actions=["dynamodb:Query"],
             resources=[inputs.releases_table_arn, f"{inputs.releases_table_arn}/index/status-index"],
         ),
-        iam.PolicyStatement(actions=["s3:GetObject"], resources=[baselines, *objects]),
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=objects),
+        # The live model's folder is found by listing baselines/<hash> (scripts/model_gate.py, dataset cli).
         *(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
@@ -507,15 +551,18 @@ def retraining_policy(inputs: RetrainingInputs, partition: str) -> tuple[list[ia
             )
             for bucket, key in reads
         ),
-        iam.PolicyStatement(actions=["s3:PutObject"], resources=[inputs.upload_objects_arn]),
-        # Production's capture and baselines are SSE-KMS under its data key, known here by alias only.
+        # Production's capture, baselines and table are encrypted with its data key, known here by alias only.
         iam.PolicyStatement(
             actions=["kms:Decrypt"],
             resources=[inputs.data_keys_arn],
             conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": inputs.data_key_alias}},
         ),
-        # An SSE-KMS upload asks KMS for a data key (S3 User Guide, "Using server-side encryption with AWS KMS
-        # keys (SSE-KMS)": "s3:PutObject ... kms:GenerateDataKey").
-        iam.PolicyStatement(actions=["kms:GenerateDataKey"], resources=[inputs.upload_key_arn]),
     ]
-    return statements, [baselines, *objects, inputs.upload_objects_arn]
+    pipeline = [
+        # Kept by a retraining run, read back by the next push build's lineage (datasets/<sha256>/).
+        iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject"], resources=[inputs.upload_objects_arn]),
+        # An SSE-KMS upload asks KMS for a data key (S3 User Guide, "Using server-side encryption with AWS KMS
+        # keys (SSE-KMS)": "s3:PutObject ... kms:GenerateDataKey"); reading it back decrypts.
+        iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[inputs.upload_key_arn]),
+    ]
+    return RetrainingPolicy(production, [*objects, inputs.data_keys_arn], pipeline, [inputs.upload_objects_arn])

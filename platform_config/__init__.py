@@ -18,6 +18,7 @@ from platform_config.settings import (
     NetworkSettings,
     PipelineSettings,
     TrainingSettings,
+    check_load_test_fits,
 )
 
 CONTEXT_KEY = "ml-platform"
@@ -110,4 +111,10 @@ def load_pipeline(context: Any, environments: list[EnvironmentSettings]) -> Pipe
             raise ConfigError(
                 f"{key}.{role}", f"names no environment of {CONTEXT_KEY}.environments ({', '.join(sorted(known))})"
             )
+    by_name = {env.name: env for env in environments}
+    for name in (pipeline.staging, pipeline.production):  # the load tests run against both
+        try:
+            check_load_test_fits(pipeline, by_name[name])
+        except ConfigError as error:
+            raise ConfigError(f"{CONTEXT_KEY}.{error.key}", error.detail) from None
     return pipeline

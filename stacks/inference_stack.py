@@ -192,6 +192,7 @@ class InferenceStack(Stack):
             prefix=prefix,
             stage_arn=self.api.stage.stage_arn,
             rate_limit_per_5_minutes=settings.api.waf_rate_limit_per_5_minutes,
+            key_rate_limit_per_5_minutes=settings.api.waf_key_rate_limit_per_5_minutes,
             max_body_kb=settings.api.max_body_kb,
             logs_key=logs_key,
             log_retention_days=settings.data.log_retention_days,

@@ -231,7 +231,8 @@ def test_drift_events_start_a_retraining_run_that_the_model_gate_records(synthes
         if fn["Properties"]["Handler"] == "retraining_trigger.handler.handler"
     ]
     trigger = synthesized.resources("pipeline", "pipeline", "AWS::Lambda::Function")[trigger_id]["Properties"]
-    assert trigger["ReservedConcurrentExecutions"] == 1
+    # One decision at a time through its decision lock, not a reservation (tests/infra/test_reserved_concurrency.py).
+    assert "ReservedConcurrentExecutions" not in trigger
     assert any("AWSLambdaPowertoolsPythonV3" in json.dumps(layer) for layer in trigger["Layers"])
     statements = [
         s
@@ -435,21 +436,27 @@ def test_the_shortcuts_may_answer_exactly_this_pipelines_approvals(synthesized, 
     assert env["PIPELINE_EXECUTION_ID"] == "#{codepipeline.PipelineExecutionId}"
 
 
-# ---- retraining: the Synth step trains on fresh data first ---------------------------------------------------
-def test_the_synth_step_retrains_only_on_retraining_runs_and_checks_what_synth_packaged(synthesized, pipeline) -> None:
+# ---- retraining: the Synth step trains on fresh data first, a push build on the live model's lineage ---------
+def test_the_synth_step_retrains_on_retraining_runs_rebuilds_lineage_on_push_and_keeps_what_it_packaged(
+    synthesized, pipeline
+) -> None:
     synth = actions(pipeline, "Build")["Synth"]
     env = json.loads(synth["Configuration"]["EnvironmentVariables"])
     assert {"name": "RETRAINING", "type": "PLAINTEXT", "value": "#{variables.RETRAINING}"} in env
     commands = build_commands(synthesized, synth).splitlines()
-    [run] = [c for c in commands if "scripts.retrain run" in c]
+    [build] = [c for c in commands if "scripts.retrain run" in c]
     [make] = [i for i, c in enumerate(commands) if c.startswith("make synth")]
+    [keep] = [i for i, c in enumerate(commands) if "cp -r model_container/dist cdk.out/model-dist" in c]
     [verify] = [i for i, c in enumerate(commands) if "scripts.retrain verify" in c]
-    assert commands.index(run) < make < verify
-    for command in (run, commands[verify]):
-        assert command.startswith('if [ "$RETRAINING" = "true" ]; then ') and command.endswith("; fi")
+    assert commands.index(build) < make < keep < verify
+    assert build.startswith('make deps && if [ "$RETRAINING" = "true" ]; then ')
+    run, push = build.split("; else ", 1)
+    assert "scripts.retrain lineage" in push and "scripts.retrain lineage" not in run
     training = synthesized.context["ml-platform"]["pipeline"].get("training", {})
     assert f"--min-rows {training.get('min_rows', 500)}" in run
-    assert "--endpoint mlapi-prod-endpoint --table mlapi-prod-releases" in run
+    for command in (run, push):  # production's reads go through production's profile, in its region
+        assert "--endpoint mlapi-prod-endpoint --table mlapi-prod-releases" in command
+        assert "--environment-profile prod --environment-region eu-west-1" in command
     assert '--upload "s3://$RETRAINING_UPLOAD_BUCKET/datasets/" --kms-key-id "$RETRAINING_UPLOAD_KEY"' in run
     projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project")
     project = projects[synth["Configuration"]["ProjectName"]["Ref"]]["Properties"]["Environment"]
@@ -457,63 +464,129 @@ def test_the_synth_step_retrains_only_on_retraining_runs_and_checks_what_synth_p
     assert "Ref" in variables["RETRAINING_UPLOAD_BUCKET"] and "Fn::GetAtt" in variables["RETRAINING_UPLOAD_KEY"]
 
 
-def test_the_synth_role_holds_exactly_the_retraining_reads_and_the_upload(synthesized, pipeline) -> None:
+def test_the_steps_that_judge_and_publish_the_model_use_the_build_synth_packaged(synthesized, pipeline) -> None:
+    """A retraining or lineage build differs from `make model` on a fresh checkout: the gate, the drift baseline
+    and the Model Monitor baseline must judge and publish what the inference stack serves."""
+    judged = {
+        f"{stage}/{name}": action
+        for stage in ("Checks", "staging", "prod")
+        for name, action in actions(pipeline, stage).items()
+        if name in ("ModelGate", "PublishDriftBaseline")
+    }
+    assert set(judged) == {"Checks/ModelGate", "staging/PublishDriftBaseline", "prod/PublishDriftBaseline"}
+    for name, action in judged.items():
+        commands = build_commands(synthesized, action).splitlines()
+        copy_in = next(i for i, c in enumerate(commands) if "cp cdk.out/model-dist/* model_container/dist/" in c)
+        assert copy_in < commands.index("make model"), name
+        artifacts = {a["Name"] for a in action["InputArtifacts"]}
+        assert any("Synth" in a for a in artifacts), (name, artifacts)
+
+
+def test_the_synth_role_only_assumes_production_and_keeps_the_snapshot(synthesized, pipeline) -> None:
     role = project_role(synthesized, actions(pipeline, "Build")["Synth"])
     statements = role_statements(synthesized, role)
+    assert not any("dynamodb:Query" in s["Action"] or "s3:*" in s["Action"] for s in statements)
+    [assume] = [s for s in statements if "sts:AssumeRole" in s["Action"]]
+    assert assume["Resource"] == "arn:aws:iam::123456789012:role/mlapi-prod-steps-synth"
+    [keep] = [s for s in statements if json.dumps(s["Resource"]).endswith('"/datasets/*"]]}')]
+    assert set(keep["Action"]) == {"s3:PutObject", "s3:GetObject"}
+    keys = [s for s in statements if {"kms:GenerateDataKey", "kms:Decrypt"} <= set(s["Action"])]
+    assert keys and all("Fn::GetAtt" in json.dumps(s["Resource"]) for s in keys)  # its own key, not key/*
+    environment, _, production = env_roles(synthesized)["mlapi-prod-steps-synth"]
+    assert environment == "prod"
     table = "arn:aws:dynamodb:eu-west-1:123456789012:table/mlapi-prod-releases"
-    [query] = [s for s in statements if "dynamodb:Query" in s["Action"]]
-    assert query["Action"] == ["dynamodb:Query"] and query["Resource"] == [table, f"{table}/index/status-index"]
-    [decrypt] = [s for s in statements if s["Action"] == ["kms:Decrypt"]]
+    [query] = [s for s in production if "dynamodb:Query" in s["Action"]]
+    assert query["Resource"] == [table, f"{table}/index/status-index"]
+    [decrypt] = [s for s in production if s["Action"] == ["kms:Decrypt"]]
     assert decrypt["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/mlapi-prod/data"}}
-    generates = [s for s in statements if "kms:GenerateDataKey" in s["Action"]]
-    assert generates and all("Fn::GetAtt" in json.dumps(s["Resource"]) for s in generates)  # its own key, not key/*
-    [put] = [s for s in statements if s["Action"] == ["s3:PutObject"]]
-    assert json.dumps(put["Resource"]).endswith('"/datasets/*"]]}')
-    [reads] = [s for s in statements if s["Action"] == ["s3:GetObject"]]
-    # The shipped prod config has no ground truth: the run reads only the live model's baselines.
+    [reads] = [s for s in production if s["Action"] == ["s3:GetObject"]]
+    # The shipped prod config has no ground truth: the runs read only the live model's baselines.
     assert reads["Resource"] == "arn:aws:s3:::mlapi-prod-artifacts-123456789012-eu-west-1/baselines/*"
-    assert not any("dynamodb:Scan" in s["Action"] or "s3:*" in s["Action"] for s in statements)
+    assert not any("s3:PutObject" in s["Action"] for s in production)
+
+
+RETRAINING_INPUTS = {
+    "endpoint": "mlapi-prod-endpoint", "releases_table_arn": "arn:aws:dynamodb:r:1:table/mlapi-prod-releases",
+    "production_artifacts": "prod-art", "capture_bucket": "cap",
+    "capture_prefix": "capture/mlapi-prod-endpoint/AllTraffic/", "ground_truth_prefix": "ground-truth",
+    "dataset_uri": "s3://data/datasets/v3/", "data_key_alias": "alias/mlapi-prod/data",
+    "data_keys_arn": "arn:aws:kms:r:1:key/*", "upload_bucket": "up", "upload_objects_arn": "arn:aws:s3:::up/datasets/*",
+    "upload_key_arn": "arn:aws:kms:r:1:key/up", "profile": "prod", "region": "eu-central-1",
+}  # fmt: skip
 
 
 def test_with_ground_truth_the_retraining_run_reads_only_the_capture_and_label_prefixes() -> None:
     from ml_constructs.pipeline_steps import RetrainingInputs, retraining_commands, retraining_policy
     from platform_config.settings import TrainingSettings
 
-    inputs = RetrainingInputs(
-        endpoint="mlapi-prod-endpoint", releases_table_arn="arn:aws:dynamodb:r:1:table/mlapi-prod-releases",
-        production_artifacts="prod-art", capture_bucket="cap",
-        capture_prefix="capture/mlapi-prod-endpoint/AllTraffic/",
-        ground_truth_prefix="ground-truth", dataset_uri="s3://data/datasets/v3/",
-        data_key_alias="alias/mlapi-prod/data",
-        data_keys_arn="arn:aws:kms:r:1:key/*", upload_bucket="up", upload_objects_arn="arn:aws:s3:::up/datasets/*",
-        upload_key_arn="arn:aws:kms:r:1:key/up",
-    )  # fmt: skip
-    statements, wildcards = retraining_policy(inputs, "aws")
+    inputs = RetrainingInputs(**RETRAINING_INPUTS)
+    policy = retraining_policy(inputs, "aws")
     lists = {
         (s["Resource"], *s["Condition"]["StringLike"]["s3:prefix"])
-        for s in (st.to_json() for st in statements)
+        for s in (st.to_json() for st in policy.production)
         if s["Action"] == "s3:ListBucket"
     }
     assert lists == {
+        ("arn:aws:s3:::prod-art", "baselines/*"),
         ("arn:aws:s3:::cap", "capture/mlapi-prod-endpoint/AllTraffic/*"),
         ("arn:aws:s3:::cap", "ground-truth/*"),
         ("arn:aws:s3:::data", "datasets/v3/*"),
     }
-    assert set(wildcards) == {
+    assert set(policy.production_wildcards) == {
         "arn:aws:s3:::prod-art/baselines/*",
         "arn:aws:s3:::cap/capture/mlapi-prod-endpoint/AllTraffic/*",
         "arn:aws:s3:::cap/ground-truth/*",
         "arn:aws:s3:::data/datasets/v3/*",
-        "arn:aws:s3:::up/datasets/*",
+        "arn:aws:kms:r:1:key/*",
     }
-    [run], _ = retraining_commands(inputs, TrainingSettings())
-    assert "--labels-uri s3://cap/ground-truth/;" in run and "--dataset-uri s3://data/datasets/v3/" in run
+    assert policy.pipeline_wildcards == ["arn:aws:s3:::up/datasets/*"]
+    [build], _ = retraining_commands(inputs, TrainingSettings())
+    assert "--labels-uri s3://cap/ground-truth/" in build and "--dataset-uri s3://data/datasets/v3/" in build
     with pytest.raises(ConfigError, match=r"pipeline\.training\.runner"):
         retraining_commands(inputs, TrainingSettings(runner="sagemaker"))
 
 
+@pytest.mark.parametrize(
+    ("retraining", "assumable", "ran"),
+    [("true", True, "run"), ("false", True, "lineage"), ("false", False, "bundled")],
+)
+def test_the_synth_commands_choose_the_build_a_run_can_make(tmp_path, retraining, assumable, ran) -> None:
+    """The Synth step's shell, run with stand-ins for make, aws and the venv's python: a retraining run retrains,
+    a push run rebuilds the live model's lineage, and a push run that cannot assume production's role yet (the
+    first run creates it after Synth) builds the bundled dataset and says so."""
+    import subprocess
+
+    from ml_constructs.pipeline_steps import RetrainingInputs, retraining_commands
+    from platform_config.settings import TrainingSettings
+
+    [build], [verify] = retraining_commands(RetrainingInputs(**RETRAINING_INPUTS), TrainingSettings())
+    bin_dir, venv = tmp_path / "bin", tmp_path / ".venv" / "bin"
+    bin_dir.mkdir()
+    venv.mkdir(parents=True)
+    log = tmp_path / "log"
+    for path, body in (
+        (bin_dir / "make", f'echo "make $*" >> {log}'),
+        (bin_dir / "aws", f'echo "aws $*" >> {log}; exit {0 if assumable else 255}'),
+        (venv / "python", f'echo "python $*" >> {log}; mkdir -p build && touch build/retrained.json'),
+    ):
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RETRAINING": retraining}
+    result = subprocess.run(["sh", "-c", f"{build} && {verify}"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text()
+    assert ("scripts.retrain run" in calls) == (ran == "run")
+    assert ("scripts.retrain lineage" in calls) == (ran == "lineage")
+    assert ("scripts.retrain verify" in calls) == (ran != "bundled")
+    if ran == "bundled":
+        assert "building the bundled dataset" in result.stdout
+    if ran != "run":
+        assert "aws sts get-caller-identity --profile prod" in calls
+
+
 # ---- issue 13: first run, step access, runtimes, termination protection, the autoscaling guard ---------------
 ENVIRONMENT_STEPS = {
+    "Build": {"Synth": "prod"},
     "Checks": {"ModelGate": "prod", "RegisterModelPackage": "prod"},
     "staging": {
         "AutoscalingBeforeDeploy": "staging",
@@ -561,8 +634,9 @@ def test_environment_steps_use_the_role_through_an_aws_profile(synthesized, pipe
             [export] = [c for c in commands if c.startswith("export AWS_CONFIG_FILE=")]
             assert export.split()[1].split("=", 1)[1] in config  # the file the profile was written to
             assert commands.index(export) < min(i for i, c in enumerate(commands) if "scripts." in c or "aws " in c)
-            # RegisterRelease also reads the pipeline: its script picks the profile for the release table only.
-            if step == "RegisterRelease":
+            # RegisterRelease also reads the pipeline, Synth writes the snapshot to it: their scripts pick the
+            # profile for production's resources only.
+            if step in ("RegisterRelease", "Synth"):
                 assert "AWS_PROFILE" not in export and "--environment-profile prod" in "\n".join(commands)
             else:
                 assert f"AWS_PROFILE={steps[step]} " in export

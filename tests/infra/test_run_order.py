@@ -54,6 +54,13 @@ READ_IF_PRESENT = [
         )
     ),
     (
+        "Synth",
+        "arn:*:iam::*:role/*-steps-synth",
+        "reads production through its Synth role, which the first run's StepAccess stage creates after Synth: a push "
+        "run that cannot assume it builds the bundled dataset (the model gate, after StepAccess, cannot skip)",
+        "tests/infra/test_pipeline_stack.py::test_the_synth_commands_choose_the_build_a_run_can_make",
+    ),
+    (
         "ModelGate",
         "arn:*:dynamodb:*:table/*-releases",
         "the gate compares with the live release; on a first run there is none and it judges thresholds alone",
@@ -87,6 +94,9 @@ PREEXISTING = [
     # "LogsConfig"); report groups the same (CDK Pipelines' generated grant).
     ("arn:*:logs:*:log-group:/aws/codebuild/*", "created by CodeBuild on the project's first build"),
     ("arn:*:codebuild:*:report-group/*", "created by CodeBuild on the first report"),
+    # "Service-linked roles" (IAM User Guide): the service creates its own role on first use (or the step does, with
+    # iam:CreateServiceLinkedRole); the template cannot own it.
+    ("arn:*:iam::*:role/aws-service-role/*", "service-linked roles, created by their service"),
 ]
 # API Gateway's collection paths (`/restapis`, `/apikeys`) name a listing, not a resource anything creates.
 NOT_A_RESOURCE = re.compile(r"^arn:[^:]+:apigateway:[^:]*::/(restapis|apikeys)$")
@@ -106,6 +116,11 @@ class Action:
     @property
     def position(self) -> tuple[int, int]:
         return (self.stage, self.run_order)
+
+    @property
+    def step(self) -> str:
+        """The step's own name: CDK Pipelines names a stack's steps `<stack>.<step>`."""
+        return self.name.split(".")[-1]
 
     @property
     def label(self) -> str:
@@ -295,7 +310,7 @@ def violations(walk: Walk) -> list[str]:
             if any(fnmatch.fnmatchcase(arn, pattern) for pattern, _ in PREEXISTING):
                 continue
             tolerated = any(
-                step == action.name and fnmatch.fnmatchcase(arn, pattern) for step, pattern, _, _ in READ_IF_PRESENT
+                step == action.step and fnmatch.fnmatchcase(arn, pattern) for step, pattern, _, _ in READ_IF_PRESENT
             )
             arn = _owner(arn, walk.created)
             if arn not in walk.created:
@@ -324,21 +339,21 @@ def test_every_step_runs_after_what_it_needs_exists(walk: Walk) -> None:
 
 def test_the_walk_sees_the_steps_and_deploys(walk: Walk) -> None:
     """Guards the check itself: it reads every environment step and every deploy."""
-    names = {a.name for a in walk.actions}
+    names = {a.step for a in walk.actions}
     assert {"ModelGate", "RegisterRelease", "PublishDriftBaseline", "SmokeAndLoadTests"} <= names
     deployed = {a.configuration.get("StackName") for a in walk.actions if a.provider == "CloudFormation"}
     assert {"mlapi-staging-data", "mlapi-prod-data", "mlapi-prod-inference"} <= deployed
     assert any(arn.endswith(":table/mlapi-prod-releases") for arn in walk.created)
-    register = next(a for a in walk.actions if a.name == "RegisterRelease")
+    register = next(a for a in walk.actions if a.step == "RegisterRelease")
     assert any(arn.endswith(":table/mlapi-prod-releases") for arn in step_needs(walk, register))
-    gate = next(a for a in walk.actions if a.name == "ModelGate")
+    gate = next(a for a in walk.actions if a.step == "ModelGate")
     arguments = _argument_resources(step_commands(walk, gate), walk.pipeline.resolver)
     assert any(arn.endswith(":table/mlapi-prod-releases") for arn in arguments), arguments
 
 
 def test_a_step_moved_before_its_deploy_is_caught(walk: Walk) -> None:
     """The check fails when a step that writes a table runs before the deploy that creates the table."""
-    register = next(a for a in walk.actions if a.name == "RegisterRelease")
+    register = next(a for a in walk.actions if a.step == "RegisterRelease")
     first = Action(0, 0, "Source", register.name, register.configuration, register.provider)
     moved = dataclasses.replace(walk, actions=[first if a is register else a for a in walk.actions])
     assert any("RegisterRelease" in v and "mlapi-prod-releases" in v for v in violations(moved))
