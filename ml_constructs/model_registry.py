@@ -1,8 +1,11 @@
-"""The project's SageMaker Model Registry: one model package group in production's data stack.
+"""The project's SageMaker Model Registry: one model package group, with the bucket and key that hold its versions'
+metrics, in production's account and region.
 
 Every build registers a model package (a version) in it, pending approval; the pipeline's model approval, or a
 data scientist in the registry, approves or rejects it, and production deploys only an approved package
-(scripts/register_model_package.py).
+(scripts/register_model_package.py). The pipeline registers in its Checks wave, before it deploys production's
+stacks: the registry is deployed with production's step roles, in the pipeline's StepAccess wave
+(stacks/step_access_stack.py), not with production's data stack (issue 13 item 1).
 """
 
 from __future__ import annotations
@@ -12,18 +15,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
-from platform_config import CONTEXT_KEY, EnvironmentSettings
+from ml_constructs.secure_bucket import access_log_bucket, secure_bucket
+from platform_config import CONTEXT_KEY
 
 SAGEMAKER_SOURCE = "aws.sagemaker"
 # SageMaker Developer Guide, "Events that Amazon SageMaker AI sends to Amazon EventBridge" — "Model package state
@@ -42,6 +48,17 @@ PUBLISH_ACTIONS = ("sagemaker:UpdateModelPackage",)
 def group_name(project: str) -> str:
     """The model package group of a project (ModelPackageGroupName: 1-63 letters, digits and dashes)."""
     return f"{project}-models"
+
+
+def metrics_bucket_name(*, prefix: str, account: str, region: str) -> str:
+    """The bucket holding the registered versions' metrics (ModelMetrics), under `model-registry/`: `prefix` is
+    production's resource prefix (`<project>-prod`)."""
+    return f"{prefix}-registry-{account}-{region}"
+
+
+def metrics_key_alias(prefix: str) -> str:
+    """The alias of the KMS key that encrypts the metrics bucket (the register step is granted it by alias)."""
+    return f"alias/{prefix}/registry"
 
 
 def group_arns(*, partition: str, region: str, account: str, project: str) -> tuple[str, str]:
@@ -71,13 +88,17 @@ class RegistryAccess:
 
 class ModelRegistry(Construct):
     """A retained model package group `<project>-models` whose resource policy lets `access.readers` describe and
-    list its packages and `access.publishers` approve and reject them.
+    list its packages and `access.publishers` approve and reject them; and the retained, KMS-encrypted bucket its
+    versions' metrics live in (`metrics_bucket_name`, key alias `metrics_key_alias`), written by the register step.
 
     No description: ModelPackageGroupDescription is create-only, and the group must never be replaced (its
-    versions and their approval history live in it). Exposes `group`, `group_name`, `group_arn`, `versions_arn`.
+    versions and their approval history live in it). Exposes `group`, `group_name`, `group_arn`, `versions_arn`,
+    `metrics_key` and `metrics_bucket`.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, project: str, access: RegistryAccess) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, project: str, prefix: str, access: RegistryAccess
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.group_name = group_name(project)
@@ -90,7 +111,34 @@ class ModelRegistry(Construct):
             model_package_group_name=self.group_name,
             model_package_group_policy=self._policy(stack, access),
         )
+        # Retained whatever the stack's fate: a package's metrics and approval history outlive any deploy.
         self.group.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.metrics_key = kms.Key(
+            self,
+            "MetricsKey",
+            alias=metrics_key_alias(prefix),
+            description=f"{prefix}: the model registry's metrics (model-registry/ in {prefix}-registry-*)",
+            enable_key_rotation=True,
+            pending_window=Duration.days(30),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        logs = access_log_bucket(self, "AccessLogs", expire_days=365, removal_policy=RemovalPolicy.RETAIN)
+        self.metrics_bucket = secure_bucket(
+            self,
+            "Metrics",
+            key=self.metrics_key,
+            access_logs=logs,
+            removal_policy=RemovalPolicy.RETAIN,
+            bucket_name=metrics_bucket_name(prefix=prefix, account=stack.account, region=stack.region),
+            # A version's metrics are written once and referenced by its package for good; only overwritten
+            # copies (a retried registration) expire.
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(30),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )
 
     def _policy(self, stack: Stack, access: RegistryAccess) -> dict[str, Any]:
         def principals(accounts: Sequence[str]) -> dict[str, list[str]]:
@@ -118,18 +166,26 @@ class ModelRegistry(Construct):
         }
 
 
-def registry_access(scope: Construct, settings: EnvironmentSettings) -> RegistryAccess | None:
-    """The registry's access when `settings` is the production environment (`pipeline.production`, "prod"
-    without a pipeline), else None: one group per project, in production's data stack.
+def registry_environment(scope: Construct) -> str:
+    """The environment whose account and region hold the registry: `pipeline.production` ("prod" by default)."""
+    pipeline = _mapping(_mapping(scope.node.try_get_context(CONTEXT_KEY)).get("pipeline"))
+    return str(pipeline.get("production", "prod"))
+
+
+def registry_access(scope: Construct, environment: str) -> RegistryAccess | None:
+    """The registry's access when `environment` is the production environment (`registry_environment`), else
+    None: one group per project, deployed with production's step roles (stacks/step_access_stack.py).
 
     Read from the app's context, which the app validated before building any stage. An account left unset in
-    the config is the deploying credentials' (CDK_DEFAULT_ACCOUNT), as for the stages themselves."""
+    the config is the deploying credentials' (CDK_DEFAULT_ACCOUNT), as for the stages themselves; `scope`'s stack
+    is in production's account."""
+    if environment != registry_environment(scope):
+        return None
     context = _mapping(scope.node.try_get_context(CONTEXT_KEY))
     pipeline = _mapping(context.get("pipeline"))
-    if settings.name != pipeline.get("production", "prod"):
-        return None
-    own = settings.account or Stack.of(scope).account
-    default = own if _configured_account(context, settings.name) is None else os.environ.get("CDK_DEFAULT_ACCOUNT")
+    configured = _configured_account(context, environment)
+    own = configured or Stack.of(scope).account
+    default = own if configured is None else os.environ.get("CDK_DEFAULT_ACCOUNT")
     staging = _configured_account(context, pipeline.get("staging", "staging")) or default or own
     pipeline_account = pipeline.get("account") or default or own
     readers = tuple(dict.fromkeys([str(staging), own, str(pipeline_account)]))

@@ -4,7 +4,7 @@ Approved.
 
     python -m scripts.register_model_package register --group mlapi-models \
         --assembly cdk.out/assembly-Pipeline-prod --metadata gate/metadata.json --gate-report gate/model-gate.json \
-        --metrics-bucket mlapi-prod-artifacts-ACCOUNT-REGION --account ACCOUNT --region REGION [--arn-out FILE]
+        --metrics-bucket mlapi-prod-registry-ACCOUNT-REGION --account ACCOUNT --region REGION [--arn-out FILE]
     python -m scripts.register_model_package registry-decision --package-arn ARN --pipeline P --stage prod \
         --action DataScienceApproval --execution-id ID
     python -m scripts.register_model_package override --pipeline P --stage prod --actions A,B,C --execution-id ID \
@@ -12,6 +12,10 @@ Approved.
     python -m scripts.register_model_package approve --package-arn ARN --pipeline P --stage prod \
         --action DataScienceApproval --execution-id ID
     python -m scripts.register_model_package check --package-arn ARN [--assembly DIR --account A --region R]
+
+The group and the metrics bucket (`model-registry/` in `<prod prefix>-registry-<account>-<region>`, encrypted with
+`alias/<prod prefix>/registry`) are the registry's own (ml_constructs/model_registry.py), deployed with production's
+step roles before the pipeline's Checks wave runs `register` — not with production's data stack, which deploys later.
 
 `register` is idempotent: a build (source commit + model content hash) already in the group returns that package
 (found by its `build` metadata property), never a second one. Exit codes: 0 done, 1 refused (the package is
@@ -331,7 +335,7 @@ def register(
     report = json.dumps(build.gate, indent=2, sort_keys=True).encode()
     digest = "sha256:" + hashlib.sha256(report).hexdigest()
     key = f"model-registry/{group}/{build.content_sha256}/{build.commit}/model-gate.json"
-    # No ServerSideEncryption here: the bucket's default encryption (its data key) applies only to requests that
+    # No ServerSideEncryption here: the bucket's default encryption (the registry's key) applies only to requests that
     # name none (S3 User Guide, "Setting default server-side encryption behavior for Amazon S3 buckets").
     s3.put_object(Bucket=metrics_bucket, Key=key, Body=report, ContentType="application/json")
     request = create_request(group, build, f"s3://{metrics_bucket}/{key}", digest, generated_by)

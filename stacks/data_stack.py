@@ -9,7 +9,6 @@ from constructs import Construct
 
 from ml_constructs.audit_trail import AuditTrail
 from ml_constructs.data_stores import DataStores
-from ml_constructs.model_registry import ModelRegistry, registry_access
 from ml_constructs.platform_keys import PlatformKeys
 from ml_constructs.release_history_table import release_history_table
 from platform_config import EnvironmentSettings
@@ -44,11 +43,8 @@ class DataStack(Stack):
             key=self.keys.data_key,
             removal_policy=removal_policy,
         )
-        # Production's data stack holds the project's model registry, retained whatever the environment's policy.
-        access = registry_access(self, settings)
-        self.model_registry = (
-            ModelRegistry(self, "ModelRegistry", project=settings.project, access=access) if access else None
-        )
+        # Not the model registry: the pipeline registers a build before it deploys this stack, so the registry
+        # is deployed with production's step roles (stacks/step_access_stack.py, issue 13 item 1).
         if not settings.data.organization_trail_exists:
             AuditTrail(
                 self,

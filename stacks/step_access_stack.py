@@ -1,4 +1,5 @@
-"""The environments' pipeline-step roles, deployed by the pipeline before any step that uses them."""
+"""The environments' pipeline-step roles, deployed by the pipeline before any step that uses them; and, with
+production's, the model registry the Checks wave registers each build in (issue 13 item 1)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,31 @@ from typing import Any
 from aws_cdk import Environment, Stack, Stage, Token
 from constructs import Construct
 
+from ml_constructs.model_registry import ModelRegistry, registry_access
 from ml_constructs.nag import acknowledge, record_acknowledgements_in_templates, wildcard_finding
 from ml_constructs.step_access import EnvironmentAccess, EnvironmentStepRoles
 
 
 class StepAccessStack(Stack):
-    """One environment's pipeline-step roles (`<prefix>-steps-<step>`), in that environment's account and region."""
+    """One environment's pipeline-step roles (`<prefix>-steps-<step>`), in that environment's account and region;
+    in production's (ml_constructs/model_registry.py `registry_access`), also the project's model registry
+    (`model_registry`, else None): its group and metrics bucket must exist before the Checks wave registers the
+    build, long before production's data stack deploys. The registry's resources are retained and that stack
+    termination-protected, as production's data stack is."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, access: EnvironmentAccess, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, access: EnvironmentAccess, project: str, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.step_roles = EnvironmentStepRoles(self, "PipelineSteps", access=access)
+        registry = registry_access(self, access.name)
+        self.model_registry = (
+            ModelRegistry(self, "ModelRegistry", project=project, prefix=access.prefix, access=registry)
+            if registry
+            else None
+        )
+        if self.model_registry is not None:
+            self.termination_protection = True
         for grant in access.grants:
             policy = self.step_roles.policies[grant.step_id]
             acknowledge(
@@ -38,7 +54,8 @@ class StepAccessStack(Stack):
 
 
 class StepAccessStage(Stage):
-    """The step roles of every environment the pipeline deploys, one stack each (`stacks`)."""
+    """The step roles of every environment the pipeline deploys, one stack each (`stacks`); production's also
+    holds the model registry (`registry_stack`)."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, project: str, environments: Sequence[EnvironmentAccess]
@@ -51,6 +68,7 @@ class StepAccessStage(Stage):
                 access.name,
                 stack_name=f"{access.prefix}-pipeline-steps",
                 access=access,
+                project=project,
                 # An unset account stays the deploying credentials' (the pipeline's), as for the stages.
                 env=Environment(
                     account=None if Token.is_unresolved(access.account) else access.account, region=access.region
@@ -59,3 +77,4 @@ class StepAccessStage(Stage):
             )
             for access in environments
         ]
+        [self.registry_stack] = [s for s in self.stacks if s.model_registry is not None]

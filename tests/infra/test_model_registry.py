@@ -1,17 +1,20 @@
-"""The model registry: one retained model package group per project in production's data stack, readable by the
-platform's accounts; the EventBridge rules that keep it and the pipeline's model approval in step; the function
+"""The model registry: one retained model package group per project, with its metrics bucket and key, in
+production's StepAccess stack — deployed before the Checks wave registers each build (issue 13 item 1) — readable by
+the platform's accounts; the EventBridge rules that keep it and the pipeline's model approval in step; the function
 behind them (lambda_src/retraining_trigger/retraining_trigger/registry.py).
 
 Sources: CloudFormation "AWS::SageMaker::ModelPackageGroup" (ModelPackageGroupName and ModelPackageGroupDescription
 are create-only; ModelPackageGroupPolicy updates in place); SageMaker Developer Guide, Model Registry "Set up
 discoverability" (the resource policy: sagemaker:DescribeModelPackage, ListModelPackages, DescribeModelPackageGroup
 on the group ARN and model-package/<group>/*); "Events that Amazon SageMaker AI sends to Amazon EventBridge",
-"Model package state change" (the sample event below).
+"Model package state change" (the sample event below); "Cross-account discoverability" and "Set up
+discoverability" (https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-ram-discover.html: the owner
+attaches the resource policy to the group, principals from the other accounts); CodePipeline "pipeline structure
+reference" (stages run one after the other).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,8 +27,7 @@ from botocore.stub import Stubber
 from moto.events.models import EventPattern
 from parliament import analyze_policy_string
 
-from ml_constructs.model_registry import registry_access
-from platform_config import EnvironmentSettings, load_environments
+from ml_constructs.model_registry import metrics_bucket_name, metrics_key_alias, registry_access
 from scripts.register_model_package import PIPELINE_MARKER
 
 sys.path.append(str(Path(__file__).resolve().parents[2] / "lambda_src" / "retraining_trigger"))
@@ -99,9 +101,36 @@ def event(base: dict[str, Any], **detail: Any) -> dict[str, Any]:
     return {**base, "detail": {**base["detail"], **detail}}
 
 
+METRICS_BUCKET = "mlapi-prod-registry-123456789012-eu-west-1"
+METRICS_KEY_ALIAS = "alias/mlapi-prod/registry"
+
+
+def step_access(synthesized) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Environment -> (its StepAccess template, its manifest artifact), from the pipeline's StepAccess stage."""
+    [directory] = synthesized.outdir.glob("assembly-*-StepAccess")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return {
+        artifact["displayName"].split("/")[-1]: (
+            json.loads((directory / artifact["properties"]["templateFile"]).read_text()),
+            artifact,
+        )
+        for artifact in manifest["artifacts"].values()
+        if artifact["type"] == "aws:cloudformation:stack"
+    }
+
+
+def of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
 @pytest.fixture(scope="module")
-def group(synthesized) -> dict[str, Any]:
-    [resource] = synthesized.resources("prod", "data", "AWS::SageMaker::ModelPackageGroup").values()
+def registry_stack(synthesized) -> dict[str, Any]:
+    return step_access(synthesized)["prod"][0]
+
+
+@pytest.fixture(scope="module")
+def group(registry_stack) -> dict[str, Any]:
+    [resource] = of_type(registry_stack, "AWS::SageMaker::ModelPackageGroup").values()
     return resource
 
 
@@ -125,8 +154,77 @@ def test_one_retained_group_per_project_in_production_only(synthesized, group) -
     assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("Retain", "Retain")
     # Create-only: a description change would replace the group, and its versions with it.
     assert "ModelPackageGroupDescription" not in group["Properties"]
-    for environment in ("dev", "staging"):
+    for environment in ("dev", "staging", "prod"):
         assert synthesized.resources(environment, "data", "AWS::SageMaker::ModelPackageGroup") == {}
+    stacks = step_access(synthesized)
+    assert of_type(stacks["staging"][0], "AWS::SageMaker::ModelPackageGroup") == {}
+    # Production's stack now holds retained state: protected from deletion, as production's data stack is.
+    assert stacks["prod"][1]["properties"].get("terminationProtection") is True
+    assert not stacks["staging"][1]["properties"].get("terminationProtection")
+
+
+def test_the_group_is_created_by_a_deploy_before_the_checks_wave_registers(synthesized) -> None:
+    """Checks/RegisterModelPackage writes a version into the group: the stack creating it must deploy in an
+    earlier stage of the pipeline (stages run in order), not in the prod stage after the approvals."""
+    [pipeline] = synthesized.resources("pipeline", "pipeline", "AWS::CodePipeline::Pipeline").values()
+    stages = pipeline["Properties"]["Stages"]
+    names = [stage["Name"] for stage in stages]
+    checks = names.index("Checks")
+    assert any(a["Name"].endswith("RegisterModelPackage") for a in stages[checks]["Actions"])
+    creating = []
+    for index, stage in enumerate(stages):
+        for action in stage["Actions"]:
+            configuration = action.get("Configuration", {})
+            if configuration.get("ActionMode") != "CHANGE_SET_REPLACE":
+                continue
+            template = json.loads((synthesized.outdir / configuration["TemplatePath"].split("::", 1)[1]).read_text())
+            if of_type(template, "AWS::SageMaker::ModelPackageGroup"):
+                creating.append((index, names[index], configuration["StackName"]))
+    assert creating == [(names.index("StepAccess"), "StepAccess", "mlapi-prod-pipeline-steps")]
+    assert names.index("StepAccess") < checks
+
+
+def test_the_metrics_bucket_is_retained_and_encrypted_with_the_registrys_own_key(registry_stack) -> None:
+    assert metrics_bucket_name(prefix="mlapi-prod", account="123456789012", region="eu-west-1") == METRICS_BUCKET
+    assert metrics_key_alias("mlapi-prod") == METRICS_KEY_ALIAS
+    buckets = of_type(registry_stack, "AWS::S3::Bucket")
+    [(bucket_id, bucket)] = [(k, b) for k, b in buckets.items() if b["Properties"].get("BucketName") == METRICS_BUCKET]
+    [aliases] = [a["Properties"] for a in of_type(registry_stack, "AWS::KMS::Alias").values()]
+    assert aliases["AliasName"] == METRICS_KEY_ALIAS
+    key_id = aliases["TargetKeyId"]["Fn::GetAtt"][0]
+    [rule] = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]},
+    }
+    key = registry_stack["Resources"][key_id]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    for resource in (bucket, key):
+        assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain"), bucket_id
+    assert bucket["Properties"]["LoggingConfiguration"]["DestinationBucketName"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the lead's change in ml_constructs/delivery_pipeline.py (register step: metrics_bucket_name, "
+    "metrics_key_alias); drop this marker with it",
+)
+def test_the_register_step_writes_its_metrics_into_the_registrys_bucket_with_its_key(
+    synthesized, registry_stack
+) -> None:
+    projects = synthesized.resources("pipeline", "pipeline", "AWS::CodeBuild::Project").values()
+    [buildspec] = [
+        json.dumps(p["Properties"]["Source"]["BuildSpec"])
+        for p in projects
+        if "scripts.register_model_package register" in json.dumps(p["Properties"]["Source"].get("BuildSpec", ""))
+    ]
+    assert f"--metrics-bucket {METRICS_BUCKET}" in buildspec
+    [policy] = [
+        json.dumps(p["Properties"]["PolicyDocument"])
+        for k, p in of_type(registry_stack, "AWS::IAM::ManagedPolicy").items()
+        if k.startswith("PipelineStepsRegisterModelPackagePolicy")
+    ]
+    assert f"{METRICS_BUCKET}/model-registry/*" in policy and METRICS_KEY_ALIAS in policy
 
 
 def test_the_policy_lets_the_platform_accounts_read_and_the_pipeline_register(group) -> None:
@@ -151,12 +249,7 @@ def test_the_policy_lets_the_platform_accounts_read_and_the_pipeline_register(gr
     assert [f.issue for f in linted.findings] == []
 
 
-def settings(cdk_context: dict[str, Any], name: str, account: str) -> EnvironmentSettings:
-    shipped = load_environments(cdk_context["ml-platform"], default_account="123456789012", default_region=None)
-    return dataclasses.replace(next(e for e in shipped if e.name == name), account=account)
-
-
-def test_accounts_of_a_cross_account_setup_are_read_from_the_config(cdk_context) -> None:
+def test_accounts_of_a_cross_account_setup_are_read_from_the_config() -> None:
     context = {
         "ml-platform": {
             "environments": {"staging": {"account": "222222222222"}, "prod": {"account": "333333333333"}},
@@ -164,11 +257,11 @@ def test_accounts_of_a_cross_account_setup_are_read_from_the_config(cdk_context)
         }
     }
     stack = Stack(App(context=context), "Probe")
-    access = registry_access(stack, settings(cdk_context, "prod", "333333333333"))
+    access = registry_access(stack, "prod")
     assert access is not None
     assert access.readers == ("222222222222", "333333333333", "111111111111")
     assert access.publishers == ("111111111111",)
-    assert registry_access(stack, settings(cdk_context, "staging", "222222222222")) is None
+    assert registry_access(stack, "staging") is None
 
 
 # ---- the events --------------------------------------------------------------------------------------------

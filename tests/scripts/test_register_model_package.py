@@ -26,7 +26,7 @@ from moto import mock_aws
 from scripts import register_model_package as rmp
 
 REGION, ACCOUNT, GROUP = "eu-west-1", "123456789012", "mlapi-models"
-BUCKET = f"mlapi-prod-artifacts-{ACCOUNT}-{REGION}"
+BUCKET = f"mlapi-prod-registry-{ACCOUNT}-{REGION}"  # ml_constructs/model_registry.py metrics_bucket_name
 PIPELINE, STAGE, EXECUTION = "mlapi-pipeline-delivery", "prod", "6e4b6c33-0c0b-4c43-8e7a-1f1e1a6b3c11"
 ACTIONS = ["DataScienceApproval", "OperationsApproval", "ProductApproval"]
 SHA = hashlib.sha256(b"model.onnx").hexdigest()
