@@ -32,7 +32,7 @@ DRIFT_DETAIL_TYPE = "Model Drift Detected"
 
 class DriftMonitor(Construct):
     """Exposes `job` (PlatformFunction) or, with runner fargate, `task` (DriftTask); and `alarms` (per feature,
-    prediction, drift count, accuracy). The Lambda job runs one at a time under `decision_locks`.
+    prediction, drift count, accuracy). The Lambda job runs one at a time under `decision_locks` (DecisionLockTable).
 
     `release_table_name` (default `<prefix>-releases`, the data stack's release history, encrypted with
     `placement.data_key`): the job reads which model build served a version from it, to compare with that build's
@@ -128,6 +128,7 @@ class DriftMonitor(Construct):
         hourly = events.Schedule.cron(minute="5")
         self.job: PlatformFunction | None = None
         self.task: DriftTask | None = None
+        self.decision_locks: DecisionLockTable | None = None  # the Lambda runner's; the Fargate task holds none
         if settings.runner == "fargate":
             self.task = DriftTask(
                 self,
