@@ -387,6 +387,7 @@ class DeliveryPipeline(Construct):
                 ),
                 placement=self._tooling_placement(key, keys.logs_key),
                 powertools=self.powertools,
+                decision_locks=self.decision_locks,
             )
         self.registry_trigger = RegistryTrigger(
             self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Stack, Stage
+from aws_cdk import Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -57,30 +57,12 @@ def model_monitor_pattern(source: RetrainingSource, partition: str) -> events.Ev
     )
 
 
-def production_of(stack: Stack) -> RetrainingSource:
-    """Interim: production as the pipeline stack's last environment stage (PipelineStack creates staging, then
-    production). DeliveryPipeline should pass `production` explicitly."""
-    stages = [child for child in stack.node.children if isinstance(child, Stage) and hasattr(child, "settings")]
-    if not stages:
-        raise ValueError("RetrainingTrigger needs `production`: no environment stage in the pipeline stack")
-    settings = stages[-1].settings  # type: ignore[attr-defined]
-    return RetrainingSource(
-        account=settings.account or stack.account, region=settings.region, prefix=settings.resource_prefix()
-    )
-
-
-def shared_locks(scope: Construct) -> DecisionLockTable | None:
-    """Interim: the DecisionLockTable already in `scope` (DeliveryPipeline's `decision_locks`), so the pipeline keeps
-    one lock table. DeliveryPipeline should pass `decision_locks` explicitly."""
-    return next((child for child in scope.node.children if isinstance(child, DecisionLockTable)), None)
-
-
 class RetrainingTrigger(Construct):
     """Rules on this account's default bus that start `pipeline_name` as a retraining run.
 
     Environments send their drift events here with `monitoring.retraining_event_bus_arn` set to this bus;
     `source_accounts` may put events on it; only `production`'s endpoint and schedules start a run. One decision at
-    a time under `decision_locks` (the scope's table, else one of its own). Exposes `function` (PlatformFunction),
+    a time under `decision_locks`. Exposes `function` (PlatformFunction),
     `rules`, `production` and `decision_locks`."""
 
     def __init__(
@@ -92,12 +74,12 @@ class RetrainingTrigger(Construct):
         source_accounts: Sequence[str],
         placement: FunctionPlacement,
         powertools: lambda_.ILayerVersion,
-        production: RetrainingSource | None = None,
-        decision_locks: DecisionLockTable | None = None,
+        production: RetrainingSource,
+        decision_locks: DecisionLockTable,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.production = production or production_of(stack)
+        self.production = production
         self.function = PlatformFunction(
             self,
             "Function",
@@ -111,9 +93,7 @@ class RetrainingTrigger(Construct):
         # One decision at a time (two events must not both start a run) under a lease lock, not a concurrency
         # reservation (issue 13 item 9). A busy lock means another drift event is deciding: the holder's decision
         # (start a run, or one is running) stands for both, so the second returns without starting one (handler.py).
-        self.decision_locks = decision_locks or shared_locks(scope) or DecisionLockTable(
-            self, "DecisionLocks", key=placement.data_key, removal_policy=placement.removal_policy
-        )
+        self.decision_locks = decision_locks
         self.decision_locks.attach(self.function, retried_when_busy=False)
         pipeline_arn = f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{pipeline_name}"
         self.function.policy.add_statements(

@@ -168,6 +168,7 @@ class InferenceStack(Stack):
                 reports_bucket_name=reports_bucket_name,
                 topic=self.alarms.topic,
                 placement=placement,
+                release_table_name=release_table_name,
             )
         if self.drift.alarms:
             self.alarms.dashboard.add_widgets(

@@ -38,6 +38,7 @@ from moto import mock_aws
 from moto.events.models import EventPattern, EventPatternParser
 
 from ml_constructs import retraining_trigger
+from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.platform_function import FunctionPlacement
 from platform_config import load_environments, load_pipeline
 from scripts import smoke_test
@@ -429,6 +430,7 @@ def test_event_bus_policies_use_statement_not_the_deprecated_properties() -> Non
             stack, "Powertools", "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3:1"
         ),
         production=retraining_trigger.RetrainingSource(account="222222222222", region="eu-west-1", prefix="mlapi-prod"),
+        decision_locks=DecisionLockTable(stack, "Locks", key=key, removal_policy=RemovalPolicy.DESTROY),
     )
     policies = Template.from_stack(stack).find_resources("AWS::Events::EventBusPolicy")
     assert len(policies) == 1, "one policy, for the other account"
