@@ -22,7 +22,13 @@ from ml_constructs.chat_notifications import ChatNotifications
 from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS
 from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME
-from ml_constructs.model_registry import RegistryTrigger, group_arns, group_name
+from ml_constructs.model_registry import (
+    RegistryTrigger,
+    group_arns,
+    group_name,
+    metrics_bucket_name,
+    metrics_key_alias,
+)
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.pipeline_steps import (
     EMERGENCY_VARIABLES,
@@ -202,8 +208,12 @@ class DeliveryPipeline(Construct):
             cdk_out=synth.primary_output,
             assembly=production_assembly,
             registry=self.registry,
-            metrics_bucket=production_artifacts_bucket,
-            data_key_alias=f"alias/{production_prefix}/data",
+            # The registry's own bucket and key, deployed with production's step roles (StepAccess wave): the
+            # artifacts bucket and data key come with production's data stack, after the approvals.
+            metrics_bucket=metrics_bucket_name(
+                prefix=production_prefix, account=production_account, region=production_region
+            ),
+            data_key_alias=metrics_key_alias(production_prefix),
             pipeline=coordinates,
             access=prod_access,
             roles=self.step_roles,

@@ -227,7 +227,7 @@ PACKAGE_ARN_VARIABLE = "MODEL_PACKAGE_ARN"
 
 @dataclass(frozen=True)
 class RegistryTarget:
-    """The model package group the pipeline registers into: production's data stack (ml_constructs/model_registry)."""
+    """The model package group the pipeline registers into: production's StepAccess stack (model_registry.py)."""
 
     group: str
     group_arn: str
@@ -302,7 +302,7 @@ def register_model_package_step(
                 conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}},
             ),
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]),
-            # The artifacts bucket encrypts with production's data key, known here by its alias only.
+            # The registry's metrics bucket encrypts with the registry's key, known here by its alias only.
             iam.PolicyStatement(
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[keys],

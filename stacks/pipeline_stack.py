@@ -43,7 +43,7 @@ class PipelineStack(Stack):
             staging_artifacts_bucket=artifacts_bucket(staging, self.account),
             powertools_layer_arn=production.lambdas.powertools_layer_arn(settings.region),
             environment_accounts=[env.account for env in (staging, production) if env.account],
-            # The model registry lives in production's data stack; prod defaults to the pipeline's own account.
+            # The model registry lives in production's StepAccess stack; prod defaults to the pipeline's own account.
             production_account=production.account or self.account,
             production_region=production.region,
         )

@@ -204,11 +204,6 @@ def test_the_metrics_bucket_is_retained_and_encrypted_with_the_registrys_own_key
     assert bucket["Properties"]["LoggingConfiguration"]["DestinationBucketName"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the lead's change in ml_constructs/delivery_pipeline.py (register step: metrics_bucket_name, "
-    "metrics_key_alias); drop this marker with it",
-)
 def test_the_register_step_writes_its_metrics_into_the_registrys_bucket_with_its_key(
     synthesized, registry_stack
 ) -> None:
