@@ -164,6 +164,12 @@ def encryption(env: Env) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["type"], r["path"]))
 
 
+SAGEMAKER_JOB_LOGS = {
+    "/aws/sagemaker/TransformJobs": "SageMaker batch transform jobs",
+    "/aws/sagemaker/TrainingJobs": "SageMaker training jobs",
+}
+
+
 def log_destinations(env: Env) -> list[dict[str, Any]]:
     """Every log group (declared or created by a service at run time), its retention, key and writers."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
@@ -259,6 +265,10 @@ def log_destinations(env: Env) -> list[dict[str, Any]]:
     for stack, lid, r in env.resources("AWS::WAFv2::LoggingConfiguration"):
         for destination in as_list(r.get("Properties", {}).get("LogDestinationConfigs")):
             writer(stack, destination, f"WAF web ACL logs ({env.path(stack, lid)})")
+    # SageMaker writes a job's logs to a fixed group per account and region ("Log Amazon SageMaker AI Events with
+    # Amazon CloudWatch": /aws/sagemaker/TransformJobs, /aws/sagemaker/TrainingJobs): the stack that declares it.
+    for group in (g for g in groups.values() if g["destination"] in SAGEMAKER_JOB_LOGS):
+        group["writers"].append(SAGEMAKER_JOB_LOGS[group["destination"]])
     for stack, lid, r in env.resources("AWS::SageMaker::Endpoint"):
         name = render(r.get("Properties", {}).get("EndpointName", lid))
         group = f"/aws/sagemaker/Endpoints/{name}"

@@ -79,9 +79,11 @@ def test_the_task_reads_which_build_served_from_the_release_history(prod: Templa
     [definition] = prod.find_resources("AWS::ECS::TaskDefinition").values()
     [container] = definition["Properties"]["ContainerDefinitions"]
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
-    assert environment["RELEASES_TABLE"] == "mlapi-prod-releases"
+    # The data stack's table (a cross-stack reference to its Ref, the name), not a name rebuilt here.
+    assert environment["RELEASES_TABLE"]["Fn::ImportValue"].startswith("mlapi-prod-data:ExportsOutputRefReleaseHistory")
     role = definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     [policy] = prod.find_resources("AWS::IAM::ManagedPolicy", {"Properties": {"Roles": [{"Ref": role}]}}).values()
     [query] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "dynamodb:Query"]
     text = json.dumps(query["Resource"])
-    assert len(query["Resource"]) == 2 and "table/mlapi-prod-releases/index/status-index" in text
+    assert len(query["Resource"]) == 2 and text.count(json.dumps(environment["RELEASES_TABLE"])) == 2
+    assert text.count("/index/status-index") == 1

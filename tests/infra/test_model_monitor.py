@@ -237,6 +237,7 @@ def test_the_baseline_step_may_pass_only_the_model_monitor_role_to_sagemaker() -
     from aws_cdk import pipelines
 
     from ml_constructs.pipeline_steps import model_monitor_baseline_step
+    from ml_constructs.step_access import EnvironmentAccess, StepRoles
     from platform_config import load_environments
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]["ml-platform"]
@@ -245,13 +246,21 @@ def test_the_baseline_step_may_pass_only_the_model_monitor_role_to_sagemaker() -
     source = pipelines.CodePipelineSource.connection(
         "org/repo", "main", connection_arn="arn:aws:codeconnections:eu-west-1:111111111111:connection/x"
     )
-    CdkStack(app, "Scope")  # steps need no scope, but the source does when rendered
-    step, wildcards = model_monitor_baseline_step(
-        "ModelMonitorBaseline", source=source, environment=staging, partition="aws", account="123456789012"
-    )
+    scope = CdkStack(app, "Scope")  # the step's named role needs a scope
+    access = EnvironmentAccess(
+        name="staging", prefix="mlapi-staging", account="123456789012", region="eu-west-1", partition="aws",
+        pipeline_account="123456789012",
+    )  # fmt: skip
+    model_monitor_baseline_step(
+        "ModelMonitorBaseline", source=source, environment=staging, access=access, roles=StepRoles(scope, "Roles"),
+        pipeline_prefix="mlapi-pipeline", cdk_out=source,
+    )  # fmt: skip
+    # What the step may do in staging: its role there (ml_constructs/step_access.py), not the pipeline-side role.
+    [grant] = access.grants
+    wildcards = grant.wildcards
     statements = {
         tuple(s.to_json()["Action"]) if isinstance(s.to_json()["Action"], list) else s.to_json()["Action"]: s.to_json()
-        for s in step.role_policy_statements
+        for s in grant.statements
     }
     pass_role = statements["iam:PassRole"]
     assert pass_role["Resource"] == "arn:aws:iam::123456789012:role/mlapi-staging-model-monitor"
