@@ -58,7 +58,7 @@ from ml_constructs.platform_keys import PlatformKeys
 from ml_constructs.release_history_table import keyed_table
 from ml_constructs.retraining_trigger import RetrainingSource, RetrainingTrigger
 from ml_constructs.secure_bucket import REPLICATION_REASON, REPLICATION_RULES, access_log_bucket, secure_bucket
-from ml_constructs.step_access import EnvironmentAccess, StepRoles, environment_step, step_role_name
+from ml_constructs.step_access import EnvironmentAccess, StepRoles, environment_step
 from platform_config import PipelineSettings
 from platform_config.settings import ApprovalStage, ChatChannel
 from stacks.step_access_stack import StepAccessStage
@@ -446,26 +446,19 @@ class DeliveryPipeline(Construct):
         inputs = self._retraining_inputs(production, access, production_artifacts_bucket, settings, artifacts, key)
         before, after = retraining_commands(inputs, settings.training)
         policy = retraining_policy(inputs, access.partition)
-        name = step_role_name(self.prefix, access.name, "Synth")
-        grant = access.grant("Synth", name, policy.production, policy.production_wildcards)
-        target = access.role_arn(grant.role_name)
-        role = self.step_roles.role(name, access, target)
-        for statement in policy.pipeline:
-            role.add_to_policy(statement)
         self.guard_wildcards += [w for w in policy.pipeline_wildcards if w != inputs.upload_objects_arn]
-        return pipelines.CodeBuildStep(
+        return self._env_step(
             "Synth",
-            input=source,
+            access,
+            source,
+            [*before, *make_synth, *after],
+            policy.production,
+            wildcards=policy.production_wildcards,
             primary_output_directory="cdk.out",
-            commands=[*access.profile_commands(use_profile=False), *before, *make_synth, *after],
-            env={**access.step_env(), **{v.variable_name: v.reference() for v in RETRAINING_VARIABLES}},
-            role=role,
-            build_environment=codebuild.BuildEnvironment(
-                environment_variables={
-                    **upload_environment(inputs),
-                    "STEP_ACCESS_ROLE_ARN": codebuild.BuildEnvironmentVariable(value=target),
-                }
-            ),
+            env={v.variable_name: v.reference() for v in RETRAINING_VARIABLES},
+            pipeline_statements=policy.pipeline,
+            use_profile=False,
+            environment_variables=upload_environment(inputs),
         )
 
     def _retraining_inputs(

@@ -200,6 +200,7 @@ def environment_step(
     partial_build_spec: codebuild.BuildSpec | None = None,
     pipeline_statements: Sequence[iam.PolicyStatement] = (),
     use_profile: bool = True,
+    environment_variables: Mapping[str, codebuild.BuildEnvironmentVariable] | None = None,
 ) -> pipelines.CodeBuildStep:
     """A step that acts in `access`'s environment: `statements` go to the environment's role, the step's own
     named role may only assume it (plus `pipeline_statements`, on the pipeline account's own resources, for a
@@ -222,6 +223,9 @@ def environment_step(
         role=role,
         # The role's ARN may hold the account token: the project's environment resolves it, a command would not.
         build_environment=codebuild.BuildEnvironment(
-            environment_variables={"STEP_ACCESS_ROLE_ARN": codebuild.BuildEnvironmentVariable(value=target)}
+            environment_variables={
+                **(environment_variables or {}),
+                "STEP_ACCESS_ROLE_ARN": codebuild.BuildEnvironmentVariable(value=target),
+            }
         ),
     )
