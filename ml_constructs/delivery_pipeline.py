@@ -55,6 +55,7 @@ from ml_constructs.pipeline_steps import (
 )
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction, terminal_dead_letter_queue
 from ml_constructs.platform_keys import PlatformKeys
+from ml_constructs.prediction_api import PIPELINE_TEST_TIER
 from ml_constructs.release_history_table import keyed_table
 from ml_constructs.retraining_trigger import RetrainingSource, RetrainingTrigger
 from ml_constructs.secure_bucket import REPLICATION_REASON, REPLICATION_RULES, access_log_bucket, secure_bucket
@@ -909,7 +910,7 @@ class DeliveryPipeline(Construct):
         return [
             "API_ID=$(aws apigateway get-rest-apis --query \"items[?name=='" + access.prefix + "-api'].id\" "
             "--output text)",
-            f"KEY=$(aws apigateway get-api-keys --name-query {access.prefix}-api-pipeline-tests --include-values "
+            f"KEY=$(aws apigateway get-api-keys --name-query {access.prefix}-api-{PIPELINE_TEST_TIER} --include-values "
             "--query 'items[0].value' --output text)",
         ]
 

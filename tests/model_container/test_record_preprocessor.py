@@ -77,3 +77,42 @@ def test_in_model_quality_mode_a_single_row_prediction_is_handed_over_and_batche
     assert handler(record("[]", "application/json", output=two), logger) == []
     assert handler(record("[]", "application/json", output='{"error": {"code": "x"}}'), logger) == []
     assert len(warnings) == 2
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"eventId": "e-1", "inferenceId": "pipeline-test-8f1c"},
+        SimpleNamespace(event_id="e-1", inference_id="pipeline-test-8f1c"),
+    ],
+)
+def test_the_pipelines_marked_test_traffic_is_left_out_in_both_modes(
+    handler: Any, monkeypatch: pytest.MonkeyPatch, metadata: Any
+) -> None:
+    """Issue 13 item 3 with monitoring.engine model_monitor: the load tests' records must not reach the analyzer."""
+    marked = record(json.dumps({"instances": [[1, 2, 3]]}), "application/json")
+    marked.endpoint_output.data = json.dumps({"predictions": [{"label": 1, "probability": 0.9}]})
+    marked.event_metadata = metadata
+    assert handler(marked) == []
+    monkeypatch.setenv("RECORD_MODE", "model_quality")
+    assert handler(marked) == []
+    consumer = record(marked.endpoint_input.data, "application/json", output=marked.endpoint_output.data)
+    consumer.event_metadata = {"eventId": "e-2", "inferenceId": "7c1d-api-request-id"}
+    assert handler(consumer) == {"label": 1, "probability": 0.9}  # a consumer's record still counts
+    monkeypatch.delenv("RECORD_MODE")
+    assert handler(consumer) == [{"_c0": 1.0, "_c1": 2.0, "_c2": 3.0}]
+
+
+def test_the_prefix_is_the_one_the_api_marks_and_the_drift_job_skips() -> None:
+    import sys
+
+    from ml_constructs.prediction_api import TEST_INFERENCE_ID_PREFIX as marked
+
+    sys.path.insert(0, "lambda_src/drift_monitor")
+    try:
+        from drift_engine.capture_records import TEST_INFERENCE_ID_PREFIX as skipped
+    finally:
+        sys.path.remove("lambda_src/drift_monitor")
+    from model_container.monitoring.record_preprocessor import TEST_INFERENCE_ID_PREFIX as filtered
+
+    assert marked == skipped == filtered
