@@ -35,8 +35,6 @@ ENVIRONMENTS = {"staging": (STAGING, HOME), "prod": (PROD, SECOND)}
 # resource policy (SageMaker Developer Guide, Model Registry cross-account; ml_constructs/model_registry.py).
 PIPELINE_SIDE = {"UnitTests", "SecurityScans", "ApprovalShortcuts", "ModelPackageApproval"}
 REGISTRY_ACTIONS = {"sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"}
-# The Synth step's retraining reads (scripts/retrain.py, issue 18) still use the Synth role: see the report.
-NOT_YET_SEPARATED = {"Synth"}
 
 
 @dataclass
@@ -167,8 +165,6 @@ def test_pipeline_step_roles_hold_only_the_pipeline_account_or_assume_an_environ
     env_roles = _env_roles(separated)
     problems = []
     for stage, step, project in _steps(separated):
-        if step in NOT_YET_SEPARATED:
-            continue
         role_id = project["ServiceRole"]["Fn::GetAtt"][0]
         for statement in _policies_of(separated.pipeline, role_id):
             actions = set(_as_list(statement["Action"]))
@@ -218,9 +214,10 @@ def test_every_step_that_acts_in_an_environment_assumes_its_role_in_its_region(s
     env_roles = _env_roles(separated)
     checked = 0
     for stage, step, project in _steps(separated):
-        if stage not in ("Checks", "staging", "prod") or step in PIPELINE_SIDE:
+        if stage not in ("Build", "Checks", "staging", "prod") or step in PIPELINE_SIDE:
             continue
-        environment = "staging" if stage == "staging" else "prod"  # Checks read production (the live model)
+        # Synth (retraining and lineage builds) and Checks read production: the live model.
+        environment = "staging" if stage == "staging" else "prod"
         variables = {v["Name"]: v["Value"] for v in project["Environment"].get("EnvironmentVariables", [])}
         role = variables.get("STEP_ACCESS_ROLE_ARN")
         assert env_roles.get(role) == environment, (stage, step, role)
@@ -231,7 +228,7 @@ def test_every_step_that_acts_in_an_environment_assumes_its_role_in_its_region(s
         [export] = [c for c in commands if c.startswith("export AWS_CONFIG_FILE=")]
         if "AWS_PROFILE=" in export:
             assert f"AWS_PROFILE={environment} AWS_REGION={region} AWS_DEFAULT_REGION={region}" in export, (stage, step)
-        else:  # the script picks the profile for the environment's clients (RegisterRelease)
+        else:  # the script picks the profile for the environment's clients (RegisterRelease, Synth's retrain)
             assert any(f"--environment-profile {environment} --environment-region {region}" in c for c in commands)
         for command in (c for c in commands if "scripts.smoke_test" in c):
             assert f".execute-api.{region}.amazonaws.com/" in command, (stage, step)
