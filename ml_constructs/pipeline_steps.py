@@ -460,9 +460,9 @@ def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[s
     build trains on what the live model was trained on); after it: that build is still what synth packaged.
 
     A failing command fails the step, so exit 5 (unchanged) or 4 (refused) stops a retraining run there. A push
-    run that cannot assume production's Synth role has no production to learn from yet (the first run creates the
-    role in its StepAccess stage): it builds the bundled dataset and says so; the model gate, which cannot skip
-    production, then judges that build against the live model."""
+    run that cannot assume production's Synth role, for whatever reason (on the first run the StepAccess stage has
+    not created it yet), builds the bundled dataset and says so; the model gate, which reads production strictly
+    after StepAccess, then judges that build against the live model when there is one."""
     if training.runner != "build":
         from platform_config import ConfigError
 
