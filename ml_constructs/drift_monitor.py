@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -149,7 +150,8 @@ class DriftMonitor(Construct):
                 "Job",
                 function_name=f"{prefix}-drift-monitor",
                 # numpy + scipy: a container image built at deploy time, not at synth.
-                code=lambda_.Code.from_asset_image(CODE_DIR),
+                # x86_64 like the function, whatever machine runs `cdk deploy` (an arm64 laptop builds arm64).
+                code=lambda_.Code.from_asset_image(CODE_DIR, platform=ecr_assets.Platform.LINUX_AMD64),
                 handler=lambda_.Handler.FROM_IMAGE,
                 runtime=lambda_.Runtime.FROM_IMAGE,
                 environment=environment,

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import cast
 
 from aws_cdk import CfnElement, Duration, Stack
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -70,7 +71,8 @@ class DriftTask(Construct):
         self.task_definition.add_container(
             "Job",
             # The Lambda image of the same job; its Lambda entry point is replaced by the task's.
-            image=ecs.ContainerImage.from_asset(image_directory),
+            # x86_64 like the task's runtime platform, whatever machine builds it.
+            image=ecs.ContainerImage.from_asset(image_directory, platform=ecr_assets.Platform.LINUX_AMD64),
             entry_point=["python", "-m", "drift_engine.task"],
             environment=dict(environment),
             user=UNPRIVILEGED_USER,
