@@ -38,12 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from model_container import build_model
 from model_container.contract import load_feature_schema
 from model_container.dataset import snapshot as snapshots
+from model_container.dataset.cli import sessions as dataset_sessions
 from model_container.dataset.sources import FeatureContract, split_s3_uri
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 1, 2, 3
@@ -257,12 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def session(args: argparse.Namespace) -> Any:
-    """Production's session: the profile that assumes its step role (AWS SDKs and Tools Reference Guide, "Assume
-    role credential provider"), in its region passed explicitly (CodeBuild's AWS_REGION, the pipeline's, outranks
-    a profile's region; Boto3 docs, "Session"); without the flags the default credentials in --region."""
-    if args.environment_profile or args.environment_region:
-        return boto3.Session(profile_name=args.environment_profile, region_name=args.environment_region or args.region)
-    return boto3.Session(region_name=args.region)
+    """Production's session, as the dataset builder makes it (model_container/dataset/cli.py `sessions`): the
+    profile that assumes its step role in its region, or without the flags the default credentials in --region."""
+    _, environment = dataset_sessions(args.region, args.environment_profile, args.environment_region)
+    return environment
 
 
 def main(argv: list[str] | None = None) -> int:

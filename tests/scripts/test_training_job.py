@@ -87,7 +87,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
                     "after-call.sagemaker.DescribeTrainingJob", lambda parsed, **_: parsed.update(job_outcome)
                 )
 
-        monkeypatch.setattr(training_job.boto3, "Session", RecordingSession)
+        monkeypatch.setattr(boto3, "Session", RecordingSession)
         yield s3, requests, job_outcome
 
 
