@@ -120,14 +120,15 @@ class FaultKind:
             items = call.params.get("TransactItems", [])
             response["CancellationReasons"] = [
                 {"Code": "ConditionalCheckFailed" if _conditioned(i) else "None"} for i in items]
-            response["Error"]["Message"] = "Transaction cancelled, please refer cancellation reasons for specific " \
-                                           "reasons [" + ", ".join(r["Code"] for r in response["CancellationReasons"]) + "]"
+            reasons = ", ".join(r["Code"] for r in response["CancellationReasons"])
+            response["Error"]["Message"] = f"Transaction cancelled, please refer cancellation reasons for specific " \
+                                           f"reasons [{reasons}]"
         error_class = client.exceptions.from_code(code)
         return error_class(response, call.operation)  # type: ignore[no-any-return]
 
 
 def _conditioned(item: Mapping[str, Any]) -> bool:
-    body = next(iter(item.values()), {}) if item else {}
+    body: Mapping[str, Any] = next(iter(item.values()), {}) if item else {}
     return "ConditionExpression" in body or "ConditionCheck" in item
 
 
@@ -296,7 +297,7 @@ def _attempt(step: Step[W], world: W, interceptor: _Interceptor) -> Attempt:
         attempt.failed = bool(step.failed(attempt.result))
     except ScenarioNotDeterministic:
         raise
-    except Exception as error:  # noqa: BLE001 - Lambda sees any exception as a failed invocation
+    except Exception as error:  # Lambda sees any exception as a failed invocation
         attempt.error, attempt.failed = error, True
     finally:
         interceptor.recording = False
@@ -345,7 +346,7 @@ def _restore(scenario: Scenario[Any]) -> None:
 
         scenario.provision()
         _SNAPSHOTS[scenario.name] = [(backends, account, region, copy.deepcopy(backend))
-                                     for backends in list(BackendDict._instances)
+                                     for backends in list(BackendDict._instances)  # type: ignore[misc]
                                      for account, region, backend in backends.iter_backends()]
         return
     for backends, account, region, backend in _SNAPSHOTS[scenario.name]:
