@@ -462,15 +462,13 @@ def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[s
     A failing command fails the step, so exit 5 (unchanged) or 4 (refused) stops a retraining run there. A push
     run that cannot assume production's Synth role, for whatever reason (on the first run the StepAccess stage has
     not created it yet), builds the bundled dataset and says so; the model gate, which reads production strictly
-    after StepAccess, then judges that build against the live model when there is one."""
-    if training.runner != "build":
-        from platform_config import ConfigError
+    after StepAccess, then judges that build against the live model when there is one.
 
-        raise ConfigError(
-            "pipeline.training.runner",
-            "'sagemaker' is not wired into the pipeline yet (ml_constructs/training_runner.py has the role, network "
-            "and job arguments; the image's train target and the production stack's outputs are missing); use 'build'",
-        )
+    With `training.runner: sagemaker` the retraining run trains as a SageMaker training job in production, with
+    the arguments production's inference stack gives as its output (`--training-stack`, read through production's
+    profile): a run before that stack has the runner (a first run, or the first after switching to sagemaker) trains
+    in the build and says so. A push run's lineage build trains in the build either way (it rebuilds a model
+    already trained once, on the snapshot the live model names)."""
     table = inputs.releases_table_arn.rsplit("/", 1)[1]
     commit = "--commit $CODEBUILD_RESOLVED_SOURCE_VERSION"
     live = [
@@ -487,6 +485,9 @@ def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[s
         '--upload "s3://$RETRAINING_UPLOAD_BUCKET/datasets/" --kms-key-id "$RETRAINING_UPLOAD_KEY"',
         commit,
     ]
+    if training.runner == "sagemaker":
+        # ModelEndpoint names the endpoint <prefix>-endpoint, InferenceStack's stack is <prefix>-inference.
+        args.append(f"--runner sagemaker --training-stack {inputs.endpoint.removesuffix('-endpoint')}-inference")
     if inputs.dataset_uri:
         args.append(f"--dataset-uri {inputs.dataset_uri}")
     if inputs.ground_truth_prefix:

@@ -3,9 +3,13 @@ subnets, the training log group, and the arguments and caller grants of scripts/
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack
+from collections.abc import Mapping
+from pathlib import Path
+
+from aws_cdk import ArnFormat, CfnOutput, IgnoreMode, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -13,9 +17,18 @@ from constructs import Construct
 from ml_constructs.batch_inference import claim_account_log_group
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.nag import acknowledge, wildcard_finding
+from ml_constructs.private_network import PrivateNetwork
+from platform_config import CONTEXT_KEY, ConfigError
+from platform_config.loader import build
 from platform_config.settings import TrainingSettings
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+# The inference stack's output scripts/retrain.py reads (`--training-stack`): job_arguments() as a JSON list
+# (scripts/training_job.py JOB_ARGUMENTS_OUTPUT, the same name).
+JOB_ARGUMENTS_OUTPUT = "TrainingJobArguments"
+RUNNER_KEY = f"{CONTEXT_KEY}.pipeline.training.runner"
+# The image builds from the repository root; its ignore file keeps the context to model_container/.
+DOCKER_IGNORE = Path("model_container/Dockerfile.dockerignore")
 # CreateTrainingJob's TrainingJobName: 1-63 characters; scripts/training_job.py job_name() adds -<sha12>-<UTC time>.
 JOB_SUFFIX_LENGTH = 1 + 12 + 1 + 14
 # SageMaker Developer Guide, "CreateTrainingJob API: Execution Role Permissions" (VPC configuration): the ENI
@@ -77,8 +90,7 @@ class TrainingRunner(Construct):
         stack = Stack.of(self)
         self.settings, self.data_key, self.bucket_name = settings, data_key, bucket_name
         self.name_prefix = f"{prefix}-train"
-        if len(self.name_prefix) + JOB_SUFFIX_LENGTH > 63:
-            raise ValueError(f"training job names {self.name_prefix}-<sha12>-<time> exceed 63 characters")
+        check_job_names(prefix)
         self.key_prefix = "training/"
         bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
         self.objects = {
@@ -103,9 +115,12 @@ class TrainingRunner(Construct):
         if owns_training_log_group:
             claim_account_log_group(self, TRAINING_LOG_GROUP, prefix, "TrainingRunner owns_training_log_group")
             self.log_group = logs.group(self, "TrainingJobLogs", TRAINING_LOG_GROUP)
+        # Named: the pipeline's Synth role in production (stacks/step_access_stack.py) may pass only this role,
+        # and is granted before this stack exists.
         self.role = iam.Role(
             self,
             "Role",
+            role_name=training_role_name(prefix),
             assumed_by=iam.ServicePrincipal(
                 "sagemaker.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
             ),
@@ -210,38 +225,153 @@ class TrainingRunner(Construct):
         ]
 
     def caller_statements(self, partition: str, region: str, account: str) -> list[iam.PolicyStatement]:
-        """What the caller of scripts/training_job.py needs (the pipeline's Synth role): start and watch only this
-        environment's jobs, in its subnets and group, with network isolation, the data key and the configured
-        instance type (Service Authorization Reference, SageMaker: CreateTrainingJob condition keys); pass only
-        the training role to SageMaker; stage inputs and read the artefact under training/."""
-        jobs = f"arn:{partition}:sagemaker:{region}:{account}:training-job/{self.name_prefix}-*"
-        return [
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateTrainingJob"],
-                resources=[jobs],
-                conditions={
-                    "Bool": {"sagemaker:NetworkIsolation": "true"},
-                    "ArnEquals": {
-                        "sagemaker:VolumeKmsKey": self.data_key.key_arn,
-                        "sagemaker:OutputKmsKey": self.data_key.key_arn,
-                    },
-                    "ForAllValues:StringEquals": {
-                        "sagemaker:VpcSubnets": list(self.subnet_ids),
-                        "sagemaker:VpcSecurityGroupIds": [self.security_group.security_group_id],
-                        "sagemaker:InstanceTypes": [self.settings.instance_type],
-                    },
+        """What the caller of scripts/training_job.py needs (`caller_statements` for this runner)."""
+        return caller_statements(
+            prefix=self.name_prefix.removesuffix("-train"),
+            settings=self.settings,
+            bucket_name=self.bucket_name,
+            partition=partition,
+            region=region,
+            account=account,
+        )
+
+
+def training_role_name(prefix: str) -> str:
+    """The training jobs' execution role (IAM role names: at most 64 characters)."""
+    return f"{prefix}-training-jobs"[:64]
+
+
+def check_job_names(prefix: str) -> None:
+    """CreateTrainingJob's TrainingJobName is 1-63 characters (API reference): `<prefix>-train-<sha12>-<time>`."""
+    if len(f"{prefix}-train") + JOB_SUFFIX_LENGTH > 63:
+        raise ConfigError(
+            RUNNER_KEY,
+            f"'sagemaker' names jobs {prefix}-train-<sha12>-<UTC time>, longer than the 63 characters "
+            "CreateTrainingJob allows: shorten the environment's resource prefix or use 'build'",
+        )
+
+
+def caller_statements(
+    *, prefix: str, settings: TrainingSettings, bucket_name: str, partition: str, region: str, account: str
+) -> list[iam.PolicyStatement]:
+    """What the caller of scripts/training_job.py needs (the pipeline's Synth role in production): read the
+    runner's arguments from the inference stack's outputs, start and watch only this environment's jobs
+    (`<prefix>-train-*`) network-isolated, in a VPC, encrypted with a key of the account and of the configured
+    instance type (Service Authorization Reference, Amazon SageMaker: CreateTrainingJob condition keys), pass only
+    the training role to SageMaker, stage inputs and read the artefact under the runner's training/ prefix.
+
+    Built from names only: the Synth role's grants deploy in the StepAccess stage, before the inference stack that
+    creates the runner, so its security group, subnets and data key id cannot be named (their ids are unknown until
+    then); the `Null` conditions make the job's VPC configuration and keys mandatory instead, and the role it runs
+    as (the only one it may pass) reads and writes only the runner's prefixes."""
+    jobs = f"arn:{partition}:sagemaker:{region}:{account}:training-job/{prefix}-train-*"
+    keys = f"arn:{partition}:kms:{region}:{account}:key/*"
+    objects = [f"arn:{partition}:s3:::{bucket_name}/training/{part}/*" for part in ("datasets", "jobs")]
+    stack = f"arn:{partition}:cloudformation:{region}:{account}:stack/{prefix}-inference/*"
+    return [
+        iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[stack]),
+        iam.PolicyStatement(
+            actions=["sagemaker:CreateTrainingJob"],
+            resources=[jobs],
+            conditions={
+                "Bool": {"sagemaker:NetworkIsolation": "true", "sagemaker:InterContainerTrafficEncryption": "true"},
+                "Null": {
+                    "sagemaker:VpcSubnets": "false",
+                    "sagemaker:VpcSecurityGroupIds": "false",
+                    "sagemaker:VolumeKmsKey": "false",
+                    "sagemaker:OutputKmsKey": "false",
                 },
-            ),
-            iam.PolicyStatement(actions=["sagemaker:DescribeTrainingJob", "sagemaker:AddTags"], resources=[jobs]),
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self.role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            ),
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:GetObject"],
-                resources=[self.objects["datasets"], self.objects["jobs"]],
-            ),
-            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.data_key.key_arn]),
-        ]
+                "ArnLike": {"sagemaker:VolumeKmsKey": keys, "sagemaker:OutputKmsKey": keys},
+                "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": [settings.instance_type]},
+            },
+        ),
+        iam.PolicyStatement(actions=["sagemaker:DescribeTrainingJob", "sagemaker:AddTags"], resources=[jobs]),
+        iam.PolicyStatement(
+            actions=["iam:PassRole"],
+            resources=[f"arn:{partition}:iam::{account}:role/{training_role_name(prefix)}"],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject"], resources=objects),
+        # The artifacts bucket and the job output are encrypted with the data key, known here by its alias only.
+        iam.PolicyStatement(
+            actions=["kms:GenerateDataKey", "kms:Decrypt"],
+            resources=[keys],
+            conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/{prefix}/data"}},
+        ),
+    ]
+
+
+def caller_wildcards(*, prefix: str, bucket_name: str, partition: str, region: str, account: str) -> list[str]:
+    """The prefix-scoped resources among `caller_statements` (one IAM5 acknowledgement each)."""
+    return [
+        f"arn:{partition}:cloudformation:{region}:{account}:stack/{prefix}-inference/*",
+        f"arn:{partition}:sagemaker:{region}:{account}:training-job/{prefix}-train-*",
+        f"arn:{partition}:kms:{region}:{account}:key/*",
+        *(f"arn:{partition}:s3:::{bucket_name}/training/{part}/*" for part in ("datasets", "jobs")),
+    ]
+
+
+def pipeline_training(scope: Construct, environment: str) -> TrainingSettings | None:
+    """The pipeline's `training` settings when they run SageMaker training jobs in `environment`: the pipeline's
+    production (the only environment whose data a retraining run reads), with `training.runner: sagemaker`;
+    else None. Read from the app's context, which the app validated before building any stage (as
+    ml_constructs/model_registry.py `registry_access` reads the pipeline's production)."""
+    context = scope.node.try_get_context(CONTEXT_KEY)
+    pipeline = context.get("pipeline") if isinstance(context, Mapping) else None
+    if not isinstance(pipeline, Mapping) or environment != str(pipeline.get("production", "prod")):
+        return None
+    training = build(TrainingSettings, pipeline.get("training") or {}, f"{CONTEXT_KEY}.pipeline.training")
+    return training if training.runner == "sagemaker" else None
+
+
+def add_training_runner(
+    scope: Construct,
+    *,
+    prefix: str,
+    settings: TrainingSettings,
+    network: PrivateNetwork,
+    data_key: kms.IKey,
+    bucket_name: str,
+    logs: LogPolicy,
+) -> TrainingRunner:
+    """The Dockerfile's `train` target as an image asset (linux/amd64: SageMaker's ml.* x86 instances, whatever
+    machine deploys), the runner in the environment's inference subnets, and the `TrainingJobArguments` output
+    the pipeline's Synth step reads through production's profile (scripts/retrain.py --training-stack)."""
+    image = ecr_assets.DockerImageAsset(
+        scope,
+        "TrainingImage",
+        directory=".",
+        file="model_container/Dockerfile",
+        target="train",
+        exclude=_docker_ignore_patterns(),
+        ignore_mode=IgnoreMode.DOCKER,
+        platform=ecr_assets.Platform.LINUX_AMD64,
+    )
+    runner = TrainingRunner(
+        scope,
+        "Training",
+        prefix=prefix,
+        settings=settings,
+        vpc=network.vpc,
+        subnets=network.inference_subnets,
+        s3_prefix_list_id=network.gateway_prefix_lists.ids["s3"],
+        data_key=data_key,
+        bucket_name=bucket_name,
+        repository=image.repository,
+        logs=logs,
+        owns_training_log_group=settings.owns_log_group,
+    )
+    stack = Stack.of(scope)
+    CfnOutput(
+        scope,
+        JOB_ARGUMENTS_OUTPUT,
+        description="scripts/training_job.py arguments of this environment's SageMaker training jobs (JSON list)",
+        value=stack.to_json_string(runner.job_arguments(image.image_uri)),
+    )
+    return runner
+
+
+def _docker_ignore_patterns() -> list[str]:
+    lines = (line.strip() for line in DOCKER_IGNORE.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 

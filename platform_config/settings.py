@@ -827,6 +827,14 @@ DEFAULT_APPROVALS = (
 _S3_PREFIX = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[\w!.*'()/=+-]*)?/")
 
 
+# The pipeline's CodeBuild step timeout (ml_constructs/delivery_pipeline.py code_build_defaults), what the rest of
+# a retraining run's Synth step needs (deps, snapshot, make synth), and scripts/training_job.py's allowance for an
+# on-demand job's instance to start before MaxRuntimeInSeconds counts (PROVISIONING_ALLOWANCE_S).
+SYNTH_STEP_MINUTES = 60
+SYNTH_STEP_RESERVE_MINUTES = 20
+TRAINING_PROVISIONING_SECONDS = 900
+
+
 @dataclass(frozen=True)
 class TrainingSettings:
     """Retraining: where the data comes from, what a training snapshot must hold, and where training runs.
@@ -849,6 +857,10 @@ class TrainingSettings:
     spot: bool = True
     max_runtime_seconds: int = 3600
     max_wait_seconds: int = 7200
+    # sagemaker: production's inference stack creates /aws/sagemaker/TrainingJobs (one per account and region, with
+    # the logs key and retention). False where it exists already (an earlier training job created it: CloudFormation
+    # cannot create a log group whose name exists); the jobs then log to it as it is.
+    owns_log_group: bool = True
 
     def __post_init__(self) -> None:
         if self.dataset_uri is not None:
@@ -883,6 +895,26 @@ class TrainingSettings:
                 f"({self.max_wait_seconds}) must be at least max_runtime_seconds ({self.max_runtime_seconds}) "
                 "with spot",
             )
+        if self.runner == "sagemaker":
+            self._check_job_fits_the_synth_step()
+
+    def _check_job_fits_the_synth_step(self) -> None:
+        """The retraining run's Synth step waits for the job (scripts/training_job.py: MaxWaitTimeInSeconds with
+        spot, else MaxRuntimeInSeconds plus its provisioning allowance) within its CodeBuild timeout; a step that
+        times out first leaves the job running unwatched and its build unused."""
+        budget_minutes = SYNTH_STEP_MINUTES - SYNTH_STEP_RESERVE_MINUTES
+        key, waited = (
+            ("max_wait_seconds", self.max_wait_seconds)
+            if self.spot
+            else ("max_runtime_seconds", self.max_runtime_seconds + TRAINING_PROVISIONING_SECONDS)
+        )
+        check(
+            waited <= budget_minutes * 60,
+            key,
+            f"with runner 'sagemaker' the Synth step waits up to {waited} s for the job, more than the "
+            f"{budget_minutes * 60} s its {SYNTH_STEP_MINUTES}-minute CodeBuild timeout leaves after the rest of the "
+            f"step ({SYNTH_STEP_RESERVE_MINUTES} minutes)",
+        )
 
 
 @dataclass(frozen=True)

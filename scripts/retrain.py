@@ -4,7 +4,7 @@
         --upload s3://PIPELINE_ARTIFACTS/datasets/ --kms-key-id KEY [--dataset-uri s3://bucket/datasets/v3/] \
         [--capture-uri s3://CAPTURE/capture/E/primary/ --labels-uri s3://CAPTURE/GROUND_TRUTH/] \
         [--days 30 --min-rows 500 --min-class-fraction 0.2] [--work build --dist model_container/dist]
-        [--runner sagemaker -- <scripts.training_job arguments: --bucket --image-uri --role-arn ...>]
+        [--runner sagemaker (--training-stack PROD_INFERENCE_STACK | -- <scripts.training_job arguments>)]
     python -m scripts.retrain lineage --endpoint E --table T --artifacts-bucket PROD_ARTIFACTS \
         [--commit SHA] [--work build --dist model_container/dist]
     (run and lineage: [--region PIPELINE_REGION] [--environment-profile PROFILE --environment-region PROD_REGION])
@@ -31,6 +31,14 @@ sagemaker, the training job (which runs in production) go through --environment-
 (the profile ml_constructs/step_access.py writes, assuming production's step role); the pipeline's own artifacts
 bucket (the --upload, and the lineage snapshot read back from it) keeps the step's default credentials in
 --region. Without the two flags every call uses the default credentials in --region.
+
+Runner: with --runner sagemaker the build of `run` is a SageMaker training job in production (scripts/
+training_job.py), with the runner's arguments after `--` or, with --training-stack, from that stack's
+TrainingJobArguments output (read through the profile). A stack without them yet - it does not exist, has no
+runner, or this step may not read it yet (a first run, or the first after switching training.runner to sagemaker:
+the StepAccess and production stages that add them run after Synth) - trains in the build and says so. Any other
+failure (the stack read, CreateTrainingJob, a job Failed or Stopped) fails the run: --dist and build/retrained.json
+stay as they were, so nothing of it is packaged or registered.
 
 Exit codes: 0 built, 2 unusable input, 3 AWS error, 4 snapshot refused, 5 dataset unchanged since the live
 version ("nothing to release": the run must stop before anything deploys), 6 verify found another model.
@@ -102,6 +110,7 @@ class _Stop(Exception):
 def run(args: argparse.Namespace) -> int:
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
+    (work / RETRAINED).unlink(missing_ok=True)  # only this run's finished build may be verified
     try:
         parent = _parent(args, work)
     except _Stop as stop:
@@ -212,13 +221,38 @@ def lineage(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     """The build in this process (training.runner: build) or as a SageMaker training job (sagemaker): the same
-    arguments, plus the runner's (TrainingRunner.job_arguments, after `--`) for scripts/training_job.py."""
+    arguments, plus the runner's (TrainingRunner.job_arguments: after `--`, or from --training-stack's output) for
+    scripts/training_job.py."""
     if args.runner == "build":
         return build_model.main(argv)
     from scripts import training_job
 
+    runner = args.training_job_args
+    if not runner:
+        try:
+            runner = _stack_job_arguments(args)
+        except training_job.StackNotReady as not_ready:
+            print(f"retrain: no SageMaker training runner in production yet ({not_ready}): training in the build")
+            return build_model.main(argv)
+        except _Stop as stop:
+            return stop.code
     # The job runs in production's account (ml_constructs/training_runner.py): it goes through the profile.
-    return training_job.main([*argv, *_aws(args), *args.training_job_args])
+    return training_job.main([*argv, *_aws(args), *runner])
+
+
+def _stack_job_arguments(args: argparse.Namespace) -> list[str]:
+    """The runner's arguments from production's inference stack, through production's profile."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from scripts import training_job
+
+    try:
+        _, environment = dataset.sessions(args.region, args.environment_profile, args.environment_region)
+        return training_job.stack_job_arguments(environment.client("cloudformation"), args.training_stack)
+    except (ClientError, BotoCoreError) as error:
+        raise _Stop(_fail(f"reading {args.training_stack}'s training runner failed: {error}", 3)) from None
+    except (ValueError, KeyError) as error:
+        raise _Stop(_fail(f"{args.training_stack}'s training runner output is unusable: {error}", 2)) from None
 
 
 def _metadata(dist: Path) -> dict[str, Any]:
@@ -267,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--runner", choices=["build", "sagemaker"], default="build", help="training.runner; sagemaker takes "
         "scripts/training_job.py's arguments after `--` (ml_constructs/training_runner.py job_arguments)"
     )
+    run_parser.add_argument(
+        "--training-stack", help="sagemaker: production's inference stack, whose TrainingJobArguments output holds "
+        "the runner's arguments (instead of `--`); without it yet the run trains in the build"
+    )
     run_parser.add_argument("--upload", help="s3://PIPELINE_ARTIFACTS/datasets/: where the snapshot is kept")
     run_parser.add_argument("--kms-key-id", help="the upload's SSE-KMS key")
     return parser
@@ -277,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     split = arguments.index("--") if "--" in arguments else len(arguments)
     args = build_parser().parse_args(arguments[:split])
     args.training_job_args = arguments[split + 1 :]
-    if args.command == "run" and args.runner == "sagemaker" and not args.training_job_args:
-        return _fail("--runner sagemaker needs scripts/training_job.py's arguments after `--`", 2)
+    if args.command == "run" and args.runner == "sagemaker" and not (args.training_job_args or args.training_stack):
+        return _fail("--runner sagemaker needs --training-stack or scripts/training_job.py's arguments after `--`", 2)
     if args.command == "verify":
         return verify(args)
     if args.command == "lineage":

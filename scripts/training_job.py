@@ -19,6 +19,9 @@ unreadable input, 3 AWS error, 5 dataset unchanged since the parent (no job star
 Every call (staging under --bucket, the job, its artefact) is in production's account, where the runner lives
 (ml_constructs/training_runner.py): with --environment-profile/--environment-region they go through that profile
 in that region (as scripts/register_release.py reaches an environment), else the default credentials in --region.
+The runner's arguments are production's inference stack output TrainingJobArguments (`stack_job_arguments`, as
+scripts/retrain.py --training-stack reads them). --out changes only once the artefact is a whole, checked build:
+a failed, stopped or unreadable job leaves it as it was.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ import json
 import math
 import os
 import re
+import shlex
+import shutil
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,12 +51,16 @@ from model_container.contract import load_feature_schema
 from model_container.dataset import snapshot as snapshots
 from model_container.dataset.cli import sessions as dataset_sessions
 from model_container.dataset.sources import FeatureContract, split_s3_uri
+from platform_config.settings import TRAINING_PROVISIONING_SECONDS
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 1, 2, 3
 # The image's working directories ("How Amazon SageMaker AI Runs Your Training Image"; CheckpointConfig.LocalPath
 # defaults to /opt/ml/checkpoints/, API reference "CheckpointConfig").
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-PROVISIONING_ALLOWANCE_S = 900  # an on-demand job also spends time starting its instance before MaxRuntime counts
+# An on-demand job also spends time starting its instance before MaxRuntime counts (TrainingSettings budgets it).
+PROVISIONING_ALLOWANCE_S = TRAINING_PROVISIONING_SECONDS
+# Production's inference stack output (ml_constructs/training_runner.py JOB_ARGUMENTS_OUTPUT): job_arguments() as JSON.
+JOB_ARGUMENTS_OUTPUT = "TrainingJobArguments"
 
 
 class TrainingJobFailed(Exception):
@@ -146,20 +156,55 @@ def wait_for_job(sagemaker: Any, name: str, args: argparse.Namespace) -> dict[st
 
 
 def unpack_artifacts(s3: Any, uri: str, out: Path) -> dict[str, Any]:
-    """SageMaker's model.tar.gz holds what `train` wrote to /opt/ml/model: the build, unpacked into `out`."""
+    """SageMaker's model.tar.gz holds what `train` wrote to /opt/ml/model: the build, checked in a directory of its
+    own and only then copied into `out` (an unreadable or mismatched artefact leaves `out` as it was)."""
     bucket, key = split_s3_uri(uri)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
-            archive.extractall(out, filter="data")
-        metadata: dict[str, Any] = json.loads((out / "metadata.json").read_text())
-        onnx_sha256 = hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
-    except (OSError, ValueError, tarfile.TarError) as error:
-        raise TrainingJobFailed(f"{uri} is not a model build: {error}") from None
-    if onnx_sha256 != metadata.get("content_sha256"):
-        raise TrainingJobFailed(f"{uri}: model.onnx is not the one metadata.json describes")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as incoming_dir:
+        incoming = Path(incoming_dir)
+        try:
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+                archive.extractall(incoming, filter="data")
+            metadata: dict[str, Any] = json.loads((incoming / "metadata.json").read_text())
+            onnx_sha256 = hashlib.sha256((incoming / "model.onnx").read_bytes()).hexdigest()
+        except (OSError, ValueError, tarfile.TarError) as error:
+            raise TrainingJobFailed(f"{uri} is not a model build: {error}") from None
+        if onnx_sha256 != metadata.get("content_sha256"):
+            raise TrainingJobFailed(f"{uri}: model.onnx is not the one metadata.json describes")
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(incoming.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, out / path.name)
     return metadata
+
+
+class StackNotReady(Exception):
+    """The inference stack has no runner yet: it does not exist, its outputs lack TrainingJobArguments, or the
+    caller may not read it yet (the Synth role's grant deploys after the run's Synth step)."""
+
+
+def stack_job_arguments(cloudformation: Any, stack_name: str) -> list[str]:
+    """This script's runner arguments from `stack_name`'s TrainingJobArguments output (AWS CLI equivalent:
+    `aws cloudformation describe-stacks --stack-name STACK --profile PROFILE`); raises StackNotReady when the
+    stack cannot have them yet, ClientError/BotoCoreError for any other failure."""
+    try:
+        [stack] = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        code, message = error.response["Error"].get("Code", ""), error.response["Error"].get("Message", "")
+        # DescribeStacks answers a missing stack with ValidationError "Stack with id X does not exist".
+        if code == "ValidationError" and "does not exist" in message:
+            raise StackNotReady(f"{stack_name} does not exist yet") from None
+        if code in ("AccessDenied", "AccessDeniedException"):
+            raise StackNotReady(f"this step may not read {stack_name} yet ({message})") from None
+        raise
+    if stack.get("StackStatus") in ("CREATE_IN_PROGRESS", "CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED"):
+        raise StackNotReady(f"{stack_name} is {stack['StackStatus']}")
+    for output in stack.get("Outputs") or []:
+        if output.get("OutputKey") == JOB_ARGUMENTS_OUTPUT:
+            arguments = json.loads(output["OutputValue"])
+            return [part for argument in arguments for part in shlex.split(argument)]
+    raise StackNotReady(f"{stack_name} has no {JOB_ARGUMENTS_OUTPUT} output yet (training.runner was 'build')")
 
 
 def _put(s3: Any, uri: str, body: bytes, kms_key: str) -> None:

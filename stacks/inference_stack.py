@@ -23,6 +23,7 @@ from ml_constructs.platform_function import FunctionPlacement
 from ml_constructs.prediction_api import STAGE_NAME, PredictionApi
 from ml_constructs.private_network import PrivateNetwork
 from ml_constructs.release_safety import ReleaseSafety
+from ml_constructs.training_runner import add_training_runner, pipeline_training
 from platform_config import EnvironmentSettings
 
 
@@ -185,6 +186,19 @@ class InferenceStack(Stack):
                 data_key=data_key,
                 topic=self.alarms.topic,
                 topic_key=logs_key,
+                logs=LogPolicy(logs_key, settings.data.log_retention_days, removal_policy),
+            )
+        # training.runner: sagemaker - the retraining runs' SageMaker training jobs, in production only.
+        training = pipeline_training(self, settings.name)
+        self.training = None
+        if training is not None:
+            self.training = add_training_runner(
+                self,
+                prefix=prefix,
+                settings=training,
+                network=network,
+                data_key=data_key,
+                bucket_name=artifacts_bucket_name,
                 logs=LogPolicy(logs_key, settings.data.log_retention_days, removal_policy),
             )
         self.firewall = ApiFirewall(

@@ -12,6 +12,9 @@ from constructs import Construct
 from ml_constructs.model_registry import ModelRegistry, registry_access
 from ml_constructs.nag import acknowledge, record_acknowledgements_in_templates, wildcard_finding
 from ml_constructs.step_access import EnvironmentAccess, EnvironmentStepRoles
+from ml_constructs.training_runner import caller_statements, caller_wildcards, pipeline_training
+
+SYNTH_STEP = "Synth"  # ml_constructs/delivery_pipeline.py: the step that trains a retraining run
 
 
 class StepAccessStack(Stack):
@@ -34,6 +37,7 @@ class StepAccessStack(Stack):
         )
         if self.model_registry is not None:
             self.termination_protection = True
+        self._grant_training_jobs(access)
         for grant in access.grants:
             policy = self.step_roles.policies[grant.step_id]
             acknowledge(
@@ -51,6 +55,26 @@ class StepAccessStack(Stack):
                     "application-autoscaling:DescribeScalableTargets supports no resource-level permissions (Service "
                     "Authorization Reference, Application Auto Scaling): the autoscaling guard's only read of it.",
                 )
+
+
+    def _grant_training_jobs(self, access: EnvironmentAccess) -> None:
+        """With `training.runner: sagemaker`, production's Synth role also starts the retraining run's SageMaker
+        training job (ml_constructs/training_runner.py `caller_statements`): a job runs in the caller's account."""
+        training = pipeline_training(self, access.name)
+        synth = next((g for g in access.grants if g.step_id == SYNTH_STEP), None)
+        if training is None or synth is None:
+            return
+        where = {
+            "prefix": access.prefix,
+            "bucket_name": f"{access.prefix}-artifacts-{access.account}-{access.region}",  # DataStores' name
+            "partition": access.partition,
+            "region": access.region,
+            "account": access.account,
+        }
+        statements = caller_statements(settings=training, **where)
+        self.step_roles.policies[SYNTH_STEP].add_statements(*statements)
+        synth.statements.extend(statements)
+        synth.wildcards.extend(w for w in caller_wildcards(**where) if w not in synth.wildcards)
 
 
 class StepAccessStage(Stage):

@@ -66,3 +66,31 @@ def test_an_ambiguous_or_bad_source_fails_naming_the_key(source: dict[str, Any],
     with pytest.raises(ConfigError) as error:
         build(PipelineSource, source, "ml-platform.pipeline.source")
     assert error.value.key == f"ml-platform.pipeline.source.{key}"
+
+
+RETRAINING_INPUTS = {
+    "endpoint": "mlapi-prod-endpoint", "releases_table_arn": "arn:aws:dynamodb:r:1:table/mlapi-prod-releases",
+    "production_artifacts": "prod-art", "capture_bucket": "cap",
+    "capture_prefix": "capture/mlapi-prod-endpoint/primary/", "ground_truth_prefix": None, "dataset_uri": None,
+    "data_key_alias": "alias/mlapi-prod/data", "data_keys_arn": "arn:aws:kms:r:1:key/*", "upload_bucket": "up",
+    "upload_objects_arn": "arn:aws:s3:::up/datasets/*", "upload_key_arn": "arn:aws:kms:r:1:key/up",
+    "profile": "prod", "region": "eu-central-1",
+}  # fmt: skip
+
+
+def test_with_the_sagemaker_runner_a_retraining_run_trains_on_productions_runner() -> None:
+    """training.runner: sagemaker is no longer refused at synth: the retraining run's build is a SageMaker job with
+    the arguments production's inference stack gives (read through production's profile); a push run's lineage
+    build keeps training in the build."""
+    from ml_constructs.pipeline_steps import RetrainingInputs, retraining_commands
+    from platform_config.settings import TrainingSettings
+
+    inputs = RetrainingInputs(**RETRAINING_INPUTS)
+    sagemaker = TrainingSettings(runner="sagemaker", max_runtime_seconds=1800, max_wait_seconds=2400)
+    [build], _ = retraining_commands(inputs, sagemaker)
+    run, _, lineage = build.partition("scripts.retrain lineage")
+    assert "--runner sagemaker --training-stack mlapi-prod-inference" in run
+    assert "--environment-profile prod --environment-region eu-central-1" in run
+    assert "--runner" not in lineage
+    [default], _ = retraining_commands(inputs, TrainingSettings())
+    assert "--runner" not in default and "--training-stack" not in default

@@ -6,9 +6,12 @@ checkpoints (SageMaker API reference, CreateTrainingJob)."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,7 +28,11 @@ from scripts import training_job
 from tests.infra.cfn_resolve import Resolver
 
 PREFIX, BUCKET = "mlapi-prod", "mlapi-prod-artifacts-123456789012-eu-west-1"
-SETTINGS = TrainingSettings(runner="sagemaker", spot=True, max_runtime_seconds=1800, max_wait_seconds=3600)
+# The inference stack's output the Synth step reads (ml_constructs/training_runner.py, scripts/training_job.py).
+JOB_ARGUMENTS_OUTPUT = "TrainingJobArguments"
+SETTINGS = TrainingSettings(runner="sagemaker", spot=True, max_runtime_seconds=1800, max_wait_seconds=2400)
+# training.runner: sagemaker with waits that fit the Synth step (TrainingSettings refuses the defaults' 2 hours).
+FITS = {"runner": "sagemaker", "max_runtime_seconds": 1800, "max_wait_seconds": 2400}
 
 
 class Small:
@@ -150,7 +157,7 @@ def test_the_job_arguments_make_a_spot_isolated_vpc_kms_request_with_checkpoints
     request = training_job.training_job_request(args, name, plan, f"s3://{BUCKET}/training/datasets/x/", None)
     resolve = small.stack.resolve
     assert request["EnableManagedSpotTraining"] is True
-    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 2400}
     assert request["CheckpointConfig"]["S3Uri"] == f"{runner.checkpoint_uri}{name}/"
     assert request["EnableNetworkIsolation"] is True
     assert request["VpcConfig"]["SecurityGroupIds"] == [runner.security_group.security_group_id]
@@ -162,11 +169,267 @@ def test_the_job_arguments_make_a_spot_isolated_vpc_kms_request_with_checkpoints
 
 
 def test_the_caller_may_pass_only_the_training_role_and_start_only_this_runners_jobs(small: Small) -> None:
+    """The caller's grants are built from names (they deploy in the StepAccess stage, before this stack): the role
+    they may pass is the runner's role by its name, the jobs they may start carry the runner's prefix, and
+    CreateTrainingJob is held to network isolation, a VPC configuration, keys of the account and the instance type
+    (Service Authorization Reference, Amazon SageMaker: CreateTrainingJob condition keys)."""
     runner = small.runner
     found = [small.stack.resolve(s.to_json()) for s in runner.caller_statements("aws", "eu-west-1", "123456789012")]
     [create] = [s for s in found if s["Action"] == "sagemaker:CreateTrainingJob"]
     assert create["Resource"] == "arn:aws:sagemaker:eu-west-1:123456789012:training-job/mlapi-prod-train-*"
-    assert create["Condition"]["Bool"] == {"sagemaker:NetworkIsolation": "true"}
+    assert create["Condition"]["Bool"] == {
+        "sagemaker:NetworkIsolation": "true",
+        "sagemaker:InterContainerTrafficEncryption": "true",
+    }
+    assert set(create["Condition"]["Null"]) == {
+        "sagemaker:VpcSubnets", "sagemaker:VpcSecurityGroupIds", "sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey",
+    }  # fmt: skip
+    assert set(create["Condition"]["Null"].values()) == {"false"}  # each must be in the request
+    assert create["Condition"]["ForAllValues:StringEquals"] == {"sagemaker:InstanceTypes": [SETTINGS.instance_type]}
     [passing] = [s for s in found if s["Action"] == "iam:PassRole"]
-    assert passing["Resource"] == small.stack.resolve(runner.role.role_arn)
+    [role] = small.of_type("AWS::IAM::Role")
+    assert passing["Resource"] == f"arn:aws:iam::123456789012:role/{role['Properties']['RoleName']}"
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    [describe] = [s for s in found if s["Action"] == "cloudformation:DescribeStacks"]
+    assert describe["Resource"] == "arn:aws:cloudformation:eu-west-1:123456789012:stack/mlapi-prod-inference/*"
+
+
+def test_job_names_sagemaker_cannot_take_are_refused_naming_the_runner_key() -> None:
+    """CreateTrainingJob's TrainingJobName: at most 63 characters (API reference, CreateTrainingJob)."""
+    from ml_constructs.training_runner import check_job_names
+    from platform_config import ConfigError
+
+    check_job_names("mlapi-prod")
+    with pytest.raises(ConfigError, match=r"ml-platform\.pipeline\.training\.runner.*63 characters"):
+        check_job_names("a-very-long-project-name-production")
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "environment", "expected"),
+    [
+        ({"production": "prod", "training": FITS}, "prod", "sagemaker"),
+        ({"production": "prod", "training": FITS}, "staging", None),  # only production trains
+        ({"production": "prod", "training": {"runner": "build"}}, "prod", None),
+        ({"production": "prod"}, "prod", None),  # the default runner is the build
+        (None, "prod", None),  # no pipeline: no retraining runs
+    ],
+)
+def test_only_the_pipelines_production_gets_a_runner_and_only_with_sagemaker(
+    pipeline: dict[str, Any] | None, environment: str, expected: str | None
+) -> None:
+    from ml_constructs.training_runner import pipeline_training
+
+    context = {"ml-platform": {"pipeline": pipeline} if pipeline is not None else {}}
+    found = pipeline_training(App(context=context), environment)
+    assert (found.runner if found else None) == expected
+
+
+# ---- the runner in an inference stack: image asset, output, and what the pipeline reads from it -----------
+@dataclass
+class Wired:
+    stack: Stack
+    runner: TrainingRunner
+    template: dict[str, Any]
+    images: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def wired(tmp_path_factory: pytest.TempPathFactory) -> Wired:
+    """add_training_runner as stacks/inference_stack.py calls it, on a small stack with every nag pack."""
+    from ml_constructs.training_runner import add_training_runner
+
+    outdir = tmp_path_factory.mktemp("training-wired")
+    app = App(outdir=str(outdir))
+    add_rule_packs(app)
+    stack = Stack(app, "Inference", env={"account": "123456789012", "region": "eu-west-1"})
+    vpc = ec2.Vpc.from_vpc_attributes(
+        stack,
+        "Vpc",
+        vpc_id="vpc-0123456789abcdef0",
+        availability_zones=["eu-west-1a", "eu-west-1b"],
+        isolated_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        isolated_subnet_names=["inference"],
+    )
+    network = SimpleNamespace(
+        vpc=vpc,
+        inference_subnets=ec2.SubnetSelection(subnet_group_name="inference"),
+        gateway_prefix_lists=SimpleNamespace(ids={"s3": "pl-6da54004", "dynamodb": "pl-6fa54006"}),
+    )
+    settings = TrainingSettings(runner="sagemaker", spot=False, max_runtime_seconds=1200, owns_log_group=False)
+    runner = add_training_runner(
+        stack,
+        prefix=PREFIX,
+        settings=settings,
+        network=network,  # type: ignore[arg-type]
+        data_key=kms.Key(stack, "DataKey", enable_key_rotation=True),
+        bucket_name=BUCKET,
+        logs=LogPolicy(kms.Key(stack, "LogsKey", enable_key_rotation=True), 731, RemovalPolicy.RETAIN),
+    )
+    assembly = app.synth()
+    manifest = json.loads((Path(outdir) / "Inference.assets.json").read_text())
+    return Wired(stack, runner, assembly.get_stack_by_name("Inference").template, manifest["dockerImages"])
+
+
+def test_the_training_image_is_the_dockerfiles_train_target_for_linux_amd64(wired: Wired) -> None:
+    [image] = wired.images.values()
+    assert image["source"]["dockerFile"] == "model_container/Dockerfile"
+    assert image["source"]["dockerBuildTarget"] == "train"
+    assert image["source"]["platform"] == "linux/amd64"  # SageMaker's ml.* x86 instances, whatever deploys
+    dockerfile = (Path(__file__).resolve().parents[2] / "model_container" / "Dockerfile").read_text()
+    assert re.search(r"^FROM \S+ AS train$", dockerfile, re.M)
+    [train] = re.findall(r"^FROM \S+ AS train$(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S)
+    # "How Amazon SageMaker AI Runs Your Training Image": `docker run IMAGE train`, exec-form ENTRYPOINT.
+    assert '\nENTRYPOINT ["python", "-m", "model_container.build_model"]' in train
+    assert re.findall(r"^FROM \S+ AS (\w+)$", dockerfile, re.M)[-1] == "runtime"  # `docker build` default: serving
+
+
+def test_the_output_gives_the_synth_step_a_request_on_this_stacks_runner(wired: Wired) -> None:
+    """The TrainingJobArguments output, as DescribeStacks returns it after deploy, read by scripts/training_job.py
+    stack_job_arguments and turned into its CreateTrainingJob request: this stack's role, group, subnets, image and
+    key, the configured on-demand runtime, network isolation."""
+    resolver = Resolver(wired.template)
+    value = resolver.resolve_str(wired.template["Outputs"][JOB_ARGUMENTS_OUTPUT]["Value"])
+
+    class CloudFormation:
+        def describe_stacks(self, StackName: str) -> dict[str, Any]:
+            outputs = [{"OutputKey": JOB_ARGUMENTS_OUTPUT, "OutputValue": value}]
+            return {"Stacks": [{"StackName": StackName, "StackStatus": "UPDATE_COMPLETE", "Outputs": outputs}]}
+
+    argv = training_job.stack_job_arguments(CloudFormation(), "mlapi-prod-inference")
+    args = training_job.build_parser().parse_args(["--dataset", "build/snapshot", *argv, "--commit", "c"])
+
+    class Snapshot:
+        content_sha256 = "ab" * 32
+
+    plan = training_job.Plan(snapshot=Snapshot(), parent=None, version="1.1.0")  # type: ignore[arg-type]
+    request = training_job.training_job_request(args, "mlapi-prod-train-x", plan, f"s3://{BUCKET}/training/d/", None)
+    [role] = [r for r in wired.template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    assert request["RoleArn"] == f"arn:aws:iam::123456789012:role/{role['Properties']['RoleName']}"
+    [group_id] = [lid for lid, r in wired.template["Resources"].items() if r["Type"] == "AWS::EC2::SecurityGroup"]
+    assert request["VpcConfig"] == {
+        "Subnets": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        "SecurityGroupIds": [resolver.get_att(group_id, "GroupId")],
+    }
+    assert request["AlgorithmSpecification"]["TrainingImage"].startswith(
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/"
+    )
+    key = resolver.get_att(next(lid for lid in wired.template["Resources"] if lid.startswith("DataKey")), "Arn")
+    assert request["OutputDataConfig"]["KmsKeyId"] == request["ResourceConfig"]["VolumeKmsKeyId"] == key
+    assert request["EnableManagedSpotTraining"] is False and "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
+    assert request["EnableNetworkIsolation"] is True
+    assert args.bucket == BUCKET and args.name_prefix == "mlapi-prod-train"
+
+
+def test_without_owning_the_log_group_the_role_may_create_it(wired: Wired) -> None:
+    """training.owns_log_group: false - /aws/sagemaker/TrainingJobs exists in the account already."""
+    types = [r["Type"] for r in wired.template["Resources"].values()]
+    assert "AWS::Logs::LogGroup" not in types
+    [policy] = [r for r in wired.template["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in _list(s["Action"])}
+    assert "logs:CreateLogGroup" in actions
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_shipped_config_builds_no_runner(synthesized: Any) -> None:
+    """training.runner is 'build' in cdk.json: production's inference stack has no training job resources."""
+    template = synthesized.templates[("prod", "inference")]
+    assert JOB_ARGUMENTS_OUTPUT not in template.get("Outputs", {})
+    names = [r.get("Properties", {}).get("RoleName") for r in template["Resources"].values()]
+    assert "mlapi-prod-training-jobs" not in names
+    [directory] = synthesized.outdir.glob("assembly-*-StepAccess")
+    steps = "".join(path.read_text() for path in directory.glob("*.template.json"))
+    assert "ListModelPackages" in steps and "sagemaker:CreateTrainingJob" not in steps  # nor may Synth start jobs
+
+
+@pytest.fixture(scope="module")
+def step_access(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Production's and staging's StepAccess stacks (every nag pack) with training.runner: sagemaker, each with
+    the Synth step's role as ml_constructs/delivery_pipeline.py grants it (its retraining reads)."""
+    from aws_cdk import aws_iam as iam
+
+    from ml_constructs.step_access import EnvironmentAccess
+    from stacks.step_access_stack import StepAccessStage
+
+    pipeline = {"production": "prod", "staging": "staging", "training": FITS}
+    app = App(outdir=str(tmp_path_factory.mktemp("training-steps")), context={"ml-platform": {"pipeline": pipeline}})
+    add_rule_packs(app)
+    environments = []
+    for name in ("staging", "prod"):
+        access = EnvironmentAccess(f"{name}", f"mlapi-{name}", "123456789012", "eu-west-1", "aws", "111111111111")
+        read = iam.PolicyStatement(actions=["dynamodb:Query"], resources=[access.arn("dynamodb", "table/t")])
+        access.grant("Synth", f"mlapi-build-synth-{name}", [read], [])
+        environments.append(access)
+    stage = StepAccessStage(app, "StepAccess", project="mlapi", environments=environments)
+    assembly = stage.synth()  # raises on any unacknowledged nag finding
+    return {stack.stack_name.split("-")[1]: stack.template for stack in assembly.stacks}
+
+
+def synth_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    [policy] = [
+        r for lid, r in template["Resources"].items() if r["Type"] == "AWS::IAM::ManagedPolicy" and "Synth" in lid
+    ]
+    found: list[dict[str, Any]] = policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def test_productions_synth_role_may_start_the_runners_jobs_and_read_its_output(step_access: Any) -> None:
+    statements = synth_statements(step_access["prod"])
+    actions = {a for s in statements for a in _list(s["Action"])}
+    assert {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "iam:PassRole"} <= actions
+    assert "dynamodb:Query" in actions  # the retraining reads stay
+    [passing] = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert passing["Resource"] == "arn:aws:iam::123456789012:role/mlapi-prod-training-jobs"
+    [describe] = [s for s in statements if s["Action"] == "cloudformation:DescribeStacks"]
+    assert describe["Resource"] == "arn:aws:cloudformation:eu-west-1:123456789012:stack/mlapi-prod-inference/*"
+    objects = [s for s in statements if s["Action"] == ["s3:PutObject", "s3:GetObject"]]
+    assert [s["Resource"] for s in objects] == [[
+        f"arn:aws:s3:::{BUCKET}/training/datasets/*",
+        f"arn:aws:s3:::{BUCKET}/training/jobs/*",
+    ]]  # fmt: skip
+
+
+def test_staging_never_trains(step_access: Any) -> None:
+    """Only production's data is retrained on: staging's Synth role gets no training grant."""
+    assert "sagemaker:" not in json.dumps(synth_statements(step_access["staging"]))
+
+
+def test_the_construct_and_the_script_name_the_same_output() -> None:
+    from ml_constructs import training_runner
+
+    assert training_runner.JOB_ARGUMENTS_OUTPUT == training_job.JOB_ARGUMENTS_OUTPUT == JOB_ARGUMENTS_OUTPUT
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({}, "max_wait_seconds"),  # the defaults: up to 2 hours of spot wait
+        ({"max_runtime_seconds": 2400, "max_wait_seconds": 2401}, "max_wait_seconds"),
+        ({"spot": False, "max_runtime_seconds": 1501}, "max_runtime_seconds"),  # + 900 s to start the instance
+    ],
+)
+def test_a_job_the_synth_step_cannot_wait_for_is_refused_naming_the_key(values: dict[str, Any], key: str) -> None:
+    """The retraining run's Synth step waits for the job within its CodeBuild timeout (60 minutes): a job that
+    could outlast it would run on unwatched, its build never packaged."""
+    from platform_config import ConfigError
+    from platform_config.loader import build
+
+    with pytest.raises(ConfigError) as raised:
+        build(TrainingSettings, {"runner": "sagemaker", **values}, "ml-platform.pipeline.training")
+    assert raised.value.key == f"ml-platform.pipeline.training.{key}"
+    assert "60-minute CodeBuild timeout" in str(raised.value)
+    build(TrainingSettings, {"runner": "build", **values}, "ml-platform.pipeline.training")  # the build never waits
+    build(TrainingSettings, {"runner": "sagemaker", "spot": False, "max_runtime_seconds": 1500}, "k")
+
+
+def test_the_budget_is_the_synth_steps_timeout(synthesized: Any) -> None:
+    """SYNTH_STEP_MINUTES is the pipeline's Synth project's timeout (ml_constructs/delivery_pipeline.py)."""
+    from platform_config.settings import SYNTH_STEP_MINUTES
+
+    template = synthesized.templates[("pipeline", "pipeline")]
+    [synth] = [
+        r for lid, r in template["Resources"].items() if r["Type"] == "AWS::CodeBuild::Project" and "Synth" in lid
+    ]
+    assert synth["Properties"]["TimeoutInMinutes"] == SYNTH_STEP_MINUTES
