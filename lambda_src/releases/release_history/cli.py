@@ -18,9 +18,9 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from . import aws
 from .endpoint import EndpointGateway
-from .errors import ConfigError, NotFoundError, RefusedError, ReleaseError
-from .repository import Release, ReleaseRepository, Status
-from .rollback import RollbackRequest, RollbackResult, roll_back
+from .errors import ConfigError, NotFoundError, RefusedError, ReleaseError, TransientAwsError
+from .repository import Intent, IntentState, Release, ReleaseRepository, Status
+from .rollback import RollbackResult, complete
 from .timeutil import iso, utcnow
 
 EXIT_AWS, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_CONFIG = 1, 3, 4, 5
@@ -66,11 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", parents=[common], help="put the endpoint on a release")
     rollback.add_argument("--to", required=True, dest="target", help="release id (endpoint config name)")
     rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    rollback.add_argument("--force", action="store_true", help="allow a release that never went live")
+    rollback.add_argument("--force", action="store_true",
+                          help="allow a release that never went live or was rolled back (it is baked again)")
     rollback.add_argument("--reason", default="manual rollback")
     rollback.add_argument("--by", default=None, help="who (default: caller identity)")
     for name, text in (("freeze", "make automatic rollback notify-only"),
-                       ("unfreeze", "re-enable automatic rollback")):
+                       ("unfreeze", "re-enable automatic rollback (also lifts the flap guard)")):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("--reason", required=True)
         command.add_argument("--by", default=None, help="who (default: caller identity)")
@@ -128,8 +129,17 @@ def _register(args: argparse.Namespace, repo: ReleaseRepository) -> None:
 
 def _rollback(args: argparse.Namespace, repo: ReleaseRepository, endpoint: EndpointGateway, who: str) -> int:
     target = _get(repo, args.target)
+    if target.status == Status.ROLLED_BACK and not args.force:
+        raise RefusedError(f"release {target.release_id} was rolled back ({target.rollback_reason or 'no reason'}); "
+                           "use --force to deploy it anyway")
     if not target.live_at and not args.force:
         raise RefusedError(f"release {target.release_id} never went live; use --force to deploy it anyway")
+    pending = repo.intent()
+    if pending and pending.state == IntentState.OPEN:
+        if pending.to_release != target.release_id:
+            raise RefusedError(f"a rollback {pending.from_release} -> {pending.to_release} by {pending.by} is open "
+                               f"since {pending.opened_at}; finish it with `rollback --to {pending.to_release}`")
+        return _finish(args, repo, endpoint, pending)  # resume: verify with DescribeEndpoint, then record
     state = endpoint.describe()
     if state.config_name == target.release_id:
         _out(args, {"result": "already_on_target", "release": target.release_id},
@@ -139,13 +149,47 @@ def _rollback(args: argparse.Namespace, repo: ReleaseRepository, endpoint: Endpo
         raise RefusedError(f"endpoint {state.name} is {state.status}; try again when it is InService")
     if not args.yes and not _confirm(f"Update {state.name} from {state.config_name} to {target.release_id}?"):
         raise RefusedError("not confirmed (use --yes to skip the prompt)")
-    request = RollbackRequest(target=target, by=who, reason=f"{args.reason} (by {who})")
-    result, bad = roll_back(repo, endpoint, request, holder=f"cli:{who}:{uuid.uuid4()}")
-    if result == RollbackResult.LOCKED:
-        raise RefusedError("another rollback is in progress (lock held)")
-    payload = {"result": str(result), "from": bad.release_id if bad else None, "to": target.release_id}
-    _out(args, payload, f"{result}: {payload['from']} -> {target.release_id}")
+    repo.ensure(state.config_name, iso(state.last_modified), lambda: endpoint.config_metadata(state.config_name))
+    intent = Intent(episode=f"operator:{uuid.uuid4()}", from_release=state.config_name,
+                    to_release=target.release_id, by=who, reason=f"{args.reason} (by {who})",
+                    opened_at=iso(utcnow()), automatic=False)
+    if not repo.open_intent(intent):
+        raise RefusedError("another rollback opened meanwhile; see `releases list` and try again")
+    return _finish(args, repo, endpoint, intent)
+
+
+def _finish(args: argparse.Namespace, repo: ReleaseRepository, endpoint: EndpointGateway, intent: Intent) -> int:
+    """Complete the intent; one immediate second try, because UpdateEndpoint may already have happened."""
+    try:
+        result = _complete_once_more(repo, endpoint, intent)
+    except (TransientAwsError, ClientError, BotoCoreError) as error:
+        moved = _moved(endpoint, intent)
+        if not moved:
+            raise
+        _fail(EXIT_AWS, f"the endpoint IS moving to {intent.to_release} (UpdateEndpoint succeeded), but recording "
+                        f"the release history failed: {error}. Run `rollback --to {intent.to_release}` again to "
+                        "record it (the controller completes it too).")
+        return EXIT_AWS
+    if result == RollbackResult.ABANDONED:
+        raise RefusedError(f"the endpoint moved to another config meanwhile; nothing changed "
+                           f"({intent.from_release} -> {intent.to_release} abandoned)")
+    payload = {"result": str(result), "from": intent.from_release, "to": intent.to_release}
+    _out(args, payload, f"{result}: {intent.from_release} -> {intent.to_release}")
     return 0
+
+
+def _complete_once_more(repo: ReleaseRepository, endpoint: EndpointGateway, intent: Intent) -> RollbackResult:
+    try:
+        return complete(repo, endpoint, intent)
+    except TransientAwsError:
+        return complete(repo, endpoint, intent)
+
+
+def _moved(endpoint: EndpointGateway, intent: Intent) -> bool:
+    try:
+        return endpoint.describe().moving_to(intent.to_release)
+    except (ClientError, BotoCoreError):
+        return False
 
 
 def _get(repo: ReleaseRepository, release_id: str) -> Release:

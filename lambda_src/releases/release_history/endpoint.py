@@ -31,10 +31,17 @@ class EndpointState:
     config_name: str
     last_modified: datetime
     failure_reason: str | None = None
+    # While an update runs, DescribeEndpoint still names the old config; PendingDeploymentSummary names the new
+    # one (SageMaker API reference, DescribeEndpoint: PendingDeploymentSummary.EndpointConfigName).
+    pending_config: str | None = None
 
     @property
     def busy(self) -> bool:
         return self.status in BUSY_STATUSES
+
+    def moving_to(self, config_name: str) -> bool:
+        """The endpoint serves `config_name` or an update onto it is under way."""
+        return self.config_name == config_name or (self.busy and self.pending_config == config_name)
 
 
 class EndpointGateway:
@@ -52,6 +59,7 @@ class EndpointGateway:
             config_name=raw["EndpointConfigName"],
             last_modified=parse_time(raw.get("LastModifiedTime")) or EPOCH,
             failure_reason=raw.get("FailureReason"),
+            pending_config=(raw.get("PendingDeploymentSummary") or {}).get("EndpointConfigName"),
         )
 
     def update_to(self, config_name: str) -> None:

@@ -27,3 +27,11 @@ class EndpointBusyError(RetryableError):
 
 class TransientAwsError(RetryableError):
     """An AWS call still failed (throttling, 5xx) after botocore's own retries."""
+
+
+class MalformedEventError(ReleaseError):
+    """An event that does not have the shape its source documents; counted and reported, never retried."""
+
+
+class GaveUpError(ReleaseError):
+    """Retrying cannot help (the target config is gone, access denied): operators are told and must act."""

@@ -5,7 +5,8 @@ Table layout (single table, one partition per endpoint):
   sk = "RELEASE#<endpoint config name>"   one item per release (release id == endpoint config name)
        "CONTROL#endpoint"                   config the endpoint was last seen InService on (switch detection)
        "CONTROL#freeze"                     automatic-rollback freeze flag
-       "LOCK#rollback"                      claim item: only its holder may call UpdateEndpoint
+       "CONTROL#intent"                     the last rollback decision (open until recorded; see RELEASES.md)
+       "LOCK#rollback"                      legacy claim item (no longer written; kept readable)
        "ALARM#<alarm>#<state timestamp>"    one item per alarm occurrence (dedupe, retry count; TTL)
 GSI "status-index": partition status_key = "<endpoint>#<status>", sort status_changed_at (ISO UTC).
 TTL attribute: expires_at (epoch seconds; only lock and alarm-occurrence items carry it).
@@ -23,6 +24,7 @@ from botocore.exceptions import ClientError
 from .timeutil import iso
 
 STATUS_INDEX = "status-index"
+TAG_SOURCE = "endpoint-config-tags"  # a record the recorder/controller made from the endpoint config's tags
 _CONDITION_FAILED = {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
@@ -62,6 +64,7 @@ class Release:
     rollback_alarm: str | None = None
     rollback_reason: str | None = None
     restored_at: str | None = None
+    readmitted_at: str | None = None  # an operator forced a never-live or rolled-back release back on
     last_event_time: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -80,6 +83,37 @@ class Release:
         return {k: (str(v) if isinstance(v, Status) else v) for k, v in asdict(self).items()}
 
 
+class IntentState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A rollback decided and written before UpdateEndpoint; whoever finds it open completes it."""
+
+    episode: str  # the alarm occurrence, or "operator:<uuid>" for the CLI
+    from_release: str
+    to_release: str
+    by: str
+    reason: str
+    opened_at: str
+    automatic: bool
+    alarm: str | None = None
+    state: IntentState = IntentState.OPEN
+    completed_at: str | None = None
+    outcome: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "Intent":
+        return cls(episode=item["episode"], from_release=item["from_release"], to_release=item["to_release"],
+                   by=item["by"], reason=item.get("reason", ""), opened_at=item["opened_at"],
+                   automatic=bool(item.get("automatic")), alarm=item.get("alarm"),
+                   state=IntentState(item.get("intent_state", "open")), completed_at=item.get("completed_at"),
+                   outcome=item.get("outcome"), note=item.get("note"))
+
+
 @dataclass(frozen=True)
 class Freeze:
     """Operator switch that turns automatic rollback into notify-only."""
@@ -88,6 +122,11 @@ class Freeze:
     reason: str | None = None
     by: str | None = None
     at: str | None = None
+
+
+# What a pipeline registration adds to a record made from tags.
+_PIPELINE_FIELDS = ("source", "registered_at", "model_version", "model_hash", "image", "commit", "approved_by",
+                    "model_package_arn", "approvals", "emergency_override")
 
 
 def _plain(value: Any) -> Any:
@@ -131,7 +170,28 @@ class ReleaseRepository:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
             if _condition_failed(error):
-                return False
+                return release.source != TAG_SOURCE and self._enrich(release)
+            raise
+        return True
+
+    def _enrich(self, release: Release) -> bool:
+        """The pipeline's registration arrived after the recorder made a record from the config's tags (an
+        InService event first): keep the status and history, take the pipeline's metadata and approvals."""
+        fields_ = {k: v for k, v in release.to_dict().items()
+                   if k in _PIPELINE_FIELDS and v not in (None, [], "")}
+        names = {f"#m{i}": k for i, k in enumerate(fields_)}
+        values: dict[str, Any] = {f":m{i}": v for i, v in enumerate(fields_.values())}
+        sets = ", ".join(f"#m{i} = :m{i}" for i in range(len(fields_)))
+        names["#source"], values[":tags"] = "source", TAG_SOURCE
+        try:
+            self._table.update_item(
+                Key=self._key(f"RELEASE#{release.release_id}"),
+                UpdateExpression=f"SET {sets}",
+                ConditionExpression="#source = :tags", ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values)
+        except ClientError as error:
+            if _condition_failed(error):
+                return False  # registered by the pipeline already: never overwritten
             raise
         return True
 
@@ -141,7 +201,7 @@ class ReleaseRepository:
         if existing:
             return existing
         release = Release(release_id=release_id, endpoint_name=self.endpoint_name,
-                          status=Status.DEPLOYING, registered_at=at, source="endpoint-config-tags",
+                          status=Status.DEPLOYING, registered_at=at, source=TAG_SOURCE,
                           **load_metadata())
         self.register(release)  # a concurrent creator may win; either way re-read the stored one
         stored = self.get(release_id)
@@ -212,20 +272,94 @@ class ReleaseRepository:
         return True
 
     # ---- endpoint position ------------------------------------------------------------------
-    def record_in_service(self, config_name: str, event_time: str) -> tuple[bool, str | None]:
-        """Remember the config the endpoint is InService on; returns (newest event?, previous config)."""
+    def position(self) -> tuple[str | None, str | None]:
+        """(config, event time) of the newest InService event fully recorded."""
+        item = self._table.get_item(Key=self._key("CONTROL#endpoint"), ConsistentRead=True).get("Item") or {}
+        return item.get("config_name"), item.get("last_event_time")
+
+    def set_position(self, config_name: str, event_time: str) -> bool:
+        """Written last, after everything the InService event changes: a retry that finds it older redoes the
+        (idempotent) rest. False when a newer event was recorded meanwhile."""
         try:
-            result = self._table.update_item(
+            self._table.update_item(
                 Key=self._key("CONTROL#endpoint"),
                 UpdateExpression="SET config_name = :c, last_event_time = :t",
                 ConditionExpression="attribute_not_exists(last_event_time) OR last_event_time < :t",
-                ExpressionAttributeValues={":c": config_name, ":t": event_time},
-                ReturnValues="ALL_OLD")
+                ExpressionAttributeValues={":c": config_name, ":t": event_time})
         except ClientError as error:
             if _condition_failed(error):
-                return False, None
+                return False
             raise
-        return True, result.get("Attributes", {}).get("config_name")
+        return True
+
+    # ---- rollback intent --------------------------------------------------------------------
+    def intent(self) -> Intent | None:
+        item = self._table.get_item(Key=self._key("CONTROL#intent"), ConsistentRead=True).get("Item")
+        return Intent.from_item(item) if item else None
+
+    def open_intent(self, intent: Intent) -> bool:
+        """Write the decision before acting; False if another intent is open (someone else is rolling back)."""
+        item = {**self._key("CONTROL#intent"), "episode": intent.episode, "from_release": intent.from_release,
+                "to_release": intent.to_release, "by": intent.by, "reason": intent.reason,
+                "opened_at": intent.opened_at, "automatic": intent.automatic, "intent_state": str(IntentState.OPEN)}
+        if intent.alarm:
+            item["alarm"] = intent.alarm
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk) OR intent_state = :closed",
+                                 ExpressionAttributeValues={":closed": str(IntentState.CLOSED)})
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def close_intent(self, intent: Intent, *, outcome: str, at: str, note: str = "") -> bool:
+        """Close without recording a rollback (abandoned: the endpoint moved elsewhere, the target is gone)."""
+        try:
+            self._table.update_item(Key=self._key("CONTROL#intent"), **self._close_parts(intent, outcome, at, note))
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def record_rollback(self, intent: Intent, *, at: str) -> bool:
+        """In one transaction: the bad release rolled_back, the target live again (or, never live, back to
+        deploying so that the recorder bakes it), any other live release superseded, the intent closed.
+        False when a condition failed (a release changed since it was read, or the intent is closed)."""
+        bad, target = self.get(intent.from_release), self.get(intent.to_release)
+        actions = []
+        if bad is not None and bad.status != Status.ROLLED_BACK:
+            actions.append(self._transition_action(bad, Status.ROLLED_BACK, at, intent.by, intent.reason, {
+                "rolled_back_at": at, "rollback_alarm": intent.alarm, "rollback_reason": intent.reason}))
+        if target is not None:
+            restored = target.live_at is not None
+            to = Status.LIVE if restored else Status.DEPLOYING
+            if target.status != to and not (not restored and target.status in (Status.DEPLOYING, Status.BAKING)):
+                actions.append(self._transition_action(
+                    target, to, at, intent.by, f"restored by rollback from {intent.from_release}",
+                    {"restored_at": at} if restored else {"readmitted_at": at}))
+            if restored:
+                for other in self.by_status(Status.LIVE):
+                    if other.release_id not in (intent.from_release, intent.to_release):
+                        actions.append(self._transition_action(
+                            other, Status.SUPERSEDED, at, intent.by, f"superseded by {intent.to_release}",
+                            {"superseded_by": intent.to_release}))
+        actions.append({"Update": {"TableName": self._table.name, "Key": self._key("CONTROL#intent"),
+                                   **self._close_parts(intent, "rolled_back", at, "")}})
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=actions)
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def _close_parts(self, intent: Intent, outcome: str, at: str, note: str) -> dict[str, Any]:
+        return {"UpdateExpression": "SET intent_state = :closed, completed_at = :at, outcome = :o, note = :n",
+                "ConditionExpression": "intent_state = :open AND episode = :e",
+                "ExpressionAttributeValues": {":closed": str(IntentState.CLOSED), ":open": str(IntentState.OPEN),
+                                              ":at": at, ":o": outcome, ":n": note, ":e": intent.episode}}
 
     # ---- freeze flag ------------------------------------------------------------------------
     def get_freeze(self) -> Freeze:

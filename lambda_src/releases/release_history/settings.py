@@ -14,6 +14,13 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from error
 
 
+def _non_negative(name: str, default: int) -> int:
+    value = _int(name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
 def _flag(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
@@ -33,6 +40,9 @@ class Settings:
     auto_rollback: bool = True
     max_rollback_attempts: int = 3
     lock_seconds: int = 900
+    # Flap guard: after an automatic rollback, no further automatic rollback for this long unless an
+    # operator acts (a CLI rollback, freeze or unfreeze); deployment.rollback_cooldown_minutes.
+    cooldown_minutes: int = 60
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -49,4 +59,5 @@ class Settings:
             auto_rollback=_flag("AUTO_ROLLBACK", True),
             max_rollback_attempts=_int("MAX_ROLLBACK_ATTEMPTS", 3),
             lock_seconds=_int("ROLLBACK_LOCK_SECONDS", 900),
+            cooldown_minutes=_non_negative("ROLLBACK_COOLDOWN_MINUTES", 60),
         )

@@ -27,3 +27,11 @@ def parse_time(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise ValueError(f"unsupported timestamp: {value!r}")
+
+
+def safe_time(value: object) -> datetime | None:
+    """parse_time for untrusted event fields: junk (a bad string, a list, 1e999 ms) is None, never a crash."""
+    try:
+        return parse_time(value)
+    except (ValueError, TypeError, OverflowError, OSError):
+        return None

@@ -1,23 +1,88 @@
-"""Constants, event builders and handles on the moto account for the release-history tests."""
+"""Constants, event builders and handles on the moto account for the release-history tests.
+
+Also the moto account itself (`provision`, `fake_update_endpoint`), so that both the pytest fixtures
+(conftest.py) and the fault-injection scenarios (tests/fault_injection.py, built at collection time, without
+fixtures) build the same world.
+"""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.utils import utcnow as moto_utcnow
+from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import sagemaker_backends
+from moto.sagemaker.responses import SageMakerResponse
 from moto.sns.models import sns_backends
 from release_history import aws
 from release_history.repository import Release, ReleaseRepository, Status
 from release_history.timeutil import iso, utcnow
+
+from tests.release_table import create_release_table
 
 REGION = "eu-west-1"
 ENDPOINT = "ml-api"
 TABLE = "ml-api-releases"
 TOPIC = "ml-api-releases"
 ALARMS = ("ml-api-5xx", "ml-api-latency-p99", "ml-api-container-errors")
-CONFIGS = ("ml-api-v1", "ml-api-v2", "ml-api-v3")
+CONFIGS = ("ml-api-v1", "ml-api-v2", "ml-api-v3", "ml-api-v4")
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{DEFAULT_ACCOUNT_ID}:{TOPIC}"
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "AWS_API_MAX_ATTEMPTS": "2",
+    "TABLE_NAME": TABLE, "ENDPOINT_NAME": ENDPOINT, "ALARM_NAMES": ",".join(ALARMS),
+    "TOPIC_ARN": TOPIC_ARN, "BAKE_MINUTES": "0",
+    "POWERTOOLS_SERVICE_NAME": "releases", "POWERTOOLS_METRICS_NAMESPACE": "Test/Releases",
+    "POWERTOOLS_TRACE_DISABLED": "1", "RELEASES_TABLE": TABLE,
+}
+UNSET = ("AWS_PROFILE", "AUTO_ROLLBACK", "AWS_CONFIG_FILE", "ROLLBACK_COOLDOWN_MINUTES", "MAX_ROLLBACK_ATTEMPTS")
+
+
+def provision() -> ReleaseRepository:
+    """The table, topic, alarms (OK) and SageMaker models/configs; the endpoint on CONFIGS[0]."""
+    table = create_release_table(aws.session().resource("dynamodb"), TABLE)
+    aws.session().client("sns").create_topic(Name=TOPIC)
+    cloudwatch = aws.session().client("cloudwatch")
+    for alarm in ALARMS:
+        cloudwatch.put_metric_alarm(
+            AlarmName=alarm, MetricName="Invocation5XXErrors", Namespace="AWS/SageMaker",
+            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold")
+        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="healthy")
+    sagemaker = aws.session().client("sagemaker")
+    role = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/sagemaker"
+    for config in CONFIGS:
+        version = config.rsplit("-", 1)[-1]
+        sagemaker.create_model(ModelName=f"model-{version}", ExecutionRoleArn=role,
+                               PrimaryContainer={"Image": f"123.dkr.ecr/{ENDPOINT}:{version}"})
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=config,
+            ProductionVariants=[{"VariantName": "main", "ModelName": f"model-{version}",
+                                 "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+            Tags=[{"Key": "model-version", "Value": version}, {"Key": "model-hash", "Value": f"h-{version}"},
+                  {"Key": "commit", "Value": f"c-{version}"}])
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=CONFIGS[0])
+    return ReleaseRepository(table, ENDPOINT)
+
+
+def fake_update_endpoint(calls: Callable[[], list[dict[str, Any]]]) -> Callable[[SageMakerResponse], str]:
+    """moto has no UpdateEndpoint: record the call (in `calls()`) and move the endpoint at once (InService)."""
+
+    def update_endpoint(response: SageMakerResponse) -> str:
+        params = json.loads(response.body)
+        if params["EndpointConfigName"] not in response.sagemaker_backend.endpoint_configs:
+            # What SageMaker answers for a deleted config (UpdateEndpoint API reference: ValidationException).
+            raise ValidationError(message=f"Could not find endpoint configuration {params['EndpointConfigName']}")
+        calls().append(params)
+        endpoint = response.sagemaker_backend.endpoints[params["EndpointName"]]
+        endpoint.endpoint_config_name = params["EndpointConfigName"]
+        endpoint.last_modified_time = moto_utcnow()
+        return json.dumps({"EndpointArn": endpoint.arn})
+
+    return update_endpoint
 
 
 @dataclass

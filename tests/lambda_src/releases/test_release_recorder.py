@@ -99,6 +99,7 @@ def test_failed_update_during_a_bake_keeps_the_previous_live_release(world: Worl
     world.set_endpoint("ml-api-v2")
     recorder.handler(world.state_event("IN_SERVICE", "ml-api-v2", 15), CTX)  # v2 baking, v1 live
     world.register("ml-api-v3", 20)
+    recorder.handler(world.state_event("UPDATING", "ml-api-v3", 21), CTX)  # the endpoint tried v3
     result = recorder.handler(world.state_event("IN_SERVICE", "ml-api-v2", 30), CTX)  # v3 failed
     assert result["rolled_back"] == ["ml-api-v3"]
     assert [world.status(c) for c in ("ml-api-v1", "ml-api-v2")] == [Status.LIVE, Status.BAKING]

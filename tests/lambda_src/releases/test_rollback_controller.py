@@ -6,9 +6,9 @@ from botocore.stub import Stubber
 from release_history import controller, recorder
 from release_history.aws import retry_config
 from release_history.errors import EndpointBusyError, TransientAwsError
-from release_history.repository import Status
+from release_history.repository import Intent, IntentState, Status
 from release_history.runtime import get_runtime
-from release_history.timeutil import iso, utcnow
+from release_history.timeutil import iso
 from release_world import ALARMS, ENDPOINT, LambdaContext, World
 
 CTX = LambdaContext()
@@ -72,6 +72,7 @@ def test_alarm_older_than_current_deployment_is_ignored(two_live: World) -> None
 def test_already_on_last_known_good_is_noop(two_live: World) -> None:
     # v3 was rolled back by SageMaker itself; the endpoint is on v2 (the good one) again.
     two_live.register("ml-api-v3", 20)
+    recorder.handler(two_live.state_event("UPDATING", "ml-api-v3", 21), CTX)
     two_live.set_endpoint("ml-api-v2", failure_reason=f"Alarm {ALARMS[1]} in ALARM state")
     recorder.handler(two_live.state_event("IN_SERVICE", "ml-api-v2", 30), CTX)
     assert two_live.status("ml-api-v3") == Status.ROLLED_BACK
@@ -99,14 +100,18 @@ def test_updating_endpoint_is_retried_then_given_up(two_live: World, monkeypatch
     assert two_live.update_calls == []
 
 
-def test_concurrent_invocation_holding_the_lock_blocks_a_second_update(two_live: World) -> None:
-    assert two_live.repo.acquire_lock("other", now=utcnow(), ttl_seconds=600, purpose="test")
-    with pytest.raises(EndpointBusyError):
-        controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
-    assert two_live.update_calls == []
+def test_an_open_intent_of_another_episode_is_completed_not_decided_again(two_live: World) -> None:
+    # An operator's rollback v2 -> v1 was decided (intent written) but never carried out.
+    assert two_live.repo.open_intent(Intent(episode="operator:x", from_release="ml-api-v2", to_release="ml-api-v1",
+                                            by="carol", reason="test", opened_at=iso(two_live.at(29)),
+                                            automatic=False))
+    result = controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
+    assert [c["EndpointConfigName"] for c in two_live.update_calls] == ["ml-api-v1"]
+    assert (two_live.status("ml-api-v2"), two_live.status("ml-api-v1")) == (Status.ROLLED_BACK, Status.LIVE)
+    assert result["outcome"] == "stale"  # raised before the restore was recorded: about v2
 
 
-def test_throttled_update_raises_clearly_and_releases_the_lock(two_live: World) -> None:
+def test_throttled_update_raises_clearly_and_keeps_the_intent_open(two_live: World) -> None:
     client = get_runtime().endpoint._client
     described = {"EndpointName": ENDPOINT, "EndpointArn": two_live.endpoint.arn,
                  "EndpointConfigName": "ml-api-v2", "EndpointStatus": "InService",
@@ -119,7 +124,11 @@ def test_throttled_update_raises_clearly_and_releases_the_lock(two_live: World) 
         with pytest.raises(TransientAwsError, match="UpdateEndpoint still failing"):
             controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
     assert two_live.status("ml-api-v2") == Status.LIVE
-    assert two_live.repo.acquire_lock("next", now=utcnow(), ttl_seconds=1, purpose="test")
+    intent = two_live.repo.intent()
+    assert intent is not None and intent.state == IntentState.OPEN and intent.to_release == "ml-api-v1"
+    # Lambda's retry completes the decision instead of making a new one.
+    assert controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)["outcome"] == "rolled_back"
+    assert [c["EndpointConfigName"] for c in two_live.update_calls] == ["ml-api-v1"]
 
 
 def test_clients_use_adaptive_retries() -> None:
@@ -127,11 +136,14 @@ def test_clients_use_adaptive_retries() -> None:
     assert get_runtime().endpoint._client.meta.config.retries["mode"] == "adaptive"
 
 
-def test_unexpected_client_errors_propagate(two_live: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_client_errors_give_up_with_a_notice(two_live: World, monkeypatch: pytest.MonkeyPatch) -> None:
     def denied(**_: object) -> None:
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "UpdateEndpoint")
 
     monkeypatch.setattr(get_runtime().endpoint._client, "update_endpoint", denied)
-    with pytest.raises(ClientError):
-        controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
+    result = controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
+    assert result["outcome"] == "gave_up" and "AccessDenied" in result["detail"]
     assert two_live.status("ml-api-v2") == Status.LIVE
+    assert "gave up" in two_live.notifications()[-1]["subject"]
+    intent = two_live.repo.intent()
+    assert intent is not None and intent.state == IntentState.CLOSED and intent.outcome == "refused"
