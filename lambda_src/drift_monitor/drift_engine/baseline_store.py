@@ -186,7 +186,13 @@ def load_baseline(s3: Any, bucket: str, prefix: str, model_version: str, content
     baseline_text = _read_text(s3, bucket, root + "baseline.csv")
     if metadata_text is None or baseline_text is None:
         raise BaselineNotFound(f"s3://{bucket}/{root}")
-    metadata = json.loads(metadata_text)
+    try:
+        metadata = json.loads(metadata_text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"s3://{bucket}/{root}metadata.json is not JSON: {error.msg}") from error
+    if not isinstance(metadata, dict):
+        # `null` or `[1]`: this version's baseline_error, never an AttributeError that stops every version's report.
+        raise ValueError(f"s3://{bucket}/{root}metadata.json is {type(metadata).__name__}, not an object")
     if content_hash and not str(metadata.get("content_sha256", "")).startswith(content_hash):
         raise ValueError(f"s3://{bucket}/{root}metadata.json describes model {metadata.get('content_sha256')}")
     features = parse_feature_schema(metadata)

@@ -3,7 +3,7 @@
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from drift_engine.payload_decoding import (
     Prediction,
     decode_instances,
     decode_predictions,
+    loads,
 )
 
 UNKNOWN_VERSION = "unknown"
@@ -35,19 +36,15 @@ class CapturedRow:
 
 
 @dataclass
-class CaptureBatch:
-    """Rows of a window grouped by model version, plus malformed-record bookkeeping."""
+class CaptureStats:
+    """Counts of a window's capture lines: records read, test traffic, malformed lines with reasons and samples."""
 
-    rows_by_version: dict[str, list[CapturedRow]] = field(default_factory=lambda: defaultdict(list))
     records: int = 0
+    total_rows: int = 0  # rows (instances) of the well-formed records that are not test traffic
     test_traffic_records: int = 0
     malformed_records: int = 0
     malformed_reasons: Counter[str] = field(default_factory=Counter)
     malformed_samples: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def total_rows(self) -> int:
-        return sum(len(rows) for rows in self.rows_by_version.values())
 
     def record_malformed(self, source: str, reason: str) -> None:
         self.malformed_records += 1
@@ -56,14 +53,28 @@ class CaptureBatch:
             self.malformed_samples.append({"source": source, "reason": reason[:300]})
 
 
+@dataclass
+class CaptureBatch(CaptureStats):
+    """Rows of a window grouped by model version, plus the counts (for tests and small windows: the job itself
+    streams, see drift_engine.streaming)."""
+
+    rows_by_version: dict[str, list[CapturedRow]] = field(default_factory=lambda: defaultdict(list))
+
+
 def load_capture_record(line: str) -> dict[str, Any]:
     """One JSON Lines capture line -> the record; raises MalformedPayload unless it is an object with captureData."""
     try:
-        record = json.loads(line)
+        record = loads(line)
     except json.JSONDecodeError as error:
         raise MalformedPayload(f"bad json line: {error.msg}") from error
+    except RecursionError as error:  # json.loads recurses once per nesting level: a hostile line must not abort
+        raise MalformedPayload("bad json line: nested too deeply") from error
     if not isinstance(record, dict) or not isinstance(record.get("captureData"), dict):
         raise MalformedPayload("missing captureData")
+    metadata = record.get("eventMetadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        # SageMaker writes an object (eventId, inferenceId, inferenceTime): anything else is a damaged record.
+        raise MalformedPayload(f"bad eventMetadata: {type(metadata).__name__}, not an object")
     return record
 
 
@@ -79,6 +90,14 @@ def parse_capture_line(line: str) -> list[CapturedRow]:
     return capture_rows(load_capture_record(line))
 
 
+def _join_key(metadata: Any) -> str | None:
+    if not isinstance(metadata, dict):
+        return None
+    # SageMaker joins ground truth on inferenceId when the caller set one, else on eventId.
+    key = metadata.get("inferenceId") or metadata.get("eventId")
+    return key if isinstance(key, str) else None
+
+
 def capture_rows(record: dict[str, Any]) -> list[CapturedRow]:
     """A loaded capture record -> rows; raises MalformedPayload on any structural problem."""
     capture = record["captureData"]
@@ -91,35 +110,52 @@ def capture_rows(record: dict[str, Any]) -> list[CapturedRow]:
         if len(decoded) != len(instances):
             raise MalformedPayload(f"count mismatch: {len(instances)} instances, {len(decoded)} predictions")
         predictions = list(decoded)
-    metadata = record.get("eventMetadata") or {}
-    # SageMaker joins ground truth on inferenceId when the caller set one, else on eventId.
-    join_key = metadata.get("inferenceId") or metadata.get("eventId")
+    join_key = _join_key(record.get("eventMetadata"))
     return [
         CapturedRow(instance, prediction, join_key) for instance, prediction in zip(instances, predictions, strict=True)
     ]
 
 
-def group_capture_lines(
-    lines: Iterable[tuple[str, str]], test_prefix: str = TEST_INFERENCE_ID_PREFIX
-) -> CaptureBatch:
-    """(source, line) pairs -> CaptureBatch. Malformed lines are counted, never fatal; test traffic (inference id
-    starting with `test_prefix`) is counted and left out."""
-    batch = CaptureBatch()
+def row_version(row: CapturedRow) -> str:
+    """The serving version of a row, or `unknown` when the response had none or one unfit for S3 keys."""
+    version = row.prediction.model_version if row.prediction else None
+    return version if version and _SAFE_VERSION.match(version) else UNKNOWN_VERSION
+
+
+# Whatever a damaged line makes the decoders raise beyond MalformedPayload: counted as malformed, never fatal.
+_DATA_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RecursionError)
+
+
+def iter_capture_records(
+    lines: Iterable[tuple[str, str]], stats: CaptureStats, test_prefix: str = TEST_INFERENCE_ID_PREFIX
+) -> Iterator[list[CapturedRow]]:
+    """(source, line) pairs -> the rows of each well-formed record, one record at a time; `stats` counts the rest.
+    Malformed lines are counted (reason and sample), never fatal; test traffic (inference id starting with
+    `test_prefix`) is counted and left out."""
     for source, line in lines:
         if not line.strip():
             continue
-        batch.records += 1
+        stats.records += 1
         try:
             record = load_capture_record(line)
             if is_test_traffic(record, test_prefix):
-                batch.test_traffic_records += 1
+                stats.test_traffic_records += 1
                 continue
             rows = capture_rows(record)
         except MalformedPayload as error:
-            batch.record_malformed(source, str(error))
+            stats.record_malformed(source, str(error))
             continue
+        except _DATA_ERRORS as error:
+            stats.record_malformed(source, f"unreadable record: {type(error).__name__}: {error}")
+            continue
+        stats.total_rows += len(rows)
+        yield rows
+
+
+def group_capture_lines(lines: Iterable[tuple[str, str]], test_prefix: str = TEST_INFERENCE_ID_PREFIX) -> CaptureBatch:
+    """(source, line) pairs -> CaptureBatch (every row held in memory: for tests and small windows)."""
+    batch = CaptureBatch()
+    for rows in iter_capture_records(lines, batch, test_prefix):
         for row in rows:
-            version = row.prediction.model_version if row.prediction else None
-            safe = version if version and _SAFE_VERSION.match(version) else UNKNOWN_VERSION
-            batch.rows_by_version[safe].append(row)
+            batch.rows_by_version[row_version(row)].append(row)
     return batch

@@ -28,12 +28,52 @@ def bin_shares(values: np.ndarray, interior_edges: np.ndarray) -> np.ndarray:
     return counts / max(values.size, 1)
 
 
+def bin_counts(values: np.ndarray, interior_edges: np.ndarray) -> np.ndarray:
+    """Count of values per bin (bin i holds edges[i-1] <= x < edges[i]); summed chunk by chunk when streaming."""
+    return np.bincount(np.searchsorted(interior_edges, values, side="right"), minlength=interior_edges.size + 1)
+
+
+def psi_from_counts(expected_shares: np.ndarray, counts: np.ndarray) -> float:
+    """PSI of current bin counts against the baseline's bin shares, both floored at PSI_EPSILON."""
+    expected = np.clip(expected_shares, PSI_EPSILON, None)
+    actual = np.clip(counts / max(int(counts.sum()), 1), PSI_EPSILON, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
 def population_stability_index(baseline: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     """PSI = sum((a - e) * ln(a / e)) over baseline-quantile bins, shares floored at PSI_EPSILON."""
     edges = quantile_bin_edges(baseline, bins)
-    expected = np.clip(bin_shares(baseline, edges), PSI_EPSILON, None)
-    actual = np.clip(bin_shares(current, edges), PSI_EPSILON, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    return psi_from_counts(bin_shares(baseline, edges), bin_counts(current, edges))
+
+
+class Reservoir:
+    """A uniform random sample of at most `size` of the values offered so far, in fixed memory.
+
+    Vitter's Algorithm R, applied a chunk at a time: value number t (0-based) replaces slot j = randint(0..t) when
+    j < size, later values overwriting earlier ones. Until `size` values have been offered it holds all of them,
+    in order, so a small window's sample is the window itself. With `width`, each value is a row of that many
+    numbers (kept or dropped together)."""
+
+    def __init__(self, size: int, rng: np.random.Generator, width: int | None = None) -> None:
+        self.size, self.rng, self.seen = size, rng, 0
+        self._values = np.empty(size if width is None else (size, width), dtype=float)
+
+    def add(self, values: np.ndarray) -> None:
+        count = values.shape[0]
+        fill = min(max(self.size - self.seen, 0), count)
+        self._values[self.seen : self.seen + fill] = values[:fill]
+        rest = values[fill:]
+        if rest.shape[0]:
+            slots = self.rng.integers(0, self.seen + fill + np.arange(rest.shape[0]) + 1)
+            chosen = slots < self.size
+            slots, kept = slots[chosen], rest[chosen]
+            # Where one chunk picks a slot twice, the later value wins, as in the one-at-a-time algorithm.
+            unique_slots, reversed_first = np.unique(slots[::-1], return_index=True)
+            self._values[unique_slots] = kept[slots.size - 1 - reversed_first]
+        self.seen += count
+
+    def sample(self) -> np.ndarray:
+        return self._values[: min(self.seen, self.size)]
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,30 @@
 """Compare one model version's captured rows with its baseline, feature by feature."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from drift_engine.baseline_store import Baseline, FeatureSpec
 from drift_engine.capture_records import CapturedRow
 from drift_engine.drift_statistics import (
+    Reservoir,
+    bin_counts,
+    bin_shares,
     ks_test,
-    missing_rate,
-    out_of_range_rate,
-    population_stability_index,
+    psi_from_counts,
+    quantile_bin_edges,
 )
 from drift_engine.payload_decoding import Prediction, to_float
-from drift_engine.settings import PREDICTION_KEY, ThresholdConfig, Thresholds
+from drift_engine.settings import DEFAULT_RESERVOIR_SIZE, PREDICTION_KEY, ThresholdConfig, Thresholds
 
 OK, WARN, ALARM, INSUFFICIENT = "ok", "warn", "alarm", "insufficient_data"
+# DEFAULT_RESERVOIR_SIZE values per feature are kept for the KS test (and pairs for ROC AUC): the whole window up
+# to that many, a uniform sample of it beyond. 30 features x 10,000 floats is 2.4 MB per version, whatever the
+# window's size.
+CHUNK_ROWS = 4096  # rows buffered as Python lists before they are folded into the column statistics
 
 
 @dataclass
@@ -42,12 +49,11 @@ def rows_to_matrix(rows: Sequence[CapturedRow], names: Sequence[str]) -> tuple[n
     """Rows -> (matrix in schema order, rows dropped for not matching the schema)."""
     matrix, mismatched = [], 0
     for row in rows:
-        if isinstance(row.instance, dict):
-            matrix.append([to_float(row.instance.get(name)) for name in names])
-        elif len(row.instance) == len(names):
-            matrix.append([to_float(value) for value in row.instance])
-        else:
+        values = row_values(row.instance, names)
+        if values is None:
             mismatched += 1
+        else:
+            matrix.append(values)
     return np.array(matrix, dtype=float).reshape(len(matrix), len(names)), mismatched
 
 
@@ -83,43 +89,139 @@ def _verdict(result: FeatureDrift, limits: Thresholds) -> None:
         result.status = WARN
 
 
+class ColumnStats:
+    """One column's drift statistics, accumulated chunk by chunk in fixed memory: counts of rows, missing and
+    out-of-range values, counts on the baseline's PSI bins, and a uniform reservoir of present values for KS."""
+
+    def __init__(self, baseline: np.ndarray, spec: FeatureSpec | None, limits: Thresholds, reservoir: Reservoir):
+        self.reference = baseline[~np.isnan(baseline)]
+        self.spec, self.limits, self.reservoir = spec, limits, reservoir
+        # Without a baseline value there is nothing to bin (the verdict is insufficient_data anyway).
+        self.edges = quantile_bin_edges(self.reference, limits.psi_bins) if self.reference.size else None
+        self.counts = np.zeros(0 if self.edges is None else self.edges.size + 1, dtype=np.int64)
+        self.rows = self.present = self.out_of_range = 0
+
+    def add(self, column: np.ndarray) -> None:
+        present = column[~np.isnan(column)]
+        self.rows += column.size
+        self.present += present.size
+        if self.spec is not None:
+            outside = np.zeros(present.size, dtype=bool)
+            if self.spec.minimum is not None:
+                outside |= present < self.spec.minimum
+            if self.spec.maximum is not None:
+                outside |= present > self.spec.maximum
+            self.out_of_range += int(outside.sum())
+        if self.edges is not None:
+            self.counts += bin_counts(present, self.edges)
+        self.reservoir.add(present)
+
+    def result(self, name: str) -> FeatureDrift:
+        """The verdict, as compare_distribution gives it for the whole column at once."""
+        limits = self.limits
+        result = FeatureDrift(
+            feature=name,
+            status=OK,
+            samples=self.present,
+            missing_rate=(self.rows - self.present) / self.rows if self.rows else 0.0,
+            out_of_range_rate=self.out_of_range / self.present if self.present else 0.0,
+        )
+        if self.present < limits.min_samples or self.reference.size < limits.min_samples or self.edges is None:
+            result.status = INSUFFICIENT
+            result.reasons.append(f"{self.present} samples < minimum {limits.min_samples}")
+            return result
+        result.psi = psi_from_counts(bin_shares(self.reference, self.edges), self.counts)
+        # KS on the reservoir: the whole window up to its size, a uniform sample of it beyond.
+        ks = ks_test(self.reference, self.reservoir.sample())
+        result.ks_statistic, result.ks_p_value = ks.statistic, ks.p_value
+        _verdict(result, limits)
+        return result
+
+
 def compare_distribution(
     name: str, baseline: np.ndarray, current: np.ndarray, spec: FeatureSpec | None, limits: Thresholds
 ) -> FeatureDrift:
     """Drift of one column; NaNs are missing values and excluded from the distribution tests."""
-    present = current[~np.isnan(current)]
-    reference = baseline[~np.isnan(baseline)]
-    result = FeatureDrift(
-        feature=name,
-        status=OK,
-        samples=int(present.size),
-        missing_rate=missing_rate(current),
-        out_of_range_rate=out_of_range_rate(current, spec.minimum, spec.maximum) if spec else 0.0,
-    )
-    if present.size < limits.min_samples or reference.size < limits.min_samples:
-        result.status = INSUFFICIENT
-        result.reasons.append(f"{present.size} samples < minimum {limits.min_samples}")
-        return result
-    result.psi = population_stability_index(reference, present, limits.psi_bins)
-    ks = ks_test(reference, present)
-    result.ks_statistic, result.ks_p_value = ks.statistic, ks.p_value
-    _verdict(result, limits)
-    return result
+    stats = ColumnStats(baseline, spec, limits, Reservoir(max(current.size, 1), np.random.default_rng(0)))
+    stats.add(np.asarray(current, dtype=float))
+    return stats.result(name)
+
+
+def row_values(instance: Any, names: Sequence[str]) -> list[float] | None:
+    """One instance in schema order (objects by feature name), or None for a list of another width."""
+    if isinstance(instance, dict):
+        return [to_float(instance.get(name)) for name in names]
+    if len(instance) == len(names):
+        return [to_float(value) for value in instance]
+    return None
+
+
+class VersionStream:
+    """One model version's rows compared with its baseline as they stream by: rows are buffered CHUNK_ROWS at a
+    time, then folded into per-column statistics, so memory stays fixed however many rows the window holds."""
+
+    def __init__(
+        self,
+        baseline: Baseline,
+        thresholds: ThresholdConfig,
+        probability_of: str,
+        reservoir_size: int = DEFAULT_RESERVOIR_SIZE,
+        seed: int = 0,
+    ) -> None:
+        rng = np.random.default_rng(seed)  # seeded: a retried run reports the same statistics
+        self.names = baseline.feature_names
+        self.probability_of = probability_of
+        self.columns = [
+            ColumnStats(baseline.values[:, i], spec, thresholds.for_feature(spec.name), Reservoir(reservoir_size, rng))
+            for i, spec in enumerate(baseline.features)
+        ]
+        self.prediction: ColumnStats | None = None
+        if baseline.prediction_scores is not None:
+            limits = thresholds.for_feature(PREDICTION_KEY)
+            score_range = FeatureSpec(PREDICTION_KEY, 0.0, 1.0)
+            self.prediction = ColumnStats(
+                baseline.prediction_scores, score_range, limits, Reservoir(reservoir_size, rng)
+            )
+        self.rows = self.mismatched = 0
+        self._values: list[list[float]] = []
+        self._scores: list[float] = []
+
+    def add(self, row: CapturedRow) -> None:
+        self.rows += 1
+        values = row_values(row.instance, self.names)
+        if values is None:
+            self.mismatched += 1
+        else:
+            self._values.append(values)
+        if self.prediction is not None:
+            # Every row's score, also of rows of the wrong width: the response is still the model's.
+            self._scores.append(positive_class_score(row.prediction, self.probability_of))
+        if len(self._values) >= CHUNK_ROWS or len(self._scores) >= CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._values:
+            matrix = np.array(self._values, dtype=float).reshape(len(self._values), len(self.names))
+            for i, column in enumerate(self.columns):
+                column.add(matrix[:, i])
+            self._values.clear()
+        if self._scores and self.prediction is not None:
+            self.prediction.add(np.array(self._scores, dtype=float))
+            self._scores.clear()
+
+    def finish(self) -> tuple[list[FeatureDrift], FeatureDrift | None, int]:
+        """Per-feature drift, prediction-score drift (None without a score baseline), schema mismatches."""
+        self.flush()
+        features = [column.result(name) for name, column in zip(self.names, self.columns, strict=True)]
+        prediction = self.prediction.result(PREDICTION_KEY) if self.prediction is not None else None
+        return features, prediction, self.mismatched
 
 
 def compare_version(
-    baseline: Baseline, rows: Sequence[CapturedRow], thresholds: ThresholdConfig, probability_of: str
+    baseline: Baseline, rows: Iterable[CapturedRow], thresholds: ThresholdConfig, probability_of: str
 ) -> tuple[list[FeatureDrift], FeatureDrift | None, int]:
     """Per-feature drift, prediction-score drift (None without a score baseline), schema mismatches."""
-    matrix, mismatched = rows_to_matrix(rows, baseline.feature_names)
-    features = [
-        compare_distribution(spec.name, baseline.values[:, i], matrix[:, i], spec, thresholds.for_feature(spec.name))
-        for i, spec in enumerate(baseline.features)
-    ]
-    prediction = None
-    if baseline.prediction_scores is not None:
-        scores = np.array([positive_class_score(row.prediction, probability_of) for row in rows], dtype=float)
-        limits = thresholds.for_feature(PREDICTION_KEY)
-        score_range = FeatureSpec(PREDICTION_KEY, 0.0, 1.0)
-        prediction = compare_distribution(PREDICTION_KEY, baseline.prediction_scores, scores, score_range, limits)
-    return features, prediction, mismatched
+    stream = VersionStream(baseline, thresholds, probability_of)
+    for row in rows:
+        stream.add(row)
+    return stream.finish()

@@ -6,6 +6,12 @@ writes no report, publishes `RunsSkipped` and returns `"status": "skipped"`, wit
 make Lambda retry it one and two minutes later ("How Lambda handles errors and retries with asynchronous
 invocation"), while the holder may run for its whole 15 minutes; a skipped window can be backfilled with
 {"window_start": ...}. A retry of the holder itself keeps its request id and takes the lock back.
+
+A run that fails (an AWS error once botocore's retries are spent, whatever the step) raises DriftRunFailed, which
+names the window, the step and the error code, after publishing `RunsFailed` (best effort) and giving the lock
+back: Lambda retries it twice, then sends the event to the function's dead-letter queue. Releasing the lock is
+tried twice and never fails a finished run (a retry would re-send its events); a lock that still cannot be
+released runs out with its lease, before the next hourly run.
 """
 
 import os
@@ -14,9 +20,10 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from drift_engine import metrics_publisher
-from drift_engine.decision_lock import DecisionLock, LockBusy
+from drift_engine.decision_lock import DecisionLock, Lease, LockBusy
 from drift_engine.job import AwsClients, run_drift_job
 from drift_engine.settings import RELEASES_TABLE_VARIABLE, Settings
 from drift_engine.window import Window, resolve_window
@@ -35,14 +42,59 @@ def _clients() -> AwsClients:
     )
 
 
+RELEASE_ATTEMPTS = 2
+
+
+class DriftRunFailed(RuntimeError):
+    """A drift run that could not finish; Lambda retries the invocation, then dead-letters it."""
+
+
+def _error_code(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__
+
+
+def _publish_quietly(settings: Settings, clients: AwsClients, datum: dict[str, Any]) -> None:
+    """A metric about the run itself: its own failure is logged, never raised over the outcome it reports."""
+    try:
+        metrics_publisher.publish(clients.cloudwatch, settings.metrics_namespace, [datum])
+    except (ClientError, BotoCoreError):
+        logger.exception("could not publish a run metric", extra={"metric": datum["MetricName"]})
+
+
+def _failed(settings: Settings, window: Window, clients: AwsClients, step: str, error: Exception) -> DriftRunFailed:
+    code = _error_code(error)
+    logger.exception(
+        "drift run failed; Lambda retries it, then dead-letters the event",
+        extra={"window": window.as_dict(), "step": step, "error_code": code},
+    )
+    _publish_quietly(settings, clients, metrics_publisher.run_failed(settings.endpoint_name, window.start))
+    return DriftRunFailed(f"drift run of {window.as_dict()} failed while {step}: {code}: {error}")
+
+
+def _release(lock: DecisionLock, lease: Lease) -> None:
+    for attempt in range(1, RELEASE_ATTEMPTS + 1):
+        try:
+            lock.release(lease)
+            return
+        except (ClientError, BotoCoreError):
+            logger.warning(
+                "could not release the decision lock",
+                extra={"attempt": attempt, "expires_at": lease.expires_at},
+                exc_info=True,
+            )
+    logger.error("decision lock left to run out with its lease", extra={"expires_at": lease.expires_at})
+
+
 def _skipped(settings: Settings, window: Window, clients: AwsClients, busy: LockBusy) -> dict[str, Any]:
     logger.warning(
         "another drift run holds the lock; this window is skipped",
         extra={"window": window.as_dict(), "holder": busy.holder, "holder_window": busy.subject,
                "expires_at": busy.expires_at},
     )  # fmt: skip
-    datum = metrics_publisher.run_skipped(settings.endpoint_name, window.start)  # as every metric: window start
-    metrics_publisher.publish(clients.cloudwatch, settings.metrics_namespace, [datum])
+    # As every metric, timestamped with the window start; a failure to publish it does not un-skip the window.
+    _publish_quietly(settings, clients, metrics_publisher.run_skipped(settings.endpoint_name, window.start))
     return {
         "status": "skipped",
         "window": window.as_dict(),
@@ -66,10 +118,14 @@ def handler(event: dict[str, Any] | None, context: LambdaContext) -> dict[str, A
         lease = lock.acquire(holder=context.aws_request_id, subject=window_label)
     except LockBusy as busy:
         return _skipped(settings, window, clients, busy)
+    except (ClientError, BotoCoreError) as error:
+        raise _failed(settings, window, clients, "taking the decision lock", error) from error
     try:
         summary = run_drift_job(settings, window, clients)
-    finally:
-        lock.release(lease)
+    except Exception as error:  # every failure of the run ends as DriftRunFailed, after the lock is given back
+        _release(lock, lease)
+        raise _failed(settings, window, clients, "running", error) from error
+    _release(lock, lease)
     return {
         "status": summary["status"],
         "window": summary["window"],

@@ -4,7 +4,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from drift_engine.capture_records import CaptureBatch
+from drift_engine.capture_records import CaptureStats
 from drift_engine.reports import VersionReport
 
 # PutMetricData accepts up to 1,000 metric data per request (and 1 MB); 30 features x 2 metrics
@@ -24,7 +24,7 @@ def _datum(name: str, value: float, dims: dict[str, str], when: datetime, unit: 
     }
 
 
-def endpoint_metrics(endpoint: str, batch: CaptureBatch, when: datetime) -> list[Datum]:
+def endpoint_metrics(endpoint: str, batch: CaptureStats, when: datetime) -> list[Datum]:
     """Window-wide counts; RowsAnalysed is published (as 0) even for an empty window."""
     dims = {"EndpointName": endpoint}
     return [
@@ -38,6 +38,11 @@ def endpoint_metrics(endpoint: str, batch: CaptureBatch, when: datetime) -> list
 def run_skipped(endpoint: str, when: datetime) -> Datum:
     """One run found another holding the decision lock and analysed nothing (its window needs a backfill)."""
     return _datum("RunsSkipped", 1, {"EndpointName": endpoint}, when, "Count")
+
+
+def run_failed(endpoint: str, when: datetime) -> Datum:
+    """One attempt of a run failed (Lambda retries it; the third failure dead-letters the event)."""
+    return _datum("RunsFailed", 1, {"EndpointName": endpoint}, when, "Count")
 
 
 def version_metrics(endpoint: str, report: VersionReport, when: datetime) -> list[Datum]:

@@ -6,14 +6,19 @@ from typing import Any
 
 import numpy as np
 
-from drift_engine.capture_records import CaptureBatch
+from drift_engine.capture_records import CaptureStats
 from drift_engine.feature_drift import ALARM, FeatureDrift
 from drift_engine.ground_truth import QualityResult
+from drift_engine.s3_lines import ObjectStats
 from drift_engine.settings import Settings
 from drift_engine.window import Window
 
 REPORT_FORMAT_VERSION = 1
 SUMMARY_FOLDER = "_summary"
+NO_DRIFT = "no_drift"
+# A version whose rows could not be compared at all (every row a list of another width than the schema): an
+# explicit verdict, never "no_drift" (EVENTS.md, "Report status").
+INVALID_INPUT = "invalid_input"
 
 
 @dataclass
@@ -21,7 +26,7 @@ class VersionReport:
     """Outcome for the rows served by one model version in the window."""
 
     model_version: str
-    status: str  # drift_detected | no_drift | no_baseline | baseline_error
+    status: str  # drift_detected | no_drift | insufficient_data | invalid_input | no_baseline | baseline_error
     rows: int
     schema_mismatch_rows: int = 0
     features: list[FeatureDrift] = field(default_factory=list)
@@ -33,6 +38,8 @@ class VersionReport:
 
     @property
     def drifted(self) -> list[FeatureDrift]:
+        if self.status == INVALID_INPUT:
+            return []  # no row was comparable: the score's statistics are reported, no alarm is raised on them
         candidates = [*self.features, *([self.prediction] if self.prediction else [])]
         return [result for result in candidates if result.status == ALARM]
 
@@ -46,10 +53,13 @@ def report_key(settings: Settings, folder: str, window: Window) -> str:
     return f"drift-reports/{settings.endpoint_name}/{folder}/{window.start:%Y/%m/%d/%H}/report.json"
 
 
-def capture_section(batch: CaptureBatch, files: int) -> dict[str, Any]:
+def capture_section(batch: CaptureStats, objects: ObjectStats) -> dict[str, Any]:
     return {
-        "files": files,
+        "files": objects.listed,
+        # Listed objects gone before the read (NoSuchKey), damaged .gz objects, and other suffixes never read.
+        "objects": objects.as_dict(),
         "records": batch.records,
+        "rows": batch.total_rows,
         # The pipeline's marked test requests, read but left out of every statistic.
         "test_traffic_records": batch.test_traffic_records,
         "malformed_records": batch.malformed_records,
@@ -93,13 +103,17 @@ def summary_document(
     generated_at: str,
 ) -> dict[str, Any]:
     total_rows = sum(report.rows for report in reports)
+    captured_rows = capture.get("rows", total_rows)
+    # no_data: nothing captured; invalid_input: capture lines, none of them readable; analysed: rows were read
+    # (each version's own status says what came of them).
+    status = "analysed" if captured_rows else INVALID_INPUT if capture.get("malformed_records") else "no_data"
     return {
         "report_format_version": REPORT_FORMAT_VERSION,
         "generated_at": generated_at,
         "endpoint_name": settings.endpoint_name,
         "variant_name": settings.variant_name,
         "window": window.as_dict(),
-        "status": "no_data" if total_rows == 0 else "analysed",
+        "status": status,
         "rows_total": total_rows,
         "drift_detected": any(report.drifted for report in reports),
         "versions": {

@@ -9,6 +9,11 @@ from typing import Any
 from drift_engine.capture_records import TEST_INFERENCE_ID_PREFIX
 
 PREDICTION_KEY = "__prediction__"
+# A window is whole hours, at most a day: platform_config MonitoringSettings.window_hours allows 1..24, and a
+# backfill ({"window_hours": n}) gets the same bound (the Lambda's 15 minutes; the Fargate task has no other).
+MAX_WINDOW_HOURS = 24
+DEFAULT_RESERVOIR_SIZE = 10_000  # per feature: see feature_drift.DEFAULT_RESERVOIR_SIZE
+MAX_RESERVOIR_SIZE = 1_000_000
 # The release history table (ml_constructs/release_history_table.py) that says which model build served.
 RELEASES_TABLE_VARIABLE = "RELEASES_TABLE"
 
@@ -64,6 +69,24 @@ def _join_prefix(*parts: str) -> str:
     return "/".join(cleaned) + "/" if cleaned else ""
 
 
+def _bounded_int(value: Any, key: str, low: int, high: int) -> int:
+    """An integer in [low, high] (an integer-valued number or its text); ValueError naming `key` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{key} must be an integer {low}..{high}, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{key} must be an integer {low}..{high}, got {value!r}") from None
+    if not number.is_integer() or not low <= number <= high:
+        raise ValueError(f"{key} must be an integer {low}..{high}, got {value!r}")
+    return int(number)
+
+
+def window_hours(value: Any, key: str = "window_hours") -> int:
+    """Hours of a window, 1..MAX_WINDOW_HOURS: `0` is an error naming `key`, not the default."""
+    return _bounded_int(value, key, 1, MAX_WINDOW_HOURS)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the job needs from the environment."""
@@ -86,6 +109,8 @@ class Settings:
     test_inference_id_prefix: str = TEST_INFERENCE_ID_PREFIX
     # The release history table the serving model's content hash is read from (None: baselines by version only).
     releases_table: str | None = None
+    # Values kept per feature for the KS test and pairs for ROC AUC (RESERVOIR_SIZE): all of a smaller window.
+    reservoir_size: int = DEFAULT_RESERVOIR_SIZE
 
     @property
     def capture_root(self) -> str:
@@ -115,11 +140,14 @@ class Settings:
             report_bucket=env["REPORT_BUCKET"],
             metrics_namespace=env.get("METRICS_NAMESPACE", "MLPlatform/ModelDrift"),
             event_bus_name=env.get("EVENT_BUS_NAME", "default"),
-            window_hours=int(env.get("WINDOW_HOURS", "1")),
+            window_hours=window_hours(env.get("WINDOW_HOURS", "1"), "WINDOW_HOURS"),
             thresholds=parse_thresholds(env.get("THRESHOLDS_JSON")),
             ground_truth_bucket=env.get("GROUND_TRUTH_BUCKET") or env["CAPTURE_BUCKET"],
             ground_truth_prefix=env.get("GROUND_TRUTH_PREFIX") or None,
             probability_of=probability_of,
             test_inference_id_prefix=env.get("TEST_INFERENCE_ID_PREFIX", TEST_INFERENCE_ID_PREFIX),
             releases_table=env.get(RELEASES_TABLE_VARIABLE) or None,
+            reservoir_size=_bounded_int(
+                env.get("RESERVOIR_SIZE", str(DEFAULT_RESERVOIR_SIZE)), "RESERVOIR_SIZE", 100, MAX_RESERVOIR_SIZE
+            ),
         )
