@@ -15,15 +15,24 @@ from platform_config import AlarmSettings
 CONTAINER_NAMESPACE = "MlApi/ModelServer"
 # The server's EMF count of every response with a status >= 500 (Status<code> exists only per code seen).
 CONTAINER_5XX_METRIC = "Errors5xx"
-# The alarms that must stay OK while a new model takes traffic; named `{prefix}-{name}`.
-ROLLBACK_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate")
-# The container's guard alarm evaluates 10-second periods of its high-resolution EMF metrics (the server stores
+# The server's EMF p99 latency (ms) of each worker's interval; the guard alarm takes the worst worker's (Maximum).
+CONTAINER_LATENCY_METRIC = "LatencyP99"
+# The alarms that must stay OK while a new model takes traffic; named `{prefix}-{name}`. SageMaker rolls the
+# deployment back if any of them goes to ALARM while traffic shifts or bakes (SageMaker Developer Guide,
+# "Auto-Rollback Configuration and Monitoring"; AutoRollbackConfig takes 1-10 alarms, API reference). The two
+# container guards are the fast twins of endpoint-5xx and model-latency-p99: same budgets, 10-second periods.
+ROLLBACK_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate", "container-latency-p99")
+# The container's guard alarms evaluate 10-second periods of its high-resolution EMF metrics (the server stores
 # Requests/Errors*/Latency* with StorageResolution 1 and writes a record every 5 s per worker): CloudWatch User
 # Guide, "Using Amazon CloudWatch alarms" - "If you set an alarm on a high-resolution metric, you can specify a
 # high-resolution alarm with a period of 10 seconds or 30 seconds, or you can set a regular alarm with a period of
-# any multiple of 60 seconds". 3 breaching periods out of 6 (30 s of errors within a minute) put it in ALARM within
-# 40 s of a bad release's first errors (tests/model_container/test_guard_detection.py); one noisy 10-second
-# period does not. The AWS/SageMaker metrics are 1-minute metrics: their alarms keep `settings.period_seconds`.
+# any multiple of 60 seconds"; CloudWatch API Reference, PutMetricAlarm, Period: sub-minute periods only for metrics
+# stored with StorageResolution 1 (others lapse into INSUFFICIENT_DATA), and they make it a high-resolution alarm,
+# "which has a higher charge than other alarms" (0.30 instead of 0.10 USD per alarm metric-month, Amazon CloudWatch
+# pricing). 3 breaching periods out of 6 (30 s of errors or slowness within a minute) put a guard in ALARM within
+# 40 s of a bad release's first requests (tests/infra/test_inference_stack.py, "rollback detection"); one noisy
+# 10-second period does not. The AWS/SageMaker metrics are 1-minute metrics: their alarms keep
+# `settings.period_seconds`.
 GUARD_PERIOD_S = 10
 GUARD_EVALUATION_PERIODS = 6
 GUARD_DATAPOINTS_TO_ALARM = 3
@@ -142,26 +151,38 @@ class EndpointAlarms(Construct):
             )
             for name, (alarm_metric, threshold, comparison) in specs.items()
         }
-        self.alarms["container-error-rate"] = topic_alarm(
-            self,
-            "container-error-rate",
-            topic=self.topic,
-            alarm_name=f"{prefix}-container-error-rate",
-            metric=container_errors,
-            threshold=settings.container_error_rate_percent,
-            comparison=above,
-            evaluation_periods=GUARD_EVALUATION_PERIODS,
-            datapoints_to_alarm=GUARD_DATAPOINTS_TO_ALARM,
-            description=f"{prefix}: container-error-rate above {settings.container_error_rate_percent:g} "
-            f"in {GUARD_DATAPOINTS_TO_ALARM} of {GUARD_EVALUATION_PERIODS} {GUARD_PERIOD_S}-second periods",
-            notify_ok=True,
+        # ModelLatency (SageMaker) includes the container's own time, so the container's p99 is held to the same
+        # budget: above it, model-latency-p99 follows a minute or two later; this guard sees it within 40 s.
+        container_latency = metric(
+            CONTAINER_NAMESPACE, CONTAINER_LATENCY_METRIC, "Maximum", container_dims, guard_period
         )
+        guards: dict[str, tuple[cloudwatch.IMetric, float]] = {
+            "container-error-rate": (container_errors, settings.container_error_rate_percent),
+            "container-latency-p99": (container_latency, settings.model_latency_p99_ms),
+        }
+        for name, (guard_metric, threshold) in guards.items():
+            self.alarms[name] = topic_alarm(
+                self,
+                name,
+                topic=self.topic,
+                alarm_name=f"{prefix}-{name}",
+                metric=guard_metric,
+                threshold=threshold,
+                comparison=above,
+                evaluation_periods=GUARD_EVALUATION_PERIODS,
+                datapoints_to_alarm=GUARD_DATAPOINTS_TO_ALARM,
+                description=f"{prefix}: {name} above {threshold:g} "
+                f"in {GUARD_DATAPOINTS_TO_ALARM} of {GUARD_EVALUATION_PERIODS} {GUARD_PERIOD_S}-second periods",
+                notify_ok=True,
+            )
         action = cw_actions.SnsAction(self.topic)
         self.alarms["instances-at-max"] = self._instances_at_max(prefix, endpoint_dims, max_instances, period)
         self.alarms["instances-at-max"].add_alarm_action(action)
         # The alarms that must stay OK while a new model takes traffic (SageMaker rolls back otherwise).
         self.rollback_alarms = [self.alarms[name] for name in ROLLBACK_ALARMS]
-        self.dashboard = self._dashboard(prefix, api, sagemaker, host, container_errors, container_dims)
+        self.dashboard = self._dashboard(
+            prefix, api, sagemaker, host, container_errors, container_latency, container_dims
+        )
 
     def _instances_at_max(
         self, prefix: str, dims: dict[str, str], max_instances: int, period: Duration
@@ -187,7 +208,9 @@ class EndpointAlarms(Construct):
             alarm_description=f"{prefix}: endpoint has run at max_capacity ({max_instances}) for 15 periods",
         )
 
-    def _dashboard(self, prefix, api, sagemaker, host, container_errors, container_dims) -> cloudwatch.Dashboard:  # type: ignore[no-untyped-def]
+    def _dashboard(  # type: ignore[no-untyped-def]
+        self, prefix, api, sagemaker, host, container_errors, container_latency, container_dims
+    ) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{prefix}-inference")
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -233,6 +256,7 @@ class EndpointAlarms(Construct):
                 ],
                 right=[container_errors],
             ),
+            cloudwatch.GraphWidget(title="Container latency p99, worst worker (ms)", left=[container_latency]),
         )
         return dashboard
 

@@ -65,7 +65,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 # ml_constructs.endpoint_alarms.ROLLBACK_ALARMS (a test keeps them equal; importing it would load the CDK).
-GUARD_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate")
+GUARD_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate", "container-latency-p99")
 REASON = "alarm drill"
 PENDING = "PendingConfirmation"
 # Local clock vs AWS timestamps: look a little before the drill started.

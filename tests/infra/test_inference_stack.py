@@ -262,6 +262,7 @@ def test_alarms_use_configured_thresholds_and_notify_the_topic(synthesized, cdk_
         "model-latency-p99",
         "overhead-latency-p99",
         "container-error-rate",
+        "container-latency-p99",
         "cpu",
         "memory",
         "disk",
@@ -278,6 +279,8 @@ def test_alarms_use_configured_thresholds_and_notify_the_topic(synthesized, cdk_
     }
     assert alarms["api-5xx-rate"]["Threshold"] == thresholds.get("api_5xx_rate_percent", 1.0)
     assert alarms["model-latency-p99"]["Threshold"] == thresholds.get("model_latency_p99_ms", 50.0) * 1000
+    # The container's p99 (ms) is part of ModelLatency (µs): held to the same budget.
+    assert alarms["container-latency-p99"]["Threshold"] == thresholds.get("model_latency_p99_ms", 50.0)
     assert alarms["endpoint-5xx"]["Threshold"] == thresholds.get("endpoint_5xx_errors", 5)
     [topic] = synthesized.resources(env, "inference", "AWS::SNS::Topic")
     for alarm in alarms.values():
@@ -323,6 +326,7 @@ def test_blue_green_canary_rolls_back_on_the_guard_alarms(synthesized, cdk_conte
         f"mlapi-{env}-endpoint-5xx",
         f"mlapi-{env}-model-latency-p99",
         f"mlapi-{env}-container-error-rate",
+        f"mlapi-{env}-container-latency-p99",
     }
 
 
@@ -479,3 +483,87 @@ def test_container_error_rate_counts_every_5xx_the_container_emits(synthesized, 
     emitted = container_metrics((200, 400, 500, 503))
     assert emitted.get(errors["Metric"]["MetricName"]) == 2
     assert metrics["requests"]["MetricStat"]["Metric"]["MetricName"] == "Requests"
+
+
+# --- Issue 15: rollback detection within 60 s, from the container's own EMF output ------------------------------
+# The guard alarms as synthesized (period, statistic, expression, evaluation periods, datapoints to alarm,
+# threshold, missing data) are fed the EMF records the server writes (tests/model_container/guard_replay.py), and
+# evaluated as CloudWatch evaluates an M-of-N alarm (CloudWatch User Guide, "Using Amazon CloudWatch alarms",
+# "Evaluating an alarm"). SageMaker rolls a deployment back when one of its AutoRollbackConfiguration alarms goes
+# to ALARM during traffic shifting or baking (SageMaker Developer Guide, "Auto-Rollback Configuration and
+# Monitoring"), so the time to ALARM is the time to start the rollback (CloudWatch's ingestion delay comes on top).
+HEALTHY = (200, 0.4)  # status, latency ms: what the container answers today
+
+
+def alarm_named(synthesized, env: str, name: str) -> dict:
+    [alarm] = [
+        a["Properties"]
+        for a in synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"] == f"mlapi-{env}-{name}"
+    ]
+    return alarm
+
+
+def container_identity(alarm: dict) -> dict[str, str]:
+    """ModelName and ModelVersion the alarm watches (the records must carry them to count)."""
+    stats = (
+        [q["MetricStat"]["Metric"] for q in alarm["Metrics"] if "MetricStat" in q] if "Metrics" in alarm else [alarm]
+    )
+    dimensions = {d["Name"]: d["Value"] for metric in stats for d in metric["Dimensions"]}
+    assert set(dimensions) == {"ModelName", "ModelVersion"} and all(isinstance(v, str) for v in dimensions.values())
+    return dimensions
+
+
+def detected_after(alarm: dict, bad: tuple[int, float], interval_s: float | None) -> tuple[float, float]:
+    """(seconds to ALARM on the healthy traffic alone, seconds to ALARM after the release that answers `bad`)."""
+    from model_container.server.config import ServerConfig
+    from tests.model_container.guard_replay import Traffic, detection_seconds, emf_records
+
+    traffic = Traffic(before=HEALTHY, after=bad)
+    identity = container_identity(alarm)
+    records = emf_records(
+        traffic,
+        model_name=identity["ModelName"],
+        model_version=identity["ModelVersion"],
+        interval_s=interval_s or ServerConfig.from_env({}).metrics_interval_s,
+        until_s=traffic.release_at_s + 180,
+    )
+    healthy = [r for r in records if r["_aws"]["Timestamp"] < traffic.release_at_s * 1000]
+    return detection_seconds(alarm, healthy, traffic.release_at_s), detection_seconds(
+        alarm, records, traffic.release_at_s
+    )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_guard_alarms_use_10_second_periods_and_the_aws_alarms_1_minute(synthesized, env: str) -> None:
+    for alarm in (a["Properties"] for a in synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()):
+        stats = [q["MetricStat"] for q in alarm.get("Metrics", []) if "MetricStat" in q]
+        periods = {s["Period"] for s in stats} or {alarm["Period"]}
+        namespaces = {s["Metric"]["Namespace"] for s in stats} or {alarm["Namespace"]}
+        if alarm["AlarmName"] in (f"mlapi-{env}-container-error-rate", f"mlapi-{env}-container-latency-p99"):
+            assert periods == {10} and namespaces == {"MlApi/ModelServer"}, alarm["AlarmName"]
+        elif any(n.startswith(("AWS/", "/aws/")) for n in namespaces):  # 1-minute metrics: 60 s or a multiple
+            assert all(p >= 60 and p % 60 == 0 for p in periods), alarm["AlarmName"]
+
+
+@pytest.mark.parametrize("interval_s", [None, 10.0])  # the server's default EMF interval, and the longest that fills
+@pytest.mark.parametrize("env", ENVS)
+def test_a_release_answering_5xx_puts_the_error_guard_in_alarm_within_60_seconds(
+    synthesized, env: str, interval_s: float | None
+) -> None:
+    before, after = detected_after(alarm_named(synthesized, env, "container-error-rate"), (500, 0.4), interval_s)
+    assert before == math.inf  # no false alarm before the release
+    assert after <= 60, f"error guard in ALARM {after:.0f} s after the release's first errors"
+
+
+@pytest.mark.parametrize("interval_s", [None, 10.0])
+@pytest.mark.parametrize("env", ENVS)
+def test_a_slow_release_puts_the_latency_guard_in_alarm_within_60_seconds(
+    synthesized, env: str, interval_s: float | None
+) -> None:
+    alarm = alarm_named(synthesized, env, "container-latency-p99")
+    before, after = detected_after(alarm, (200, 2 * alarm["Threshold"]), interval_s)
+    assert before == math.inf
+    assert after <= 60, f"latency guard in ALARM {after:.0f} s after the release's first slow requests"
+    # A release slower than today but within the budget is no reason to roll back.
+    assert detected_after(alarm, (200, 0.8 * alarm["Threshold"]), interval_s)[1] == math.inf
