@@ -23,6 +23,7 @@ class PendingApprovals:
         self._client, self._parameters = codepipeline, parameters
         self._attempts, self._delay, self._sleep = attempts, delay_seconds, sleep
         self.execution_id: str | None = None
+        self.statuses: dict[str, str] = {}  # approval action -> its latest status, as last read
 
     def _read(self) -> dict[str, str]:
         """Tokens of the approval actions that are InProgress now; also notes the stage's execution id."""
@@ -32,13 +33,23 @@ class PendingApprovals:
         if stage is None:
             raise LookupError(f"pipeline {self._parameters.pipeline} has no stage {self._parameters.approval_stage}")
         self.execution_id = stage.get("latestExecution", {}).get("pipelineExecutionId")
-        tokens = {}
+        tokens, self.statuses = {}, {}
         for action in stage.get("actionStates", []):
             latest = action.get("latestExecution") or {}
+            if action.get("actionName") in self._parameters.approval_actions:
+                self.statuses[action["actionName"]] = str(latest.get("status") or "not started")
             if action.get("actionName") in self._parameters.approval_actions and latest.get("status") == "InProgress" \
                     and latest.get("token"):
                 tokens[action["actionName"]] = latest["token"]
         return tokens
+
+    @property
+    def attempts(self) -> int:
+        return self._attempts
+
+    def pending(self) -> dict[str, str]:
+        """Tokens of the approval actions InProgress now (one read: a retry completing a recorded approval)."""
+        return self._read()
 
     def current_execution(self) -> str | None:
         self._read()

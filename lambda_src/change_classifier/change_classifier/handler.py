@@ -31,6 +31,11 @@ from .job import Job, JobError, job_id, parse_job
 from .template_diff import tag_value
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "change-classifier"))
+# Invocations of one job: CodePipeline invokes the function asynchronously ("Using AWS Lambda with AWS
+# CodePipeline"), so a failed invocation is retried twice ("How Lambda handles errors and retries with asynchronous
+# invocation"; PlatformFunction's retry_attempts).
+FAILED = "failed"  # the decision recorded for a job that failed before deciding
+ATTEMPTS = 1 + int(os.environ.get("LAMBDA_RETRY_ATTEMPTS", "2"))
 _RETRY = Config(retries={"max_attempts": int(os.environ.get("AWS_API_MAX_ATTEMPTS", "8")), "mode": "standard"})
 
 
@@ -82,14 +87,17 @@ def _compare_all(job: Job, clients: Clients) -> tuple[list[StackComparison], str
     return [compare(stack, cloudformation_for) for stack in stacks], commit
 
 
-def classify(job: Job, clients: Clients) -> str:
-    """Decide, audit, and approve when nothing relevant changed; returns the job summary."""
+def _approvals(job: Job, clients: Clients) -> PendingApprovals:
+    return PendingApprovals(clients.codepipeline, job.parameters,
+                            attempts=int(os.environ.get("APPROVAL_WAIT_ATTEMPTS", "10")),
+                            delay_seconds=float(os.environ.get("APPROVAL_WAIT_SECONDS", "3")))
+
+
+def classify(job: Job, clients: Clients, approvals: PendingApprovals) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The decision (the audit record's content) and, when it is to approve, the approvals' tokens."""
     parameters = job.parameters
     comparisons, commit = _compare_all(job, clients)
     changed = [c for c in comparisons if c.changed]
-    attempts = int(os.environ.get("APPROVAL_WAIT_ATTEMPTS", "10"))
-    approvals = PendingApprovals(clients.codepipeline, parameters, attempts=attempts,
-                                 delay_seconds=float(os.environ.get("APPROVAL_WAIT_SECONDS", "3")))
     tokens = None if changed else approvals.wait_until_pending()
     execution_id = approvals.current_execution() if changed else approvals.execution_id
     if changed:
@@ -99,7 +107,7 @@ def classify(job: Job, clients: Clients) -> str:
     elif tokens is None:
         decision = "left-for-humans"
         summary = (f"no model or inference change, but approvals {', '.join(parameters.approval_actions)} "
-                   f"were not all pending after {attempts} checks: left for humans")
+                   f"were not all pending after {approvals.attempts} checks: left for humans")
     else:
         decision, summary = "auto-approving", AUTO_APPROVAL_SUMMARY
     record = {
@@ -107,31 +115,159 @@ def classify(job: Job, clients: Clients) -> str:
         "commit": commit or "unknown", "decision": decision, "summary": summary,
         "stacks_compared": [c.to_item() for c in comparisons], "approval_actions": list(parameters.approval_actions),
     }
-    audit = AuditLog(clients.dynamodb.Table(parameters.audit_table), parameters.audit_partition)
-    key = audit.record(_now(), job.id, record)  # before approving: no approval without an audit record
-    logger.info("classified", extra={k: record[k] for k in ("decision", "execution_id", "commit", "summary")})
-    if tokens:
-        results = approvals.approve(tokens)
-        audit.settle(key, results, "auto-approved")
-        logger.info("approved", extra={"approvals": results})
-        summary = f"{AUTO_APPROVAL_SUMMARY} ({', '.join(f'{a}: {r}' for a, r in results.items())})"
+    return record, tokens
+
+
+def _decided(job: Job, clients: Clients, audit: AuditLog) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The job's decision: the one an earlier attempt recorded, or a new one, recorded before anything acts on it."""
+    recorded = audit.resume(job.id, _now())
+    if recorded is not None:
+        logger.info("resuming the recorded decision", extra={"decision": recorded.get("decision"),
+                                                                "attempts": len(recorded.get("attempts", []))})
+        return recorded, None
+    approvals = _approvals(job, clients)
+    record, tokens = classify(job, clients, approvals)
+    stored, written = audit.record(_now(), job.id, record)  # before approving: no approval without an audit record
+    logger.info("classified" if written else "decided already: completing the recorded decision",
+                extra={k: stored.get(k) for k in ("decision", "execution_id", "commit", "summary")})
+    return stored, tokens if written else None
+
+
+def _approve(job: Job, clients: Clients, audit: AuditLog, record: dict[str, Any],
+             tokens: dict[str, str] | None) -> str:
+    """Approve what the record decided to approve; a retry reads the tokens again and skips what is answered."""
+    approvals = _approvals(job, clients)
+    if tokens is None:
+        tokens = approvals.pending()
+    results = approvals.approve(tokens)
+    for action in record.get("approval_actions") or job.parameters.approval_actions:
+        # Answered before this attempt: by the attempt that failed after approving it, or by a human.
+        results.setdefault(action, f"already settled: {approvals.statuses.get(action, 'unknown')}")
+    summary = f"{AUTO_APPROVAL_SUMMARY} ({', '.join(f'{a}: {r}' for a, r in sorted(results.items()))})"
+    audit.settle(job.id, results, "auto-approved", summary)
+    logger.info("approved", extra={"approvals": results})
     return summary
+
+
+def _report_success(clients: Clients, current_job: str, summary: str) -> None:
+    try:
+        clients.codepipeline.put_job_success_result(
+            jobId=current_job, executionDetails={"summary": summary[:2048], "percentComplete": 100})
+    except ClientError as error:
+        # An earlier attempt's report went through although its response was lost: the job is no longer open.
+        if _code(error) != "InvalidJobStateException":
+            raise
+        logger.warning("job already reported (InvalidJobStateException): nothing left to do")
+
+
+def _complete(job: Job, clients: Clients, audit: AuditLog, record: dict[str, Any],
+              tokens: dict[str, str] | None) -> dict[str, str]:
+    """Act on the recorded decision and report it. A failure here is left to Lambda's retry, which resumes this
+    same record (never decides again); on the last attempt the job is failed explicitly ("gave up")."""
+    try:
+        summary = str(record.get("summary", ""))
+        if record.get("decision") == FAILED:  # a failure is a decision too: a redelivery reports it again
+            _report_failure(clients, job.id, str(record.get("failure_type") or "JobFailed"), summary)
+            return {"job_id": job.id, "result": "failure", "message": summary}
+        if record.get("decision") == "auto-approving":
+            summary = _approve(job, clients, audit, record, tokens)
+        _report_success(clients, job.id, summary)
+    except Exception as error:
+        attempt, last = len(record.get("attempts") or [1]), ATTEMPTS
+        if attempt < last:
+            logger.exception("completing the recorded decision failed: Lambda's retry completes it",
+                             extra={"decision": record.get("decision"), "attempt": attempt, "attempts": last})
+            raise
+        return _give_up(clients, audit, job.id, record, error, attempt)
+    return {"job_id": job.id, "result": "success", "summary": summary}
+
+
+def _give_up(clients: Clients, audit: AuditLog, current_job: str, record: dict[str, Any], error: Exception,
+             attempt: int) -> dict[str, str]:
+    outcome = (f"gave up after {attempt} attempts completing decision {record.get('decision')}: "
+               f"{type(error).__name__}: {error}")[:1000]
+    logger.error("gave up: the recorded decision could not be completed", extra={"outcome": outcome})
+    for step, call in (("audit outcome", lambda: audit.note_outcome(current_job, outcome)),
+                       ("job failure report", lambda: _fail_job(clients, current_job, RuntimeError(outcome)))):
+        try:
+            call()
+        except Exception:
+            # Nothing retries any more: CodePipeline times the action out (20 minutes without a reply, "Quotas in
+            # AWS CodePipeline") and the stage can be retried by hand.
+            logger.exception(f"gave up: the {step} failed too")
+    return {"job_id": current_job, "result": "gave-up", "message": outcome}
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _failure_type(error: Exception) -> str:
     if isinstance(error, JobError | LookupError):  # bad parameters, artifact or pipeline/stage name
         return "ConfigurationError"
-    if isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in {
+    if isinstance(error, ClientError) and _code(error) in {
             "AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
         return "PermissionError"
     return "JobFailed"
 
 
+def _failure_message(error: Exception) -> str:
+    return f"change classifier: {type(error).__name__}: {error}"[:5000]
+
+
+def _report_failure(clients: Clients, current_job: str, failure_type: str, message: str) -> None:
+    try:
+        clients.codepipeline.put_job_failure_result(
+            jobId=current_job, failureDetails={"type": failure_type, "message": message})
+    except ClientError as report_error:
+        if _code(report_error) != "InvalidJobStateException":
+            logger.exception("reporting the job's failure failed: Lambda retries the job")
+            raise
+        logger.warning("job already reported (InvalidJobStateException): nothing left to do")
+
+
 def _fail_job(clients: Clients, current_job: str, error: Exception) -> dict[str, str]:
-    message = f"change classifier: {type(error).__name__}: {error}"[:5000]
-    clients.codepipeline.put_job_failure_result(
-        jobId=current_job, failureDetails={"type": _failure_type(error), "message": message})
+    """Report the job failed. If the report itself fails, raise: Lambda's retry runs the job again."""
+    message = _failure_message(error)
+    _report_failure(clients, current_job, _failure_type(error), message)
     return {"job_id": current_job, "result": "failure", "message": message}
+
+
+def _record_failure(job: Job, audit: AuditLog, error: Exception) -> dict[str, Any] | None:
+    """Record that the job failed before deciding, so a redelivery reports the same failure instead of deciding
+    after CodePipeline has closed the job; returns the job's record as stored (an earlier decision stands), or
+    None when the table cannot take it (the failure report still goes out)."""
+    record = {"pipeline": job.parameters.pipeline, "decision": FAILED, "summary": _failure_message(error),
+              "failure_type": _failure_type(error), "approval_actions": list(job.parameters.approval_actions)}
+    try:
+        stored, _ = audit.record(_now(), job.id, record)
+    except Exception:
+        logger.exception("recording the job's failure in the audit table failed")
+        return None
+    return stored
+
+
+def _fail_before_deciding(job: Job, clients: Clients, audit: AuditLog, error: Exception) -> dict[str, str]:
+    stored = _record_failure(job, audit, error)
+    if stored is None or stored.get("decision") == FAILED:
+        return _fail_job(clients, job.id, error)
+    # A decision was recorded after all (by the attempt whose record this one could not read): it stands.
+    return _complete(job, clients, audit, stored, None)
+
+
+def _failed_unlocked(event: dict[str, Any], clients: Clients, current_job: str, error: Exception) -> dict[str, str]:
+    """The lock could not be taken: nothing was decided. The failure is recorded like any other, unless another
+    invocation of this job recorded a decision meanwhile: then that one reports it."""
+    try:
+        job = parse_job(event)
+    except JobError:
+        return _fail_job(clients, current_job, error)
+    audit = AuditLog(clients.dynamodb.Table(job.parameters.audit_table), job.parameters.audit_partition)
+    stored = _record_failure(job, audit, error)
+    if stored is None or stored.get("decision") == FAILED:
+        return _fail_job(clients, current_job, error)
+    logger.info("another invocation decided this job; it reports it", extra={"decision": stored.get("decision")})
+    return {"job_id": current_job, "result": "duplicate", "message": "decided by another invocation"}
 
 
 def _required_job_id(event: dict[str, Any]) -> str:
@@ -142,16 +278,26 @@ def _required_job_id(event: dict[str, Any]) -> str:
 
 
 def run(event: dict[str, Any], clients: Clients) -> dict[str, str]:
+    """Decide (or resume the recorded decision), then act and report.
+
+    Until the decision is recorded nothing has acted, so any error fails the job (PutJobFailureResult says why).
+    After it, a failure (PutApprovalResult, the audit update, PutJobSuccessResult) propagates for Lambda's retry,
+    which finds the record and completes the same decision: one audit record per job, never a second one.
+    """
     current_job = _required_job_id(event)
     logger.append_keys(job_id=current_job)
     try:
-        summary = classify(parse_job(event), clients)
+        job = parse_job(event)
+    except JobError as error:
+        logger.exception("malformed job")
+        return _fail_job(clients, current_job, error)
+    audit = AuditLog(clients.dynamodb.Table(job.parameters.audit_table), job.parameters.audit_partition)
+    try:
+        record, tokens = _decided(job, clients, audit)
     except Exception as error:
         logger.exception("classification failed")
-        return _fail_job(clients, current_job, error)
-    clients.codepipeline.put_job_success_result(
-        jobId=current_job, executionDetails={"summary": summary[:2048], "percentComplete": 100})
-    return {"job_id": current_job, "result": "success", "summary": summary}
+        return _fail_before_deciding(job, clients, audit, error)
+    return _complete(job, clients, audit, record, tokens)
 
 
 def decide(event: dict[str, Any], clients: Clients, lock: DecisionLock, request_id: str) -> dict[str, str]:
@@ -169,7 +315,7 @@ def decide(event: dict[str, Any], clients: Clients, lock: DecisionLock, request_
         raise
     except Exception as error:  # the lock cannot be checked: no decision, and the job says why
         logger.exception("decision lock unavailable")
-        return _fail_job(clients, current_job, error)
+        return _failed_unlocked(event, clients, current_job, error)
     try:
         return run(event, clients)
     finally:

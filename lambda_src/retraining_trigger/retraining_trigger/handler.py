@@ -2,8 +2,10 @@
 
 The run carries pipeline variables RETRAINING=true and RETRAINING_REASON, which the model gate records.
 One retraining run at a time: while one is in progress, further drift events are logged and dropped, since
-that run already retrains on the newest data. The EventBridge event id is the request token, so a
-redelivered event never starts a second run.
+that run already retrains on the newest data. The EventBridge event id is the request token (an event without a
+usable id: a digest of the event, request_token.py), so a redelivered or retried event never starts a second run.
+Malformed events (a string `detail`, a null `driftedFeatures`, a string `window`) are described with "?" for what
+cannot be read, never a crash.
 
 One decision at a time (`decide`): "no retraining run in progress → start one" is a check-then-act that two
 concurrent events would both pass (a run started by the first is not listed yet when the second checks), so it
@@ -22,29 +24,69 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from .decision_lock import DecisionLock, LockBusy
+from .decision_lock import DecisionLock, Lease, LockBusy
+from .request_token import request_token
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "retraining-trigger"))
 MAX_REASON = 1000  # CodePipeline variable values are limited to 1000 characters
 RECENT_EXECUTIONS = 20
+# Errors a retry cannot fix (the pipeline or lock table does not exist, the role may not call it, the request is
+# invalid): reported once as "gave up" instead of failing the invocation three times into the dead-letter queue.
+PERMANENT = frozenset({
+    "PipelineNotFoundException", "ValidationException", "AccessDenied", "AccessDeniedException",
+    "UnauthorizedOperation", "ResourceNotFoundException",
+})
 
 
-def describe(event: dict[str, Any]) -> str:
-    """One line saying what drifted, from either engine's event."""
-    detail = event.get("detail") or {}
+def _mapping(value: Any) -> dict[str, Any]:
+    """A JSON object of the event as a dict; anything else (a string `detail`, a null) counts as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any, default: str = "?") -> str:
+    return default if value is None or value == "" else str(value)
+
+
+def describe(event: Any) -> str:
+    """One line saying what drifted, from either engine's event; malformed parts read as unknown ("?")."""
+    event = _mapping(event)
+    detail = _mapping(event.get("detail"))
     if event.get("source") == "aws.sagemaker":
-        schedule = str(detail.get("MonitoringScheduleArn", "?")).rsplit("/", 1)[-1]
-        status = detail.get("ExitMessage") or detail.get("ProcessingJobStatus") or "?"
+        schedule = _text(detail.get("MonitoringScheduleArn")).rsplit("/", 1)[-1]
+        status = _text(detail.get("ExitMessage") or detail.get("ProcessingJobStatus"))
         return f"Model Monitor {schedule}: {status}"[:MAX_REASON]
+    drifted = detail.get("driftedFeatures")
     features = ", ".join(
-        f"{f.get('feature')} (psi {f.get('psi')})" for f in detail.get("driftedFeatures", []) if isinstance(f, dict)
+        f"{_text(f.get('feature'))} (psi {_text(f.get('psi'))})"
+        for f in (drifted if isinstance(drifted, list) else [])
+        if isinstance(f, dict)
     )
-    window = detail.get("window") or {}
+    raw_window = detail.get("window")
+    window = _mapping(raw_window)
+    span = f"[{_text(window.get('start'))}, {_text(window.get('end'))})" if window or raw_window is None else (
+        f"[{_text(raw_window)}]"
+    )
     return (
-        f"drift on {detail.get('endpointName', '?')} model {detail.get('modelVersion', '?')} "
-        f"in [{window.get('start', '?')}, {window.get('end', '?')}): {features or 'no feature named'}"
+        f"drift on {_text(detail.get('endpointName'))} model {_text(detail.get('modelVersion'))} "
+        f"in {span}: {features or 'no feature named'}"
     )[:MAX_REASON]
+
+
+def _retraining(codepipeline: Any, pipeline: str, execution_id: str) -> bool:
+    """Whether the execution is a retraining run; one that is gone (it ended and aged out between the list and
+    this read, or the id is stale) is not running, so it is skipped rather than aborting the decision."""
+    try:
+        execution = codepipeline.get_pipeline_execution(pipelineName=pipeline, pipelineExecutionId=execution_id)
+    except ClientError as error:
+        if _code(error) != "PipelineExecutionNotFoundException":
+            raise
+        logger.info("execution listed as running is gone; skipped", extra={"execution": execution_id})
+        return False
+    variables = _mapping(execution.get("pipelineExecution")).get("variables") or []
+    return any(_mapping(v).get("name") == "RETRAINING" and _mapping(v).get("resolvedValue") == "true"
+               for v in variables)
 
 
 def retraining_in_progress(codepipeline: Any, pipeline: str) -> str | None:
@@ -53,12 +95,7 @@ def retraining_in_progress(codepipeline: Any, pipeline: str) -> str | None:
     for summary in summaries.get("pipelineExecutionSummaries", []):
         if summary.get("status") not in ("InProgress", "Stopping"):
             continue
-        execution = codepipeline.get_pipeline_execution(
-            pipelineName=pipeline, pipelineExecutionId=summary["pipelineExecutionId"]
-        )["pipelineExecution"]
-        if any(
-            v.get("name") == "RETRAINING" and v.get("resolvedValue") == "true" for v in execution.get("variables", [])
-        ):
+        if _retraining(codepipeline, pipeline, str(summary["pipelineExecutionId"])):
             return str(summary["pipelineExecutionId"])
     return None
 
@@ -71,23 +108,43 @@ def trigger(event: dict[str, Any], codepipeline: Any, pipeline: str) -> dict[str
             "retraining already in progress; drift event dropped", extra={"execution": running, "reason": reason}
         )
         return {"started": False, "runningExecutionId": running, "reason": reason}
+    token = request_token(event)
     response = codepipeline.start_pipeline_execution(
         name=pipeline,
-        variables=[{"name": "RETRAINING", "value": "true"}, {"name": "RETRAINING_REASON", "value": reason}],
-        clientRequestToken=str(event.get("id") or reason)[:128],
+        # A value must not be empty (StartPipelineExecution: "values can be anything except an empty string").
+        variables=[{"name": "RETRAINING", "value": "true"}, {"name": "RETRAINING_REASON", "value": reason or "?"}],
+        clientRequestToken=token,
     )
-    logger.info("retraining run started", extra={"execution": response["pipelineExecutionId"], "reason": reason})
+    logger.info("retraining run started", extra={"execution": response["pipelineExecutionId"], "reason": reason,
+                                                  "token": token})
     return {"started": True, "executionId": response["pipelineExecutionId"], "reason": reason}
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _gave_up(event: Any, error: ClientError) -> dict[str, Any]:
+    """A ClientError retrying cannot fix: say so once, explicitly, instead of three identical failures."""
+    reason = describe(event)
+    logger.error("gave up: retraining decision failed and retrying cannot fix it",
+                 extra={"error_code": _code(error), "error": str(error), "reason": reason})
+    return {"started": False, "outcome": "gave-up", "error": _code(error), "reason": reason}
 
 
 def decide(
     event: dict[str, Any], lock: DecisionLock, request_id: str, codepipeline: Any, pipeline: str
 ) -> dict[str, Any]:
-    """`trigger` under the decision lock; a busy lock returns without starting a run (the holder decides)."""
-    subject = str(event.get("id") or request_id)
+    """`trigger` under the decision lock; a busy lock returns without starting a run (the holder decides).
+
+    Every AWS error ends in an outcome: a permanent one (wrong pipeline, no permission, invalid request) is
+    logged as "gave up" and returned; any other propagates after a log line for Lambda's retry, which decides
+    again with the same request token (one run per event whatever call failed); when Lambda's retries are spent,
+    the event goes to the function's dead-letter queue (PlatformFunction's on-failure destination).
+    """
+    subject = request_token(event)
     try:
-        with lock.held(holder=request_id, subject=subject):
-            return trigger(event, codepipeline, pipeline)
+        lease = lock.acquire(holder=request_id, subject=subject)
     except LockBusy as busy:
         reason = describe(event)
         logger.info(
@@ -95,6 +152,36 @@ def decide(
             extra={"holder": busy.holder, "holder_event": busy.subject, "reason": reason},
         )
         return {"started": False, "decidedBy": busy.holder, "decidingEvent": busy.subject, "reason": reason}
+    except Exception as error:  # every failure gets its outcome logged, then is re-raised or ends
+        return _failed(event, error)
+    try:
+        return trigger(event, codepipeline, pipeline)
+    except Exception as error:
+        return _failed(event, error)
+    finally:
+        _release(lock, lease)
+
+
+def _failed(event: Any, error: Exception) -> dict[str, Any]:
+    if isinstance(error, ClientError) and _code(error) in PERMANENT:
+        return _gave_up(event, error)
+    code = _code(error) if isinstance(error, ClientError) else type(error).__name__
+    logger.warning("retraining decision failed; Lambda retries the event (same request token), then dead-letters it",
+                   extra={"error_code": code, "error": str(error)})
+    raise error
+
+
+def _release(lock: DecisionLock, lease: Lease) -> None:
+    try:
+        released = lock.release(lease)
+    except Exception:
+        # The decision is made (a run started with this event's token, or none needed): raising would retry a
+        # settled event. The lease runs out by itself.
+        logger.exception("releasing the decision lock failed; its lease expires",
+                         extra={"expires_at": lease.expires_at})
+        return
+    if not released:
+        logger.error("the decision lock's lease ran out before the decision ended: lengthen the lease")
 
 
 @logger.inject_lambda_context

@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .decision_lock import DecisionLock, LockBusy
+from .request_token import request_token
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "registry-trigger"))
 # The same marker as scripts/register_model_package.PIPELINE_MARKER (tests compare them).
@@ -134,7 +135,7 @@ def on_package_decision(event: dict[str, Any], sagemaker: Any, codepipeline: Any
     running = run_in_progress(codepipeline, wiring)
     if running:
         return {"package": arn, "status": status, "action": "none", "reason": f"run {running} in progress"}
-    started = codepipeline.start_pipeline_execution(name=wiring.pipeline, clientRequestToken=str(event["id"])[:128])
+    started = codepipeline.start_pipeline_execution(name=wiring.pipeline, clientRequestToken=request_token(event))
     logger.info("approved in the registry: run started", extra={"package": arn, "by": who})
     return {"package": arn, "status": status, "action": "started", "execution": started["pipelineExecutionId"]}
 

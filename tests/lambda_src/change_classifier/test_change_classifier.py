@@ -170,7 +170,10 @@ def test_artifact_that_is_not_a_zip_fails_the_job(world: World) -> None:
     expect_failure(world, "ConfigurationError")
     result = run(job_event(), world.clients)
     assert result["result"] == "failure" and "is not a zip" in result["message"]
-    assert world.audit_items() == []
+    # The failure is the job's record: a redelivery of the job reports it again instead of deciding.
+    item = only_audit_item(world)
+    assert (item["decision"], item["failure_type"], item["summary"]) == (
+        "failed", "ConfigurationError", result["message"])
 
 
 def test_missing_watched_stack_fails_the_job(world: World) -> None:
@@ -188,12 +191,25 @@ def test_access_denied_on_get_template_is_a_permission_error(world: World) -> No
 
 
 def test_no_approval_without_an_audit_record(world: World) -> None:
-    world.upload(cdk_out_zip())
-    deploy_unchanged(world)
-    world.pipeline_state({"ModelApproval": "InProgress", "OperationsApproval": "InProgress"})
+    # The table is read first (a recorded decision of this job is resumed), so nothing is compared either.
     expect_failure(world, "JobFailed")  # the stubber fails the test on any put_approval_result
     result = run(job_event({"audit_table": "no-such-table"}), world.clients)
     assert result["result"] == "failure" and "ResourceNotFoundException" in result["message"]
+
+
+def test_no_approval_when_the_audit_write_fails(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.upload(cdk_out_zip())
+    deploy_unchanged(world)
+    world.pipeline_state({"ModelApproval": "InProgress", "OperationsApproval": "InProgress"})
+    expect_failure(world, "JobFailed")  # and no put_approval_result
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("PutItem refused")
+
+    monkeypatch.setattr(handler_module.AuditLog, "record", refused)
+    result = run(job_event(), world.clients)
+    assert result["result"] == "failure" and "PutItem refused" in result["message"]
+    assert world.audit_items() == []
 
 
 def test_malformed_user_parameters_fail_the_job(world: World) -> None:
