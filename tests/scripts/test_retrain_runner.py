@@ -78,9 +78,11 @@ def test_the_job_gets_the_arguments_production_gives_through_its_profile(
     assert retrain.main(sagemaker_argv(tmp_path, aws.key)) == 0
     [argv] = jobs["argv"]
     assert argv[-len(RUNNER) :] == RUNNER
-    assert argv[argv.index("--region") :][:5] == ["--region", REGION, *ENVIRONMENT]  # the job runs in production
+    assert argv[argv.index("--region") :][:6] == ["--region", REGION, *ENVIRONMENT]  # the job runs in production
     [client] = stack["clients"]
     assert client.meta.service_model.service_name == "cloudformation" and client.meta.region_name == REGION
+    # Through production's profile (the `calls` fixture's, static keys "production"), not the step's credentials.
+    assert client._request_signer._credentials.get_frozen_credentials().access_key == "production"
     assert version(tmp_path) == "1.1.0" and (tmp_path / "build" / "retrained.json").is_file()
 
 

@@ -170,6 +170,6 @@ def test_an_artefact_that_is_not_a_whole_build_leaves_the_build_alone(
     job_outcome.update(ModelArtifacts={"S3ModelArtifacts": f"s3://{BUCKET}/half/model.tar.gz"})
     files = previous_build(tmp_path)
     assert run(tmp_path, snapshot_dir(tmp_path / "snapshot", fresh=10)) == training_job.EXIT_FAILED
-    assert "is not a model build" in capsys.readouterr().err
-    assert unchanged(tmp_path, files)
+    assert "the training job failed: s3://" in capsys.readouterr().err
+    assert unchanged(tmp_path, files)  # not its metadata.json beside the earlier model.onnx
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dist-")]  # no working copy left behind
