@@ -641,6 +641,10 @@ class BatchSettings:
     input_prefix: str = "batch/input/"
     output_prefix: str = "batch/output/"
     timeout_minutes: int = 240
+    # /aws/sagemaker/TransformJobs is one log group per account and region: "own" creates it in this environment's
+    # inference stack (logs key, retention); "existing" where it exists already (an earlier transform job made it, or
+    # another environment in the same account and region owns it: CloudFormation cannot create a name that exists).
+    transform_log_group: Literal["own", "existing"] = "own"
 
     def __post_init__(self) -> None:
         check(

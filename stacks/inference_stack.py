@@ -187,6 +187,7 @@ class InferenceStack(Stack):
                 topic=self.alarms.topic,
                 topic_key=logs_key,
                 logs=LogPolicy(logs_key, settings.data.log_retention_days, removal_policy),
+                owns_transform_log_group=settings.batch.transform_log_group == "own",
             )
         # training.runner: sagemaker - the retraining runs' SageMaker training jobs, in production only.
         training = pipeline_training(self, settings.name)

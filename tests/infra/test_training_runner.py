@@ -433,3 +433,79 @@ def test_the_budget_is_the_synth_steps_timeout(synthesized: Any) -> None:
         r for lid, r in template["Resources"].items() if r["Type"] == "AWS::CodeBuild::Project" and "Synth" in lid
     ]
     assert synth["Properties"]["TimeoutInMinutes"] == SYNTH_STEP_MINUTES
+
+
+# ---- wired into the environments' stacks (two stages of the app, not the whole app) -------------------------
+@dataclass
+class Stages:
+    dev_inference: dict[str, Any]
+    prod_inference: dict[str, Any]
+    outdir: Path
+
+
+@pytest.fixture(scope="module")
+def stages(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Stages:
+    """dev and prod as stacks/platform_stage.py builds them (every nag pack), with training.runner: sagemaker and
+    dev's batch inference logging to an existing /aws/sagemaker/TransformJobs (batch.transform_log_group)."""
+    import copy
+
+    from platform_config import load_environments, load_pipeline
+    from stacks.platform_stage import PlatformStage
+
+    context = copy.deepcopy(cdk_context)
+    context["ml-platform"]["pipeline"]["training"] = dict(FITS)
+    context["ml-platform"]["environments"]["dev"]["batch"]["transform_log_group"] = "existing"
+    environments = load_environments(context["ml-platform"], default_account="123456789012")
+    assert load_pipeline(context["ml-platform"], environments) is not None  # the app's own validation passes
+    outdir = tmp_path_factory.mktemp("training-stages")
+    app = App(context=context, outdir=str(outdir))
+    add_rule_packs(app)
+    chosen = [env for env in environments if env.name in ("dev", "prod")]
+    built = {env.name: PlatformStage(app, env.name, settings=env, commit="c") for env in chosen}
+    templates = {}
+    for name, stage in built.items():
+        [stack] = [s for s in stage.synth().stacks if s.stack_name.endswith("-inference")]  # raises on nag findings
+        templates[name] = stack.template
+    return Stages(templates["dev"], templates["prod"], outdir)
+
+
+def test_productions_inference_stack_has_the_runner_and_its_output(stages: Stages) -> None:
+    """stacks/inference_stack.py with training.runner: sagemaker: the runner and the TrainingJobArguments output in
+    production only (dev is not the pipeline's production), and the train target's image asset for linux/amd64."""
+    assert JOB_ARGUMENTS_OUTPUT in stages.prod_inference["Outputs"]
+    assert JOB_ARGUMENTS_OUTPUT not in stages.dev_inference.get("Outputs", {})
+    roles = [r["Properties"].get("RoleName") for r in stages.prod_inference["Resources"].values()]
+    assert "mlapi-prod-training-jobs" in roles
+    images = [
+        image["source"]
+        for manifest in stages.outdir.glob("assembly-prod/*.assets.json")
+        for image in json.loads(manifest.read_text()).get("dockerImages", {}).values()
+    ]
+    [train] = [source for source in images if source.get("dockerBuildTarget") == "train"]
+    assert train["platform"] == "linux/amd64"
+    groups = [r["Properties"].get("LogGroupName") for r in stages.prod_inference["Resources"].values()]
+    assert "/aws/sagemaker/TrainingJobs" in groups  # training.owns_log_group defaults to true
+
+
+def test_batch_logs_to_an_existing_transform_log_group_when_configured(stages: Stages) -> None:
+    """batch.transform_log_group: existing - dev's stack does not create /aws/sagemaker/TransformJobs (one per
+    account and region), and the model's role may create it as SageMaker does for a job's first log stream."""
+    resources = stages.dev_inference["Resources"].values()
+    assert "/aws/sagemaker/TransformJobs" not in [r["Properties"].get("LogGroupName") for r in resources]
+    statements = [
+        s
+        for r in resources
+        if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert any("logs:CreateLogGroup" in _list(s["Action"]) and "TransformJobs" in json.dumps(s) for s in statements)
+
+
+def test_a_transform_log_group_setting_other_than_own_or_existing_names_the_key() -> None:
+    from platform_config import ConfigError
+    from platform_config.loader import build
+    from platform_config.settings import BatchSettings
+
+    with pytest.raises(ConfigError) as raised:
+        build(BatchSettings, {"transform_log_group": "shared"}, "ml-platform.environments.dev.batch")
+    assert raised.value.key == "ml-platform.environments.dev.batch.transform_log_group"
