@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -165,3 +166,77 @@ def test_small_batch_fast_path_agrees_with_full_checks(rows: list[list[Any]], as
             patch.setattr(validation, "FAST_PATH_ROWS", 0)
             full = _outcome(call, body)
         assert fast == full
+
+
+# --- Issue 15: array-form rows through simdjson's buffer (validation.BULK_PATH_ROWS rows and more) ---------------
+def _orjson_only(call: Any, body: bytes) -> tuple[Any, ...]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(validation, "simdjson", None)
+        return _outcome(call, body)
+
+
+def _bulk_body(rows: list[list[Any]]) -> bytes:
+    return json.dumps({"instances": rows}).encode()
+
+
+def test_the_container_runtime_pin_is_installed_so_the_bulk_path_runs() -> None:
+    # model_container/requirements.txt pins pysimdjson; an environment without it serves every body through orjson.
+    assert validation.simdjson is not None, "pysimdjson missing: install model_container/requirements.txt"
+
+
+def test_a_valid_100_row_body_takes_the_bulk_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = _bulk_body([MID] * 100)
+    expected = VALIDATOR.from_json(body)
+
+    def no_orjson(_: bytes) -> Any:
+        raise AssertionError("a valid array-form body went through orjson")
+
+    monkeypatch.setattr(validation.orjson, "loads", no_orjson)
+    matrix = VALIDATOR.from_json(body)
+    assert matrix.dtype == np.float32 and matrix.shape == (100, 30) and matrix.tobytes() == expected.tobytes()
+
+
+ROW = ", ".join(repr(v) for v in MID)
+ROWS_TEXT = ", ".join(f"[{ROW}]" for _ in range(6))
+TOKENS = ("-0", "-0.0", "0e0", "1.", "01", "+1", ".5", "1e", "-", "0x1", "NaN", "Infinity", "true", "null", '"1"')
+BIG_TOKENS = ("1e400", "-1e400", "1e-400", "18446744073709551616", "-9223372036854775809", "9007199254740993")
+EDGE_BODIES = [
+    b"\xef\xbb\xbf" + _bulk_body([MID] * 6),  # simdjson skips a BOM, orjson refuses it
+    f'{{"instances": [{ROWS_TEXT}], "instances": [{ROWS_TEXT}]}}'.encode(),  # a repeated key
+    f'{{"instances": [{ROWS_TEXT}], "extra": 1}}'.encode(),
+    f'{{"instances": [{ROWS_TEXT}]}} x'.encode(),
+    f'{{"instances": [{ROWS_TEXT}],}}'.encode(),
+    f'{{"instanc\\u0065s": [{ROWS_TEXT}]}}'.encode(),  # the same key, escaped
+    f'{{"instances": [{ROWS_TEXT}, [{ROW}, 1]]}}'.encode(),  # a row too long
+    f'{{"instances": [{ROWS_TEXT}, {{"a": 1}}]}}'.encode(),
+    f'{{"instances": [{ROWS_TEXT}, 5]}}'.encode(),
+    _bulk_body([MID] * 5 + [[*MID[:-1], []]]),
+    _bulk_body([MID] * 5 + [[*MID[:-1], [MID[-1]]]]),  # a nested one-value array keeps the value count
+    _bulk_body([MID] * 10001),
+    *(f'{{"instances": [{ROWS_TEXT}, [{token}, {ROW.split(", ", 1)[1]}]]}}'.encode() for token in TOKENS + BIG_TOKENS),
+]
+
+
+@pytest.mark.parametrize("body", EDGE_BODIES)
+def test_bulk_path_accepts_and_refuses_exactly_what_the_orjson_path_does(body: bytes) -> None:
+    assert _outcome(VALIDATOR.from_json, body) == _orjson_only(VALIDATOR.from_json, body)
+
+
+VALUE = re.compile(r"-?\d[\d.eE+\-]*|true|false|null|\"1\"")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.composite(_row)(), min_size=validation.BULK_PATH_ROWS, max_size=12),
+    st.text(alphabet="0123456789.-+eE", min_size=1, max_size=8),
+    st.integers(min_value=0),
+)
+def test_bulk_path_agrees_with_the_orjson_path(rows: list[list[Any]], token: str, position: int) -> None:
+    """Result (matrix bytes) or exact error identical, for rows near the bounds, of wrong types, and with one value
+    replaced by a number-like token the JSON grammar may refuse."""
+    body = _bulk_body(rows)
+    assert _outcome(VALIDATOR.from_json, body) == _orjson_only(VALIDATOR.from_json, body)
+    values = list(VALUE.finditer(body.decode()))
+    value = values[position % len(values)]
+    tampered = body[: value.start()] + token.encode() + body[value.end() :]
+    assert _outcome(VALIDATOR.from_json, tampered) == _orjson_only(VALIDATOR.from_json, tampered)
