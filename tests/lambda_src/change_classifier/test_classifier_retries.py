@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from change_classifier import handler as handler_module
 from change_classifier.handler import run
-from change_classifier.job import JobError, parse_job, parse_parameters
+from change_classifier.job import JobError, parse_job
 from classifier_world import (
     APPROVALS,
     FakeCloudFormation,
@@ -112,8 +112,10 @@ VALID = {"pipeline": "p", "approval_stage": "prod", "approval_actions": ["A"], "
 @given(st.dictionaries(st.sampled_from(KEYS), JSON, max_size=8), st.booleans())
 def test_user_parameters_are_parsed_or_refused_never_mangled(raw: dict[str, Any], over_valid: bool) -> None:
     parameters = {**VALID, **raw} if over_valid else raw
+    event = job_event()
+    event["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"]["UserParameters"] = json.dumps(parameters)
     try:
-        parsed = parse_parameters(json.dumps(parameters))
+        parsed = parse_job(event).parameters
     except JobError as error:
         assert "UserParameters" in str(error)
         return

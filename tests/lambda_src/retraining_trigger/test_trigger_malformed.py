@@ -19,7 +19,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from retraining_trigger import handler
-from retraining_trigger.request_token import request_token
 from trigger_world import PIPELINE, TOKEN, Execution, FakeCodePipeline
 
 DRIFT = {
@@ -60,21 +59,36 @@ def test_a_model_monitor_event_with_a_string_detail_is_described() -> None:
     assert handler.describe({"source": "aws.sagemaker", "detail": "x"}) == "Model Monitor ?: ?"
 
 
+FAKE = FakeCodePipeline()
+CLIENT = FAKE.client()
+
+
+def token_of(event: Any) -> str:
+    """The request token the trigger starts a run with for `event` (from an empty pipeline)."""
+    FAKE.executions.clear()
+    FAKE.started.clear()
+    result = handler.trigger(event, CLIENT, PIPELINE)  # the fake refuses what CodePipeline refuses
+    assert result["started"] is True
+    [started] = FAKE.started
+    assert started.token is not None
+    return started.token
+
+
 def test_an_event_without_id_gets_a_valid_deterministic_token_not_the_reason() -> None:
     event = {k: v for k, v in DRIFT.items() if k != "id"}
-    fake = FakeCodePipeline()
-    result = handler.trigger(event, fake.client(), PIPELINE)  # the fake refuses what CodePipeline refuses
-    assert result["started"] is True
-    [started] = fake.started
-    assert started.token is not None and TOKEN.match(started.token), started.token
-    assert started.token != result["reason"][:128]
-    assert started.token == request_token(copy.deepcopy(event))  # the same event, the same token: one run
+    token = token_of(event)
+    assert TOKEN.match(token) and token != handler.describe(event)[:128]
+    assert token == token_of(copy.deepcopy(event))  # the same event, the same token: one run
 
 
 @pytest.mark.parametrize("identifier", ["", "has spaces", "x" * 129, 42, None, "ünïcode"])
 def test_an_unusable_event_id_is_replaced_by_a_digest(identifier: Any) -> None:
-    token = request_token({**DRIFT, "id": identifier})
+    token = token_of({**DRIFT, "id": identifier})
     assert TOKEN.match(token) and token.startswith("event-")
+
+
+def test_a_usable_event_id_is_the_token() -> None:
+    assert token_of(DRIFT) == DRIFT["id"]
 
 
 def test_a_permanent_error_gives_up_explicitly(caplog: pytest.LogCaptureFixture) -> None:
@@ -111,8 +125,13 @@ EVENTS = st.fixed_dictionaries({}, optional={
 
 @settings(max_examples=300, deadline=None)
 @given(EVENTS | JSON)
-def test_any_event_is_described_and_tokenized(event: Any) -> None:
+def test_any_event_is_described(event: Any) -> None:
     reason = handler.describe(event)
     assert isinstance(reason, str) and 0 < len(reason) <= handler.MAX_REASON
-    token = request_token(event)
-    assert TOKEN.match(token) and token == request_token(copy.deepcopy(event))
+
+
+@settings(max_examples=60, deadline=None)
+@given(EVENTS)
+def test_any_drift_event_starts_a_run_with_a_valid_deterministic_token(event: dict[str, Any]) -> None:
+    token = token_of(event)
+    assert TOKEN.match(token) and token == token_of(copy.deepcopy(event))
