@@ -74,10 +74,11 @@ def _failed(settings: Settings, window: Window, clients: AwsClients, step: str, 
 
 
 def _release(lock: DecisionLock, lease: Lease) -> None:
+    """Give the lock back, trying twice; a refused delete is tried again only while the table says it is ours."""
     for attempt in range(1, RELEASE_ATTEMPTS + 1):
         try:
-            lock.release(lease)
-            return
+            if lock.release(lease) or lock.current() != lease:
+                return  # released, or the lease ran out and it is someone else's (or nobody's) now
         except (ClientError, BotoCoreError):
             logger.warning(
                 "could not release the decision lock",
