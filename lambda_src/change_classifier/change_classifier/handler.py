@@ -6,6 +6,14 @@ reporting: the holder reports that job. One that finds it held for another job (
 classification still runs) raises, so Lambda's asynchronous retry runs it again 1 and then 2 minutes later, after
 the holder has finished or its lease has run out, and the job is decided then: a job is never left unreported
 because another was being classified. A lock table that cannot be read fails the job like any other error.
+
+Intent before action (issue 14, defect 8): the decision is the job's one audit record (audit.py), written before
+anything acts on it. CodePipeline invokes the function asynchronously ("Using AWS Lambda with AWS CodePipeline",
+Lambda Developer Guide), so an invocation that fails after the record (an approval, the audit update, or
+PutJobSuccessResult) is raised for Lambda's retry, which finds the record and completes that same decision instead
+of writing a second, contradictory one. Neither result reported, the action "hangs until the action times out"
+("AWS Lambda invoke action reference", CodePipeline User Guide): 20 minutes without a reply ("Quotas in AWS
+CodePipeline"). So the last attempt fails the job explicitly rather than leave it to that timeout.
 """
 
 from __future__ import annotations
