@@ -29,9 +29,10 @@ import numpy as np
 import onnxruntime as ort
 import orjson
 
+from model_container.bench import profile_request
 from model_container.build_model import build as build_model
 from model_container.build_model import train
-from model_container.local_serving import entrypoint_command, free_port, wait_for_ping
+from model_container.local_serving import ServerNotReady, entrypoint_command, free_port, wait_for_ping
 
 LOG_FLUSH_S = 0.7  # workers flush buffered request logs every 0.5 s
 HERE = Path(__file__).resolve().parent
@@ -236,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         processes.append(spare)
         peer, peer_port = start_peer(work / "model.joblib", workers, args.peer_worker_class, work / "peer.log")
         processes.append(peer)
-        wait_for_ping(spare_port)
-        wait_for_ping(our_port)
-        wait_for_ping(peer_port)
+        for port, log in ((spare_port, "ours-spare-core.log"), (our_port, "ours.log"), (peer_port, "peer.log")):
+            try:
+                wait_for_ping(port)
+            except ServerNotReady:
+                print((work / log).read_text(errors="replace")[-4000:], file=sys.stderr)
+                raise
 
         results: dict[str, Any] = {
             "machine": {
@@ -298,6 +302,15 @@ def main(argv: list[str] | None = None) -> int:
             "p99_1_row_at_most_2ms_spare_core": runs["ours_1_row_spare_core"]["p99_ms"] <= 2.0,
             "rows_per_s_100_rows_at_least_50k": runs["ours_100_rows"]["rows_per_s"] >= 50_000,
         }
+        # Where a request's time goes in-process (bench/profile_request.py), on the same build.
+        app = profile_request.load_app(work / "dist")
+        results["request_profile"] = {
+            name: {
+                **profile_request.stages(app, bodies[name].read_bytes(), calls),
+                **profile_request.whole(app, bodies[name].read_bytes(), calls),
+            }
+            for name, calls in (("1_row", 20000), ("100_rows", 2000))
+        }
         if args.layers:  # the HTTP-layer comparison (bench/layers.py); needs uvicorn and granian
             from model_container.bench.layers import compare
 
@@ -325,6 +338,7 @@ def print_table(results: dict[str, Any]) -> None:
         {k: v["requests_per_worker"] for k, v in results["runs"].items() if "requests_per_worker" in v},
     )
     print("floor (median µs per call):", json.dumps(results["floor"]))
+    print("request profile (best mean µs per call, in-process):", json.dumps(results["request_profile"]))
     print("ratios:", json.dumps(results["ratios"]))
     print("targets met:", json.dumps(results["targets"]))
     print("machine:", json.dumps(results["machine"]))
