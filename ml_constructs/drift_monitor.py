@@ -196,6 +196,23 @@ class DriftMonitor(Construct):
             drift_rule.add_target(targets.EventBus(bus, dead_letter_queue=dead_letters))
 
         self.alarms = self._alarms(prefix, settings, endpoint_name, model_version, topic)
+        # The "gave up" notice: a run that still fails after Lambda's two retries (or a schedule delivery the task
+        # never got, or a drift event its targets never got) lands in the dead-letter queue (lambda_src/
+        # drift_monitor/EVENTS.md, "When a run fails"). A queued message is the alarm, not each attempt's RunsFailed.
+        self.alarms["drift-run-gave-up"] = topic_alarm(
+            self,
+            "drift-run-gave-up",
+            topic=topic,
+            alarm_name=f"{prefix}-drift-run-gave-up",
+            metric=dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            threshold=1,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            description=f"{prefix}: a drift run failed after its retries, or a drift event was not delivered "
+            "(dead-letter queue); backfill the window",
+        )
 
     def _alarms(
         self, prefix: str, settings: MonitoringSettings, endpoint_name: str, model_version: str, topic: sns.ITopic

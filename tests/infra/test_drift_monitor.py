@@ -109,3 +109,19 @@ def test_job_reads_which_build_served_from_its_environments_release_history(synt
         "kms:Decrypt" in s["Action"] and data_key in _listed(s["Resource"]) and "Condition" not in s
         for s in _job_statements(synthesized, env)
     )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_a_run_that_gives_up_after_its_retries_alarms_on_the_topic(synthesized, env: str) -> None:
+    """Issue 14: every AWS error ends in success or an explicit "gave up" notice. A drift run that fails after Lambda's
+    two retries goes to the function's dead-letter queue (its on-failure destination); a queued message alarms."""
+    fn = drift_function(synthesized, env)
+    queue = fn["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+    alarms = synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()
+    [alarm] = [a["Properties"] for a in alarms if a["Properties"]["AlarmName"] == f"mlapi-{env}-drift-run-gave-up"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    [dimension] = alarm["Dimensions"]
+    assert dimension["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    [topic] = synthesized.resources(env, "inference", "AWS::SNS::Topic")
+    assert alarm["AlarmActions"] == [{"Ref": topic}]

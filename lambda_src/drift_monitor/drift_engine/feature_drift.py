@@ -152,7 +152,8 @@ def row_values(instance: Any, names: Sequence[str]) -> list[float] | None:
     if isinstance(instance, dict):
         return [to_float(instance.get(name)) for name in names]
     if len(instance) == len(names):
-        return [to_float(value) for value in instance]
+        # to_float inlined for finite floats, the common case (30 values a row, millions of rows a window).
+        return [value if type(value) is float and value - value == 0.0 else to_float(value) for value in instance]
     return None
 
 
