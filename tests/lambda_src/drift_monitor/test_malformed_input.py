@@ -243,3 +243,11 @@ def test_a_bad_window_hours_variable_is_an_error_naming_it(hours: str) -> None:
     env = {"ENDPOINT_NAME": "ep", "CAPTURE_BUCKET": "c", "BASELINE_BUCKET": "b", "REPORT_BUCKET": "r"}
     with pytest.raises(ValueError, match="WINDOW_HOURS"):
         Settings.from_env({**env, "WINDOW_HOURS": hours})
+
+
+@pytest.mark.parametrize("size", ["0", "99", "1000001", "ten"])
+def test_a_reservoir_size_outside_its_bounds_is_an_error_naming_it(size: str) -> None:
+    env = {"ENDPOINT_NAME": "ep", "CAPTURE_BUCKET": "c", "BASELINE_BUCKET": "b", "REPORT_BUCKET": "r"}
+    assert Settings.from_env(env).reservoir_size == 10_000
+    with pytest.raises(ValueError, match="RESERVOIR_SIZE"):
+        Settings.from_env({**env, "RESERVOIR_SIZE": size})
