@@ -45,18 +45,25 @@ def synthesized_stacks(archive: zipfile.ZipFile, watched: tuple[str, ...],
         except ValueError as error:
             raise JobError(f"{manifest_path} in the input artifact is not JSON: {error}") from None
         base = posixpath.dirname(manifest_path)
-        for artifact_id, artifact in (manifest.get("artifacts") or {}).items():
-            if artifact.get("type") != "aws:cloudformation:stack":
+        artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+        if not isinstance(artifacts, dict | None):
+            raise JobError(f"{manifest_path}: `artifacts` is a {type(artifacts).__name__}, not an object")
+        for artifact_id, artifact in (artifacts or {}).items():
+            if not isinstance(artifact, dict) or artifact.get("type") != "aws:cloudformation:stack":
                 continue
-            properties = artifact.get("properties", {})
+            properties = artifact.get("properties") if isinstance(artifact.get("properties"), dict) else {}
             name = properties.get("stackName", artifact_id)
             if name not in watched:
                 continue
+            if not isinstance(properties.get("templateFile"), str):
+                raise JobError(f"{manifest_path}: stack {name} has no templateFile")
             path = posixpath.join(base, properties["templateFile"])
             try:
                 template = json.loads(archive.read(path))
             except (KeyError, ValueError) as error:
                 raise JobError(f"template {path} of stack {name} is missing or not JSON: {error}") from None
+            if not isinstance(template, dict):
+                raise JobError(f"template {path} of stack {name} is a JSON {type(template).__name__}, not an object")
             found.append(SynthesizedStack(name, path, _region(artifact.get("environment")), template))
     missing = sorted(set(watched) - {s.stack_name for s in found})
     if missing:

@@ -149,3 +149,14 @@ def test_a_damaged_job_event_fails_the_job_or_is_refused(job: dict[str, Any]) ->
     except JobError:
         return
     assert job["data"] == job_event()["CodePipeline.job"]["data"]  # only the intact job parses
+
+
+@pytest.mark.parametrize("manifest", [b"[1]", b'{"artifacts": ["a"]}', b'{"artifacts": {"s": "x"}}',
+                                      b'{"artifacts": {"s": {"type": "aws:cloudformation:stack", "properties": '
+                                      b'{"stackName": "mlapi-prod-inference"}}}}'])
+def test_a_malformed_manifest_is_a_configuration_error(fake: Any, manifest: bytes) -> None:
+    world, pipeline, clients = fake
+    world.upload(cdk_out_zip(lambda name, data: manifest if name.endswith("manifest.json") else data))
+    result = run(job_event(), clients)
+    assert result["result"] == "failure" and pipeline.reports["job-1"][0][1]["type"] == "ConfigurationError"
+    assert pipeline.approved == []
