@@ -190,9 +190,11 @@ def test_an_object_expiring_between_list_and_read_is_counted_and_skipped(
 
 def test_a_window_whose_rows_all_have_the_wrong_width_is_invalid_input_not_no_drift(platform: Platform) -> None:
     platform.add_baseline("1.0.0", FEATURES)
+    platform.add_baseline("2.0.0", FEATURES)
     values = sample_features(platform.rng, 100)[:, :29]  # one feature short of the schema
     lines = [capture_line(values[i : i + 5].tolist(), [0.5] * 5, "1.0.0", event_id=f"e{i}") for i in range(0, 100, 5)]
-    platform.add_capture(HOUR, "a", lines)
+    few = _traffic(platform, 20, "2.0.0")  # well-formed, but fewer than min_samples (50): no verdict either
+    platform.add_capture(HOUR, "a", lines + few)
 
     result = load_handler()(SCHEDULED, FakeContext())
 
@@ -200,6 +202,7 @@ def test_a_window_whose_rows_all_have_the_wrong_width_is_invalid_input_not_no_dr
     assert (report["status"], report["rows_analysed"], report["schema_mismatch_rows"]) == ("invalid_input", 0, 100)
     assert "30 features" in report["error"]
     assert result["drift_detected"] is False and platform.drift_events() == []
+    assert platform.report("2.0.0")["status"] == "insufficient_data"
     summary = platform.report("_summary")
     assert summary["versions"]["1.0.0"]["status"] == "invalid_input"
     assert summary["status"] == "analysed"  # rows were read; what came of them is the version's status
