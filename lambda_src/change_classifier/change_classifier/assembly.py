@@ -51,7 +51,8 @@ def synthesized_stacks(archive: zipfile.ZipFile, watched: tuple[str, ...],
         for artifact_id, artifact in (artifacts or {}).items():
             if not isinstance(artifact, dict) or artifact.get("type") != "aws:cloudformation:stack":
                 continue
-            properties = artifact.get("properties") if isinstance(artifact.get("properties"), dict) else {}
+            raw_properties = artifact.get("properties")
+            properties: dict[str, Any] = raw_properties if isinstance(raw_properties, dict) else {}
             name = properties.get("stackName", artifact_id)
             if name not in watched:
                 continue
