@@ -50,8 +50,9 @@ class DriftRunFailed(RuntimeError):
 
 
 def _error_code(error: BaseException) -> str:
+    """`GetObject: SlowDown` for an AWS error (the operation says which step), else the exception's type."""
     if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+        return f"{error.operation_name}: {error.response.get('Error', {}).get('Code', 'ClientError')}"
     return type(error).__name__
 
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None, clients: Any = None) -> int:
             ("window_end", args.window_end),
             ("window_hours", args.window_hours),
         )
-        if value
+        if value is not None  # `--window-hours 0` is an error naming the key, never the default
     }
     try:
         settings = Settings.from_env()

@@ -189,7 +189,8 @@ def check(world: World, trace: Trace) -> None:
         if attempt.error is not None:
             assert isinstance(attempt.error, DriftRunFailed), f"a raw {attempt.error!r} escaped the handler"
             assert isinstance(attempt.error.__cause__, ClientError)
-            assert trace.fired is not None and attempt.error.__cause__.response["Error"]["Code"] in str(attempt.error)
+            cause = attempt.error.__cause__
+            assert f"{cause.operation_name}: {cause.response['Error']['Code']}" in str(attempt.error)
     assert trace.unhandled == [], "Lambda's retry did not complete the run"
     assert world.lock_item() is None, "the decision lock was left held"
     reports = world.reports = world.read_reports()

@@ -254,3 +254,20 @@ def test_a_reservoir_size_outside_its_bounds_is_an_error_naming_it(size: str) ->
     assert Settings.from_env(env).reservoir_size == 10_000
     with pytest.raises(ValueError, match="RESERVOIR_SIZE"):
         Settings.from_env({**env, "RESERVOIR_SIZE": size})
+
+
+def test_the_container_task_refuses_window_hours_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from drift_engine import task
+
+    for name, value in {
+        "ENDPOINT_NAME": "ep",
+        "CAPTURE_BUCKET": "c",
+        "BASELINE_BUCKET": "b",
+        "REPORT_BUCKET": "r",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert task.main(["--window-hours", "0"], clients=object()) == 1  # never reaches the clients
+    failure = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert failure["event"] == "drift_run_failed" and "window_hours" in failure["error"]
