@@ -16,6 +16,7 @@ from constructs import Construct
 
 from ml_constructs.batch_inference import claim_account_log_group
 from ml_constructs.encrypted_logs import LogPolicy
+from ml_constructs.model_endpoint import sagemaker_vpc_statements
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.private_network import PrivateNetwork
 from platform_config import CONTEXT_KEY, ConfigError
@@ -31,20 +32,6 @@ RUNNER_KEY = f"{CONTEXT_KEY}.pipeline.training.runner"
 DOCKER_IGNORE = Path("model_container/Dockerfile.dockerignore")
 # CreateTrainingJob's TrainingJobName: 1-63 characters; scripts/training_job.py job_name() adds -<sha12>-<UTC time>.
 JOB_SUFFIX_LENGTH = 1 + 12 + 1 + 14
-# SageMaker Developer Guide, "CreateTrainingJob API: Execution Role Permissions" (VPC configuration): the ENI
-# actions SageMaker takes for a job in a VPC. EC2's Describe* have no resource type; SageMaker creates the job's
-# network interfaces before their ids exist.
-ENI_ACTIONS = [
-    "ec2:CreateNetworkInterface",
-    "ec2:CreateNetworkInterfacePermission",
-    "ec2:DeleteNetworkInterface",
-    "ec2:DeleteNetworkInterfacePermission",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeVpcs",
-    "ec2:DescribeDhcpOptions",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeSecurityGroups",
-]
 
 
 class TrainingRunner(Construct):
@@ -126,10 +113,12 @@ class TrainingRunner(Construct):
             ),
             description=f"Execution role of the {self.name_prefix} SageMaker training jobs",
         )
-        self.policy = self._role_policy(stack, bucket_arn, repository, create_log_group=not owns_training_log_group)
+        self.policy = self._role_policy(
+            stack, bucket_arn, repository, vpc, create_log_group=not owns_training_log_group
+        )
 
     def _role_policy(
-        self, stack: Stack, bucket_arn: str, repository: ecr.IRepository, *, create_log_group: bool
+        self, stack: Stack, bucket_arn: str, repository: ecr.IRepository, vpc: ec2.IVpc, *, create_log_group: bool
     ) -> iam.ManagedPolicy:
         group_arn = stack.format_arn(
             service="logs",
@@ -187,7 +176,9 @@ class TrainingRunner(Construct):
                     resources=["*"],
                     conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
                 ),
-                iam.PolicyStatement(actions=ENI_ACTIONS, resources=["*"]),
+                # SageMaker Developer Guide, "CreateTrainingJob API: Execution Role Permissions" (VPC configuration):
+                # the job's network interfaces, created and deleted only in this VPC.
+                *sagemaker_vpc_statements(vpc),
             ],
         )
         acknowledge(

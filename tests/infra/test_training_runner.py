@@ -126,6 +126,15 @@ def test_the_role_reads_and_writes_only_the_runners_prefixes_and_uses_only_the_d
     assert "logs:CreateLogGroup" not in actions  # the stack owns the group
 
 
+def test_the_jobs_network_interfaces_are_created_and_deleted_only_in_the_vpc(small: Small) -> None:
+    """ec2:CreateNetworkInterface(Permission) and their Delete on `*` are held to the runner's VPC (ec2:Vpc): the
+    security report's IAM check and checkov CKV_AWS_109 refuse them unconditioned."""
+    [eni] = [s for s in statements(small) if "ec2:CreateNetworkInterfacePermission" in s["Action"]]
+    assert {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterfacePermission"} <= set(eni["Action"])
+    vpc = "arn:aws:ec2:eu-west-1:123456789012:vpc/vpc-0123456789abcdef0"
+    assert eni["Condition"] == {"ArnEquals": {"ec2:Vpc": vpc}}
+
+
 def test_the_security_group_has_no_ingress_and_only_https_to_s3(small: Small) -> None:
     [group] = small.of_type("AWS::EC2::SecurityGroup")
     assert "SecurityGroupIngress" not in group["Properties"]
