@@ -12,6 +12,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from ml_constructs.batch_inference import claim_account_log_group
@@ -24,8 +25,10 @@ from platform_config.loader import build
 from platform_config.settings import TrainingSettings
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-# The inference stack's output scripts/retrain.py reads (`--training-stack`): job_arguments() as a JSON list
-# (scripts/training_job.py JOB_ARGUMENTS_OUTPUT, the same name).
+# The inference stack's output scripts/retrain.py reads (`--training-stack`; scripts/training_job.py
+# JOB_ARGUMENTS_OUTPUT, the same name): the SSM parameter holding job_arguments() as a JSON list. Not the list itself:
+# it joins the network stack's subnets and the data stack's key, and an output made of imports is what cfn-lint's
+# W6001 refuses (this project's templates pass cfn-lint without warnings).
 JOB_ARGUMENTS_OUTPUT = "TrainingJobArguments"
 RUNNER_KEY = f"{CONTEXT_KEY}.pipeline.training.runner"
 # The image builds from the repository root; its ignore file keeps the context to model_container/.
@@ -246,10 +249,10 @@ def caller_statements(
     *, prefix: str, settings: TrainingSettings, bucket_name: str, partition: str, region: str, account: str
 ) -> list[iam.PolicyStatement]:
     """What the caller of scripts/training_job.py needs (the pipeline's Synth role in production): read the
-    runner's arguments from the inference stack's outputs, start and watch only this environment's jobs
-    (`<prefix>-train-*`) network-isolated, in a VPC, encrypted with a key of the account and of the configured
-    instance type (Service Authorization Reference, Amazon SageMaker: CreateTrainingJob condition keys), pass only
-    the training role to SageMaker, stage inputs and read the artefact under the runner's training/ prefix.
+    runner's arguments (the SSM parameter the inference stack's output names), start and watch only this
+    environment's jobs (`<prefix>-train-*`) network-isolated, in a VPC, encrypted with a key of the account and
+    of the configured instance type (Service Authorization Reference, Amazon SageMaker: CreateTrainingJob condition
+    keys), pass only the training role to SageMaker, stage inputs and read the artefact under training/.
 
     Built from names only: the Synth role's grants deploy in the StepAccess stage, before the inference stack that
     creates the runner, so its security group, subnets and data key id cannot be named (their ids are unknown until
@@ -259,8 +262,10 @@ def caller_statements(
     keys = f"arn:{partition}:kms:{region}:{account}:key/*"
     objects = [f"arn:{partition}:s3:::{bucket_name}/training/{part}/*" for part in ("datasets", "jobs")]
     stack = f"arn:{partition}:cloudformation:{region}:{account}:stack/{prefix}-inference/*"
+    parameter = f"arn:{partition}:ssm:{region}:{account}:parameter{job_arguments_parameter(prefix)}"
     return [
         iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[stack]),
+        iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[parameter]),
         iam.PolicyStatement(
             actions=["sagemaker:CreateTrainingJob"],
             resources=[jobs],
@@ -353,13 +358,25 @@ def add_training_runner(
         owns_training_log_group=settings.owns_log_group,
     )
     stack = Stack.of(scope)
+    ssm.StringParameter(
+        scope,
+        "TrainingJobArgumentsParameter",
+        parameter_name=job_arguments_parameter(prefix),
+        description="scripts/training_job.py arguments of this environment's SageMaker training jobs (JSON list)",
+        string_value=stack.to_json_string(runner.job_arguments(image.image_uri)),
+    )
     CfnOutput(
         scope,
         JOB_ARGUMENTS_OUTPUT,
-        description="scripts/training_job.py arguments of this environment's SageMaker training jobs (JSON list)",
-        value=stack.to_json_string(runner.job_arguments(image.image_uri)),
+        description="The SSM parameter with scripts/training_job.py's arguments for this environment's training jobs",
+        value=job_arguments_parameter(prefix),
     )
     return runner
+
+
+def job_arguments_parameter(prefix: str) -> str:
+    """The SSM parameter (String: ids and ARNs, no secret) holding the runner's job_arguments() as JSON."""
+    return f"/{prefix}/training/job-arguments"
 
 
 def _docker_ignore_patterns() -> list[str]:

@@ -33,12 +33,12 @@ bucket (the --upload, and the lineage snapshot read back from it) keeps the step
 --region. Without the two flags every call uses the default credentials in --region.
 
 Runner: with --runner sagemaker the build of `run` is a SageMaker training job in production (scripts/
-training_job.py), with the runner's arguments after `--` or, with --training-stack, from that stack's
-TrainingJobArguments output (read through the profile). A stack without them yet - it does not exist, has no
-runner, or this step may not read it yet (a first run, or the first after switching training.runner to sagemaker:
-the StepAccess and production stages that add them run after Synth) - trains in the build and says so. Any other
-failure (the stack read, CreateTrainingJob, a job Failed or Stopped) fails the run: --dist and build/retrained.json
-stay as they were, so nothing of it is packaged or registered.
+training_job.py), with the runner's arguments after `--` or, with --training-stack, from the SSM parameter
+that stack's TrainingJobArguments output names (both read through the profile). A stack without them yet - it
+does not exist, has no runner, or this step may not read it yet (a first run, or the first after switching
+training.runner to sagemaker: the StepAccess and production stages that add them run after Synth) - trains in
+the build and says so. Any other failure (the stack read, CreateTrainingJob, a job Failed or Stopped) fails the
+run: --dist and build/retrained.json stay as they were, so nothing of it is packaged or registered.
 
 Exit codes: 0 built, 2 unusable input, 3 AWS error, 4 snapshot refused, 5 dataset unchanged since the live
 version ("nothing to release": the run must stop before anything deploys), 6 verify found another model.
@@ -248,7 +248,9 @@ def _stack_job_arguments(args: argparse.Namespace) -> list[str]:
 
     try:
         _, environment = dataset.sessions(args.region, args.environment_profile, args.environment_region)
-        return training_job.stack_job_arguments(environment.client("cloudformation"), args.training_stack)
+        return training_job.stack_job_arguments(
+            environment.client("cloudformation"), environment.client("ssm"), args.training_stack
+        )
     except (ClientError, BotoCoreError) as error:
         raise _Stop(_fail(f"reading {args.training_stack}'s training runner failed: {error}", 3)) from None
     except (ValueError, KeyError) as error:
@@ -302,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         "scripts/training_job.py's arguments after `--` (ml_constructs/training_runner.py job_arguments)"
     )
     run_parser.add_argument(
-        "--training-stack", help="sagemaker: production's inference stack, whose TrainingJobArguments output holds "
-        "the runner's arguments (instead of `--`); without it yet the run trains in the build"
+        "--training-stack", help="sagemaker: production's inference stack, whose TrainingJobArguments output names "
+        "the SSM parameter of the runner's arguments (instead of `--`); without it yet the run trains in the build"
     )
     run_parser.add_argument("--upload", help="s3://PIPELINE_ARTIFACTS/datasets/: where the snapshot is kept")
     run_parser.add_argument("--kms-key-id", help="the upload's SSE-KMS key")

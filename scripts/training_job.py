@@ -19,9 +19,9 @@ unreadable input, 3 AWS error, 5 dataset unchanged since the parent (no job star
 Every call (staging under --bucket, the job, its artefact) is in production's account, where the runner lives
 (ml_constructs/training_runner.py): with --environment-profile/--environment-region they go through that profile
 in that region (as scripts/register_release.py reaches an environment), else the default credentials in --region.
-The runner's arguments are production's inference stack output TrainingJobArguments (`stack_job_arguments`, as
-scripts/retrain.py --training-stack reads them). --out changes only once the artefact is a whole, checked build:
-a failed, stopped or unreadable job leaves it as it was.
+The runner's arguments are in the SSM parameter production's inference stack output TrainingJobArguments names
+(`stack_job_arguments`, as scripts/retrain.py --training-stack reads them). --out changes only once the artefact
+is a whole, checked build: a failed, stopped or unreadable job leaves it as it was.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 1, 2, 3
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # An on-demand job also spends time starting its instance before MaxRuntime counts (TrainingSettings budgets it).
 PROVISIONING_ALLOWANCE_S = TRAINING_PROVISIONING_SECONDS
-# Production's inference stack output (ml_constructs/training_runner.py JOB_ARGUMENTS_OUTPUT): job_arguments() as JSON.
+# Production's inference stack output (ml_constructs/training_runner.py JOB_ARGUMENTS_OUTPUT): the SSM parameter
+# holding job_arguments() as a JSON list.
 JOB_ARGUMENTS_OUTPUT = "TrainingJobArguments"
 
 
@@ -184,10 +185,11 @@ class StackNotReady(Exception):
     caller may not read it yet (the Synth role's grant deploys after the run's Synth step)."""
 
 
-def stack_job_arguments(cloudformation: Any, stack_name: str) -> list[str]:
-    """This script's runner arguments from `stack_name`'s TrainingJobArguments output (AWS CLI equivalent:
-    `aws cloudformation describe-stacks --stack-name STACK --profile PROFILE`); raises StackNotReady when the
-    stack cannot have them yet, ClientError/BotoCoreError for any other failure."""
+def stack_job_arguments(cloudformation: Any, ssm: Any, stack_name: str) -> list[str]:
+    """This script's runner arguments: `stack_name`'s TrainingJobArguments output names the SSM parameter that holds
+    them as a JSON list (AWS CLI equivalent: `aws cloudformation describe-stacks --stack-name STACK --profile
+    PROFILE`, then `aws ssm get-parameter --name NAME`). Raises StackNotReady when the stack cannot have them yet,
+    ClientError/BotoCoreError for any other failure."""
     try:
         [stack] = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as error:
@@ -195,16 +197,24 @@ def stack_job_arguments(cloudformation: Any, stack_name: str) -> list[str]:
         # DescribeStacks answers a missing stack with ValidationError "Stack with id X does not exist".
         if code == "ValidationError" and "does not exist" in message:
             raise StackNotReady(f"{stack_name} does not exist yet") from None
-        if code in ("AccessDenied", "AccessDeniedException"):
+        if code in ACCESS_DENIED:
             raise StackNotReady(f"this step may not read {stack_name} yet ({message})") from None
         raise
     if stack.get("StackStatus") in ("CREATE_IN_PROGRESS", "CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED"):
         raise StackNotReady(f"{stack_name} is {stack['StackStatus']}")
-    for output in stack.get("Outputs") or []:
-        if output.get("OutputKey") == JOB_ARGUMENTS_OUTPUT:
-            arguments = json.loads(output["OutputValue"])
-            return [part for argument in arguments for part in shlex.split(argument)]
-    raise StackNotReady(f"{stack_name} has no {JOB_ARGUMENTS_OUTPUT} output yet (training.runner was 'build')")
+    names = [o["OutputValue"] for o in stack.get("Outputs") or [] if o.get("OutputKey") == JOB_ARGUMENTS_OUTPUT]
+    if not names:
+        raise StackNotReady(f"{stack_name} has no {JOB_ARGUMENTS_OUTPUT} output yet (training.runner was 'build')")
+    try:
+        value = ssm.get_parameter(Name=names[0])["Parameter"]["Value"]
+    except ClientError as error:
+        if error.response["Error"].get("Code") in ACCESS_DENIED:
+            raise StackNotReady(f"this step may not read {names[0]} yet") from None
+        raise
+    return [part for argument in json.loads(value) for part in shlex.split(argument)]
+
+
+ACCESS_DENIED = ("AccessDenied", "AccessDeniedException")
 
 
 def _put(s3: Any, uri: str, body: bytes, kms_key: str) -> None:

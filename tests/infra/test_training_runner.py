@@ -293,18 +293,27 @@ def test_the_training_image_is_the_dockerfiles_train_target_for_linux_amd64(wire
 
 
 def test_the_output_gives_the_synth_step_a_request_on_this_stacks_runner(wired: Wired) -> None:
-    """The TrainingJobArguments output, as DescribeStacks returns it after deploy, read by scripts/training_job.py
-    stack_job_arguments and turned into its CreateTrainingJob request: this stack's role, group, subnets, image and
-    key, the configured on-demand runtime, network isolation."""
+    """The TrainingJobArguments output and the SSM parameter it names, as DescribeStacks and GetParameter return
+    them after deploy, read by scripts/training_job.py stack_job_arguments and turned into its CreateTrainingJob
+    request: this stack's role, group, subnets, image and key, the configured on-demand runtime, network isolation.
+    The output is the parameter's name, made of no import (cfn-lint W6001 refuses an output of imports)."""
     resolver = Resolver(wired.template)
-    value = resolver.resolve_str(wired.template["Outputs"][JOB_ARGUMENTS_OUTPUT]["Value"])
+    output = resolver.resolve_str(wired.template["Outputs"][JOB_ARGUMENTS_OUTPUT]["Value"])
+    [parameter] = [r for r in wired.template["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"]
+    assert parameter["Properties"]["Name"] == output == "/mlapi-prod/training/job-arguments"
+    assert parameter["Properties"]["Type"] == "String"  # ids and ARNs only, no secret
 
     class CloudFormation:
         def describe_stacks(self, StackName: str) -> dict[str, Any]:
-            outputs = [{"OutputKey": JOB_ARGUMENTS_OUTPUT, "OutputValue": value}]
+            outputs = [{"OutputKey": JOB_ARGUMENTS_OUTPUT, "OutputValue": output}]
             return {"Stacks": [{"StackName": StackName, "StackStatus": "UPDATE_COMPLETE", "Outputs": outputs}]}
 
-    argv = training_job.stack_job_arguments(CloudFormation(), "mlapi-prod-inference")
+    class Ssm:
+        def get_parameter(self, Name: str) -> dict[str, Any]:
+            assert Name == output
+            return {"Parameter": {"Name": Name, "Value": resolver.resolve_str(parameter["Properties"]["Value"])}}
+
+    argv = training_job.stack_job_arguments(CloudFormation(), Ssm(), "mlapi-prod-inference")
     args = training_job.build_parser().parse_args(["--dataset", "build/snapshot", *argv, "--commit", "c"])
 
     class Snapshot:
@@ -393,6 +402,8 @@ def test_productions_synth_role_may_start_the_runners_jobs_and_read_its_output(s
     assert passing["Resource"] == "arn:aws:iam::123456789012:role/mlapi-prod-training-jobs"
     [describe] = [s for s in statements if s["Action"] == "cloudformation:DescribeStacks"]
     assert describe["Resource"] == "arn:aws:cloudformation:eu-west-1:123456789012:stack/mlapi-prod-inference/*"
+    [parameter] = [s for s in statements if s["Action"] == "ssm:GetParameter"]
+    assert parameter["Resource"] == "arn:aws:ssm:eu-west-1:123456789012:parameter/mlapi-prod/training/job-arguments"
     objects = [s for s in statements if s["Action"] == ["s3:PutObject", "s3:GetObject"]]
     assert [s["Resource"] for s in objects] == [[
         f"arn:aws:s3:::{BUCKET}/training/datasets/*",

@@ -40,9 +40,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     StackNotReady or a ClientError; `clients` the CloudFormation clients asked (through which profile)."""
     state: dict[str, Any] = {"answer": RUNNER, "clients": []}
 
-    def stack_job_arguments(cloudformation: Any, stack_name: str) -> list[str]:
+    def stack_job_arguments(cloudformation: Any, ssm: Any, stack_name: str) -> list[str]:
         assert stack_name == STACK
-        state["clients"].append(cloudformation)
+        state["clients"] += [cloudformation, ssm]
         if isinstance(state["answer"], Exception):
             raise state["answer"]
         return list(state["answer"])
@@ -79,10 +79,13 @@ def test_the_job_gets_the_arguments_production_gives_through_its_profile(
     [argv] = jobs["argv"]
     assert argv[-len(RUNNER) :] == RUNNER
     assert argv[argv.index("--region") :][:6] == ["--region", REGION, *ENVIRONMENT]  # the job runs in production
-    [client] = stack["clients"]
-    assert client.meta.service_model.service_name == "cloudformation" and client.meta.region_name == REGION
-    # Through production's profile (the `calls` fixture's, static keys "production"), not the step's credentials.
-    assert client._request_signer._credentials.get_frozen_credentials().access_key == "production"
+    cloudformation, ssm = stack["clients"]
+    services = (cloudformation.meta.service_model.service_name, ssm.meta.service_model.service_name)
+    assert services == ("cloudformation", "ssm")
+    for client in cloudformation, ssm:
+        assert client.meta.region_name == REGION
+        # Through production's profile (the `calls` fixture's, static keys "production"), not the step's own.
+        assert client._request_signer._credentials.get_frozen_credentials().access_key == "production"
     assert version(tmp_path) == "1.1.0" and (tmp_path / "build" / "retrained.json").is_file()
 
 

@@ -41,6 +41,16 @@ def cloudformation_answering(*responses: dict[str, Any] | tuple[str, str]) -> tu
     return client, stubber
 
 
+class _NoSsm:
+    """A stack without the runner's output must not reach SSM."""
+
+    def get_parameter(self, **_: Any) -> None:
+        raise AssertionError("GetParameter without a TrainingJobArguments output")
+
+
+NO_SSM = _NoSsm()
+
+
 def described(status: str = "UPDATE_COMPLETE", outputs: list[dict[str, str]] | None = None) -> dict[str, Any]:
     from datetime import UTC, datetime
 
@@ -48,11 +58,29 @@ def described(status: str = "UPDATE_COMPLETE", outputs: list[dict[str, str]] | N
     return {"Stacks": [{**stack, **({"Outputs": outputs} if outputs is not None else {})}]}
 
 
-def test_the_runner_arguments_are_the_inference_stacks_output() -> None:
-    output = {"OutputKey": training_job.JOB_ARGUMENTS_OUTPUT, "OutputValue": json.dumps(RUNNER)}
-    client, stubber = cloudformation_answering(described(outputs=[{"OutputKey": "Other", "OutputValue": "x"}, output]))
-    with stubber:
-        argv = training_job.stack_job_arguments(client, STACK)
+def ssm_answering(*responses: dict[str, Any] | str) -> tuple[Any, Stubber]:
+    """An SSM client answering GetParameter of PARAMETER with `responses` (a value, or an error code)."""
+    client = boto3.client("ssm", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(client)
+    for response in responses:
+        if isinstance(response, str):
+            stubber.add_client_error("get_parameter", response, "no", 400, expected_params={"Name": PARAMETER})
+        else:
+            stubber.add_response("get_parameter", response, {"Name": PARAMETER})
+    return client, stubber
+
+
+PARAMETER = "/mlapi-prod/training/job-arguments"
+OUTPUT = {"OutputKey": "TrainingJobArguments", "OutputValue": PARAMETER}
+
+
+def test_the_runner_arguments_are_in_the_parameter_the_inference_stacks_output_names() -> None:
+    assert OUTPUT["OutputKey"] == training_job.JOB_ARGUMENTS_OUTPUT
+    client, stubber = cloudformation_answering(described(outputs=[{"OutputKey": "Other", "OutputValue": "x"}, OUTPUT]))
+    ssm, ssm_stubber = ssm_answering({"Parameter": {"Name": PARAMETER, "Value": json.dumps(RUNNER)}})
+    with stubber, ssm_stubber:
+        argv = training_job.stack_job_arguments(client, ssm, STACK)
+        ssm_stubber.assert_no_pending_responses()
     assert argv == [
         "--bucket", "mlapi-prod-artifacts-1-eu-west-1", "--prefix", "training/", "--subnets", "subnet-a,subnet-b",
         "--spot",
@@ -64,7 +92,7 @@ def test_a_stack_that_does_not_exist_yet_is_not_ready() -> None:
     reference, DescribeStacks)."""
     client, stubber = cloudformation_answering(("ValidationError", f"Stack with id {STACK} does not exist"))
     with stubber, pytest.raises(training_job.StackNotReady, match=f"{STACK} does not exist yet"):
-        training_job.stack_job_arguments(client, STACK)
+        training_job.stack_job_arguments(client, NO_SSM, STACK)
 
 
 @pytest.mark.parametrize("outputs", [None, [{"OutputKey": "ApiUrl", "OutputValue": "https://x"}]])
@@ -72,13 +100,13 @@ def test_a_stack_without_the_runner_output_is_not_ready(outputs: list[dict[str, 
     """The first run after switching to sagemaker: production's inference stack still has no runner."""
     client, stubber = cloudformation_answering(described(outputs=outputs))
     with stubber, pytest.raises(training_job.StackNotReady, match="has no TrainingJobArguments output yet"):
-        training_job.stack_job_arguments(client, STACK)
+        training_job.stack_job_arguments(client, NO_SSM, STACK)
 
 
 def test_a_stack_still_being_created_is_not_ready() -> None:
     client, stubber = cloudformation_answering(described("CREATE_IN_PROGRESS"))
     with stubber, pytest.raises(training_job.StackNotReady, match="CREATE_IN_PROGRESS"):
-        training_job.stack_job_arguments(client, STACK)
+        training_job.stack_job_arguments(client, NO_SSM, STACK)
 
 
 @pytest.mark.parametrize(
@@ -94,10 +122,10 @@ def test_only_a_read_the_step_may_not_make_yet_is_not_ready_other_errors_are_rai
     with stubber:
         if not_ready:
             with pytest.raises(training_job.StackNotReady, match="may not read"):
-                training_job.stack_job_arguments(client, STACK)
+                training_job.stack_job_arguments(client, NO_SSM, STACK)
         else:
             with pytest.raises(ClientError, match=code):
-                training_job.stack_job_arguments(client, STACK)
+                training_job.stack_job_arguments(client, NO_SSM, STACK)
 
 
 def previous_build(tmp_path: Path) -> dict[str, bytes]:
@@ -173,3 +201,16 @@ def test_an_artefact_that_is_not_a_whole_build_leaves_the_build_alone(
     assert "the training job failed: s3://" in capsys.readouterr().err
     assert unchanged(tmp_path, files)  # not its metadata.json beside the earlier model.onnx
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dist-")]  # no working copy left behind
+
+
+@pytest.mark.parametrize(("code", "not_ready"), [("AccessDeniedException", True), ("ThrottlingException", False)])
+def test_a_parameter_the_step_may_not_read_yet_is_not_ready_other_errors_are_raised(code: str, not_ready: bool) -> None:
+    client, stubber = cloudformation_answering(described(outputs=[OUTPUT]))
+    ssm, ssm_stubber = ssm_answering(code)
+    with stubber, ssm_stubber:
+        if not_ready:
+            with pytest.raises(training_job.StackNotReady, match="may not read"):
+                training_job.stack_job_arguments(client, ssm, STACK)
+        else:
+            with pytest.raises(ClientError, match=code):
+                training_job.stack_job_arguments(client, ssm, STACK)
