@@ -9,7 +9,13 @@ import pytest
 from drift_engine import feature_drift
 from drift_engine.baseline_store import Baseline, FeatureSpec
 from drift_engine.capture_records import CapturedRow
-from drift_engine.drift_statistics import Reservoir, ks_test, population_stability_index
+from drift_engine.drift_statistics import (
+    Reservoir,
+    ks_test,
+    missing_rate,
+    out_of_range_rate,
+    population_stability_index,
+)
 from drift_engine.feature_drift import VersionStream, compare_distribution, positive_class_score
 from drift_engine.payload_decoding import Prediction
 from drift_engine.settings import ThresholdConfig, Thresholds
@@ -70,9 +76,13 @@ def test_streamed_statistics_equal_the_whole_column_comparison(monkeypatch: pyte
     for i, result in enumerate(features):
         whole = compare_distribution(f"f{i}", baseline.values[:, i], current[:, i], baseline.features[i], limits)
         assert result.as_dict() == whole.as_dict()
-    column = current[:, 0]
-    assert features[0].psi == population_stability_index(baseline.values[:, 0], column, limits.psi_bins)
-    assert features[0].ks_p_value == ks_test(baseline.values[:, 0], column).p_value
+    for i, result in enumerate(features):  # the all-in-memory statistics the job computed before streaming
+        column, reference, spec = current[:, i], baseline.values[:, i], baseline.features[i]
+        present = column[~np.isnan(column)]
+        assert result.psi == population_stability_index(reference, present, limits.psi_bins)
+        assert (result.ks_statistic, result.ks_p_value) == tuple(vars(ks_test(reference, present)).values())
+        assert result.missing_rate == missing_rate(column)
+        assert result.out_of_range_rate == out_of_range_rate(column, spec.minimum, spec.maximum)
     scores = np.array([positive_class_score(row.prediction, "positive_class") for row in rows])
     assert prediction is not None and baseline.prediction_scores is not None
     whole = compare_distribution("__prediction__", baseline.prediction_scores, scores,
