@@ -29,6 +29,10 @@ class TransientAwsError(RetryableError):
     """An AWS call still failed (throttling, 5xx) after botocore's own retries."""
 
 
+class ConcurrentChangeError(RetryableError):
+    """A conditional write failed because the record changed since it was read: retry with fresh reads."""
+
+
 class MalformedEventError(ReleaseError):
     """An event that does not have the shape its source documents; counted and reported, never retried."""
 

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .alarms import alarm_states, alarms_named_in
 from .endpoint import normalize_status
-from .errors import MalformedEventError
+from .errors import ConcurrentChangeError, MalformedEventError, TransientAwsError
 from .repository import Release, Status
 from .runtime import Runtime, get_runtime
 from .timeutil import iso, safe_time, utcnow
@@ -28,6 +28,7 @@ logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "release-recor
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlApi/Releases"))
 tracer = Tracer()
 BY = "recorder"
+PROMOTE_TRIES = 3  # re-reads after a lost race on the promotion transaction
 
 
 @logger.inject_lambda_context
@@ -90,7 +91,10 @@ def record_state_change(rt: Runtime, event: dict[str, Any]) -> dict[str, Any]:
         return _on_in_service(rt, release, event_at)
     # Creating/Updating/Failed are audit entries only: SageMaker decides the update's fate, and the
     # following InService event says which config won.
-    noted = rt.repo.note_event(release, event_time=iso(event_at), by=BY, reason=f"endpoint {status}")
+    # The entry (its last_event_time) is also the evidence that the endpoint tried this config (_attempted).
+    at = iso(event_at)
+    noted = _settled(rt, release, release.status,
+                     rt.repo.note_event(release, event_time=at, by=BY, reason=f"endpoint {status}"), event_time=at)
     return {"outcome": "noted" if noted else "duplicate", "release": config, "status": status}
 
 
@@ -110,36 +114,55 @@ def _on_in_service(rt: Runtime, release: Release, event_at: datetime) -> dict[st
         return {"outcome": "duplicate", "release": release.release_id}
     prior = _status_before(release, at)
     is_new = prior == Status.DEPLOYING or (prior == Status.SUPERSEDED and not release.live_at)
-    outcome = _settle_current(rt, release, prior, at, event_at, switched=previous != release.release_id)
-    attempted = _close_attempted(rt, release, prior, is_new, event_at)
-    if outcome == "unchanged" and attempted:
-        rt.repo.note_event(release, event_time=at, by=BY, reason=f"endpoint kept this config; {attempted} failed",
-                           updates={"deployed_at": at})
-        outcome = "kept"
-    # The position goes last: a retry after any failure above finds it older and redoes the (idempotent) rest.
+    replaced, lost, reason = _in_flight(rt, release, prior, is_new, at)
+    # Writes in an order a retry can redo: the InService release first (its conditional write carries the event
+    # time, so a redo is a no-op), then the releases it settles, then the position last.
+    outcome = _settle_current(rt, release, prior, at, event_at, switched=previous != release.release_id,
+                              lost=[r.release_id for r in lost])
+    for other in replaced:
+        _settled(rt, other, Status.SUPERSEDED, rt.repo.transition(
+            other, Status.SUPERSEDED, at=at, by=BY, reason=f"replaced by {release.release_id} before promotion",
+            updates={"superseded_by": release.release_id}))
+    closed = [other.release_id for other in lost if _roll_back_attempt(rt, other, release, reason, at)]
     rt.repo.set_position(release.release_id, at)
-    return {"outcome": outcome, "release": release.release_id, "rolled_back": attempted}
+    return {"outcome": outcome, "release": release.release_id, "rolled_back": closed}
+
+
+def _settled(rt: Runtime, release: Release, to: Status, written: bool, event_time: str | None = None) -> bool:
+    """A conditional write that failed is fine when the record already shows it (a retry, a duplicate event);
+    otherwise the record changed under us: retry the whole event with fresh reads."""
+    if written:
+        return True
+    fresh = rt.repo.get(release.release_id)
+    done = fresh is not None and (
+        fresh.status == to if event_time is None else (fresh.last_event_time or "") >= event_time)
+    if done:
+        return False
+    raise ConcurrentChangeError(f"release {release.release_id} changed while recording; retrying")
 
 
 def _settle_current(rt: Runtime, release: Release, prior: Status, at: str, event_at: datetime, *,
-                    switched: bool) -> str:
+                    switched: bool, lost: list[str]) -> str:
     """The InService release's own transition. On a retry the conditional write (event_time) is a no-op."""
     if prior == Status.DEPLOYING or (prior == Status.SUPERSEDED and not release.live_at):
         bake_until = iso(event_at + timedelta(minutes=rt.settings.bake_minutes))
-        if rt.repo.transition(release, Status.BAKING, at=at, by=BY, reason="InService; baking", event_time=at,
-                              updates={"deployed_at": at, "bake_until": bake_until}):
+        if _settled(rt, release, Status.BAKING, rt.repo.transition(
+                release, Status.BAKING, at=at, by=BY, reason="InService; baking", event_time=at,
+                updates={"deployed_at": at, "bake_until": bake_until}), event_time=at):
             metrics.add_metric(name="ReleaseBaking", unit=MetricUnit.Count, value=1)
         return "baking"
     if prior == Status.SUPERSEDED:
-        rt.repo.transition(release, Status.LIVE, at=at, by=BY, reason="endpoint back on this release",
-                           event_time=at, updates={"deployed_at": at})
+        _settled(rt, release, Status.LIVE, rt.repo.transition(
+            release, Status.LIVE, at=at, by=BY, reason="endpoint back on this release", event_time=at,
+            updates={"deployed_at": at}), event_time=at)
         return "restored"
-    if switched:
+    if switched or lost:
         # deployed_at moves so that alarms raised while the other release was tried count as stale.
         # Includes a rolled-back config put back by hand: recorded, never resurrected.
-        rt.repo.note_event(release, event_time=at, by=BY, reason="endpoint switched to this config",
-                           updates={"deployed_at": at})
-        return "switched"
+        why = "endpoint switched to this config" if switched else f"endpoint kept this config; {lost} failed"
+        _settled(rt, release, release.status, rt.repo.note_event(
+            release, event_time=at, by=BY, reason=why, updates={"deployed_at": at}), event_time=at)
+        return "switched" if switched else "kept"
     return "unchanged"  # e.g. autoscaling weight/capacity updates on the same config
 
 
@@ -153,41 +176,33 @@ def _attempted(other: Release, failure_reason: str | None) -> bool:
     return other.last_event_time is not None or named
 
 
-def _close_attempted(rt: Runtime, current: Release, prior: Status, is_new: bool, event_at: datetime) -> list[str]:
-    """Other in-flight releases lost: the endpoint is InService on `current` after they started."""
+def _in_flight(rt: Runtime, current: Release, prior: Status, is_new: bool,
+               at: str) -> tuple[list[Release], list[Release], str | None]:
+    """Other in-flight releases the endpoint left behind by being InService on `current`: (baking releases a
+    new release replaced, attempts lost, SageMaker's failure reason). Reads only."""
     state = rt.endpoint.describe()
     if state.busy or state.config_name != current.release_id:
-        return []  # a newer update is already under way; its own events will settle it
-    at, closed = iso(event_at), []
+        return [], [], None  # a newer update is already under way; its own events will settle it
     candidates = rt.repo.by_status(Status.DEPLOYING) + rt.repo.by_status(Status.BAKING)
     if prior == Status.SUPERSEDED and current.live_at:
         # The endpoint went back to an earlier live release (an out-of-band update-endpoint, or a
         # rollback whose history write failed): the live release it replaced counts as rolled back.
         candidates += rt.repo.by_status(Status.LIVE)
-    for other in candidates:
-        if other.release_id == current.release_id or other.registered_at >= at:
-            continue
-        if is_new:
-            # `current` is a new release, not a return to an earlier one: only a baking release it
-            # replaced is settled (superseded, never live); older stuck registrations are left alone.
-            if other.status == Status.BAKING:
-                rt.repo.transition(other, Status.SUPERSEDED, at=at, by=BY,
-                                   reason=f"replaced by {current.release_id} before promotion",
-                                   updates={"superseded_by": current.release_id})
-            continue
-        if not _attempted(other, state.failure_reason):
-            continue
-        if _roll_back_attempt(rt, other, current, state.failure_reason, at):
-            closed.append(other.release_id)
-    return closed
+    others = [o for o in candidates if o.release_id != current.release_id and o.registered_at < at]
+    if is_new:
+        # `current` is a new release, not a return to an earlier one: only a baking release it
+        # replaced is settled (superseded, never live); older stuck registrations are left alone.
+        return [o for o in others if o.status == Status.BAKING], [], state.failure_reason
+    return [], [o for o in others if _attempted(o, state.failure_reason)], state.failure_reason
 
 
 def _roll_back_attempt(rt: Runtime, other: Release, current: Release, failure_reason: str | None, at: str) -> bool:
     alarms = alarms_named_in(failure_reason, rt.settings.alarm_names)
     reason = failure_reason or f"endpoint returned to {current.release_id}"
-    if not rt.repo.transition(other, Status.ROLLED_BACK, at=at, by=BY, reason=reason,
-                              updates={"rolled_back_at": at, "rollback_reason": reason,
-                                       "rollback_alarm": ",".join(alarms) or None}):
+    written = rt.repo.transition(other, Status.ROLLED_BACK, at=at, by=BY, reason=reason,
+                                 updates={"rolled_back_at": at, "rollback_reason": reason,
+                                          "rollback_alarm": ",".join(alarms) or None})
+    if not _settled(rt, other, Status.ROLLED_BACK, written):
         return False
     metrics.add_metric(name="ReleaseRolledBack", unit=MetricUnit.Count, value=1)
     by = "by SageMaker" if failure_reason else f"(endpoint returned to {current.release_id})"
@@ -216,7 +231,13 @@ def promote_if_due(rt: Runtime) -> dict[str, Any]:
     if blocking:
         metrics.add_metric(name="PromotionBlocked", unit=MetricUnit.Count, value=1)
         return {"outcome": "blocked", "release": release.release_id, "alarms": blocking}
-    if not rt.repo.promote(release, at=iso(now), by=BY, reason="bake passed with alarms OK"):
-        return {"outcome": "duplicate", "release": release.release_id}
-    metrics.add_metric(name="ReleasePromoted", unit=MetricUnit.Count, value=1)
-    return {"outcome": "promoted", "release": release.release_id}
+    for _ in range(PROMOTE_TRIES):
+        if rt.repo.promote(release, at=iso(now), by=BY, reason="bake passed with alarms OK"):
+            metrics.add_metric(name="ReleasePromoted", unit=MetricUnit.Count, value=1)
+            return {"outcome": "promoted", "release": release.release_id}
+        # A condition failed: a concurrent writer changed one of the releases. Re-read and decide again.
+        fresh = rt.repo.get(release.release_id)
+        if fresh is None or fresh.status != Status.BAKING:
+            return {"outcome": "duplicate", "release": release.release_id}
+        release = fresh
+    raise TransientAwsError(f"promoting {release.release_id}: the history kept changing")

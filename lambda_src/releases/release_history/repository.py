@@ -21,6 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .errors import ConcurrentChangeError
 from .timeutil import iso
 
 STATUS_INDEX = "status-index"
@@ -205,7 +206,8 @@ class ReleaseRepository:
                           **load_metadata())
         self.register(release)  # a concurrent creator may win; either way re-read the stored one
         stored = self.get(release_id)
-        assert stored is not None
+        if stored is None:
+            raise ConcurrentChangeError(f"release {release_id} was neither created nor found")
         return stored
 
     def list_releases(self) -> list[Release]:
