@@ -526,6 +526,9 @@ def test_a_transform_log_group_setting_other_than_own_or_existing_names_the_key(
     from platform_config.loader import build
     from platform_config.settings import BatchSettings
 
+    assert build(BatchSettings, {"transform_log_group": "existing"}, "b").transform_log_group == "existing"
+    assert BatchSettings().transform_log_group == "own"
     with pytest.raises(ConfigError) as raised:
         build(BatchSettings, {"transform_log_group": "shared"}, "ml-platform.environments.dev.batch")
     assert raised.value.key == "ml-platform.environments.dev.batch.transform_log_group"
+    assert "must be one of 'own', 'existing'" in str(raised.value)

@@ -146,6 +146,7 @@ def test_a_job_that_fails_leaves_nothing_to_verify_package_or_register(
     assert retrain.main(["verify", "--work", str(work), "--dist", str(tmp_path / "dist")]) == retrain.EXIT_REPLACED
 
 
-def test_the_runner_needs_its_stack_or_its_arguments(aws: Any, tmp_path: Path) -> None:
+def test_the_runner_needs_its_stack_or_its_arguments(aws: Any, tmp_path: Path, capsys: Any) -> None:
     argv = [*retrain_argv(tmp_path, aws.key), "--runner", "sagemaker"]
     assert retrain.main(argv) == 2
+    assert "--runner sagemaker needs --training-stack or scripts/training_job.py's arguments" in capsys.readouterr().err
