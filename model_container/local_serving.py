@@ -19,12 +19,17 @@ class ServerNotReady(Exception):
 
 
 def entrypoint_command(dockerfile: Path = DOCKERFILE) -> list[str]:
-    """The Dockerfile's exec-form ENTRYPOINT plus `serve`, with this interpreter as `python`."""
+    """The exec-form ENTRYPOINT of the Dockerfile's `runtime` stage plus `serve`, with this interpreter as
+    `python`. Only that stage's: the `train` stage has its own (SageMaker's training contract)."""
+    stage, command = "", None
     for line in dockerfile.read_text().splitlines():
-        if line.startswith("ENTRYPOINT "):
+        if line.startswith("FROM "):
+            stage = line.split()[-1] if " AS " in line.upper() else ""
+        elif line.startswith("ENTRYPOINT ") and stage == "runtime":
             command = json.loads(line.removeprefix("ENTRYPOINT "))
-            return [sys.executable if command[0] == "python" else command[0], *command[1:], "serve"]
-    raise ServerNotReady(f"{dockerfile} has no ENTRYPOINT")
+    if command is None:
+        raise ServerNotReady(f"{dockerfile} has no ENTRYPOINT in its runtime stage")
+    return [sys.executable if command[0] == "python" else command[0], *command[1:], "serve"]
 
 
 def free_port() -> int:
