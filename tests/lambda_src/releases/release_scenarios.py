@@ -132,7 +132,16 @@ def release_scenario(name: str, *, history: Callable[[World], None], steps: list
             check_end(world, snapshot, trace, updates, notices)
 
     return Scenario(name=name, steps=tuple(Step(n, fn, _failed_exit if n in cli_steps else _no) for n, fn, _ in steps),
-                    setup=setup, check=check, provision=provision_history, environment=environment, faults=FAST_FAULTS)
+                    setup=setup, check=check, provision=provision_history, environment=environment, faults=FAST_FAULTS,
+                    world_state=_world_state)
+
+
+def _world_state(world: World, state: Any) -> Any:
+    """What the world holds outside moto: the fake UpdateEndpoint's calls."""
+    if state is None:
+        return list(world.update_calls)
+    world.update_calls[:] = state
+    return None
 
 
 def _no(result: Any) -> bool:
