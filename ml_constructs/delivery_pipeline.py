@@ -55,7 +55,7 @@ from ml_constructs.pipeline_steps import (
 )
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction, terminal_dead_letter_queue
 from ml_constructs.platform_keys import PlatformKeys
-from ml_constructs.prediction_api import PIPELINE_TEST_TIER
+from ml_constructs.prediction_api import PIPELINE_TEST_TIER, contract_api_version, public_url
 from ml_constructs.release_history_table import keyed_table
 from ml_constructs.retraining_trigger import RetrainingSource, RetrainingTrigger
 from ml_constructs.secure_bucket import REPLICATION_REASON, REPLICATION_RULES, access_log_bucket, secure_bucket
@@ -900,8 +900,9 @@ class DeliveryPipeline(Construct):
 
     @staticmethod
     def _api_url(access: EnvironmentAccess) -> str:
-        # $API_ID is looked up per environment in each step before the URL is used.
-        return f"https://$API_ID.execute-api.{access.region}.amazonaws.com/v1/v1/predict"
+        # $API_ID is looked up per environment in each step before the URL is used. The version is the contract's,
+        # which synth keeps equal to every environment's api.version (PredictionApi refuses another).
+        return public_url(api_id="$API_ID", region=access.region, api_version=contract_api_version())
 
     @staticmethod
     def _api_lookup(access: EnvironmentAccess) -> list[str]:

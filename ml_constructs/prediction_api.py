@@ -1,4 +1,4 @@
-"""Public REST API: POST /v1/predict validated against the feature schema, straight to SageMaker runtime."""
+"""Public REST API: POST /v{api.version}/predict validated against the feature schema, straight to SageMaker runtime."""
 
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ from constructs import Construct
 from ml_constructs.encrypted_logs import encrypted_log_group
 from ml_constructs.nag import acknowledge
 from platform_config import ApiSettings
+from platform_config.loader import ConfigError
 from platform_config.settings import UsagePlanSettings
 
 REQUEST_SCHEMA = Path("model_container/contract/request.schema.json")
-STAGE_NAME = "v1"
+OPENAPI = Path("model_container/contract/openapi.json")
+REGENERATE = "make contracts (python -m model_container.contract.generate)"
+# One stage whose name carries no version. "A stage is a logical reference to a lifecycle state of your API" and
+# the invoke URL is https://{restapi-id}.execute-api.{region}.amazonaws.com/{stageName} + the resource path (API
+# Gateway Developer Guide, "Deploy REST APIs in API Gateway"). Each environment is its own API in its own account,
+# so the lifecycle state is the environment, and the stage is just "the deployed API". The version lives in the
+# resource path only (/v{api.version}/predict, from the contract), so the URL says it once
+# (…/api/v1/predict, not …/v1/v1/predict) and a major bump changes a path of the same stage, its usage plans,
+# WAF association and logs, instead of needing a second stage (each stage points at one deployment).
+STAGE_NAME = "api"
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 # Test traffic (README "Test traffic"): the pipeline's smoke and load tests use their own API key and usage plan,
 # and only requests authenticated with that key reach the endpoint with an inference id starting with this prefix.
@@ -28,6 +38,34 @@ INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 TEST_INFERENCE_ID_PREFIX = "pipeline-test-"
 PIPELINE_TEST_TIER = "pipeline-tests"
 TEST_KEY_VARIABLE = "pipelineTestKeyId"
+
+
+def resource_path(api_version: int) -> str:
+    """The public path of API major `api_version` (model_container/contract/generate.py documents the same)."""
+    return f"/v{api_version}/predict"
+
+
+def public_url(*, api_id: str, region: str, api_version: int) -> str:
+    """The invoke URL on the API's default endpoint: stage, then the versioned resource path."""
+    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{STAGE_NAME}{resource_path(api_version)}"
+
+
+def contract_api_version(openapi_path: Path = OPENAPI) -> int:
+    """The API major the committed contract was generated for: openapi.json's info.version major."""
+    return int(str(json.loads(openapi_path.read_text())["info"]["version"]).split(".")[0])
+
+
+def check_contract_version(api_version: int, openapi_path: Path = OPENAPI) -> None:
+    """Refuse an api.version the contract was not generated for: the gateway would serve /v{N}/predict while the
+    OpenAPI document (and the model gate, which compares it with the live one) says another version."""
+    generated = contract_api_version(openapi_path)
+    documented = json.loads(openapi_path.read_text())["paths"]
+    if generated != api_version or resource_path(api_version) not in documented:
+        raise ConfigError(
+            "api.version",
+            f"is {api_version} but {openapi_path} was generated for API version {generated} "
+            f"(paths {', '.join(documented)}); run {REGENERATE} and commit it",
+        )
 
 
 def request_template(*, marks_test_traffic: bool) -> str:
@@ -158,6 +196,7 @@ class PredictionApi(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
+        check_contract_version(settings.version)
         stack = Stack.of(self)
         self.api_name = api_name
         access_logs = encrypted_log_group(
@@ -210,7 +249,8 @@ class PredictionApi(Construct):
             disable_execute_api_endpoint=False,
         )
         self.stage = self.api.deployment_stage
-        # API Gateway's execution log group, declared so that it is encrypted and expires.
+        # API Gateway's execution log group, declared so that it is encrypted and expires. API Gateway names it
+        # API-Gateway-Execution-Logs_{rest-api-id}/{stage-name}: the stage, not the API version.
         encrypted_log_group(
             self,
             "ExecutionLogs",
@@ -303,7 +343,7 @@ class PredictionApi(Construct):
         validator = self.api.add_request_validator(
             "BodyValidator", validate_request_body=True, validate_request_parameters=True
         )
-        predict = self.api.root.add_resource("v1").add_resource("predict")
+        predict = self.api.root.resource_for_path(resource_path(settings.version))
         self.method = predict.add_method(
             "POST",
             integration,

@@ -373,8 +373,12 @@ class UsagePlanSettings:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    """Public REST API: auth, throttling, consumer tiers, WAF limits, caching."""
+    """Public REST API: auth, throttling, consumer tiers, WAF limits, caching, major version."""
 
+    # The API's major version: the public path is /v{version}/predict and openapi.json's info.version is
+    # "{version}.0.0" (model_container/contract/generate.py reads it from cdk.json). Bump it for a breaking contract
+    # change; the model gate refuses one without it (scripts/model_gate.py).
+    version: int = 1
     auth: Literal["api_key", "iam"] = "api_key"
     throttle_rate_limit: float = 1000.0
     throttle_burst_limit: int = 2000
@@ -399,6 +403,7 @@ class ApiSettings:
     access_log_retention_days: int = 365
 
     def __post_init__(self) -> None:
+        check(self.version >= 1, "version", f"must be an integer >= 1 (the API's major version), got {self.version}")
         check(self.throttle_rate_limit > 0, "throttle_rate_limit", "must be positive")
         check(self.throttle_burst_limit >= 1, "throttle_burst_limit", "must be at least 1")
         check(bool(self.usage_plans), "usage_plans", "needs at least one tier")

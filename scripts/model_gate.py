@@ -288,29 +288,147 @@ def _api_versions(openapi: dict[str, Any]) -> tuple[int, int]:
     return major, max(paths, default=0)
 
 
+# Where the API's major version is set (platform_config/settings.py ApiSettings.version; the contract generator reads
+# it, the gateway's path and openapi.json's info.version follow it).
+VERSION_SETTING = "api.version in cdk.json (ml-platform.defaults.api.version)"
+# JSON Schema bounds, each with the direction that narrows it: a higher lower bound or a lower upper bound.
+LOWER_BOUNDS = ("minimum", "minItems", "minLength", "minProperties")
+UPPER_BOUNDS = ("maximum", "maxItems", "maxLength", "maxProperties")
+NUMERIC_TYPES = {"integer", "number"}
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    kind = schema.get("type")
+    return set(kind) if isinstance(kind, list) else {kind} if kind else set()
+
+
+def _type_narrowed(old: set[str], new: set[str]) -> bool:
+    """A value the old type admitted that the new one refuses (an integer is a number; no type admits all)."""
+    if not new:
+        return False
+    if not old:
+        return True
+    widened = new | ({"integer"} if "number" in new else set())
+    return not old <= widened
+
+
+def request_narrowings(old: Any, new: Any, where: str) -> list[str]:
+    """What a request valid under `old` may now be refused for under `new`: a new required field, a removed field
+    (closed objects) or a narrowed type, range, size or enum. Added optional fields and widened ranges pass."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else [f"{where}: schema changed shape"]
+    found = []
+    if _type_narrowed(_types(old), _types(new)):
+        found.append(f"{where}: type narrowed from {sorted(_types(old))} to {sorted(_types(new))}")
+    for bound, tighter in [(b, max) for b in LOWER_BOUNDS] + [(b, min) for b in UPPER_BOUNDS]:
+        if bound in new and (bound not in old or tighter(old[bound], new[bound]) != old[bound]):
+            found.append(f"{where}: {bound} narrowed from {old.get(bound, 'none')} to {new[bound]}")
+    if "enum" in new and ("enum" not in old or any(value not in new["enum"] for value in old["enum"])):
+        found.append(f"{where}: enum narrowed from {old.get('enum', 'any')} to {new['enum']}")
+    for name in sorted(set(new.get("required", [])) - set(old.get("required", []))):
+        found.append(f"{where}: new required request field {name!r}")
+    closed = new.get("additionalProperties") is False
+    if closed and old.get("additionalProperties") is not False:
+        found.append(f"{where}: no longer accepts additional properties")
+    old_properties, new_properties = old.get("properties", {}), new.get("properties", {})
+    for name, old_property in old_properties.items():
+        if name not in new_properties:
+            if closed:
+                found.append(f"{where}: request field {name!r} removed or renamed")
+            continue
+        found += request_narrowings(old_property, new_properties[name], f"{where}.{name}")
+    found += _nested_narrowings(old, new, where)
+    return found
+
+
+def _nested_narrowings(old: dict[str, Any], new: dict[str, Any], where: str) -> list[str]:
+    found = []
+    old_items, new_items = old.get("items"), new.get("items")
+    if isinstance(old_items, list) and isinstance(new_items, list):
+        for index, (before, after) in enumerate(zip(old_items, new_items, strict=False)):
+            found += request_narrowings(before, after, f"{where}[{index}]")
+    elif old_items is not None or new_items is not None:
+        found += request_narrowings(old_items or {}, new_items or {}, f"{where}[]")
+    old_any, new_any = old.get("anyOf", []), new.get("anyOf", [])
+    if len(new_any) < len(old_any):
+        found.append(f"{where}: {len(old_any) - len(new_any)} of its anyOf forms removed")
+    for index, (before, after) in enumerate(zip(old_any, new_any, strict=False)):
+        found += request_narrowings(before, after, f"{where}.anyOf[{index}]")
+    return found
+
+
+def response_removals(old: Any, new: Any, where: str) -> list[str]:
+    """What a consumer reading a response under `old` may now miss: a removed field, a field no longer required,
+    or a changed type. Added response fields pass (consumers ignore what they do not read)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    found = []
+    if _types(old) and _types(old) != _types(new):
+        found.append(f"{where}: response type changed from {sorted(_types(old))} to {sorted(_types(new))}")
+    old_properties, new_properties = old.get("properties", {}), new.get("properties", {})
+    for name in old_properties:
+        if name not in new_properties:
+            found.append(f"{where}: response field {name!r} removed")
+        elif name in old.get("required", []) and name not in new.get("required", []):
+            found.append(f"{where}: response field {name!r} no longer always present")
+        else:
+            found += response_removals(old_properties[name], new_properties[name], f"{where}.{name}")
+    found += response_removals(old.get("items"), new.get("items"), f"{where}[]")
+    return found
+
+
+def breaking_changes(old_schema: Any, new_schema: Any, old_openapi: Any, new_openapi: Any) -> list[str]:
+    """Changes that break an existing consumer: a removed or renamed path or operation, a request the old contract
+    accepted that the new one refuses (request.schema.json, which the gateway validates), a response field gone."""
+    found = request_narrowings(old_schema, new_schema, "request")
+    old_paths, new_paths = old_openapi.get("paths", {}), new_openapi.get("paths", {})
+    for path, operations in old_paths.items():
+        if path not in new_paths:
+            found.append(f"path {path} removed or renamed (now: {', '.join(new_paths) or 'none'})")
+            continue
+        for method in set(operations) - set(new_paths[path]):
+            found.append(f"{method.upper()} {path} removed")
+    old_response = old_openapi.get("components", {}).get("schemas", {}).get("PredictResponse")
+    new_response = new_openapi.get("components", {}).get("schemas", {}).get("PredictResponse")
+    if old_response is not None:
+        found += response_removals(old_response, new_response or {}, "response")
+    return found
+
+
 def check_contract(current: Path, previous: Path) -> tuple[dict[str, Any], list[str]]:
-    """An unchanged request schema passes; a changed one needs a bumped API major or /vN/ path."""
+    """An unchanged or compatible contract passes; a breaking change needs a bumped API major (api.version)."""
     old_schema = previous / "request.schema.json"
     if not old_schema.is_file():
         return {"checked": False, "reason": f"{old_schema} not found (first release?)"}, []
-    if _read_json(current / "request.schema.json") == _read_json(old_schema):
+    new_schema_doc, old_schema_doc = _read_json(current / "request.schema.json"), _read_json(old_schema)
+    new_openapi = _read_json(current / "openapi.json")
+    old_openapi_path = previous / "openapi.json"
+    old_openapi = _read_json(old_openapi_path) if old_openapi_path.is_file() else {}
+    if new_schema_doc == old_schema_doc and (not old_openapi or new_openapi == old_openapi):
         return {"checked": True, "request_schema_changed": False}, []
-    new_versions = _api_versions(_read_json(current / "openapi.json"))
-    old_openapi = previous / "openapi.json"
-    old_versions = _api_versions(_read_json(old_openapi)) if old_openapi.is_file() else (0, 0)
+    new_versions, old_versions = _api_versions(new_openapi), _api_versions(old_openapi)
     bumped = new_versions[0] > old_versions[0] or new_versions[1] > old_versions[1]
+    # Without the live openapi.json (older releases), a changed request schema is all the gate can compare.
+    breaking = (
+        breaking_changes(old_schema_doc, new_schema_doc, old_openapi, new_openapi)
+        if old_openapi
+        else (["request.schema.json changed (the live release published no openapi.json)"]
+              if new_schema_doc != old_schema_doc else [])
+    )  # fmt: skip
     summary = {
         "checked": True,
-        "request_schema_changed": True,
+        "request_schema_changed": new_schema_doc != old_schema_doc,
+        "breaking_changes": breaking,
         "version_bumped": bumped,
         "api_major": {"previous": old_versions[0], "current": new_versions[0]},
         "path_version": {"previous": old_versions[1], "current": new_versions[1]},
     }
-    if bumped:
+    if bumped or not breaking:
         return summary, []
     return summary, [
-        "contract: request.schema.json changed but neither openapi.json info.version major "
-        f"({old_versions[0]}) nor the /v{old_versions[1]}/ path version was bumped"
+        f"contract: breaking change without an API major version bump ({'; '.join(breaking)}): the live API is "
+        f"version {old_versions[0]}; set {VERSION_SETTING} to {old_versions[0] + 1}, run make contracts and commit "
+        "the contract (consumers move to the new /v<major>/predict path)"
     ]
 
 

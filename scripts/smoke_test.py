@@ -1,6 +1,6 @@
 """Smoke and load test of a deployed prediction API: the contract cases, then a bounded, paced load test.
 
-    python -m scripts.smoke_test --url https://<api>.execute-api.<region>.amazonaws.com/v1/v1/predict \
+    python -m scripts.smoke_test --url https://<api>.execute-api.<region>.amazonaws.com/api/v1/predict \
         --api-key KEY [--rows 5] [--requests 200 --concurrency 4 --rate 30 --p99-ms 1000 --time-budget-s 120]
 
 Use the pipeline's test key (<prefix>-api-pipeline-tests): the gateway marks that key's requests as test traffic,
@@ -16,6 +16,7 @@ import http.client
 import json
 import math
 import random
+import re
 import sys
 import threading
 import time
@@ -27,6 +28,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 FEATURE_SCHEMA = Path(__file__).resolve().parents[1] / "model_container" / "contract" / "feature_schema.json"
+# /<stage>/v<major>/predict (ml_constructs/prediction_api.py public_url), or /v<major>/predict behind a custom domain's
+# base path mapping; the version is said once: a stage named like a version (…/v1/v1/predict) is the old double URL.
+PREDICT_PATH = re.compile(r"^(/(?!v\d+/)[^/]+)*/v\d+/predict$")
 
 
 def sample_rows(schema: dict[str, Any], count: int) -> list[list[float]]:
@@ -91,6 +95,11 @@ class ApiClient:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"--url {url!r} is not an http(s) URL")
+        if not PREDICT_PATH.match(parts.path):
+            raise ValueError(
+                f"--url path {parts.path!r} is not /<stage>/v<major>/predict with the version once "
+                "(e.g. /api/v1/predict; the major is api.version in cdk.json)"
+            )
         self.path = parts.path or "/"
         self.api_key, self.timeout = api_key, timeout
         connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -314,7 +323,7 @@ def default_budget_s(requests: int, rate: float | None) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--url", required=True, help="the full predict URL (stage + /v1/predict)")
+    parser.add_argument("--url", required=True, help="the full predict URL (stage + /v<api.version>/predict)")
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--rows", type=int, default=5, help="rows in the batch case and in each load request")
     parser.add_argument("--requests", type=int, default=200, help="load-test requests (0 skips the load test)")

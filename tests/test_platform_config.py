@@ -199,6 +199,20 @@ def test_bad_values_fail_naming_the_key(path: str, value: Any, key: str, fragmen
     assert key in str(raised.value)
 
 
+@pytest.mark.parametrize(("value", "fragment"), [(0, "must be an integer >= 1"), (-2, ">= 1"), ("2", "integer"),
+                                                 (True, "integer"), (1.5, "integer")])  # fmt: skip
+def test_a_bad_api_version_fails_naming_the_dotted_key(value: Any, fragment: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_environments(with_change("environments.prod.api.version", value))
+    assert raised.value.key == "ml-platform.environments.prod.api.version"
+    assert fragment in str(raised.value)
+
+
+def test_api_version_defaults_to_1_and_is_set_once_for_every_environment() -> None:
+    assert {env.api.version for env in load_environments(CONTEXT)} == {1}
+    assert {env.api.version for env in load_environments(with_change("defaults.api", {"version": 3}))} == {3}
+
+
 def test_unknown_environment_selection_is_named() -> None:
     with pytest.raises(ConfigError, match="unknown environment 'qa'"):
         load_environments(CONTEXT, selected="qa")

@@ -2,11 +2,14 @@
 
 ``python -m model_container.contract.generate`` writes, next to feature_schema.json:
 - request.schema.json: the API Gateway request model (JSON Schema draft-04, self-contained);
-- openapi.json: OpenAPI 3.0 for API consumers (POST /v1/predict behind API Gateway);
+- openapi.json: OpenAPI 3.0 for API consumers (POST /v{major}/predict behind API Gateway, info.version
+  "{major}.0.0", the major being cdk.json's api.version);
 - container-openapi.json: OpenAPI 3.0 of the serving container itself (POST /invocations, GET /ping and, for
   Batch Transform, GET /execution-parameters);
 - generated-from.json: the SHA-256 of the inputs (feature_schema.json, this file) and of each output, so that
-  synth can refuse a stale contract by comparing hashes, without importing this module (stacks/app_builder.py).
+  synth can refuse a stale contract by comparing hashes, without importing this module (stacks/app_builder.py),
+  and the api_version it was generated for (synth refuses a contract of another version than api.version:
+  ml_constructs/prediction_api.py).
 ``--check`` writes nothing and exits 1 if a committed file differs from a fresh generation.
 """
 
@@ -22,6 +25,8 @@ from typing import Any
 import orjson
 
 from model_container.contract import CONTRACT_DIR
+
+CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 
 JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
@@ -201,20 +206,48 @@ def error_response(description: str, *schemas: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    """OpenAPI 3.0 for consumers of the public API: POST /v1/predict behind API Gateway."""
+def public_path(api_version: int) -> str:
+    """The public resource path of API major `api_version` (ml_constructs/prediction_api.py builds the same)."""
+    return f"/v{api_version}/predict"
+
+
+def configured_api_version(cdk_json: Path = CDK_JSON) -> int:
+    """cdk.json's api.version (ml-platform.defaults.api, overridden per environment), the same in every environment:
+    one contract serves them all, and the pipeline promotes one build through them."""
+    from platform_config import CONTEXT_KEY, ApiSettings
+    from platform_config.loader import ConfigError, build, deep_merge
+
+    context = orjson.loads(cdk_json.read_bytes())["context"][CONTEXT_KEY]
+    default = context.get("defaults", {}).get("api", {})
+    versions = {}
+    for name, env in context["environments"].items():
+        key = f"{CONTEXT_KEY}.environments.{name}.api"
+        versions[key] = build(ApiSettings, deep_merge(default, env.get("api", {})), key).version
+    if len(set(versions.values())) > 1:
+        listed = ", ".join(f"{key}.version = {version}" for key, version in versions.items())
+        raise ConfigError(
+            next(f"{key}.version" for key, version in versions.items() if version != max(versions.values())),
+            f"differs between environments ({listed}); one contract serves them all: "
+            f"set {CONTEXT_KEY}.defaults.api.version and no per-environment api.version",
+        )
+    return next(iter(versions.values()))
+
+
+def openapi(schema: dict[str, Any], api_version: int) -> dict[str, Any]:
+    """OpenAPI 3.0 for consumers of the public API: POST /v{api_version}/predict behind API Gateway."""
     request = openapi_request_schema(schema)
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "Breast cancer classifier API",
-            "version": "1.0.0",
+            # Semantic versioning of the API, not of the model: the major is api.version (cdk.json), the path's /vN/.
+            "version": f"{api_version}.0.0",
             "description": "Predicts whether a tumour is malignant from 30 numeric features. Feature ranges "
             "come from model_container/contract/feature_schema.json.",
         },
         "security": [{"apiKey": []}],
         "paths": {
-            "/v1/predict": {
+            public_path(api_version): {
                 "post": {
                     "operationId": "predict",
                     "summary": "Score one or more rows",
@@ -354,10 +387,10 @@ def container_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def generated_files(schema: dict[str, Any]) -> dict[str, bytes]:
+def generated_files(schema: dict[str, Any], api_version: int) -> dict[str, bytes]:
     documents = {
         "request.schema.json": request_schema(schema),
-        "openapi.json": openapi(schema),
+        "openapi.json": openapi(schema, api_version),
         "container-openapi.json": container_openapi(schema),
     }
     return {name: orjson.dumps(copy.deepcopy(doc), option=JSON_OPTIONS) for name, doc in documents.items()}
@@ -367,30 +400,42 @@ def sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def manifest(inputs: dict[str, bytes], outputs: dict[str, bytes]) -> bytes:
+def manifest(inputs: dict[str, bytes], outputs: dict[str, bytes], api_version: int) -> bytes:
     """generated-from.json: what the outputs were generated from, as hashes that synth compares (as data)."""
     document = {
         "generator": REGENERATE,
+        "api_version": api_version,
         "inputs": {name: sha256(content) for name, content in inputs.items()},
         "outputs": {name: sha256(content) for name, content in outputs.items()},
     }
     return orjson.dumps(document, option=JSON_OPTIONS)
 
 
-def contract_files(directory: Path) -> dict[str, bytes]:
+def contract_files(directory: Path, api_version: int) -> dict[str, bytes]:
     """Every generated file of `directory` (its feature_schema.json as input), the manifest included."""
     schema_bytes = (directory / "feature_schema.json").read_bytes()
-    outputs = generated_files(orjson.loads(schema_bytes))
+    outputs = generated_files(orjson.loads(schema_bytes), api_version)
     inputs = {"feature_schema.json": schema_bytes, "generate.py": Path(__file__).read_bytes()}
-    return {**outputs, MANIFEST: manifest(inputs, outputs)}
+    return {**outputs, MANIFEST: manifest(inputs, outputs, api_version)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate API contracts from feature_schema.json")
     parser.add_argument("--dir", type=Path, default=CONTRACT_DIR)
     parser.add_argument("--check", action="store_true", help="exit 1 if the files are stale; write nothing")
+    parser.add_argument(
+        "--api-version", type=int, help="the API's major version (default: api.version in cdk.json, default 1)"
+    )
+    parser.add_argument("--cdk-json", type=Path, default=CDK_JSON, help="where api.version is read from")
     args = parser.parse_args(argv)
-    files = contract_files(args.dir)
+    try:
+        api_version = args.api_version if args.api_version is not None else configured_api_version(args.cdk_json)
+    except ValueError as error:  # ConfigError names the cdk.json key
+        print(f"generate: {error}", file=sys.stderr)
+        return 2
+    if api_version < 1:
+        parser.error(f"--api-version must be >= 1, got {api_version}")
+    files = contract_files(args.dir, api_version)
     stale = [
         name
         for name, content in files.items()

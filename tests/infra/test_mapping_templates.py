@@ -25,6 +25,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -32,7 +33,9 @@ import airspeed
 import orjson
 import pytest
 
+from ml_constructs.prediction_api import STAGE_NAME
 from model_container.server.validation import RequestError
+from platform_config import load_environments
 
 ENVS = ("dev", "staging", "prod")
 REQUEST_ID = "c0ffee00-1111-4222-8333-444455556666"
@@ -159,7 +162,7 @@ class Rendered:
 def render_vtl(template: str, *, body: str, context: dict[str, Any] | None = None) -> Rendered:
     context = {
         "requestId": REQUEST_ID,
-        "stage": "v1",
+        "stage": STAGE_NAME,
         "responseOverride": {"status": None, "header": {}},
         **(context or {}),
     }
@@ -210,7 +213,7 @@ def gateway_variables(response_type: str, message: str, validation_errors: str =
         "responseType": response_type,
         "validationErrorString": validation_errors,
     }
-    context = {"requestId": REQUEST_ID, "extendedRequestId": "Ab1=", "stage": "v1", "error": error}
+    context = {"requestId": REQUEST_ID, "extendedRequestId": "Ab1=", "stage": STAGE_NAME, "error": error}
     return {"context": context, "stageVariables": {}, "method": {"request": {"header": {}, "querystring": {}}}}
 
 
@@ -447,4 +450,124 @@ def test_escape_javascript_escapes_single_quotes_which_json_rejects() -> None:
 def test_escape_javascript_is_commons_lang() -> None:
     assert escape_javascript('He didn\'t say, "Stop!" / \\ \n é 🚀') == (
         'He didn\\\'t say, \\"Stop!\\" \\/ \\\\ \\n \\u00E9 \\uD83D\\uDE80'
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The URL: https://<api-id>.execute-api.<region>.amazonaws.com/<stage>/v<api.version>/predict, the version once
+# ---------------------------------------------------------------------------------------------------------------
+# "The hostname and the stage name determine the API's base URL": https://{restapi-id}.execute-api.{region}
+# .amazonaws.com/{stageName}, then the resource path (API Gateway Developer Guide, "Deploy REST APIs in API Gateway",
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-deploy-api.html). The version is in the path
+# (api.version); a stage named after it said it twice (.../v1/v1/predict).
+VERSION_SEGMENT = re.compile(r"^v\d+$")
+
+
+def resource_paths(synthesized, env: str) -> set[str]:
+    resources = synthesized.resources(env, "inference", "AWS::ApiGateway::Resource")
+
+    def path(logical_id: str) -> str:
+        properties = resources[logical_id]["Properties"]
+        parent = properties["ParentId"]
+        prefix = path(parent["Ref"]) if isinstance(parent, dict) and parent.get("Ref") in resources else ""
+        return f"{prefix}/{properties['PathPart']}"
+
+    return {path(logical_id) for logical_id in resources}
+
+
+def contract_version() -> tuple[int, set[str]]:
+    openapi = json.loads(Path("model_container/contract/openapi.json").read_text())
+    return int(openapi["info"]["version"].split(".")[0]), set(openapi["paths"])
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_stage_carries_no_version_and_the_path_carries_api_version(synthesized, env: str) -> None:
+    [stage] = synthesized.resources(env, "inference", "AWS::ApiGateway::Stage").values()
+    stage_name = stage["Properties"]["StageName"]
+    assert not VERSION_SEGMENT.match(stage_name), f"stage {stage_name!r} is named like an API version"
+    major, documented = contract_version()
+    assert {e.api.version for e in load_environments(synthesized.context["ml-platform"])} == {major}
+    assert f"/v{major}/predict" in resource_paths(synthesized, env) and documented == {f"/v{major}/predict"}
+    # API Gateway writes execution logs to API-Gateway-Execution-Logs_{rest-api-id}/{stage-name} ("Set up CloudWatch
+    # logging for REST APIs in API Gateway"): the declared (encrypted, expiring) group must be that stage's.
+    names = [
+        json.dumps(group["Properties"].get("LogGroupName"))
+        for group in synthesized.resources(env, "inference", "AWS::Logs::LogGroup").values()
+    ]
+    [execution] = [name for name in names if "API-Gateway-Execution-Logs_" in name]
+    assert execution.endswith(f'"/{stage_name}"]]}}'), execution
+
+
+def test_the_pipelines_smoke_and_load_tests_call_the_url_with_the_version_once(synthesized) -> None:
+    major, _ = contract_version()
+    commands = [
+        command
+        for project in synthesized.templates[("pipeline", "pipeline")]["Resources"].values()
+        if project["Type"] == "AWS::CodeBuild::Project"
+        for command in json.loads(project["Properties"]["Source"]["BuildSpec"])["phases"]["build"]["commands"]
+        if "scripts.smoke_test" in command
+    ]
+    assert commands
+    for command in commands:
+        url = re.search(r"--url (\S+)", command).group(1)  # type: ignore[union-attr]
+        host = r"https://\$API_ID\.execute-api\.[a-z0-9-]+\.amazonaws\.com"
+        assert re.fullmatch(rf"{host}/{STAGE_NAME}/v{major}/predict", url), url
+
+
+def test_a_contract_of_another_version_than_api_version_fails_synth_naming_the_setting() -> None:
+    from aws_cdk import App, RemovalPolicy, Stack
+    from aws_cdk import aws_kms as kms
+
+    from ml_constructs.prediction_api import PredictionApi
+    from platform_config import ApiSettings, ConfigError
+
+    stack = Stack(App(), "Api")
+    with pytest.raises(ConfigError) as raised:
+        PredictionApi(
+            stack,
+            "Api",
+            api_name="a",
+            endpoint_name="e",
+            settings=ApiSettings(version=2),
+            logs_key=kms.Key(stack, "Key"),
+            log_retention_days=30,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+    assert raised.value.key == "api.version" and "make contracts" in str(raised.value)
+
+
+def test_api_version_2_serves_v2_predict_on_the_same_stage(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_cdk import App, RemovalPolicy, Stack
+    from aws_cdk import aws_kms as kms
+    from aws_cdk.assertions import Template
+
+    from ml_constructs.prediction_api import PredictionApi, public_url
+    from model_container.contract import CONTRACT_DIR
+    from model_container.contract.generate import main as generate
+    from platform_config import ApiSettings
+
+    contract = tmp_path / "model_container" / "contract"
+    contract.mkdir(parents=True)
+    (contract / "feature_schema.json").write_bytes((CONTRACT_DIR / "feature_schema.json").read_bytes())
+    assert generate(["--dir", str(contract), "--api-version", "2"]) == 0
+    monkeypatch.chdir(tmp_path)  # the construct reads the contract relative to the app's directory, as cdk does
+    stack = Stack(App(), "Api")
+    PredictionApi(
+        stack,
+        "Api",
+        api_name="a",
+        endpoint_name="e",
+        settings=ApiSettings(version=2),
+        logs_key=kms.Key(stack, "Key"),
+        log_retention_days=30,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    template = Template.from_stack(stack).to_json()
+    resources = template["Resources"].values()
+    parts = {r["Properties"]["PathPart"] for r in resources if r["Type"] == "AWS::ApiGateway::Resource"}
+    assert parts == {"v2", "predict"}
+    [stage] = [r for r in resources if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert stage["Properties"]["StageName"] == STAGE_NAME
+    assert public_url(api_id="abc", region="eu-west-1", api_version=2) == (
+        f"https://abc.execute-api.eu-west-1.amazonaws.com/{STAGE_NAME}/v2/predict"
     )

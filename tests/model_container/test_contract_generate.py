@@ -14,7 +14,7 @@ import pytest
 from jsonschema import Draft4Validator
 
 from model_container.contract import CONTRACT_DIR, FEATURE_SCHEMA_PATH, load_feature_schema
-from model_container.contract.generate import POSITIONAL_EXTENSION, generated_files, main
+from model_container.contract.generate import POSITIONAL_EXTENSION, configured_api_version, generated_files, main
 from model_container.server.validation import FeatureValidator, RequestError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def server_accepts(document: Any) -> bool:
 
 
 def test_generated_files_are_committed_and_fresh() -> None:
-    for name, content in generated_files(SCHEMA).items():
+    for name, content in generated_files(SCHEMA, configured_api_version()).items():
         assert (CONTRACT_DIR / name).read_bytes() == content, f"{name} is stale: run the generator"
     assert main(["--check"]) == 0
 
@@ -151,6 +151,40 @@ def test_openapi_documents_the_public_api() -> None:
     examples = operation["requestBody"]["content"]["application/json"]["examples"]
     for example in examples.values():
         assert Draft4Validator(load("request.schema.json")).is_valid(example["value"])
+
+
+def cdk_json_with(tmp_path: Path, defaults_api: dict[str, Any], **environment_api: dict[str, Any]) -> Path:
+    """cdk.json with `defaults_api` as ml-platform.defaults.api and per-environment api sections."""
+    document = json.loads((ROOT / "cdk.json").read_text())
+    context = document["context"]["ml-platform"]
+    context["defaults"]["api"] = defaults_api
+    for name, api in environment_api.items():
+        context["environments"][name]["api"] = api
+    path = tmp_path / "cdk.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_api_version_in_cdk_json_drives_the_public_path_and_the_openapi_version(tmp_path: Path) -> None:
+    (tmp_path / "feature_schema.json").write_bytes(FEATURE_SCHEMA_PATH.read_bytes())
+    cdk_json = cdk_json_with(tmp_path, {"version": 2})
+    assert main(["--dir", str(tmp_path), "--cdk-json", str(cdk_json)]) == 0
+    document = json.loads((tmp_path / "openapi.json").read_text())
+    assert document["info"]["version"] == "2.0.0" and set(document["paths"]) == {"/v2/predict"}
+    assert json.loads((tmp_path / "generated-from.json").read_text())["api_version"] == 2
+    # The committed contract (api.version 1) is stale against this cdk.json: --check says so.
+    assert main(["--check", "--cdk-json", str(cdk_json)]) == 1
+
+
+def test_environments_with_different_api_versions_fail_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "feature_schema.json").write_bytes(FEATURE_SCHEMA_PATH.read_bytes())
+    cdk_json = cdk_json_with(tmp_path, {"version": 2}, dev={"version": 1})
+    assert main(["--dir", str(tmp_path), "--cdk-json", str(cdk_json)]) == 2
+    err = capsys.readouterr().err
+    assert "ml-platform.environments.dev.api.version" in err and "ml-platform.defaults.api.version" in err
+    assert not (tmp_path / "openapi.json").exists()
 
 
 def test_container_openapi_documents_invocations_ping_and_execution_parameters() -> None:

@@ -118,7 +118,113 @@ def test_changed_contract_without_version_bump_fails(
         capsys, "--dist", str(dist), "--contract", str(current), "--previous-contract", str(CONTRACT)
     )
     assert code == 1 and summary["contract"]["version_bumped"] is False
-    assert "request.schema.json changed" in err
+    assert "maxItems narrowed from 10000 to 10" in err and "set api.version in cdk.json" in err
+
+
+def object_row(document: dict[str, Any]) -> dict[str, Any]:
+    """The named-features row form of a request schema (the anyOf branch with properties)."""
+    return next(form for form in document["properties"]["instances"]["items"]["anyOf"] if "properties" in form)
+
+
+def first_feature(document: dict[str, Any]) -> dict[str, Any]:
+    row = object_row(document)
+    return row["properties"][row["required"][0]]
+
+
+def prediction_item(document: dict[str, Any]) -> dict[str, Any]:
+    return document["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]["items"]
+
+
+def add_required_field(document: dict[str, Any]) -> None:
+    object_row(document)["properties"]["site_code"] = {"type": "number"}
+    object_row(document)["required"].append("site_code")
+
+
+def remove_response_field(document: dict[str, Any]) -> None:
+    item = prediction_item(document)
+    del item["properties"]["model_version"]
+    item["required"].remove("model_version")
+
+
+# (file, change, what the failure names): each breaks a consumer of the live contract.
+BREAKING = {
+    "renamed-path": ("openapi.json", lambda d: d.update(paths={"/v1/score": d["paths"]["/v1/predict"]}), "/v1/predict"),
+    "new-required-field": ("request.schema.json", add_required_field, "new required request field 'site_code'"),
+    "removed-response-field": ("openapi.json", remove_response_field, "response field 'model_version' removed"),
+    "narrowed-range": (
+        "request.schema.json",
+        lambda d: first_feature(d).update(maximum=first_feature(d)["maximum"] / 2),
+        "maximum narrowed",
+    ),
+    "narrowed-type": ("request.schema.json", lambda d: first_feature(d).update(type="integer"), "type narrowed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKING))
+def test_a_breaking_contract_change_without_a_major_bump_fails_naming_the_setting(
+    dist: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, change, named = BREAKING[case]
+    current = copy_contract(tmp_path, "new")
+    edit_json(current / name, change)
+    code, summary, err = run_gate(
+        capsys, "--dist", str(dist), "--contract", str(current), "--previous-contract", str(CONTRACT)
+    )
+    assert code == 1 and summary["contract"]["version_bumped"] is False
+    assert any(named in change for change in summary["contract"]["breaking_changes"])
+    # The failure says what to change: the API's major version setting, to the next major.
+    assert "set api.version in cdk.json (ml-platform.defaults.api.version) to 2" in err
+
+
+@pytest.mark.parametrize("case", sorted(BREAKING))
+def test_a_breaking_contract_change_with_a_major_bump_passes(
+    dist: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, change, _ = BREAKING[case]
+    current = copy_contract(tmp_path, "new")
+    edit_json(current / name, change)
+    # What api.version 2 generates: info.version 2.0.0 and the path /v2/predict.
+    edit_json(current / "openapi.json", lambda d: d.update(paths={"/v2/predict": next(iter(d["paths"].values()))}))
+    edit_json(current / "openapi.json", lambda d: d["info"].update(version="2.0.0"))
+    code, summary, _ = run_gate(
+        capsys, "--dist", str(dist), "--contract", str(current), "--previous-contract", str(CONTRACT)
+    )
+    assert code == 0, summary["failures"]
+    assert summary["contract"]["version_bumped"] is True and summary["contract"]["breaking_changes"]
+
+
+def add_optional_field(document: dict[str, Any]) -> None:
+    object_row(document)["properties"]["site_code"] = {"type": "number"}
+
+
+# Additions and widenings: every request the live contract accepted is still accepted, every field still answered.
+COMPATIBLE = {
+    "optional-request-field": ("request.schema.json", add_optional_field),
+    "widened-range": (
+        "request.schema.json",
+        lambda d: first_feature(d).update(maximum=first_feature(d)["maximum"] * 2, minimum=-1),
+    ),
+    "more-rows": ("request.schema.json", lambda d: d["properties"]["instances"].update(maxItems=20000)),
+    "optional-response-field": (
+        "openapi.json",
+        lambda d: prediction_item(d)["properties"].update(explanation={"type": "string"}),
+    ),
+    "description": ("openapi.json", lambda d: d["info"].update(description="Reworded")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMPATIBLE))
+def test_a_compatible_contract_change_passes_without_a_bump(
+    dist: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, change = COMPATIBLE[case]
+    current = copy_contract(tmp_path, "new")
+    edit_json(current / name, change)
+    code, summary, _ = run_gate(
+        capsys, "--dist", str(dist), "--contract", str(current), "--previous-contract", str(CONTRACT)
+    )
+    assert code == 0, summary["failures"]
+    assert summary["contract"]["breaking_changes"] == [] and summary["contract"]["version_bumped"] is False
 
 
 @pytest.mark.parametrize("bump", ["info-major", "path"])
@@ -191,14 +297,14 @@ def test_an_older_release_published_under_its_version_is_still_read(
 
     # With the live release's contract published beside its baseline, a changed schema needs a version bump.
     old_schema = json.loads((CONTRACT / "request.schema.json").read_text())
-    old_schema["properties"]["instances"]["maxItems"] = 10
+    old_schema["properties"]["instances"]["maxItems"] *= 2  # the candidate takes fewer rows: a narrowing
     s3.put_object(Bucket="artifacts", Key="baselines/0.9.0/contract/request.schema.json", Body=json.dumps(old_schema))
     s3.put_object(
         Bucket="artifacts", Key="baselines/0.9.0/contract/openapi.json", Body=(CONTRACT / "openapi.json").read_text()
     )
     code, summary, err = run_gate(capsys, *aws_args)
     assert summary["contract"]["request_schema_changed"] is True and summary["contract"]["version_bumped"] is False
-    assert "request.schema.json changed" in err
+    assert "maxItems narrowed" in err and "set api.version in cdk.json" in err
 
 
 # ---- first run, published baselines and AWS errors ---------------------------------------------------

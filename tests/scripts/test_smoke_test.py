@@ -18,7 +18,7 @@ KEY = "test-key"
 
 
 class StubApi(BaseHTTPRequestHandler):
-    """Behaves like API Gateway + the model for POST /v1/v1/predict; `flaws` switch misbehaviours on."""
+    """Behaves like API Gateway + the model for POST /api/v1/predict; `flaws` switch misbehaviours on."""
 
     flaws: frozenset[str] = frozenset()
     protocol_version = "HTTP/1.1"
@@ -36,7 +36,7 @@ class StubApi(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        if self.path != "/v1/v1/predict":
+        if self.path != "/api/v1/predict":
             return self.reply(404, {"message": "Not Found"})
         if self.headers.get("x-api-key") != KEY and "no_auth" not in self.flaws:
             return self.reply(403, {"error": {"code": "forbidden", "message": "Forbidden", "request_id": "r"}})
@@ -60,7 +60,7 @@ def api(request: pytest.FixtureRequest) -> Iterator[str]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1/v1/predict"
+    yield f"http://127.0.0.1:{server.server_port}/api/v1/predict"
     server.shutdown()
     server.server_close()
 
@@ -115,10 +115,22 @@ def test_load_test_stops_at_the_time_budget(api: str, capsys: pytest.CaptureFixt
 
 
 def test_wrong_path_fails_every_case(api: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, report, _ = smoke(capsys, api.replace("/v1/v1/", "/v1/"))
+    code, report, _ = smoke(capsys, api.replace("/api/v1/", "/api/v2/"))
     assert code == 1 and not any(c["passed"] for c in report["cases"])
 
 
+@pytest.mark.parametrize("path", ["/v1/v1/predict", "/api/predict", "/api/v1/v1/predict"])
+def test_a_url_without_exactly_one_version_is_a_usage_error(
+    api: str, path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The API's URL is /<stage>/v<api.version>/predict (stage "api"): the old stage-named-v1 URL (…/v1/v1/predict)
+    # or a URL without the version is refused before any request, naming the expected shape.
+    with pytest.raises(SystemExit) as exited:
+        smoke(capsys, api.replace("/api/v1/predict", path))
+    assert exited.value.code == 2
+    assert "/<stage>/v<major>/predict" in capsys.readouterr().err
+
+
 def test_unreachable_api_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = smoke(capsys, "http://127.0.0.1:9/v1/v1/predict", "--timeout-s", "2")
+    code, _, err = smoke(capsys, "http://127.0.0.1:9/api/v1/predict", "--timeout-s", "2")
     assert code == 1 and "cannot reach" in err

@@ -97,7 +97,7 @@ def api(request: pytest.FixtureRequest) -> Iterator[tuple[str, Bucket]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1/v1/predict", bucket
+    yield f"http://127.0.0.1:{server.server_port}/api/v1/predict", bucket
     server.shutdown()
     server.server_close()
 
