@@ -9,14 +9,26 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from ml_constructs.endpoint_alarms import topic_alarm
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.release_history_table import STATUS_INDEX
 from platform_config import DeploymentSettings
 
 CODE_DIR = "lambda_src/releases"
+NAMESPACE = "MlApi/Releases"
+# Metrics the handlers emit when something needs a person (RELEASES.md, "Bounded and honest failure"): per function,
+# (metric, what it means). Powertools adds the dimension service=<POWERTOOLS_SERVICE_NAME>.
+OPERATOR_METRICS = {
+    "controller": (("RollbackGaveUp", "an alarm's rollback gave up (retries spent or refused): roll back by hand"),
+                   ("NotificationFailed", "a release notice could not be published; read the function's log"),
+                   ("MalformedEvent", "an alarm event without the documented shape was ignored")),
+    "recorder": (("NotificationFailed", "a release notice could not be published; read the function's log"),
+                 ("MalformedEvent", "an endpoint event without the documented shape was ignored")),
+}
 # Async retries of the controller; its MAX_ROLLBACK_ATTEMPTS must be one more (see RELEASES.md).
 CONTROLLER_RETRIES = 2
 # The inference stack's output holding the operator policy's ARN (README, rollback runbook; RELEASES.md).
@@ -50,7 +62,7 @@ class ReleaseSafety(Construct):
             "ENDPOINT_NAME": endpoint_name,
             "ALARM_NAMES": alarm_names,
             "TOPIC_ARN": topic.topic_arn,
-            "POWERTOOLS_METRICS_NAMESPACE": "MlApi/Releases",
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
         }
 
         def function(
@@ -82,6 +94,8 @@ class ReleaseSafety(Construct):
             {
                 "AUTO_ROLLBACK": str(settings.auto_rollback).lower(),
                 "MAX_ROLLBACK_ATTEMPTS": str(CONTROLLER_RETRIES + 1),
+                # Flap guard (RELEASES.md): no second automatic rollback within this many minutes.
+                "ROLLBACK_COOLDOWN_MINUTES": str(settings.rollback_cooldown_minutes),
             },
             concurrency=1,
             retries=CONTROLLER_RETRIES,
@@ -158,6 +172,8 @@ class ReleaseSafety(Construct):
             wildcards,
         )
 
+        self.operator_alarms = self._operator_alarms(prefix, topic)
+
         events.Rule(
             self,
             "EndpointStateChanges",
@@ -206,6 +222,39 @@ class ReleaseSafety(Construct):
             ],
         )
 
+    def _operator_alarms(self, prefix: str, topic: sns.ITopic) -> list[cloudwatch.Alarm]:
+        """Something needs a person: a rollback gave up, a notice was lost, an event was malformed, or an event's
+        retries were spent (its dead-letter queue is not empty). Each notifies the release topic."""
+        alarms = []
+        for name, fn in (("recorder", self.recorder), ("controller", self.controller)):
+            for metric_name, meaning in OPERATOR_METRICS[name]:
+                metric = cloudwatch.Metric(
+                    namespace=NAMESPACE,
+                    metric_name=metric_name,
+                    dimensions_map={"service": f"release-{name}"},
+                    statistic="Sum",
+                    period=Duration.minutes(5),
+                )
+                alarms.append(self._alarm(f"{name}-{metric_name}", prefix, topic, metric, meaning))
+            alarms.append(self._alarm(
+                f"{name}-dead-letters", prefix, topic, _visible(fn.dead_letter_queue),
+                f"an event for the release {name} failed all its retries; it waits in the dead-letter queue"))
+        return alarms
+
+    def _alarm(self, name: str, prefix: str, topic: sns.ITopic, metric: cloudwatch.IMetric,
+               meaning: str) -> cloudwatch.Alarm:
+        return topic_alarm(
+            self,
+            name.title().replace("-", ""),
+            topic=topic,
+            alarm_name=f"{prefix}-release-{name}",
+            metric=metric,
+            threshold=1,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            description=meaning,
+        )
+
     def _operator_policy(self, statements: list[iam.PolicyStatement], wildcards: tuple[str, ...]) -> iam.ManagedPolicy:
         """Attached to no one here: operators' roles live outside this app (SSO, an account admin's roles).
         Not custom-named, so that a change of a replacement-only property (description, path) can replace it."""
@@ -230,6 +279,10 @@ class ReleaseSafety(Construct):
         )
         output.override_logical_id(OPERATOR_POLICY_OUTPUT)  # a stable key for the runbook's lookup
         return policy
+
+
+def _visible(queue: sqs.IQueue) -> cloudwatch.IMetric:
+    return queue.metric_approximate_number_of_messages_visible(statistic="Maximum", period=Duration.minutes(5))
 
 
 def update_endpoint_statements(endpoint_arn: str, config_arns: str, data_key_arn: str) -> list[iam.PolicyStatement]:

@@ -487,6 +487,31 @@ def count_pairs(scenarios: Sequence[Scenario[Any]]) -> int:
 
 
 @contextmanager
+def failing(match: Callable[[Call, list[Call]], bool], kind: FaultKind = THROTTLE,
+            times: int = 1) -> Iterator[list[Call]]:
+    """For targeted tests: within the block, the first `times` calls for which `match(call, calls_so_far)` is true
+    fail with `kind` (as botocore raises it after its retries). Yields the list of calls made in the block."""
+    calls: list[Call] = []
+    left = [times]
+    original = botocore.client.BaseClient._make_api_call
+
+    def patched(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        call = Call(client.meta.service_model.service_name, operation, copy.deepcopy(params))
+        hit = left[0] > 0 and match(call, calls)
+        calls.append(call)
+        if hit:
+            left[0] -= 1
+            raise kind.error(client, call)
+        return original(client, operation, params)
+
+    botocore.client.BaseClient._make_api_call = patched  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+@contextmanager
 def patched_env(values: Mapping[str, str], unset: Sequence[str] = ()) -> Iterator[None]:
     """Set (and unset) environment variables for the duration; usable at collection time."""
     saved = {name: os.environ.get(name) for name in (*values, *unset)}

@@ -6,6 +6,10 @@ import json
 
 import pytest
 
+from ml_constructs.release_safety import OPERATOR_METRICS
+from platform_config import DeploymentSettings
+from platform_config.loader import ConfigError
+
 ENVS = ("dev", "staging", "prod")
 
 
@@ -53,7 +57,10 @@ def test_rules_route_endpoint_changes_schedule_and_guard_alarms(synthesized, env
     } in patterns
     [alarm_rule] = [p for p in patterns if p["source"] == ["aws.cloudwatch"]]
     assert alarm_rule["detail"]["state"] == {"value": ["ALARM"]}
-    assert len(alarm_rule["detail"]["alarmName"]) == 3
+    # Every rollback alarm of the environment (EndpointAlarms.rollback_alarms; their number grows with new guards).
+    alarm_ids = synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm")
+    names = alarm_rule["detail"]["alarmName"]
+    assert names and all(name["Ref"] in alarm_ids for name in names)
     assert any(r.get("ScheduleExpression") == "rate(5 minutes)" for r in rules)
     assert all("DeadLetterConfig" in t for r in rules for t in r["Targets"])
 
@@ -133,3 +140,31 @@ def test_operator_policy_covers_the_cli_is_scoped_and_its_arn_is_an_output(synth
     assert not {"Roles", "Users", "Groups"} & set(policy["Properties"])  # an admin attaches it to operators
     outputs = {k: o for k, o in template.get("Outputs", {}).items() if o["Value"] == {"Ref": logical_id}}
     assert list(outputs) == ["ReleaseOperatorPolicyArn"]  # the key the README's runbook looks up
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_controller_gets_the_flap_guard_cooldown_from_settings(synthesized, env: str) -> None:
+    variables = functions(synthesized, env)["controller"]["Environment"]["Variables"]
+    assert variables["ROLLBACK_COOLDOWN_MINUTES"] == str(DeploymentSettings().rollback_cooldown_minutes)
+
+
+def test_cooldown_setting_is_validated_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as raised:
+        DeploymentSettings(rollback_cooldown_minutes=0)
+    assert raised.value.key == "rollback_cooldown_minutes" and "1..1440" in str(raised.value)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_operator_metric_and_dead_letter_queue_alarms_to_the_topic(synthesized, env: str) -> None:
+    # RELEASES.md "Bounded and honest failure": a gave-up rollback, a lost notice, a malformed event and an event
+    # whose retries were spent each reach a person.
+    alarms = [a["Properties"] for a in synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()]
+    by_metric = {(a.get("Namespace"), a.get("MetricName"), json.dumps(a.get("Dimensions"))): a for a in alarms}
+    for function, metrics in OPERATOR_METRICS.items():
+        for metric, _ in metrics:
+            key = ("MlApi/Releases", metric, json.dumps([{"Name": "service", "Value": f"release-{function}"}]))
+            assert key in by_metric, f"no alarm on {key}"
+            assert by_metric[key]["AlarmActions"] and by_metric[key]["Threshold"] == 1
+    dead_letters = [a for a in alarms if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+                    and str(a.get("AlarmName", "")).startswith(f"mlapi-{env}-release-")]
+    assert len(dead_letters) == 2 and all(a["AlarmActions"] for a in dead_letters)
