@@ -502,8 +502,16 @@ class DeploymentSettings:
     wait_interval_seconds: int = 300
     bake_minutes: int = 30
     auto_rollback: bool = True
+    # Flap guard of the rollback controller: after an automatic rollback, no further automatic rollback for this
+    # long unless an operator acts (lambda_src/releases/RELEASES.md).
+    rollback_cooldown_minutes: int = 60
 
     def __post_init__(self) -> None:
+        check(
+            1 <= self.rollback_cooldown_minutes <= 1440,
+            "rollback_cooldown_minutes",
+            "must be 1..1440 (a flapping alarm must not walk production back release by release)",
+        )
         # SageMaker API reference, TrafficRoutingConfig: CanarySize at most 50 %, LinearStepSize 10-50 %.
         check(1 <= self.canary_percent <= 50, "canary_percent", "must be between 1 and 50")
         check(10 <= self.linear_step_percent <= 50, "linear_step_percent", "must be between 10 and 50")
