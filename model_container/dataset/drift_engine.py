@@ -17,24 +17,26 @@ if not (ENGINE_ROOT / "drift_engine").is_dir():
 if str(ENGINE_ROOT) not in sys.path:
     sys.path.append(str(ENGINE_ROOT))
 
-from drift_engine.capture_records import CaptureBatch, CapturedRow, group_capture_lines  # noqa: E402
+from drift_engine.capture_records import CaptureBatch, CapturedRow, CaptureStats, iter_capture_records, row_version  # noqa: E402
 from drift_engine.feature_drift import rows_to_matrix  # noqa: E402
-from drift_engine.ground_truth import LabelSet, join_labels, parse_label_lines  # noqa: E402
+from drift_engine.ground_truth import LabelSet, parse_label_lines, record_labels  # noqa: E402
 from drift_engine.payload_decoding import Prediction  # noqa: E402
 from drift_engine.s3_lines import iter_lines, list_keys  # noqa: E402
 from drift_engine.window import Window, parse_time  # noqa: E402
 
 __all__ = [
     "CaptureBatch",
+    "CaptureStats",
     "CapturedRow",
     "LabelSet",
     "Prediction",
     "Window",
-    "group_capture_lines",
+    "iter_capture_records",
     "iter_lines",
-    "join_labels",
     "list_keys",
     "parse_label_lines",
     "parse_time",
+    "record_labels",
+    "row_version",
     "rows_to_matrix",
 ]

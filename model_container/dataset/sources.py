@@ -7,7 +7,7 @@ import csv
 import io
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,22 +149,19 @@ def _within_contract(
 
 
 # ---- captured traffic with ground truth ---------------------------------------------------------------------
-def labelled_rows(rows: Sequence[Any], labels: Any) -> list[tuple[Any, int]]:
-    """(captured row, label) pairs, in capture order, by the drift engine's own join (ground_truth.join_labels:
-    labels by inferenceId or eventId, a record's label list matched to its instances in order).
-
-    join_labels returns the labels with each joined row's positive-class score; each row is given its index as
-    that score here, so the scores it returns say which rows joined. Training needs no served prediction, so a
-    captured request without a response still joins."""
+def labelled_records(records: Iterable[Sequence[Any]], labels: Any) -> tuple[int, list[tuple[Any, int]]]:
+    """(captured rows, (captured row, label) pairs) by the drift engine's own join (ground_truth.record_labels:
+    labels by inferenceId or eventId, a record's label list matched to its instances in order). Pairs come grouped
+    by the model version that served them (versions sorted), in capture order within one. Training needs no
+    served prediction, so a captured request without a response still joins."""
     from model_container.dataset import drift_engine as engine
 
-    tagged = [
-        engine.CapturedRow(row.instance, engine.Prediction(None, float(index), None), row.join_key)
-        for index, row in enumerate(rows)
-    ]
-    truth, _, indices = engine.join_labels(tagged, labels, "positive_class")
-    pairs = sorted(zip(indices.astype(int).tolist(), truth.tolist(), strict=True))
-    return [(rows[index], int(label)) for index, label in pairs]
+    rows, by_version = 0, defaultdict(list)
+    for record in records:
+        rows += len(record)
+        if record:
+            by_version[engine.row_version(record[0])].extend(engine.record_labels(record[0].join_key, record, labels))
+    return rows, [(row, int(label)) for version in sorted(by_version) for row, label in by_version[version]]
 
 
 def training_rows(
@@ -202,11 +199,12 @@ def captured_part(capture_uri: str, labels_uri: str, window: Any, contract: Feat
     capture_bucket, capture_prefix = split_s3_uri(capture_uri)
     labels_bucket, labels_prefix = split_s3_uri(labels_uri)
     capture_keys = engine.list_keys(s3, capture_bucket, window.hour_prefixes(capture_prefix))
-    batch = engine.group_capture_lines(engine.iter_lines(s3, capture_bucket, capture_keys))
     label_keys = engine.list_keys(s3, labels_bucket, window.hour_prefixes(labels_prefix))
     label_set = engine.parse_label_lines(engine.iter_lines(s3, labels_bucket, label_keys))
-    rows = [row for version in sorted(batch.rows_by_version) for row in batch.rows_by_version[version]]
-    pairs = labelled_rows(rows, label_set)
+    stats = engine.CaptureStats()
+    captured_rows, pairs = labelled_records(
+        engine.iter_capture_records(engine.iter_lines(s3, capture_bucket, capture_keys), stats), label_set
+    )
     features, labels, dropped = training_rows(pairs, contract)
     description = {
         "capture_uri": capture_uri,
@@ -214,10 +212,10 @@ def captured_part(capture_uri: str, labels_uri: str, window: Any, contract: Feat
         "window": window.as_dict(),
         "capture_files": len(capture_keys),
         "label_files": len(label_keys),
-        "captured_records": batch.records,
-        "malformed_records": batch.malformed_records,
+        "captured_records": stats.records,
+        "malformed_records": stats.malformed_records,
         "malformed_label_lines": label_set.malformed_lines,
-        "captured_rows": len(rows),
+        "captured_rows": captured_rows,
         "labelled_rows": len(pairs),
         "dropped": dropped,
     }

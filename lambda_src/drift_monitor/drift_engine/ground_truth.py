@@ -96,6 +96,15 @@ def parse_label_lines(lines: Iterable[tuple[str, str]]) -> LabelSet:
     return label_set
 
 
+def record_labels(key: str | None, rows: Sequence[CapturedRow], label_set: LabelSet) -> list[tuple[CapturedRow, int]]:
+    """The join rule: one capture record's rows with its labels, when its key has exactly one label per instance
+    (in order); otherwise nothing. The quality metrics and the retraining dataset (model_container/dataset) use it."""
+    labels = label_set.labels.get(key) if key else None
+    if labels is None or len(labels) != len(rows):
+        return []
+    return list(zip(rows, labels, strict=True))
+
+
 @dataclass
 class QualityResult:
     """Model quality over the joined labels of one model version."""
@@ -122,11 +131,8 @@ class QualityStream:
 
     def add_record(self, key: str | None, rows: Sequence[CapturedRow]) -> None:
         """The rows of one capture record: joined when its labels are one per instance."""
-        labels = self.label_set.labels.get(key) if key else None
-        if labels is None or len(labels) != len(rows):
-            return
         truth, scores = [], []
-        for row, label in zip(rows, labels, strict=True):
+        for row, label in record_labels(key, rows, self.label_set):
             score = positive_class_score(row.prediction, self.probability_of)
             if math.isnan(score):
                 continue
