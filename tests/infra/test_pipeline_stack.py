@@ -542,8 +542,10 @@ def test_with_ground_truth_the_retraining_run_reads_only_the_capture_and_label_p
     assert policy.pipeline_wildcards == ["arn:aws:s3:::up/datasets/*"]
     [build], _ = retraining_commands(inputs, TrainingSettings())
     assert "--labels-uri s3://cap/ground-truth/" in build and "--dataset-uri s3://data/datasets/v3/" in build
-    with pytest.raises(ConfigError, match=r"pipeline\.training\.runner"):
-        retraining_commands(inputs, TrainingSettings(runner="sagemaker"))
+    [sagemaker], _ = retraining_commands(
+        inputs, TrainingSettings(runner="sagemaker", max_runtime_seconds=1800, max_wait_seconds=2400)
+    )
+    assert "--runner sagemaker --training-stack mlapi-prod-inference" in sagemaker
 
 
 @pytest.mark.parametrize(

@@ -22,16 +22,18 @@ def test_hadolint_passes() -> None:
 
 def test_sagemaker_essentials() -> None:
     text = DOCKERFILE.read_text()
-    entrypoint = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    runtime = text[text.index(" AS runtime") :]  # the default (last) target; `train` has its own entry point
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (.+)$", runtime, re.M).group(1))  # type: ignore[union-attr]
     assert entrypoint == ["python", "-m", "model_container.entrypoint"]  # exec form, `serve` appended by SageMaker
-    assert re.search(r'^CMD \["serve"\]$', text, re.M)
+    assert re.search(r'^CMD \["serve"\]$', runtime, re.M)
     assert "HEALTHCHECK" in text and "EXPOSE 8080" in text
     assert "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in text  # SAGEMAKER_BIND_TO_PORT honoured
     assert re.search(r"ml\.model\.version=", text)
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
     # Pinned tag, from ECR Public's Docker Official Images (tests/test_dockerfile_registries.py: no Docker Hub).
     assert re.fullmatch(r"public\.ecr\.aws/docker/library/python:3\.11\.\d+-slim-\w+", base)
-    assert text.count("FROM ") == 2 and "useradd" in text and "MODEL_SERVER_USER=model-server" in text
+    assert re.findall(r"^FROM \S+ AS (\w+)$", text, re.M) == ["build", "train", "runtime"]
+    assert "useradd" in runtime and "MODEL_SERVER_USER=model-server" in text
 
 
 def test_image_label_matches_model_version() -> None:
