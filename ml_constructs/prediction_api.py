@@ -20,13 +20,14 @@ from platform_config.settings import UsagePlanSettings
 REQUEST_SCHEMA = Path("model_container/contract/request.schema.json")
 OPENAPI = Path("model_container/contract/openapi.json")
 REGENERATE = "make contracts (python -m model_container.contract.generate)"
-# One stage whose name carries no version. "A stage is a logical reference to a lifecycle state of your API" and
-# the invoke URL is https://{restapi-id}.execute-api.{region}.amazonaws.com/{stageName} + the resource path (API
-# Gateway Developer Guide, "Deploy REST APIs in API Gateway"). Each environment is its own API in its own account,
-# so the lifecycle state is the environment, and the stage is just "the deployed API". The version lives in the
-# resource path only (/v{api.version}/predict, from the contract), so the URL says it once
-# (…/api/v1/predict, not …/v1/v1/predict) and a major bump changes a path of the same stage, its usage plans,
-# WAF association and logs, instead of needing a second stage (each stage points at one deployment).
+# One stage whose name carries no version. "A stage is a logical reference to a lifecycle state of your API", "a
+# named reference to a deployment", and the invoke URL is https://{restapi-id}.execute-api.{region}.amazonaws.com/
+# {stageName} followed by the resource path (API Gateway Developer Guide, "Deploy REST APIs in API Gateway",
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-deploy-api.html). Each environment is its own
+# API in its own account, so the lifecycle state is the environment and the stage is just "the deployed API". The
+# version lives in the resource path only (/v{api.version}/predict, as the contract says), so the URL says it once
+# (…/api/v1/predict, not …/v1/v1/predict), and a major bump changes a path of the same stage (its usage plans, WAF
+# association, alarms and logs stay) instead of needing a second stage with a deployment of its own.
 STAGE_NAME = "api"
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 # Test traffic (README "Test traffic"): the pipeline's smoke and load tests use their own API key and usage plan,
@@ -249,8 +250,9 @@ class PredictionApi(Construct):
             disable_execute_api_endpoint=False,
         )
         self.stage = self.api.deployment_stage
-        # API Gateway's execution log group, declared so that it is encrypted and expires. API Gateway names it
-        # API-Gateway-Execution-Logs_{rest-api-id}/{stage-name}: the stage, not the API version.
+        # API Gateway's execution log group, declared so that it is encrypted and expires. "The log group is named
+        # API-Gateway-Execution-Logs_{rest-api-id}/{stage_name}" (API Gateway Developer Guide, "Execution logging for
+        # REST APIs", rest-api-execution-logging.html): the stage, not the API version.
         encrypted_log_group(
             self,
             "ExecutionLogs",
