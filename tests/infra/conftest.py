@@ -68,7 +68,8 @@ def synthesized(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFa
 @dataclass
 class Variant:
     """The app with the options the shipped config leaves off: dev on Model Monitor (this build baselined,
-    model quality on), staging on Model Monitor without a baseline, prod's drift job as a Fargate task."""
+    model quality on), staging on Model Monitor without a baseline, prod's drift job as a Fargate task, and
+    retraining as SageMaker training jobs in production (`pipeline.training.runner: sagemaker`)."""
 
     dev_inference: Template
     prod_inference: Template
@@ -88,6 +89,12 @@ def variant(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
     )
     environments["staging"].setdefault("monitoring", {})["engine"] = "model_monitor"
     environments["prod"].setdefault("monitoring", {})["runner"] = "fargate"
+    # Retraining as a SageMaker training job in production (ml_constructs/training_runner.py), nagged with the rest.
+    context["ml-platform"]["pipeline"]["training"] = {
+        "runner": "sagemaker",
+        "max_runtime_seconds": 1800,
+        "max_wait_seconds": 2400,
+    }
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = App(context=context, outdir=str(outdir))
     stages = {
