@@ -12,7 +12,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 CDK_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: synth test lint model bench contracts contracts-check security-report clean deps
+.PHONY: synth test lint model bench bench-drift contracts contracts-check security-report clean deps
 
 deps: $(VENV)/.deps-stamp node_modules/.deps-stamp
 
@@ -72,6 +72,10 @@ bench: deps model
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	$(BIN)/pip install --quiet -r model_container/bench/requirements.txt
 	$(BIN)/python -m model_container.bench.run
+
+# The drift job's streamed window on 10 million synthetic capture records (a fake S3; not a test).
+bench-drift: deps
+	$(BIN)/python scripts/bench_drift.py --records 10000000
 
 lint: deps
 	$(BIN)/ruff check .
