@@ -387,7 +387,9 @@ def container_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def generated_files(schema: dict[str, Any], api_version: int) -> dict[str, bytes]:
+def generated_files(schema: dict[str, Any], api_version: int | None = None) -> dict[str, bytes]:
+    """The generated documents of `schema` for API major `api_version` (default: api.version in cdk.json)."""
+    api_version = configured_api_version() if api_version is None else api_version
     documents = {
         "request.schema.json": request_schema(schema),
         "openapi.json": openapi(schema, api_version),
@@ -411,8 +413,10 @@ def manifest(inputs: dict[str, bytes], outputs: dict[str, bytes], api_version: i
     return orjson.dumps(document, option=JSON_OPTIONS)
 
 
-def contract_files(directory: Path, api_version: int) -> dict[str, bytes]:
-    """Every generated file of `directory` (its feature_schema.json as input), the manifest included."""
+def contract_files(directory: Path, api_version: int | None = None) -> dict[str, bytes]:
+    """Every generated file of `directory` (its feature_schema.json as input), the manifest included, for API major
+    `api_version` (default: api.version in cdk.json)."""
+    api_version = configured_api_version() if api_version is None else api_version
     schema_bytes = (directory / "feature_schema.json").read_bytes()
     outputs = generated_files(orjson.loads(schema_bytes), api_version)
     inputs = {"feature_schema.json": schema_bytes, "generate.py": Path(__file__).read_bytes()}
