@@ -39,7 +39,7 @@ def parse_alarm_event(event: object) -> AlarmEvent | None:
     name, state = detail.get("alarmName"), detail.get("state")
     if not isinstance(name, str) or not name:
         raise MalformedEventError("detail.alarmName is not a non-empty string")
-    if not isinstance(state, dict) or state.get("value") not in ALARM_STATES:
+    if not isinstance(state, dict) or not isinstance(state.get("value"), str) or state["value"] not in ALARM_STATES:
         raise MalformedEventError("detail.state is not an object with a known value")
     timestamp = safe_time(state.get("timestamp")) or safe_time(event.get("time"))
     return AlarmEvent(name=name, state=str(state["value"]), reason=str(state.get("reason") or ""),
