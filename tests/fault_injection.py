@@ -391,15 +391,31 @@ _SNAPSHOTS: dict[str, list[tuple[Any, str, str, Any]]] = {}
 
 def _backend_snapshot() -> list[tuple[Any, str, str, Any]]:
     from moto.core.base_backend import BackendDict
+    from moto.core.model_instances import model_data
 
-    return [(backends, account, region, copy.deepcopy(backend))
-            for backends in list(BackendDict._instances)  # type: ignore[misc]
-            for account, region, backend in backends.iter_backends()]
+    # moto tracks every model instance (BaseModel.__new__) and, on reset, disposes the tracked S3 objects (closes
+    # their buffers): the snapshot's copies must not be tracked, or the next reset empties them.
+    models = [cls for classes in model_data.values() for cls in classes.values()]
+    tracked = {cls: len(cls.instances_tracked) for cls in models}  # type: ignore[attr-defined]
+    snapshot: list[tuple[Any, str, str, Any]] = [
+                (backends, account, region, copy.deepcopy(backend))
+                for backends in list(BackendDict._instances)  # type: ignore[misc]
+                for account, region, backend in backends.iter_backends()]
+    for cls, count in tracked.items():
+        del cls.instances_tracked[count:]  # type: ignore[attr-defined]
+    # S3 keeps bucket -> account on the BackendDict itself, and a reset clears it.
+    snapshot += [(backends, "", "", dict(backends.bucket_accounts))  # type: ignore[attr-defined]
+                 for backends in list(BackendDict._instances)  # type: ignore[misc]
+                 if isinstance(getattr(backends, "bucket_accounts", None), dict)]
+    return snapshot
 
 
 def _restore_backends(snapshot: list[tuple[Any, str, str, Any]]) -> None:
     for backends, account, region, backend in snapshot:
-        backends[account][region] = copy.deepcopy(backend)
+        if not account:
+            backends.bucket_accounts.update(backend)
+        else:
+            backends[account][region] = copy.deepcopy(backend)
 
 
 def _restore(scenario: Scenario[Any]) -> None:
