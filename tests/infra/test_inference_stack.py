@@ -251,8 +251,10 @@ def test_alarms_use_configured_thresholds_and_notify_the_topic(synthesized, cdk_
     alarms = {
         a["Properties"]["AlarmName"].removeprefix(f"mlapi-{env}-"): a["Properties"]
         for a in synthesized.resources(env, "inference", "AWS::CloudWatch::Alarm").values()
-        # drift alarms: see test_drift_monitor; the batch alarm: test_batch_inference
-        if not a["Properties"]["AlarmName"].startswith((f"mlapi-{env}-drift-", f"mlapi-{env}-batch-"))
+        # drift alarms: see test_drift_monitor; the batch alarm: test_batch_inference; the release Lambdas': releases
+        if not a["Properties"]["AlarmName"].startswith(
+            (f"mlapi-{env}-drift-", f"mlapi-{env}-batch-", f"mlapi-{env}-release-")
+        )
     }
     expected = {
         "api-5xx-rate",
