@@ -253,7 +253,9 @@ class PredictionApi(Construct):
         # API Gateway's execution log group, declared so that it is encrypted and expires. "The log group is named
         # API-Gateway-Execution-Logs_{rest-api-id}/{stage_name}" (API Gateway Developer Guide, "Execution logging for
         # REST APIs", rest-api-execution-logging.html): the stage, not the API version.
-        encrypted_log_group(
+        # The stage waits for its group: the same page says API Gateway creates the group on the first logged
+        # request if it is missing, and CloudFormation's create would then fail with "already exists".
+        execution_logs = encrypted_log_group(
             self,
             "ExecutionLogs",
             key=logs_key,
@@ -261,6 +263,7 @@ class PredictionApi(Construct):
             removal_policy=removal_policy,
             log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE_NAME}",
         )
+        self.stage.node.add_dependency(execution_logs)
         for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
             self.api.add_gateway_response(
                 f"{code}-{response_type.response_type}",

@@ -154,8 +154,10 @@ class TrainingRunner(Construct):
                     actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                     resources=[objects["jobs"], objects["checkpoints"]],
                 ),
+                # OutputDataConfig.KmsKeyId (SageMaker API Reference): "the SageMaker execution role must include
+                # permissions to call kms:Encrypt"; Decrypt/GenerateDataKey for the channels and checkpoints.
                 iam.PolicyStatement(
-                    actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                    actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                     resources=[self.data_key.key_arn],
                 ),
                 # VolumeKmsKeyId: the volume is encrypted through a grant to EBS.

@@ -197,6 +197,20 @@ def test_stage_throttles_logs_traces_and_does_not_cache(synthesized, cdk_context
 
 
 @pytest.mark.parametrize("env", ENVS)
+def test_the_stage_is_created_after_its_execution_log_group(synthesized, env: str) -> None:
+    # API Gateway Developer Guide, "Execution logging for REST APIs": API Gateway creates
+    # API-Gateway-Execution-Logs_{rest-api-id}/{stage} itself on the first logged request if it does not exist, so
+    # a stage serving before CloudFormation creates the declared group makes that create fail ("already exists").
+    resources = synthesized.resources(env, "inference", "AWS::Logs::LogGroup")
+    [group_id] = [
+        logical for logical, group in resources.items()
+        if "API-Gateway-Execution-Logs_" in json.dumps(group["Properties"].get("LogGroupName"))
+    ]  # fmt: skip
+    [stage] = synthesized.resources(env, "inference", "AWS::ApiGateway::Stage").values()
+    assert group_id in stage.get("DependsOn", [])
+
+
+@pytest.mark.parametrize("env", ENVS)
 def test_usage_plans_per_tier_with_quota(synthesized, cdk_context, env: str) -> None:
     plans = synthesized.resources(env, "inference", "AWS::ApiGateway::UsagePlan").values()
     tiers = config(cdk_context, env, "api").get(

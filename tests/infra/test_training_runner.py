@@ -115,7 +115,8 @@ def test_the_role_reads_and_writes_only_the_runners_prefixes_and_uses_only_the_d
     assert sorted(actions["s3:GetObject"]) == sorted(f"{training}/{p}/*" for p in ("datasets", "jobs", "checkpoints"))
     assert sorted(actions["s3:PutObject"]) == sorted(f"{training}/{p}/*" for p in ("jobs", "checkpoints"))
     data_key = small.resolver.get_att(small.logical_id("DataKey"), "Arn")
-    for action in ("kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant"):
+    # kms:Encrypt: OutputDataConfig.KmsKeyId (SageMaker API Reference) requires it of the execution role.
+    for action in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant"):
         assert actions[action] == [data_key], action
     [grant] = [s for s in statements(small) if s["Action"] == "kms:CreateGrant"]
     assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}  # only for the volume
