@@ -28,6 +28,7 @@ import pytest
 from moto import mock_aws
 
 from lambda_src.releases.release_history.repository import ReleaseRepository, Status
+from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS  # the synthesized alarms' names
 from scripts import autoscaling_guard, bake_check, model_gate, publish_baseline, register_release
 from tests.release_table import create_release_table
 
@@ -35,7 +36,6 @@ REPO = Path(__file__).resolve().parents[2]
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 PIPELINE, EXECUTION = "mlapi-pipeline-delivery", "exec-1"
 APPROVALS = ["DataScienceApproval", "OperationsApproval", "ProductApproval"]
-ROLLBACK_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate")  # ml_constructs/endpoint_alarms.py
 THRESHOLDS, TOLERANCE = "accuracy=0.93,roc_auc=0.97", "0.01"  # platform_config PipelineSettings defaults
 
 

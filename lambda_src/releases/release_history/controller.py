@@ -122,6 +122,11 @@ def handle_alarm(rt: Runtime, alarm: AlarmEvent) -> Decision:
             return _gave_up(rt, alarm, intent.note or f"rollback {intent.outcome}")
         return _acted(rt, intent, RollbackResult(intent.outcome))
     state = rt.endpoint.describe()
+    if state.status == "Updating" and state.pending_config:
+        # A blue/green update under way: SageMaker's deployment guardrails watch these same alarms and roll the
+        # update back themselves ("Auto-Rollback Configuration and Monitoring"); the recorder notes their rollback.
+        # A second rollback would fight theirs, and paging "roll back by hand" would be false.
+        return "deployment_guardrail", f"update onto {state.pending_config} under way: SageMaker rolls it back", None
     if state.busy:
         raise EndpointBusyError(f"endpoint is {state.status}")
     # A config the history does not know is recorded as deployed when the endpoint last changed, not now.

@@ -35,6 +35,6 @@ class Notifier:
 
 
 def _subject(subject: str) -> str:
-    # SNS Publish: Subject is ASCII text without line breaks, at most 100 characters (SNS API reference, Publish).
+    # SNS API Reference, Publish: Subject is ASCII text without line breaks, "less than 100 characters long".
     flat = " ".join(subject.split())
-    return flat.encode("ascii", "replace").decode("ascii")[:100]
+    return flat.encode("ascii", "replace").decode("ascii")[:99]

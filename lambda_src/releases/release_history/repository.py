@@ -140,8 +140,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# DynamoDB API Reference, TransactWriteItems: a TransactionCanceledException lists one CancellationReason per
+# action, Code "None" where that action had no error. Only lost conditions and conflicts are a changed history;
+# a ValidationError (item over 400 KB, bad data) is a refusal no re-read can fix.
+_LOST_RACE = {None, "None", "ConditionalCheckFailed", "TransactionConflict"}
+
+
 def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in _CONDITION_FAILED
+    code = error.response.get("Error", {}).get("Code")
+    if code == "TransactionCanceledException":
+        reasons = error.response.get("CancellationReasons") or []
+        return all(reason.get("Code") in _LOST_RACE for reason in reasons)
+    return code in _CONDITION_FAILED
 
 
 class ReleaseRepository:

@@ -61,3 +61,18 @@ def test_lock_is_exclusive_until_released_or_expired(world: World) -> None:
 def test_parse_time_accepts_event_formats() -> None:
     assert parse_time("2019-10-02T17:04:40.985+0000") == parse_time("2019-10-02T17:04:40.985Z")
     assert parse_time(1570035880985) == parse_time("2019-10-02T17:04:40.985Z")
+
+
+def test_a_transaction_refused_for_validation_is_not_taken_for_a_lost_race() -> None:
+    # DynamoDB API Reference, TransactWriteItems: one CancellationReason per action; only ConditionalCheckFailed
+    # and TransactionConflict mean the history changed under us. A ValidationError must surface, not be re-read.
+    from botocore.exceptions import ClientError
+    from release_history.repository import _condition_failed
+
+    def cancelled(*codes: str) -> ClientError:
+        return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                            "CancellationReasons": [{"Code": code} for code in codes]}, "TransactWriteItems")
+
+    assert _condition_failed(cancelled("None", "ConditionalCheckFailed", "None"))
+    assert _condition_failed(cancelled("TransactionConflict"))
+    assert not _condition_failed(cancelled("None", "ValidationError"))

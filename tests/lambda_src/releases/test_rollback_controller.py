@@ -1,5 +1,7 @@
 """Rollback controller decisions, including the faults moto cannot produce on its own."""
 
+from dataclasses import replace
+
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
@@ -147,3 +149,25 @@ def test_unexpected_client_errors_give_up_with_a_notice(two_live: World, monkeyp
     assert "gave up" in two_live.notifications()[-1]["subject"]
     intent = two_live.repo.intent()
     assert intent is not None and intent.state == IntentState.CLOSED and intent.outcome == "refused"
+
+
+def test_an_alarm_during_a_blue_green_update_is_left_to_sagemakers_rollback(
+    two_live: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SageMaker Developer Guide, "Auto-Rollback Configuration and Monitoring": an alarm in the monitoring period makes
+    # SageMaker roll the update back itself; DescribeEndpoint shows Updating with PendingDeploymentSummary (moto
+    # has no such field, so the describe is wrapped).
+    gateway = get_runtime().endpoint
+    describe = gateway.describe
+    monkeypatch.setattr(gateway, "describe", lambda: replace(describe(), status="Updating", pending_config="ml-api-v3"))
+    result = controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
+    assert result["outcome"] == "deployment_guardrail"
+    assert two_live.update_calls == [] and not any("gave up" in n["subject"] for n in two_live.notifications())
+    assert two_live.status("ml-api-v2") == Status.LIVE
+
+
+def test_a_long_notice_subject_fits_sns(two_live: World) -> None:
+    # SNS API Reference, Publish: Subject "must be ... less than 100 characters long".
+    from release_history.notifier import _subject
+
+    assert len(_subject("Rolled back " + "x" * 200)) == 99
