@@ -62,12 +62,7 @@ class Story:
     runtime: Runtime | None = None  # built once: clients outlive one mock_aws context (moto patches botocore)
 
 
-def go_live(world: World, config: str, minutes: float) -> None:
-    """Register, deploy, InService, promote: what the pipeline plus a passed bake leave behind."""
-    world.register(config, minutes)
-    world.set_endpoint(config)
-    recorder.handler(world.state_event("IN_SERVICE", config, minutes + 5), CTX)
-    assert recorder.handler(world.schedule_event(), CTX)["outcome"] == "promoted"
+go_live = World.go_live
 
 
 def _cli(*argv: str) -> int:

@@ -115,6 +115,15 @@ class World:
         self.endpoint.endpoint_status = status
         self.endpoint.failure_reason = failure_reason
 
+    def go_live(self, config: str, minutes: float) -> None:
+        """Register, deploy, InService, promote: what the pipeline plus a passed bake leave behind."""
+        from release_history import recorder  # the Lambda's module, imported once the test's environment is set
+
+        self.register(config, minutes)
+        self.set_endpoint(config)
+        recorder.handler(self.state_event("IN_SERVICE", config, minutes + 5), LambdaContext())
+        assert recorder.handler(self.schedule_event(), LambdaContext())["outcome"] == "promoted"
+
     def register(self, config: str, minutes: float) -> None:
         version = config.rsplit("-", 1)[-1]
         assert self.repo.register(Release(

@@ -19,11 +19,7 @@ V1, V2, V3, V4 = "ml-api-v1", "ml-api-v2", "ml-api-v3", "ml-api-v4"
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
 
 
-def go_live(world: World, config: str, minutes: float) -> None:
-    world.register(config, minutes)
-    world.set_endpoint(config)
-    recorder.handler(world.state_event("IN_SERVICE", config, minutes + 5), CTX)
-    assert recorder.handler(world.schedule_event(), CTX)["outcome"] == "promoted"
+go_live = World.go_live
 
 
 @pytest.fixture

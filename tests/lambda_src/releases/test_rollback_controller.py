@@ -16,11 +16,7 @@ from release_world import ALARMS, ENDPOINT, LambdaContext, World
 CTX = LambdaContext()
 
 
-def go_live(world: World, config: str, minutes: float) -> None:
-    world.register(config, minutes)
-    world.set_endpoint(config)
-    recorder.handler(world.state_event("IN_SERVICE", config, minutes + 5), CTX)
-    assert recorder.handler(world.schedule_event(), CTX)["outcome"] == "promoted"
+go_live = World.go_live
 
 
 @pytest.fixture
