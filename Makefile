@@ -74,8 +74,9 @@ bench: deps model
 	$(BIN)/python -m model_container.bench.run
 
 # The drift job's streamed window on 10 million synthetic capture records (a fake S3; not a test).
+RECORDS ?= 10000000
 bench-drift: deps
-	$(BIN)/python scripts/bench_drift.py --records 10000000
+	$(BIN)/python scripts/bench_drift.py --records $(RECORDS)
 
 lint: deps
 	$(BIN)/ruff check .
