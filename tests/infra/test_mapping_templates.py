@@ -523,37 +523,44 @@ def test_the_pipelines_smoke_and_load_tests_call_the_url_with_the_version_once(s
         assert (version, resource) == (f"v{major}", "predict"), url
 
 
-def test_a_contract_of_another_version_than_api_version_fails_synth_naming_the_setting() -> None:
-    from aws_cdk import App, RemovalPolicy, Stack
+def api_of_version(stack: Any, version: int) -> Any:
+    """One PredictionApi in `stack` with `api.version` = version (small-stack synths, not the whole app)."""
+    from aws_cdk import RemovalPolicy
     from aws_cdk import aws_kms as kms
 
     from ml_constructs.prediction_api import PredictionApi
-    from platform_config import ApiSettings, ConfigError
+    from platform_config import ApiSettings
+
+    return PredictionApi(
+        stack,
+        "Api",
+        api_name="a",
+        endpoint_name="e",
+        settings=ApiSettings(version=version),
+        logs_key=kms.Key(stack, "Key"),
+        log_retention_days=30,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+
+
+def test_a_contract_of_another_version_than_api_version_fails_synth_naming_the_setting() -> None:
+    from aws_cdk import App, Stack
+
+    from platform_config import ConfigError
 
     stack = Stack(App(), "Api")
     with pytest.raises(ConfigError) as raised:
-        PredictionApi(
-            stack,
-            "Api",
-            api_name="a",
-            endpoint_name="e",
-            settings=ApiSettings(version=2),
-            logs_key=kms.Key(stack, "Key"),
-            log_retention_days=30,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        api_of_version(stack, 2)
     assert raised.value.key == "api.version" and "make contracts" in str(raised.value)
 
 
 def test_api_version_2_serves_v2_predict_on_the_same_stage(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aws_cdk import App, RemovalPolicy, Stack
-    from aws_cdk import aws_kms as kms
+    from aws_cdk import App, Stack
     from aws_cdk.assertions import Template
 
-    from ml_constructs.prediction_api import PredictionApi, public_url
+    from ml_constructs.prediction_api import public_url
     from model_container.contract import CONTRACT_DIR
     from model_container.contract.generate import main as generate
-    from platform_config import ApiSettings
 
     contract = tmp_path / "model_container" / "contract"
     contract.mkdir(parents=True)
@@ -561,16 +568,7 @@ def test_api_version_2_serves_v2_predict_on_the_same_stage(tmp_path, monkeypatch
     assert generate(["--dir", str(contract), "--api-version", "2"]) == 0
     monkeypatch.chdir(tmp_path)  # the construct reads the contract relative to the app's directory, as cdk does
     stack = Stack(App(), "Api")
-    PredictionApi(
-        stack,
-        "Api",
-        api_name="a",
-        endpoint_name="e",
-        settings=ApiSettings(version=2),
-        logs_key=kms.Key(stack, "Key"),
-        log_retention_days=30,
-        removal_policy=RemovalPolicy.DESTROY,
-    )
+    api_of_version(stack, 2)
     template = Template.from_stack(stack).to_json()
     resources = template["Resources"].values()
     parts = {r["Properties"]["PathPart"] for r in resources if r["Type"] == "AWS::ApiGateway::Resource"}
