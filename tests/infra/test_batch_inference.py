@@ -27,6 +27,7 @@ from platform_config import ConfigError, EndpointSettings, ModelSource
 from platform_config.loader import build
 from platform_config.settings import BatchSettings
 from tests.infra.cfn_resolve import Resolver
+from tests.infra.small_stacks import imported_vpc
 
 PREFIX, BUCKET = "mlapi-test", "mlapi-test-artifacts"
 SETTINGS = BatchSettings(
@@ -98,14 +99,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Small:
     app = App(outdir=str(outdir))
     add_rule_packs(app)  # synth raises on any unacknowledged finding of the five packs
     stack = Stack(app, "Batch", env={"account": "123456789012", "region": "eu-west-1"})
-    vpc = ec2.Vpc.from_vpc_attributes(
-        stack,
-        "Vpc",
-        vpc_id="vpc-0123456789abcdef0",
-        availability_zones=["eu-west-1a", "eu-west-1b"],
-        isolated_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-        isolated_subnet_names=["inference"],
-    )
+    vpc = imported_vpc(stack)
     data_key = kms.Key(stack, "DataKey", enable_key_rotation=True)
     logs_key = kms.Key(stack, "LogsKey", enable_key_rotation=True)
     logs = LogPolicy(logs_key, 30, RemovalPolicy.DESTROY)
@@ -382,10 +376,7 @@ def _two_environments(account: str | None, second_owns: bool) -> App:
     app = App()
     for prefix in ("mlapi-dev", "mlapi-qa"):
         stack = Stack(app, prefix, env={"account": account, "region": "eu-west-1"} if account else None)
-        vpc = ec2.Vpc.from_vpc_attributes(
-            stack, "Vpc", vpc_id="vpc-0123456789abcdef0", availability_zones=["eu-west-1a"],
-            isolated_subnet_ids=["subnet-0123456789abcdef0"], isolated_subnet_names=["inference"],
-        )  # fmt: skip
+        vpc = imported_vpc(stack, zones=1)
         key = kms.Key(stack, "Key")
         logs = LogPolicy(key, 30, RemovalPolicy.DESTROY)
         source = ModelSource()

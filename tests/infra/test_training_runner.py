@@ -26,6 +26,7 @@ from ml_constructs.training_runner import TrainingRunner
 from platform_config.settings import TrainingSettings
 from scripts import training_job
 from tests.infra.cfn_resolve import Resolver
+from tests.infra.small_stacks import imported_vpc
 
 PREFIX, BUCKET = "mlapi-prod", "mlapi-prod-artifacts-123456789012-eu-west-1"
 # The inference stack's output the Synth step reads (ml_constructs/training_runner.py, scripts/training_job.py).
@@ -55,14 +56,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Small:
     app = App(outdir=str(outdir))
     add_rule_packs(app)  # synth raises on any unacknowledged finding
     stack = Stack(app, "Training", env={"account": "123456789012", "region": "eu-west-1"})
-    vpc = ec2.Vpc.from_vpc_attributes(
-        stack,
-        "Vpc",
-        vpc_id="vpc-0123456789abcdef0",
-        availability_zones=["eu-west-1a", "eu-west-1b"],
-        isolated_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-        isolated_subnet_names=["inference"],
-    )
+    vpc = imported_vpc(stack)
     data_key = kms.Key(stack, "DataKey", enable_key_rotation=True)
     logs_key = kms.Key(stack, "LogsKey", enable_key_rotation=True)
     runner = TrainingRunner(
@@ -252,14 +246,7 @@ def wired(tmp_path_factory: pytest.TempPathFactory) -> Wired:
     app = App(outdir=str(outdir))
     add_rule_packs(app)
     stack = Stack(app, "Inference", env={"account": "123456789012", "region": "eu-west-1"})
-    vpc = ec2.Vpc.from_vpc_attributes(
-        stack,
-        "Vpc",
-        vpc_id="vpc-0123456789abcdef0",
-        availability_zones=["eu-west-1a", "eu-west-1b"],
-        isolated_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-        isolated_subnet_names=["inference"],
-    )
+    vpc = imported_vpc(stack)
     network = SimpleNamespace(
         vpc=vpc,
         inference_subnets=ec2.SubnetSelection(subnet_group_name="inference"),
