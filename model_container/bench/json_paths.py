@@ -27,33 +27,17 @@ import joblib
 
 from model_container.bench.run import (
     LOG_FLUSH_S,
-    REPO,
     WRK_SCRIPT,
     build_bench_model,
     run_wrk,
+    start_ours,
     start_peer,
     stop,
 )
 from model_container.build_model import train
-from model_container.local_serving import entrypoint_command, free_port, wait_for_ping
+from model_container.local_serving import wait_for_ping
 
 NO_SIMDJSON = 'raise ImportError("simdjson disabled for the orjson-path run (model_container/bench/json_paths.py)")\n'
-
-
-def start_ours(model_dir: Path, log: Path, workers: int, pythonpath: str | None) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
-        "SM_MODEL_DIR": str(model_dir),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "MODEL_SERVER_HOST": "127.0.0.1",
-        "MODEL_SERVER_USER": os.environ.get("MODEL_SERVER_USER", "nobody"),
-    }
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH")) if p)
-    process = subprocess.Popen(entrypoint_command(), cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    return process, port
 
 
 def main(argv: list[str] | None = None) -> int:

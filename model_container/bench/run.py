@@ -54,7 +54,10 @@ end
 """
 
 
-def start_ours(model_dir: Path, log: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_ours(
+    model_dir: Path, log: Path, workers: int, pythonpath: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Our server by the image's entry point; `pythonpath` goes first on its PYTHONPATH (bench/json_paths.py)."""
     port = free_port()
     env = {
         **os.environ,
@@ -64,6 +67,8 @@ def start_ours(model_dir: Path, log: Path, workers: int) -> tuple[subprocess.Pop
         "MODEL_SERVER_HOST": "127.0.0.1",
         "MODEL_SERVER_USER": os.environ.get("MODEL_SERVER_USER", "nobody"),
     }
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH")) if p)
     command = entrypoint_command()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return process, port
