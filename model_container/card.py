@@ -1,0 +1,278 @@
+"""The model card: what a model package says about its model, read by every part of the platform.
+
+A model package is a directory (or an S3 prefix) holding ``model.onnx`` and ``metadata.json``, the model card, plus
+``baseline.csv``, ``baseline_predictions.csv`` and ``holdout.csv`` (README "Bring your own model"). The card is the
+one source of truth for the model's name, version, task, feature schema, labels or target, acceptance thresholds,
+holdout metrics and lineage: the container, the API contract, the model gate, the drift job, resource names, tags
+and the image label all read it. This module is standard library only, so the serving image, the scripts and the
+CDK app can all import it.
+
+A card without ``task`` is a card of a release older than this field: a binary classifier with labels 0/1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+CARD_FILE = "metadata.json"
+BINARY, MULTICLASS, REGRESSION = "binary_classification", "multiclass_classification", "regression"
+TASKS = (BINARY, MULTICLASS, REGRESSION)
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?")
+MODEL_NAME = re.compile(r"[a-z][a-z0-9-]{1,46}[a-z0-9]")
+
+# Holdout metrics per task, and whether higher is better. Per-class recall of a multiclass model is reported as
+# `recall.<label name>` besides its worst class, `min_class_recall`.
+METRICS: dict[str, dict[str, bool]] = {
+    BINARY: {"accuracy": True, "precision": True, "recall": True, "roc_auc": True},
+    MULTICLASS: {"accuracy": True, "macro_f1": True, "min_class_recall": True},
+    REGRESSION: {"rmse": False, "mae": False, "r2": True},
+}
+# The ONNX outputs a task's graph must have, in order (the card's onnx.outputs names them).
+OUTPUT_ROLES = {BINARY: ("label", "probabilities"), MULTICLASS: ("label", "probabilities"), REGRESSION: ("value",)}
+
+# SageMaker real-time inference takes a request payload of at most 6 MB (InvokeEndpoint: "Body ... Maximum length
+# of 6291456"). A JSON row costs at most ~20 bytes a value (a float32 printed in full plus a separator), and the
+# response row is bounded by RESPONSE_ROW_BYTES; the container's own cap stays at MAX_BATCH_ROWS.
+PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+BYTES_PER_VALUE = 20
+MAX_BATCH_ROWS = 10_000
+
+
+class CardError(ValueError):
+    """A model card that is missing, unreadable or inconsistent; the message names the field."""
+
+
+def response_row_bytes(task: str, classes: int) -> int:
+    """An upper bound on one prediction object's JSON size (model_version up to 32 characters)."""
+    base = 60  # {"label":...,"model_version":"..."}
+    if task == BINARY:
+        return base + 24
+    if task == MULTICLASS:
+        return base + 40 * classes  # "<name up to 24>":0.123456,
+    return base + 24
+
+
+def max_batch_rows(width: int, task: str = BINARY, classes: int = 2) -> int:
+    """Rows per request that fit the 6 MB payload both ways, at most MAX_BATCH_ROWS."""
+    per_row = max(width * BYTES_PER_VALUE, response_row_bytes(task, classes))
+    return max(1, min(MAX_BATCH_ROWS, PAYLOAD_LIMIT_BYTES // per_row))
+
+
+def _need(condition: bool, field: str, problem: str) -> None:
+    if not condition:
+        raise CardError(f"model card field '{field}': {problem}")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A validated model card (metadata.json): accessors for what the platform reads, `raw` for the rest."""
+
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def load(cls, path: Path | str) -> ModelCard:
+        path = Path(path)
+        if path.is_dir():
+            path = path / CARD_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CardError(f"{path} is missing: build the model package first (make model)") from None
+        except (OSError, ValueError) as error:
+            raise CardError(f"{path} is not a readable JSON model card: {error}") from None
+        return cls.from_dict(raw, str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "model card") -> ModelCard:
+        _need(isinstance(raw, dict), "(root)", f"{where} must be a JSON object")
+        card = cls(raw)
+        card.validate()
+        return card
+
+    # ---- identity ---------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.raw["model_name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.raw["model_version"])
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def content_sha256(self) -> str:
+        return str(self.raw.get("content_sha256", ""))
+
+    @property
+    def task(self) -> str:
+        return str(self.raw.get("task", BINARY))
+
+    @property
+    def description(self) -> str:
+        return str(self.raw.get("description") or self.name)
+
+    # ---- inputs -----------------------------------------------------------------------------------------
+    @property
+    def feature_schema(self) -> dict[str, Any]:
+        return dict(self.raw["feature_schema"])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f["name"] for f in self.raw["feature_schema"]["features"]]
+
+    @property
+    def width(self) -> int:
+        return len(self.raw["feature_schema"]["features"])
+
+    @property
+    def max_batch_rows(self) -> int:
+        return int(self.raw["feature_schema"]["max_batch_rows"])
+
+    # ---- outputs ----------------------------------------------------------------------------------------
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != REGRESSION
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class names in label order (label i is label_names[i]); empty for regression."""
+        labels = self.raw.get("labels") or {}
+        return [str(labels[str(i)]) for i in range(len(labels))]
+
+    @property
+    def classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def positive_label(self) -> int | None:
+        return int(self.raw.get("positive_label", 1)) if self.task == BINARY else None
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """Regression: {"name", "unit", "description"}; empty otherwise."""
+        return dict(self.raw.get("target") or {})
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.raw.get("onnx", {}).get("outputs") or OUTPUT_ROLES[self.task])
+
+    # ---- evaluation -------------------------------------------------------------------------------------
+    @property
+    def metrics(self) -> dict[str, bool]:
+        """The task's metric names and whether higher is better."""
+        return METRICS[self.task]
+
+    @property
+    def holdout_metrics(self) -> dict[str, Any]:
+        return dict(self.raw.get("holdout_metrics") or {})
+
+    @property
+    def acceptance(self) -> dict[str, dict[str, float]]:
+        """The model gate's thresholds: {metric: {"min": x} | {"max": y}}."""
+        return {k: dict(v) for k, v in (self.raw.get("acceptance") or {}).items()}
+
+    def validate(self) -> None:
+        raw = self.raw
+        for key in ("model_name", "model_version", "feature_schema"):
+            _need(key in raw, key, "is required")
+        _need(
+            isinstance(raw["model_name"], str) and bool(MODEL_NAME.fullmatch(raw["model_name"])),
+            "model_name",
+            "must be 3-48 characters of a-z, 0-9 and '-', starting with a letter (it names AWS resources)",
+        )
+        _need(
+            isinstance(raw["model_version"], str) and bool(SEMVER.fullmatch(raw["model_version"])),
+            "model_version",
+            "must be a semantic version MAJOR.MINOR.PATCH, e.g. 1.0.0",
+        )
+        _need(self.task in TASKS, "task", f"must be one of {', '.join(TASKS)}")
+        schema = raw["feature_schema"]
+        _need(
+            isinstance(schema, dict) and isinstance(schema.get("features"), list) and bool(schema["features"]),
+            "feature_schema.features",
+            "must be a non-empty list",
+        )
+        names = []
+        for index, feature in enumerate(schema["features"]):
+            where = f"feature_schema.features[{index}]"
+            _need(isinstance(feature, dict), where, "must be an object")
+            _need(
+                isinstance(feature.get("name"), str)
+                and bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", feature["name"])),
+                f"{where}.name",
+                "must be an identifier (letters, digits, _; at most 64)",
+            )
+            for bound in ("minimum", "maximum"):
+                value = feature.get(bound)
+                _need(
+                    isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
+                    f"{where}.{bound}",
+                    "must be a finite number",
+                )
+            _need(feature["minimum"] < feature["maximum"], where, "minimum must be below maximum")
+            names.append(feature["name"])
+        _need(len(set(names)) == len(names), "feature_schema.features", "names must be unique")
+        rows = schema.get("max_batch_rows")
+        _need(
+            isinstance(rows, int) and not isinstance(rows, bool) and rows >= 1,
+            "feature_schema.max_batch_rows",
+            "must be a positive integer",
+        )
+        if self.is_classifier:
+            labels = raw.get("labels")
+            _need(
+                isinstance(labels, dict) and sorted(labels) == sorted(str(i) for i in range(len(labels))),
+                "labels",
+                "must map every class index 0..k-1 (as a string) to its name",
+            )
+            expected = "exactly 2" if self.task == BINARY else "at least 3"
+            count_ok = len(labels) == 2 if self.task == BINARY else len(labels) >= 3
+            _need(count_ok, "labels", f"a {self.task} model has {expected} classes")
+            _need(all(isinstance(v, str) and v for v in labels.values()), "labels", "names must be strings")
+            _need(len(set(labels.values())) == len(labels), "labels", "names must be unique")
+        else:
+            _need(
+                isinstance(raw.get("target"), dict) and bool(raw["target"].get("name")),
+                "target.name",
+                "a regression model names its target (and may give its unit)",
+            )
+        for metric, bound in (raw.get("acceptance") or {}).items():
+            where = f"acceptance.{metric}"
+            _need(metric in self.metrics, where, f"a {self.task} model's metrics are {', '.join(self.metrics)}")
+            _need(
+                isinstance(bound, dict) and len(bound) == 1 and set(bound) <= {"min", "max"},
+                where,
+                'must be {"min": x} or {"max": x}',
+            )
+            ((side, value),) = bound.items()
+            _need(
+                isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
+                where,
+                "the threshold must be a finite number",
+            )
+            _need(
+                (side == "min") == self.metrics[metric],
+                where,
+                f"{metric} is {'higher' if self.metrics[metric] else 'lower'}-is-better: use "
+                f"{'min' if self.metrics[metric] else 'max'}",
+            )
+
+    def response_example(self) -> dict[str, Any]:
+        """One prediction as the container answers it, for documentation."""
+        if self.task == BINARY:
+            return {"label": 1, "probability": 0.973214, "model_version": self.version}
+        if self.task == MULTICLASS:
+            share = round(0.9 / max(1, self.classes - 1), 6) if self.classes > 1 else 0.0
+            probabilities = {name: (0.1 if i == 0 else share) for i, name in enumerate(self.label_names)}
+            return {"label": self.classes - 1, "probabilities": probabilities, "model_version": self.version}
+        return {"value": 151.25, "model_version": self.version}
