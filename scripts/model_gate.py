@@ -1,15 +1,23 @@
-"""Release gate for a model build: holdout metrics, the live model's metrics and the request contract.
+"""Release gate for a model build: the task's holdout metrics against the card's acceptance thresholds, the live
+model's metrics and the request contract.
 
-    python -m scripts.model_gate --dist model_container/dist --thresholds '{"accuracy": 0.93, "roc_auc": 0.97}' \
-        [--tolerance 0.01] [--live-metrics FILE | --endpoint E --table T --artifacts-bucket B] \
+    python -m scripts.model_gate --dist model_container/dist [--tolerance 0.01]
+        [--live-metrics FILE | --endpoint E --table T --artifacts-bucket B]
         [--previous-contract DIR] [--contract model_container/contract] [--report reports/model-gate.json]
+
+The model card (dist/metadata.json, model_container/card.py) is the source of truth: its `task` picks the metrics
+(model_container/evaluation.py: binary accuracy/precision/recall/roc_auc; multiclass accuracy/macro_f1/
+min_class_recall, with recall.<class> reported; regression rmse/mae (lower is better)/r2), its `acceptance`
+({metric: {"min"|"max": x}}) holds the thresholds. `--thresholds`/`--thresholds-kv` override them for one run.
 
 The live model is the release table's live release; its baseline is published under baselines/<content_sha256>/
 (scripts/publish_baseline.py; older releases under baselines/<model_version>/). The gate scores the live model's
 published model.onnx on the candidate's holdout (which holds a retraining run's fresh labels), so both models are
 measured on the same rows, and falls back to the live model's recorded holdout_metrics, saying so, when it has no
 published model. No table, no bucket or no published baseline (a first run) means no live release yet: the
-candidate is judged on its thresholds alone and the report's `live.skipped` says why.
+candidate is judged on its thresholds alone and the report's `live.skipped` says why. A live model of another task
+(a card without `task` is binary) is not compared metric by metric: a task change changes every response, so it
+needs an API major version bump (api.version), as any breaking contract change does.
 
 Exit codes: 0 passed, 1 a gate failed, 2 usage or unreadable input, 3 AWS error while reading the live model
 (access denied, throttled after retries, a corrupt publication), naming what it read.
@@ -23,14 +31,21 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":
+    # Run as a file (python scripts/model_gate.py): the repo root must be importable for model_container, lambda_src.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import onnxruntime as ort
 from botocore.exceptions import BotoCoreError, ClientError
 
-METRICS = ("accuracy", "precision", "recall", "roc_auc")
+from model_container import evaluation
+from model_container.card import BINARY, REGRESSION, CardError, ModelCard
 
 
 class GateInputError(Exception):
@@ -42,6 +57,30 @@ class LiveModelError(Exception):
 
 
 # ---- holdout evaluation ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scorer:
+    """What scoring an ONNX graph needs from a card: the task, the class names and the input width."""
+
+    task: str
+    label_names: tuple[str, ...]
+    width: int
+
+    @classmethod
+    def of(cls, card: ModelCard) -> Scorer:
+        return cls(card.task, tuple(card.label_names), card.width)
+
+    @classmethod
+    def of_raw(cls, metadata: Mapping[str, Any]) -> Scorer:
+        """A published card, which may predate card validation: no `task` is binary; no `labels`, no names
+        (label_names empty: the candidate's are used)."""
+        found = metadata.get("labels")
+        labels: dict[str, Any] = found if isinstance(found, dict) else {}
+        task = str(metadata.get("task", BINARY))
+        names = tuple(str(labels.get(str(i))) for i in range(len(labels))) if task != REGRESSION else ()
+        features = (metadata.get("feature_schema") or {}).get("features") or []
+        return cls(task, names, len(features))
+
+
 def read_holdout(dist: Path) -> np.ndarray:
     try:
         return np.loadtxt(dist / "holdout.csv", delimiter=",", ndmin=2, dtype=np.float64)
@@ -49,52 +88,118 @@ def read_holdout(dist: Path) -> np.ndarray:
         raise GateInputError(f"cannot read {dist}/holdout.csv: {error} (build it first)") from None
 
 
-def score(onnx_bytes: bytes, holdout: np.ndarray) -> dict[str, float]:
-    """Metrics of an ONNX model on holdout rows (label first), computed as the build computes holdout_metrics
-    (model_container/build_model.py), so a candidate's recomputed metrics equal its recorded ones. Raises
-    GateInputError when the model does not take the holdout's features."""
-    from model_container.build_model import holdout_metrics
+def split_holdout(scorer: Scorer, holdout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, features) of holdout rows: a classifier's label (a class index) or a regressor's target first."""
+    if holdout.shape[0] == 0 or holdout.shape[1] < 2:
+        raise GateInputError("holdout.csv needs rows of a label or target value followed by the features")
+    truth, features = holdout[:, 0], holdout[:, 1:]
+    if scorer.task == REGRESSION:
+        return truth, features
+    classes = len(scorer.label_names)
+    if not np.all(truth == np.round(truth)) or truth.min() < 0 or truth.max() >= classes:
+        raise GateInputError(
+            f"holdout.csv's first column must be class indices 0..{classes - 1} (the card's labels), "
+            f"found values from {truth.min():g} to {truth.max():g}"
+        )
+    return truth.astype(np.int64), features
 
-    labels, features = holdout[:, 0].astype(np.int64), holdout[:, 1:].astype(np.float32)
+
+def score_with(scorer: Scorer, onnx_bytes: bytes, holdout: np.ndarray) -> dict[str, float]:
+    """The task's metrics of an ONNX model on holdout rows, computed as the build computes the card's
+    holdout_metrics (model_container/evaluation.py), so a candidate's recomputed metrics equal its recorded ones.
+    Raises GateInputError when the model does not take the holdout's features."""
+    truth, features = split_holdout(scorer, holdout)
     width = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"]).get_inputs()[0].shape[1]
     if isinstance(width, int) and features.shape[1] != width:
         raise GateInputError(f"the holdout has {features.shape[1]} features, the model expects {width}")
-    metrics = holdout_metrics(onnx_bytes, features, labels)
-    return {name: float(metrics[name]) for name in METRICS}
+    predicted = evaluation.predictions(onnx_bytes, features, scorer.task)
+    found = evaluation.metrics(scorer.task, truth, predicted, list(scorer.label_names))
+    return {name: float(value) for name, value in found.items() if name != "rows"}
 
 
-def evaluate(dist: Path) -> tuple[dict[str, Any], dict[str, float]]:
-    """Score dist/model.onnx on dist/holdout.csv; returns (metadata, recomputed metrics)."""
+def score(card: ModelCard, onnx_bytes: bytes, holdout: np.ndarray) -> dict[str, float]:
+    return score_with(Scorer.of(card), onnx_bytes, holdout)
+
+
+def load_candidate(dist: Path) -> tuple[ModelCard, dict[str, float]]:
+    """The candidate's card and its metrics recomputed from dist/model.onnx on dist/holdout.csv."""
     try:
-        metadata = json.loads((dist / "metadata.json").read_text())
+        card = ModelCard.load(dist)
         onnx_bytes = (dist / "model.onnx").read_bytes()
-    except (OSError, ValueError) as error:
-        raise GateInputError(f"cannot read the model build in {dist}: {error} (build it first)") from None
+    except (CardError, OSError) as error:
+        raise GateInputError(f"cannot read the model package in {dist}: {error} (build it first)") from None
     # The gate must judge the bytes that ship, so a model.onnx that is not the one described is refused.
     digest = hashlib.sha256(onnx_bytes).hexdigest()
-    if digest != metadata.get("content_sha256"):
+    if digest != card.content_sha256:
         raise GateInputError(f"{dist}/model.onnx sha256 {digest} does not match metadata.json content_sha256")
     try:
-        return metadata, score(onnx_bytes, read_holdout(dist))
+        return card, score(card, onnx_bytes, read_holdout(dist))
     except GateInputError as error:
         raise GateInputError(f"{dist}: {error}") from None
 
 
+def evaluate(dist: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """Score dist/model.onnx on dist/holdout.csv; returns (the card as a dict, recomputed metrics)."""
+    card, metrics = load_candidate(dist)
+    return dict(card.raw), metrics
+
+
+def direction(higher_is_better: bool) -> str:
+    return "higher is better" if higher_is_better else "lower is better"
+
+
+def worse_than_live(value: float, live: float, higher_is_better: bool, tolerance: float) -> bool:
+    """Higher-is-better metrics (accuracy, recall, F1, ROC AUC, R²) are unitless and bounded above by 1, so the
+    tolerance is an absolute drop (0.01 = one point). RMSE and MAE are in the target's unit, whose scale is the
+    model's (disease progression ~50, house prices ~1e5): an absolute tolerance would mean nothing across models,
+    so for them the tolerance is relative to the live value (0.01 = 1% worse)."""
+    if higher_is_better:
+        return value < live - tolerance
+    return value > live * (1 + tolerance)
+
+
 def check_metrics(
-    metrics: dict[str, float], thresholds: dict[str, float], live: dict[str, float] | None, tolerance: float
-) -> list[str]:
-    failures = [
-        f"{name} {metrics[name]:.6f} is under its threshold {minimum}"
-        for name, minimum in thresholds.items()
-        if metrics[name] < minimum
-    ]
-    for name in METRICS:
-        if live and name in live and metrics[name] < float(live[name]) - tolerance:
-            failures.append(
-                f"{name} {metrics[name]:.6f} is worse than the live model's {float(live[name]):.6f} "
-                f"by more than the tolerance {tolerance}"
-            )
-    return failures
+    card: ModelCard,
+    metrics: Mapping[str, float],
+    thresholds: Mapping[str, Mapping[str, float]],
+    live: Mapping[str, Any] | None,
+    tolerance: float,
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(failures, per-metric report) of the candidate's metrics against the thresholds and the live model's."""
+    failures, table = [], {}
+    for name, higher in card.metrics.items():
+        value, bound = metrics[name], dict(thresholds.get(name, {}))
+        row: dict[str, Any] = {"value": value, "direction": direction(higher), "threshold": bound or None}
+        found = []
+        for side, limit in bound.items():
+            if (side == "min" and value < limit) or (side == "max" and value > limit):
+                word = "under" if side == "min" else "over"
+                found.append(f"{name} {value:.6f} is {word} its threshold {limit} (acceptance.{name}.{side})")
+        if live and isinstance(live.get(name), int | float):
+            row["live"] = float(live[name])
+            if worse_than_live(value, row["live"], higher, tolerance):
+                allowed = f"{tolerance}" if higher else f"{tolerance:.0%} of it"
+                found.append(
+                    f"{name} {value:.6f} is worse than the live model's {row['live']:.6f} ({direction(higher)}) "
+                    f"by more than the tolerance {allowed}"
+                )
+        table[name] = {**row, "passed": not found}
+        failures += found
+    return failures, table
+
+
+def thresholds_of(card: ModelCard, override: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """The card's acceptance, with --thresholds values (in each metric's direction) over it."""
+    unknown = sorted(set(override) - set(card.metrics))
+    if unknown:
+        raise GateInputError(
+            f"thresholds: unknown metric(s) {', '.join(unknown)}; a {card.task} model's metrics: "
+            f"{', '.join(card.metrics)}"
+        )
+    found = card.acceptance
+    for name, value in override.items():
+        found[name] = {"min" if card.metrics[name] else "max": value}
+    return found
 
 
 # ---- live model -----------------------------------------------------------------------------------
@@ -105,10 +210,11 @@ def live_from_file(path: Path) -> dict[str, Any]:
             "source": str(path),
             "model_version": metadata.get("model_version"),
             "content_sha256": metadata.get("content_sha256"),
+            "task": str(metadata.get("task", BINARY)),
             "metrics": metadata["holdout_metrics"],
             "metrics_source": "recorded (--live-metrics)",
         }
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, AttributeError) as error:
         raise GateInputError(f"--live-metrics {path}: not a metadata.json with holdout_metrics ({error})") from None
 
 
@@ -205,11 +311,14 @@ class LiveReader:
         return target
 
 
-def live_from_aws(endpoint: str, table: str, bucket: str, holdout: np.ndarray | None = None) -> dict[str, Any]:
+def live_from_aws(
+    endpoint: str, table: str, bucket: str, candidate: tuple[Scorer, np.ndarray] | None = None
+) -> dict[str, Any]:
     """The live model as the gate compares with it: the release table names the live release, whose published
-    baseline (publish_baseline.py) holds its build metadata and its model.onnx. With `holdout`, the live model is
-    scored on those rows (the candidate's holdout), so both are measured on the same data; its recorded
-    holdout_metrics are the fallback when it has no published model. {"skipped": why} when nothing is live."""
+    baseline (publish_baseline.py) holds its card and its model.onnx. With `candidate` (the candidate's scorer and
+    holdout), a live model of the same task and classes is scored on those rows, so both are measured on the same
+    data; its recorded holdout_metrics are the fallback when it has no published model. {"skipped": why} when
+    nothing is live."""
     reader = LiveReader(endpoint, table, bucket)
     release, reason = reader.live_release()
     if release is None:
@@ -225,8 +334,10 @@ def live_from_aws(endpoint: str, table: str, bucket: str, holdout: np.ndarray | 
         return {**described, "skipped": f"live release {release.release_id} has no published baseline at {source}"}
     try:
         metadata = json.loads(metadata_body)
+        if not isinstance(metadata, dict):
+            raise ValueError("not a JSON object")
     except ValueError as error:
-        raise LiveModelError(f"{source}metadata.json is not JSON: {error}") from None
+        raise LiveModelError(f"{source}metadata.json is not a model card: {error}") from None
     digest = str(metadata.get("content_sha256") or "")
     if release.model_hash and not digest.startswith(release.model_hash):
         # A version folder of an older publication can hold another model of the same version.
@@ -236,32 +347,48 @@ def live_from_aws(endpoint: str, table: str, bucket: str, holdout: np.ndarray | 
             f"{source} holds model {digest[:16] or '?'}",
         }
     live = {**described, "source": source, "content_sha256": metadata.get("content_sha256")}
+    live["task"] = str(metadata.get("task", BINARY))
     live["recorded_metrics"] = metadata.get("holdout_metrics")
-    live |= _live_metrics(reader, root, metadata, holdout)
+    live |= _live_metrics(reader, root, metadata, candidate)
     live["contract_dir"] = str(reader.contract(root))
     return live
 
 
+def _not_comparable(live: Scorer, candidate: Scorer) -> str:
+    """Why the live model's metrics cannot be set beside the candidate's, or ''."""
+    if live.task != candidate.task:
+        return f"the live model is {live.task}, the candidate {candidate.task}"
+    if live.label_names and live.label_names != candidate.label_names:
+        return f"the live model's classes are {list(live.label_names)}, the candidate's {list(candidate.label_names)}"
+    return ""
+
+
 def _live_metrics(
-    reader: LiveReader, root: str, metadata: dict[str, Any], holdout: np.ndarray | None
+    reader: LiveReader, root: str, metadata: dict[str, Any], candidate: tuple[Scorer, np.ndarray] | None
 ) -> dict[str, Any]:
     source = f"s3://{reader.bucket}/{root}"
-    onnx_bytes = reader.get(root + "model.onnx") if holdout is not None else None
-    why_recorded = "no published model.onnx" if holdout is not None else "no holdout given"
-    if onnx_bytes is not None and holdout is not None:
+    live_scorer = Scorer.of_raw(metadata)
+    if candidate is not None:
+        if why := _not_comparable(live_scorer, candidate[0]):
+            return {"metrics": None, "metrics_source": f"not compared: {why}"}
+        live_scorer = replace(live_scorer, label_names=candidate[0].label_names)
+    onnx_bytes = reader.get(root + "model.onnx") if candidate is not None else None
+    why_recorded = "no published model.onnx" if candidate is not None else "no holdout given"
+    if onnx_bytes is not None and candidate is not None:
+        holdout = candidate[1]
         digest = hashlib.sha256(onnx_bytes).hexdigest()
         if digest != metadata.get("content_sha256"):
             raise LiveModelError(f"{source}model.onnx sha256 {digest} does not match its metadata.json")
         try:
             return {
-                "metrics": score(onnx_bytes, holdout),
+                "metrics": score_with(live_scorer, onnx_bytes, holdout),
                 "metrics_source": f"scored on the candidate's holdout ({holdout.shape[0]} rows), as the candidate",
             }
         except GateInputError as error:
             why_recorded = f"the live model cannot score the candidate's holdout: {error}"
         except Exception as error:  # onnxruntime's own exception types; a broken live model must not pass silently
             raise LiveModelError(f"scoring {source}model.onnx: {error}") from None
-    if "holdout_metrics" not in metadata:
+    if not isinstance(metadata.get("holdout_metrics"), dict):
         raise LiveModelError(f"{source}metadata.json has no holdout_metrics and the live model cannot be scored")
     return {
         "metrics": metadata["holdout_metrics"],
@@ -432,6 +559,48 @@ def check_contract(current: Path, previous: Path) -> tuple[dict[str, Any], list[
     ]
 
 
+# ---- task ---------------------------------------------------------------------------------------------
+# What each task answers per row (the serving contract): a task change removes the fields consumers read.
+RESPONSE_FIELDS = {
+    "binary_classification": "label, probability",
+    "multiclass_classification": "label, probabilities",
+    "regression": "value",
+}
+# Before api.version was a setting every release served API version 1 (/v1/predict), so a live release that
+# published no openapi.json is version 1.
+UNPUBLISHED_API_MAJOR = 1
+
+
+def check_task(task: str, live: Mapping[str, Any], current: Path, previous: Path | None) -> tuple[dict, list[str]]:
+    """A live model of another task answers other fields: the change needs the API's next major version."""
+    live_task = live.get("task")
+    if not live_task or live_task == task:
+        return {"changed": False, "task": task, "live_task": live_task}, []
+    new_versions = _api_versions(_read_json(current / "openapi.json"))
+    old_openapi = previous / "openapi.json" if previous else None
+    old_versions = (
+        _api_versions(_read_json(old_openapi))
+        if old_openapi and old_openapi.is_file()
+        else (UNPUBLISHED_API_MAJOR, UNPUBLISHED_API_MAJOR)
+    )
+    bumped = new_versions[0] > old_versions[0] or new_versions[1] > old_versions[1]
+    summary = {
+        "changed": True,
+        "task": task,
+        "live_task": live_task,
+        "version_bumped": bumped,
+        "api_major": {"previous": old_versions[0], "current": new_versions[0]},
+    }
+    if bumped:
+        return summary, []
+    return summary, [
+        f"task: the live model is {live_task} (answers {RESPONSE_FIELDS.get(str(live_task), '?')}), this model is "
+        f"{task} (answers {RESPONSE_FIELDS[task]}): a breaking change of every response without an API major "
+        f"version bump: the live API is version {old_versions[0]}; set {VERSION_SETTING} to {old_versions[0] + 1}, "
+        "run make contracts and commit the contract (consumers move to the new /v<major>/predict path)"
+    ]
+
+
 # ---- command line ---------------------------------------------------------------------------------
 def parse_thresholds(json_text: str | None, kv_text: str | None) -> dict[str, float]:
     try:
@@ -439,20 +608,27 @@ def parse_thresholds(json_text: str | None, kv_text: str | None) -> dict[str, fl
         for pair in filter(None, (kv_text or "").split(",")):
             name, _, value = pair.partition("=")
             thresholds[name.strip()] = float(value)
-    except (ValueError, AttributeError) as error:
+    except (ValueError, AttributeError, TypeError) as error:
         raise GateInputError(f"thresholds: {error}") from None
-    unknown = sorted(set(thresholds) - set(METRICS))
-    if unknown:
-        raise GateInputError(f"thresholds: unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
     return thresholds
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dist", type=Path, default=Path("model_container/dist"))
-    parser.add_argument("--thresholds", help='JSON, e.g. \'{"accuracy": 0.93, "roc_auc": 0.97}\'')
-    parser.add_argument("--thresholds-kv", help="the same as accuracy=0.93,roc_auc=0.97 (merged over --thresholds)")
-    parser.add_argument("--tolerance", type=float, default=0.01, help="allowed drop below the live model's metric")
+    parser.add_argument(
+        "--thresholds",
+        help="override the card's acceptance for this run, JSON, e.g. '{\"accuracy\": 0.95}' (a metric's bound "
+        "in its direction: a minimum, or a maximum for rmse/mae)",
+    )
+    parser.add_argument("--thresholds-kv", help="the same as accuracy=0.95,rmse=60 (merged over --thresholds)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="allowed regression from the live model: an absolute drop for higher-is-better metrics, a fraction of "
+        "the live value for rmse/mae",
+    )
     parser.add_argument("--live-metrics", type=Path, help="the live model's metadata.json (instead of AWS)")
     parser.add_argument("--endpoint", help="SageMaker endpoint name (release table partition)")
     parser.add_argument("--table", help="release history table")
@@ -463,32 +639,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    thresholds = parse_thresholds(args.thresholds, args.thresholds_kv)
-    metadata, metrics = evaluate(args.dist)
+def read_live(args: argparse.Namespace, card: ModelCard) -> dict[str, Any]:
+    scorer = Scorer.of(card)
     live: dict[str, Any] = {"skipped": "no live model given: comparison skipped"}
     if args.live_metrics:
         live = live_from_file(args.live_metrics)
+        why = _not_comparable(Scorer.of_raw(json.loads(args.live_metrics.read_text())), scorer)
+        if why:
+            live |= {"metrics": None, "metrics_source": f"not compared: {why}"}
     elif args.endpoint or args.table or args.artifacts_bucket:
         if not (args.endpoint and args.table and args.artifacts_bucket):
             raise GateInputError("--endpoint, --table and --artifacts-bucket go together")
-        live = live_from_aws(args.endpoint, args.table, args.artifacts_bucket, read_holdout(args.dist))
+        live = live_from_aws(args.endpoint, args.table, args.artifacts_bucket, (scorer, read_holdout(args.dist)))
     if "skipped" in live:
         live["judged_on"] = "thresholds alone: no live model to compare with"
-    failures = check_metrics(metrics, thresholds, live.get("metrics"), args.tolerance)
+    return live
+
+
+def no_thresholds(card: ModelCard) -> list[str]:
+    example = ", ".join(f'"{name}": {{"{"min" if up else "max"}": ...}}' for name, up in card.metrics.items())
+    return [
+        f"thresholds: the model card has no acceptance (model card field 'acceptance', e.g. {{{example}}}): "
+        "the gate does not release a model without its acceptance criteria"
+    ]
+
+
+def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    override = parse_thresholds(args.thresholds, args.thresholds_kv)
+    card, metrics = load_candidate(args.dist)
+    thresholds = thresholds_of(card, override)
+    live = read_live(args, card)
+    failures = [] if thresholds else no_thresholds(card)
+    metric_failures, table = check_metrics(card, metrics, thresholds, live.get("metrics"), args.tolerance)
+    failures += metric_failures
     contract: dict[str, Any] = {"checked": False, "reason": "no --previous-contract given and no live contract"}
     previous = args.previous_contract or (Path(live["contract_dir"]) if live.get("contract_dir") else None)
+    task_change, task_failures = check_task(card.task, live, args.contract, previous)
+    failures += task_failures
     if previous:
         contract, contract_failures = check_contract(args.contract, previous)
         failures += contract_failures
     summary = {
         "passed": not failures,
         "failures": failures,
-        "model": {"version": metadata.get("model_version"), "content_sha256": metadata.get("content_sha256")},
+        "task": card.task,
+        "model": {"name": card.name, "version": card.version, "content_sha256": card.content_sha256},
+        "metrics": table,
         "holdout_metrics": metrics,
         "thresholds": thresholds,
+        "thresholds_source": "--thresholds over the model card's acceptance" if override else "model card acceptance",
         "tolerance": args.tolerance,
+        "tolerance_rule": {
+            "higher is better": "candidate >= live - tolerance",
+            "lower is better": "candidate <= live * (1 + tolerance)",
+        },
         "live": live,
+        "task_change": task_change,
         "contract": contract,
         # Set by the pipeline: a retraining run started by drift carries its reason.
         "trigger": {
@@ -520,6 +726,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as a file (python scripts/model_gate.py): the repo root must be importable for lambda_src.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

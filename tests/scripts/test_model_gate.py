@@ -1,4 +1,5 @@
-"""The model gate scores the real build on its holdout set and guards the request contract."""
+"""The model gate scores the binary example on its holdout set and guards the request contract (the gate per task:
+test_gate_tasks.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,23 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from model_container.card import ModelCard
 from scripts.model_gate import main
+from tests import model_packages
 from tests.release_table import create_release_table
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "model_container" / "contract"
 REGION = "eu-west-1"
+# The next API major the committed contract asks for, and its row cap.
+NEXT_MAJOR = int(json.loads((CONTRACT / "openapi.json").read_text())["info"]["version"].split(".")[0]) + 1
+MAX_ITEMS = json.loads((CONTRACT / "request.schema.json").read_text())["properties"]["instances"]["maxItems"]
+
+
+@pytest.fixture(scope="module")
+def dist() -> Path:
+    """The binary example package (the default model)."""
+    return model_packages.example_package("breast_cancer")
 
 
 def run_gate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
@@ -31,6 +43,10 @@ def live_metadata(tmp_path: Path, **metrics: float) -> Path:
     path = tmp_path / "live-metadata.json"
     path.write_text(json.dumps({"model_version": "0.9.0", "holdout_metrics": metrics}))
     return path
+
+
+def recorded(dist: Path) -> dict[str, float]:
+    return ModelCard.load(dist).holdout_metrics
 
 
 def copy_contract(tmp_path: Path, name: str) -> Path:
@@ -49,13 +65,12 @@ def test_good_model_passes_and_metrics_are_recomputed(
     dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = tmp_path / "reports" / "gate.json"
-    code, summary, _ = run_gate(
-        capsys, "--dist", str(dist), "--thresholds", '{"accuracy": 0.93, "roc_auc": 0.97}', "--report", str(report)
-    )
+    code, summary, _ = run_gate(capsys, "--dist", str(dist), "--report", str(report))
     assert code == 0 and summary["passed"] is True
-    recorded = json.loads((dist / "metadata.json").read_text())["holdout_metrics"]
+    card = ModelCard.load(dist)
+    assert summary["task"] == "binary_classification" and summary["thresholds"] == card.acceptance
     for name in ("accuracy", "precision", "recall", "roc_auc"):
-        assert summary["holdout_metrics"][name] == pytest.approx(recorded[name], abs=1e-6)
+        assert summary["holdout_metrics"][name] == pytest.approx(card.holdout_metrics[name], abs=1e-6)
     assert json.loads(report.read_text()) == summary
     assert summary["trigger"] == {"retraining": False, "reason": "source change"}
 
@@ -63,13 +78,12 @@ def test_good_model_passes_and_metrics_are_recomputed(
 def test_a_retraining_run_is_recorded_with_its_reason(
     dist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    card = ModelCard.load(dist)
+    reason = f"drift on mlapi-prod-endpoint model {card.version}: {card.feature_names[0]} (psi 0.83)"
     monkeypatch.setenv("RETRAINING", "true")
-    monkeypatch.setenv("RETRAINING_REASON", "drift on mlapi-prod-endpoint model 1.0.0: mean_radius (psi 0.83)")
+    monkeypatch.setenv("RETRAINING_REASON", reason)
     _, summary, _ = run_gate(capsys, "--dist", str(dist))
-    assert summary["trigger"] == {
-        "retraining": True,
-        "reason": "drift on mlapi-prod-endpoint model 1.0.0: mean_radius (psi 0.83)",
-    }
+    assert summary["trigger"] == {"retraining": True, "reason": reason}
 
 
 def test_metadata_numbers_are_not_trusted(dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,23 +96,27 @@ def test_metadata_numbers_are_not_trusted(dist: Path, tmp_path: Path, capsys: py
 
 
 def test_threshold_above_the_model_fails_naming_the_metric(dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, summary, err = run_gate(capsys, "--dist", str(dist), "--thresholds-kv", "accuracy=0.9,recall=0.99")
+    ours = recorded(dist)
+    name = min(("precision", "recall"), key=lambda metric: ours[metric])  # one below 1, to set just above it
+    above = round(ours[name] + (1 - ours[name]) / 2, 6)
+    code, summary, err = run_gate(capsys, "--dist", str(dist), "--thresholds-kv", f"accuracy=0.5,{name}={above}")
     assert code == 1
-    assert [f.split()[0] for f in summary["failures"]] == ["recall"]
-    assert "FAILED recall" in err
+    assert [f.split()[0] for f in summary["failures"]] == [name]
+    assert f"FAILED {name}" in err and f"under its threshold {above} (acceptance.{name}.min)" in err
 
 
 def test_live_model_better_by_more_than_tolerance_fails(
     dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    live = live_metadata(tmp_path, accuracy=0.99, precision=0.5, recall=0.5, roc_auc=0.5)
+    better = round(recorded(dist)["accuracy"] + 0.05, 6)
+    live = live_metadata(tmp_path, accuracy=better, precision=0.5, recall=0.5, roc_auc=0.5)
     code, summary, _ = run_gate(capsys, "--dist", str(dist), "--live-metrics", str(live))
     assert code == 1
-    assert len(summary["failures"]) == 1 and "worse than the live model's 0.990000" in summary["failures"][0]
+    assert len(summary["failures"]) == 1 and f"worse than the live model's {better:.6f}" in summary["failures"][0]
 
 
 def test_live_model_within_tolerance_passes(dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ours = json.loads((dist / "metadata.json").read_text())["holdout_metrics"]
+    ours = recorded(dist)
     live = live_metadata(tmp_path, **{k: ours[k] + 0.009 for k in ("accuracy", "precision", "recall", "roc_auc")})
     code, summary, _ = run_gate(capsys, "--dist", str(dist), "--live-metrics", str(live), "--tolerance", "0.01")
     assert code == 0, summary["failures"]
@@ -118,7 +136,7 @@ def test_changed_contract_without_version_bump_fails(
         capsys, "--dist", str(dist), "--contract", str(current), "--previous-contract", str(CONTRACT)
     )
     assert code == 1 and summary["contract"]["version_bumped"] is False
-    assert "maxItems narrowed from 10000 to 10" in err and "set api.version in cdk.json" in err
+    assert f"maxItems narrowed from {MAX_ITEMS} to 10" in err and "set api.version in cdk.json" in err
 
 
 def object_row(document: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +191,7 @@ def test_a_breaking_contract_change_without_a_major_bump_fails_naming_the_settin
     assert code == 1 and summary["contract"]["version_bumped"] is False
     assert any(named in change for change in summary["contract"]["breaking_changes"])
     # The failure says what to change: the API's major version setting, to the next major.
-    assert "set api.version in cdk.json (ml-platform.defaults.api.version) to 2" in err
+    assert f"set api.version in cdk.json (ml-platform.defaults.api.version) to {NEXT_MAJOR}" in err
 
 
 @pytest.mark.parametrize("case", sorted(BREAKING))
@@ -253,7 +271,7 @@ def test_tampered_model_is_refused(dist: Path, tmp_path: Path, capsys: pytest.Ca
 
 def test_unknown_threshold_metric_is_a_usage_error(dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_gate(capsys, "--dist", str(dist), "--thresholds", '{"f1": 0.9}')
-    assert code == 2 and "unknown metric(s) f1" in err
+    assert code == 2 and "unknown metric(s) f1; a binary_classification model's metrics: accuracy" in err
 
 
 # ---- live model from AWS: release table + published baseline metadata --------------------------------
@@ -270,6 +288,7 @@ def test_an_older_release_published_under_its_version_is_still_read(
 
     repository = ReleaseRepository(_table(boto3.resource("dynamodb", region_name=REGION)), "ep")
     aws_args = ["--dist", str(dist), "--endpoint", "ep", "--table", "releases", "--artifacts-bucket", "artifacts"]
+    better = round(recorded(dist)["accuracy"] + 0.05, 6)  # an older release without model.onnx: its record counts
     code, summary, _ = run_gate(capsys, *aws_args)
     assert code == 0 and summary["live"]["skipped"].startswith("no live release")
 
@@ -288,11 +307,13 @@ def test_an_older_release_published_under_its_version_is_still_read(
     s3.put_object(
         Bucket="artifacts",
         Key="baselines/0.9.0/metadata.json",
-        Body=json.dumps({"model_version": "0.9.0", "holdout_metrics": {"accuracy": 0.99}}),
+        Body=json.dumps({"model_version": "0.9.0", "holdout_metrics": {"accuracy": better}}),
     )
     code, summary, err = run_gate(capsys, *aws_args)
-    assert code == 1 and summary["live"]["release_id"] == "ep-0-9-0"
-    assert "accuracy" in err and "live model's 0.990000" in err
+    assert (
+        code == 1 and summary["live"]["release_id"] == "ep-0-9-0" and summary["live"]["task"] == "binary_classification"
+    )
+    assert "accuracy" in err and f"live model's {better:.6f}" in err
     assert summary["contract"]["checked"] is False  # this live release published no contract
 
     # With the live release's contract published beside its baseline, a changed schema needs a version bump.
@@ -311,7 +332,7 @@ def test_an_older_release_published_under_its_version_is_still_read(
 AWS_ARGS = ["--endpoint", "ep", "--table", "releases", "--artifacts-bucket", "artifacts"]
 
 
-def _register_live(model_version: str = "1.0.0", model_hash: str | None = None) -> None:
+def _register_live(model_version: str = "3.2.1", model_hash: str | None = None) -> None:
     from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
 
     table = _table(boto3.resource("dynamodb", region_name=REGION))
@@ -349,12 +370,12 @@ def test_first_run_without_release_table_or_bucket_is_judged_on_thresholds_alone
 ) -> None:
     # DynamoDB API reference, Query errors: ResourceNotFoundException for a table that does not exist (yet).
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    code, summary, err = run_gate(capsys, "--dist", str(dist), "--thresholds-kv", "accuracy=0.93", *AWS_ARGS)
+    code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)
     assert code == 0, err
     assert summary["live"]["skipped"] == "release table releases does not exist (first run): no live release yet"
     assert summary["live"]["judged_on"] == "thresholds alone: no live model to compare with"
     # The thresholds still apply.
-    code, summary, _ = run_gate(capsys, "--dist", str(dist), "--thresholds-kv", "recall=0.999", *AWS_ARGS)
+    code, summary, _ = run_gate(capsys, "--dist", str(dist), "--thresholds-kv", "recall=1.01", *AWS_ARGS)
     assert code == 1 and summary["failures"][0].startswith("recall")
 
 
@@ -363,7 +384,7 @@ def test_a_live_release_whose_bucket_or_baseline_is_missing_is_judged_on_thresho
     dist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    _register_live(model_hash="bf9558756f5ead0c")
+    _register_live(model_hash="fedcba9876543210")
     code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)  # S3: NoSuchBucket
     assert code == 0, err
     assert summary["live"]["skipped"] == "live release ep-live: artifacts bucket artifacts does not exist yet"
@@ -371,7 +392,7 @@ def test_a_live_release_whose_bucket_or_baseline_is_missing_is_judged_on_thresho
     code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)  # S3: 404 NoSuchKey
     assert code == 0, err
     assert summary["live"]["skipped"] == (
-        "live release ep-live has no published baseline at s3://artifacts/baselines/1.0.0/"
+        "live release ep-live has no published baseline at s3://artifacts/baselines/3.2.1/"
     )
 
 
@@ -398,11 +419,12 @@ def test_an_older_live_release_without_model_or_contract_falls_back_to_its_recor
     dist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    s3, root = _publish_live(dist, tmp_path, accuracy=0.999)
+    better = round(recorded(dist)["accuracy"] + 0.05, 6)
+    s3, root = _publish_live(dist, tmp_path, accuracy=better)
     for name in ("model.onnx", "contract/request.schema.json", "contract/openapi.json"):
         s3.delete_object(Bucket="artifacts", Key=root + name)
     code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)
-    assert code == 1 and "worse than the live model's 0.999000" in err
+    assert code == 1 and f"worse than the live model's {better:.6f}" in err
     assert summary["live"]["metrics_source"] == (
         "recorded at the live model's build, on its own holdout (no published model.onnx)"
     )
@@ -418,11 +440,11 @@ def test_a_version_folder_holding_another_model_is_not_the_live_models_baseline(
     _register_live(model_hash="0123456789abcdef")
     s3 = _bucket()
     candidate = json.loads((dist / "metadata.json").read_text())
-    s3.put_object(Bucket="artifacts", Key="baselines/1.0.0/metadata.json", Body=json.dumps(candidate))
+    s3.put_object(Bucket="artifacts", Key="baselines/3.2.1/metadata.json", Body=json.dumps(candidate))
     code, summary, err = run_gate(capsys, "--dist", str(dist), *AWS_ARGS)
     assert code == 0, err
     assert summary["live"]["skipped"] == (
-        "live release ep-live (model 0123456789abcdef) has no published baseline: s3://artifacts/baselines/1.0.0/ "
+        "live release ep-live (model 0123456789abcdef) has no published baseline: s3://artifacts/baselines/3.2.1/ "
         f"holds model {candidate['content_sha256'][:16]}"
     )
 
@@ -462,7 +484,7 @@ def test_any_other_aws_error_fails_the_gate_naming_what_it_read(
 
 def test_runs_as_a_file_from_the_repo_root(dist: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "scripts/model_gate.py", "--dist", str(dist), "--thresholds-kv", "accuracy=0.93"],
+        [sys.executable, "scripts/model_gate.py", "--dist", str(dist)],
         cwd=REPO,
         capture_output=True,
         text=True,
