@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Duration, Stack
@@ -22,6 +24,7 @@ from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.prediction_api import TEST_INFERENCE_ID_PREFIX
 from ml_constructs.release_history_table import STATUS_INDEX
+from model_container.card import BINARY, METRICS, REGRESSION, Task
 from platform_config import MonitoringSettings
 
 CODE_DIR = "lambda_src/drift_monitor"
@@ -29,11 +32,60 @@ FEATURE_SCHEMA = Path("model_container/contract/feature_schema.json")
 METRICS_NAMESPACE = "MlApi/ModelDrift"
 DRIFT_EVENT_SOURCE = "ml-platform.drift-monitor"
 DRIFT_DETAIL_TYPE = "Model Drift Detected"
+# The drift job's CloudWatch names of the card's quality metrics (lambda_src/drift_monitor/drift_engine/
+# metrics_publisher.py QUALITY_METRIC_NAMES; tests/infra/test_drift_monitor.py runs that publisher against these).
+QUALITY_METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "roc_auc": "RocAuc",
+    "macro_f1": "MacroF1",
+    "min_class_recall": "MinClassRecall",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R2",
+}
+# Without the card's acceptance bound for them: accuracy alarms below monitoring.min_accuracy (classifiers), R²
+# below 0, a model worse on labelled traffic than predicting the mean (regression: a scale-free default).
+DEFAULT_R2_MIN = 0.0
+
+
+@dataclass(frozen=True)
+class QualityAlarm:
+    """One ground-truth quality alarm: the card metric, its CloudWatch name and the bound it must keep."""
+
+    metric: str
+    metric_name: str
+    side: str  # "min": alarm below it; "max": alarm above it
+    threshold: float
+
+
+def quality_alarms(task: str, acceptance: Mapping[str, Mapping[str, float]], min_accuracy: float) -> list[QualityAlarm]:
+    """The task's quality alarms: one per metric the card's acceptance bounds (the model gate's own thresholds,
+    held on labelled traffic), plus the documented defaults for accuracy (classifiers) and R² (regression)."""
+    bounds = {metric: dict(bound) for metric, bound in acceptance.items()}
+    if task == REGRESSION:
+        bounds.setdefault("r2", {"min": DEFAULT_R2_MIN})
+    else:
+        bounds.setdefault("accuracy", {"min": min_accuracy})
+    alarms = []
+    for metric in METRICS[task]:  # the card's order; a bound for another task's metric is the card's error
+        if metric in bounds:
+            ((side, threshold),) = bounds[metric].items()
+            alarms.append(QualityAlarm(metric, QUALITY_METRIC_NAMES[metric], side, float(threshold)))
+    unknown = sorted(set(bounds) - set(METRICS[task]))
+    if unknown:
+        raise ValueError(f"acceptance names {unknown}: a {task} model's metrics are {', '.join(METRICS[task])}")
+    return alarms
 
 
 class DriftMonitor(Construct):
     """Exposes `job` (PlatformFunction) or, with runner fargate, `task` (DriftTask); and `alarms` (per feature,
-    prediction, drift count, accuracy). The Lambda job runs one at a time under `decision_locks` (DecisionLockTable).
+    prediction, drift count, and the model `task`'s ground-truth quality metrics, see `quality_alarms`). The Lambda
+    job runs one at a time under `decision_locks` (DecisionLockTable).
+
+    `task`, `acceptance` and `feature_names` are the served model's card's (model_container/card.py); without
+    `feature_names`, the contract's feature_schema.json.
 
     `release_table_name` (default `<prefix>-releases`, the data stack's release history, encrypted with
     `placement.data_key`): the job reads which model build served a version from it, to compare with that build's
@@ -56,8 +108,18 @@ class DriftMonitor(Construct):
         topic: sns.ITopic,
         placement: FunctionPlacement,
         release_table_name: str | None = None,
+        task: Task = BINARY,
+        acceptance: Mapping[str, Mapping[str, float]] | None = None,
+        feature_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.model_task = task
+        self.quality = quality_alarms(task, acceptance or {}, settings.min_accuracy)
+        self.feature_names = (
+            list(feature_names)
+            if feature_names is not None
+            else [f["name"] for f in json.loads(FEATURE_SCHEMA.read_text())["features"]]
+        )
         stack = Stack.of(self)
         release_table_name = release_table_name or f"{prefix}-releases"
         thresholds = {
@@ -218,7 +280,6 @@ class DriftMonitor(Construct):
         self, prefix: str, settings: MonitoringSettings, endpoint_name: str, model_version: str, topic: sns.ITopic
     ) -> dict[str, cloudwatch.Alarm]:
         dims = {"EndpointName": endpoint_name, "ModelVersion": model_version}
-        features = [f["name"] for f in json.loads(FEATURE_SCHEMA.read_text())["features"]]
         hour = Duration.hours(1)
 
         def metric(name: str, extra: dict[str, str] | None = None, statistic: str = "Maximum") -> cloudwatch.Metric:
@@ -242,18 +303,23 @@ class DriftMonitor(Construct):
                 cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             ),
         }
-        for feature in features:
+        for feature in self.feature_names:
             specs[f"drift-{feature}"] = (
                 metric("PSI", {"Feature": feature}),
                 settings.feature_psi_alarm.get(feature, settings.psi_alarm),
                 cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             )
         if settings.ground_truth_prefix:
-            specs["model-accuracy"] = (
-                metric("Accuracy", statistic="Minimum"),
-                settings.min_accuracy,
-                cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            )
+            for alarm in self.quality:
+                below = alarm.side == "min"
+                specs[f"model-{alarm.metric.replace('_', '-')}"] = (
+                    # The hour's worst value of the metric: Minimum for a floor, Maximum for a ceiling.
+                    metric(alarm.metric_name, statistic="Minimum" if below else "Maximum"),
+                    alarm.threshold,
+                    cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+                    if below
+                    else cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                )
         return {
             name: topic_alarm(
                 self,

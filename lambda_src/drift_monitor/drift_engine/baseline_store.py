@@ -12,12 +12,13 @@ import csv
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError
 
+from drift_engine.model_output import ModelOutput
 from drift_engine.payload_decoding import to_float
 
 # S3 API reference, GetObject: a missing key is 404 NoSuchKey to a reader holding s3:ListBucket (403 without).
@@ -47,7 +48,9 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class Baseline:
-    """Training distribution of one model version: features (rows x schema columns) and scores."""
+    """Training distribution of one model version: features (rows x schema columns) and the model's predictions
+    of those rows (baseline_predictions.csv: binary P(positive) and regression the value, one per row; multiclass
+    rows x classes probabilities), read as the card's task says (`output`)."""
 
     model_version: str
     features: tuple[FeatureSpec, ...]
@@ -55,6 +58,7 @@ class Baseline:
     prediction_scores: np.ndarray | None
     content_hash: str | None
     uri: str = ""
+    output: ModelOutput = field(default_factory=ModelOutput)
 
     @property
     def feature_names(self) -> list[str]:
@@ -91,8 +95,18 @@ def parse_baseline_csv(text: str, width: int) -> np.ndarray:
         rows = rows[1:]  # tolerate an accidental header row
     matrix = np.array([[to_float(cell) for cell in row] for row in rows], dtype=float)
     if matrix.size == 0 or matrix.ndim != 2 or matrix.shape[1] != width:
-        raise ValueError(f"baseline has shape {matrix.shape}, schema has {width} features")
+        raise ValueError(f"baseline has shape {matrix.shape}, expected {width} columns")
     return matrix
+
+
+def parse_prediction_baseline(text: str, output: ModelOutput) -> np.ndarray:
+    """baseline_predictions.csv: one column (binary, regression) -> a vector; one per class (multiclass) -> a
+    matrix. A file of another width is an error naming the task, never a silently wrong reference."""
+    try:
+        matrix = parse_baseline_csv(text, output.prediction_columns)
+    except ValueError as error:
+        raise ValueError(f"baseline_predictions.csv of a {output.task} model: {error}") from None
+    return matrix if output.prediction_columns > 1 else matrix[:, 0]
 
 
 def _read_text(s3: Any, bucket: str, key: str) -> str | None:
@@ -196,8 +210,9 @@ def load_baseline(s3: Any, bucket: str, prefix: str, model_version: str, content
     if content_hash and not str(metadata.get("content_sha256", "")).startswith(content_hash):
         raise ValueError(f"s3://{bucket}/{root}metadata.json describes model {metadata.get('content_sha256')}")
     features = parse_feature_schema(metadata)
+    output = ModelOutput.from_metadata(metadata)
     scores_text = _read_text(s3, bucket, root + "baseline_predictions.csv")
-    scores = parse_baseline_csv(scores_text, 1)[:, 0] if scores_text else None
+    scores = parse_prediction_baseline(scores_text, output) if scores_text else None
     baseline = Baseline(
         model_version=model_version,
         features=features,
@@ -205,6 +220,7 @@ def load_baseline(s3: Any, bucket: str, prefix: str, model_version: str, content
         prediction_scores=scores,
         content_hash=metadata.get("content_sha256"),  # the model build's name for it
         uri=f"s3://{bucket}/{root}",
+        output=output,
     )
     _cache[cache_key] = baseline
     return baseline

@@ -3,7 +3,7 @@
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,11 +127,15 @@ _DATA_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeEr
 
 
 def iter_capture_records(
-    lines: Iterable[tuple[str, str]], stats: CaptureStats, test_prefix: str = TEST_INFERENCE_ID_PREFIX
+    lines: Iterable[tuple[str, str]],
+    stats: CaptureStats,
+    test_prefix: str = TEST_INFERENCE_ID_PREFIX,
+    check: Callable[[list[CapturedRow]], None] | None = None,
 ) -> Iterator[list[CapturedRow]]:
     """(source, line) pairs -> the rows of each well-formed record, one record at a time; `stats` counts the rest.
     Malformed lines are counted (reason and sample), never fatal; test traffic (inference id starting with
-    `test_prefix`) is counted and left out."""
+    `test_prefix`) is counted and left out. `check` may refuse a record's rows with MalformedPayload (the drift
+    job: a response that does not fit its model's task), which counts the record as malformed too."""
     for source, line in lines:
         if not line.strip():
             continue
@@ -142,6 +146,8 @@ def iter_capture_records(
                 stats.test_traffic_records += 1
                 continue
             rows = capture_rows(record)
+            if check is not None:
+                check(rows)
         except MalformedPayload as error:
             stats.record_malformed(source, str(error))
             continue

@@ -89,6 +89,23 @@ def ks_test(baseline: np.ndarray, current: np.ndarray) -> KsResult:
     return KsResult(statistic=float(result.statistic), p_value=float(result.pvalue))
 
 
+@dataclass(frozen=True)
+class ChiSquareResult:
+    """Pearson chi-square goodness-of-fit statistic and p-value of observed counts against expected shares."""
+
+    statistic: float
+    p_value: float
+
+
+def chi_square_test(expected_shares: np.ndarray, counts: np.ndarray) -> ChiSquareResult:
+    """Observed class counts against the baseline's class shares. Shares are floored at PSI_EPSILON (a class the
+    baseline never predicts would make the statistic infinite) and renormalised, as chisquare needs equal sums."""
+    shares = np.clip(np.asarray(expected_shares, dtype=float), PSI_EPSILON, None)
+    expected = shares / shares.sum() * counts.sum()
+    result = stats.chisquare(counts.astype(float), expected)
+    return ChiSquareResult(statistic=float(result.statistic), p_value=float(result.pvalue))
+
+
 def missing_rate(values: np.ndarray) -> float:
     return float(np.mean(np.isnan(values))) if values.size else 0.0
 
@@ -106,9 +123,10 @@ def out_of_range_rate(values: np.ndarray, minimum: float | None, maximum: float 
     return float(np.mean(outside))
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """ROC AUC via the Mann-Whitney rank-sum identity (ties get average ranks); None if one class."""
-    positives = labels == 1
+def roc_auc(labels: np.ndarray, scores: np.ndarray, positive: int = 1) -> float | None:
+    """ROC AUC of scores for `positive` via the Mann-Whitney rank-sum identity (ties get average ranks); None if
+    one class."""
+    positives = labels == positive
     n_pos, n_neg = int(positives.sum()), int((~positives).sum())
     if n_pos == 0 or n_neg == 0:
         return None

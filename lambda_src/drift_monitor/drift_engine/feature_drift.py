@@ -13,10 +13,12 @@ from drift_engine.drift_statistics import (
     Reservoir,
     bin_counts,
     bin_shares,
+    chi_square_test,
     ks_test,
     psi_from_counts,
     quantile_bin_edges,
 )
+from drift_engine.model_output import BINARY, MULTICLASS, REGRESSION, ModelOutput
 from drift_engine.payload_decoding import Prediction, to_float
 from drift_engine.settings import DEFAULT_RESERVOIR_SIZE, PREDICTION_KEY, ThresholdConfig, Thresholds
 
@@ -45,6 +47,17 @@ class FeatureDrift:
         return asdict(self)
 
 
+@dataclass
+class ClassDrift(FeatureDrift):
+    """Prediction drift of a multiclass model: the predicted-class distribution against the baseline's (the
+    argmax of each baseline_predictions.csv row), PSI over the classes and a chi-square goodness-of-fit test."""
+
+    chi_square_statistic: float | None = None
+    chi_square_p_value: float | None = None
+    class_shares: dict[str, float] = field(default_factory=dict)
+    baseline_class_shares: dict[str, float] = field(default_factory=dict)
+
+
 def rows_to_matrix(rows: Sequence[CapturedRow], names: Sequence[str]) -> tuple[np.ndarray, int]:
     """Rows -> (matrix in schema order, rows dropped for not matching the schema)."""
     matrix, mismatched = [], 0
@@ -58,7 +71,8 @@ def rows_to_matrix(rows: Sequence[CapturedRow], names: Sequence[str]) -> tuple[n
 
 
 def positive_class_score(prediction: Prediction | None, probability_of: str) -> float:
-    """Score of class 1; the container may report the probability of the predicted label instead."""
+    """A binary model's score of class 1 (the default card's positive label); the container may report the
+    probability of the predicted label instead. Other tasks and positive labels: ModelOutput.read."""
     if prediction is None or prediction.probability is None:
         return math.nan
     if probability_of == "predicted_label" and prediction.label == 0:
@@ -75,14 +89,17 @@ def _verdict(result: FeatureDrift, limits: Thresholds) -> None:
         result.reasons.append(f"psi {psi:.3f} >= warn {limits.psi_warn}")
     if p_value < limits.ks_p_value:
         result.reasons.append(f"ks p-value {p_value:.2g} < {limits.ks_p_value}")
+    chi_p = getattr(result, "chi_square_p_value", None)
+    if chi_p is not None and chi_p < limits.ks_p_value:
+        result.reasons.append(f"chi-square p-value {chi_p:.2g} < {limits.ks_p_value}")
     if result.missing_rate > limits.max_missing_rate:
         result.reasons.append(f"missing rate {result.missing_rate:.3f} > {limits.max_missing_rate}")
     if result.out_of_range_rate > limits.max_out_of_range_rate:
         rate, limit = result.out_of_range_rate, limits.max_out_of_range_rate
         result.reasons.append(f"out-of-range rate {rate:.3f} > {limit}")
-    # Only PSI raises an alarm. KS on hourly windows of hundreds of rows, run over 30 features,
-    # rejects by chance every few runs (and on big windows rejects negligible shifts), so a KS
-    # rejection is a warning, visible in the report and the KSStatistic metric.
+    # Only PSI raises an alarm. KS (and chi-square over classes) on hourly windows of hundreds of rows, run over
+    # dozens of features, rejects by chance every few runs (and on big windows rejects negligible shifts), so a
+    # rejection is a warning, visible in the report and the KSStatistic / PredictionChiSquare metrics.
     if psi >= limits.psi_alarm:
         result.status = ALARM
     elif result.reasons:
@@ -138,6 +155,49 @@ class ColumnStats:
         return result
 
 
+class ClassStats:
+    """A multiclass model's predicted-class counts against the baseline's predicted-class shares, in fixed
+    memory (one counter per class); rows without a predicted class count as missing."""
+
+    def __init__(self, baseline_probabilities: np.ndarray, output: ModelOutput, limits: Thresholds) -> None:
+        self.names, self.limits = output.label_names, limits
+        complete = baseline_probabilities[~np.isnan(baseline_probabilities).any(axis=1)]
+        self.reference = np.bincount(np.argmax(complete, axis=1), minlength=output.classes)
+        self.counts = np.zeros(output.classes, dtype=np.int64)
+        self.rows = 0
+
+    def add(self, labels: np.ndarray) -> None:
+        """Predicted class indices of a chunk (-1: no prediction)."""
+        self.rows += labels.size
+        self.counts += np.bincount(labels[labels >= 0], minlength=self.counts.size)
+
+    def result(self, name: str) -> ClassDrift:
+        limits, present, reference = self.limits, int(self.counts.sum()), int(self.reference.sum())
+        result = ClassDrift(
+            feature=name,
+            status=OK,
+            samples=present,
+            missing_rate=(self.rows - present) / self.rows if self.rows else 0.0,
+            out_of_range_rate=0.0,  # a label outside the classes makes its record malformed
+            class_shares=_shares(self.names, self.counts),
+            baseline_class_shares=_shares(self.names, self.reference),
+        )
+        if present < limits.min_samples or reference < limits.min_samples:
+            result.status = INSUFFICIENT
+            result.reasons.append(f"{present} samples < minimum {limits.min_samples}")
+            return result
+        result.psi = psi_from_counts(self.reference / reference, self.counts)
+        chi = chi_square_test(self.reference / reference, self.counts)
+        result.chi_square_statistic, result.chi_square_p_value = chi.statistic, chi.p_value
+        _verdict(result, limits)
+        return result
+
+
+def _shares(names: Sequence[str], counts: np.ndarray) -> dict[str, float]:
+    total = max(int(counts.sum()), 1)
+    return {name: float(count) / total for name, count in zip(names, counts, strict=True)}
+
+
 def compare_distribution(
     name: str, baseline: np.ndarray, current: np.ndarray, spec: FeatureSpec | None, limits: Thresholds
 ) -> FeatureDrift:
@@ -155,6 +215,21 @@ def row_values(instance: Any, names: Sequence[str]) -> list[float] | None:
         # to_float inlined for finite floats, the common case (30 values a row, millions of rows a window).
         return [value if type(value) is float and value - value == 0.0 else to_float(value) for value in instance]
     return None
+
+
+def prediction_stats(
+    baseline: Baseline, limits: Thresholds, reservoir_size: int, rng: np.random.Generator
+) -> ColumnStats | ClassStats | None:
+    """The prediction-drift statistics of the baseline's task: binary P(positive) in [0, 1] and the regression
+    value (unbounded) as a column like a feature's (PSI on baseline quantile bins, KS); multiclass the
+    predicted-class distribution. None without a baseline_predictions.csv."""
+    scores = baseline.prediction_scores
+    if scores is None:
+        return None
+    if baseline.output.task == MULTICLASS:
+        return ClassStats(scores, baseline.output, limits)
+    bounds = (None, None) if baseline.output.task == REGRESSION else (0.0, 1.0)
+    return ColumnStats(scores, FeatureSpec(PREDICTION_KEY, *bounds), limits, Reservoir(reservoir_size, rng))
 
 
 class VersionStream:
@@ -176,13 +251,8 @@ class VersionStream:
             ColumnStats(baseline.values[:, i], spec, thresholds.for_feature(spec.name), Reservoir(reservoir_size, rng))
             for i, spec in enumerate(baseline.features)
         ]
-        self.prediction: ColumnStats | None = None
-        if baseline.prediction_scores is not None:
-            limits = thresholds.for_feature(PREDICTION_KEY)
-            score_range = FeatureSpec(PREDICTION_KEY, 0.0, 1.0)
-            self.prediction = ColumnStats(
-                baseline.prediction_scores, score_range, limits, Reservoir(reservoir_size, rng)
-            )
+        self.output = baseline.output
+        self.prediction = prediction_stats(baseline, thresholds.for_feature(PREDICTION_KEY), reservoir_size, rng)
         self.rows = self.mismatched = 0
         self._values: list[list[float]] = []
         self._scores: list[float] = []
@@ -195,10 +265,18 @@ class VersionStream:
         else:
             self._values.append(values)
         if self.prediction is not None:
-            # Every row's score, also of rows of the wrong width: the response is still the model's.
-            self._scores.append(positive_class_score(row.prediction, self.probability_of))
+            # Every row's prediction, also of rows of the wrong width: the response is still the model's.
+            self._scores.append(self._score(row.prediction))
         if len(self._values) >= CHUNK_ROWS or len(self._scores) >= CHUNK_ROWS:
             self.flush()
+
+    def _score(self, prediction: Prediction | None) -> float:
+        if self.output.task == BINARY and self.output.positive_label == 1:
+            return positive_class_score(prediction, self.probability_of)  # the hot path: millions of rows a window
+        reading = self.output.read(prediction, self.probability_of)
+        if self.output.task == MULTICLASS:
+            return -1.0 if reading.label is None else float(reading.label)
+        return reading.score
 
     def flush(self) -> None:
         if self._values:
@@ -207,7 +285,11 @@ class VersionStream:
                 column.add(matrix[:, i])
             self._values.clear()
         if self._scores and self.prediction is not None:
-            self.prediction.add(np.array(self._scores, dtype=float))
+            scores = np.array(self._scores, dtype=float)
+            if isinstance(self.prediction, ClassStats):
+                self.prediction.add(scores.astype(np.int64))
+            else:
+                self.prediction.add(scores)
             self._scores.clear()
 
     def finish(self) -> tuple[list[FeatureDrift], FeatureDrift | None, int]:

@@ -74,6 +74,12 @@ class VersionRun:
     unanalysed: VersionReport | None = None  # no_baseline / baseline_error, decided before the first row
     rows: int = 0
 
+    def check(self, rows: list[CapturedRow], probability_of: str) -> None:
+        """Raise MalformedPayload when a row's response does not fit the task of the model that served it."""
+        if self.stream is not None:
+            for row in rows:
+                self.stream.output.read(row.prediction, probability_of)
+
     def add(self, key: str | None, rows: list[CapturedRow]) -> None:
         self.rows += len(rows)
         if self.stream is not None:
@@ -116,9 +122,10 @@ def open_version(
         stream=VersionStream(baseline, settings.thresholds, settings.probability_of, settings.reservoir_size, seed),
         quality=None
         if labels is None
-        else QualityStream(labels, settings.probability_of, settings.reservoir_size, seed),
+        else QualityStream(labels, settings.probability_of, settings.reservoir_size, seed, baseline.output),
         baseline={
             "uri": baseline.uri,
+            "task": baseline.output.task,
             "content_hash": baseline.content_hash,
             "served_content_hash": served,
             "rows": int(baseline.values.shape[0]),
@@ -167,14 +174,25 @@ def stream_capture(
     keys = list_keys(clients.s3, settings.capture_bucket, window.hour_prefixes(settings.capture_root), stats=objects)
     stats = CaptureStats()
     runs: dict[str, VersionRun] = {}
+
+    def run_of(version: str) -> VersionRun:
+        if version not in runs:
+            runs[version] = open_version(settings, clients.s3, version, labels, window, clients.releases)
+        return runs[version]
+
+    def by_version(rows: list[CapturedRow]) -> list[tuple[VersionRun, list[CapturedRow]]]:
+        versions = sorted({row_version(row) for row in rows})
+        if len(versions) == 1:
+            return [(run_of(versions[0]), rows)]
+        return [(run_of(v), [row for row in rows if row_version(row) == v]) for v in versions]
+
+    def check(rows: list[CapturedRow]) -> None:
+        for run, part in by_version(rows):
+            run.check(part, settings.probability_of)
+
     lines = iter_lines(clients.s3, settings.capture_bucket, keys, objects)
-    for rows in iter_capture_records(lines, stats, settings.test_inference_id_prefix):
-        versions = {row_version(row) for row in rows}
-        for version in versions:
-            run = runs.get(version)
-            if run is None:
-                run = runs[version] = open_version(settings, clients.s3, version, labels, window, clients.releases)
-            part = rows if len(versions) == 1 else [row for row in rows if row_version(row) == version]
+    for rows in iter_capture_records(lines, stats, settings.test_inference_id_prefix, check):
+        for run, part in by_version(rows):
             run.add(part[0].join_key, part)
     return stats, objects, [close_version(settings, runs[version]) for version in sorted(runs)]
 

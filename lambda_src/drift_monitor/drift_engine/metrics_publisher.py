@@ -13,6 +13,23 @@ MAX_METRICS_PER_CALL = 1000
 
 Datum = dict[str, Any]
 
+# CloudWatch metric names of the ground-truth quality metrics (card metric names -> metric names), per task:
+# binary accuracy, precision, recall, roc_auc; multiclass accuracy, macro_f1, min_class_recall (and ClassRecall
+# with a `Class` dimension per class name); regression rmse, mae, r2. ml_constructs/drift_monitor.py alarms on them
+# (tests/infra/test_drift_monitor.py runs this publisher against the construct's alarms).
+QUALITY_METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "roc_auc": "RocAuc",
+    "macro_f1": "MacroF1",
+    "min_class_recall": "MinClassRecall",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R2",
+}
+CLASS_RECALL = "ClassRecall"
+
 
 def _datum(name: str, value: float, dims: dict[str, str], when: datetime, unit: str = "None") -> Datum:
     return {
@@ -62,15 +79,38 @@ def version_metrics(endpoint: str, report: VersionReport, when: datetime) -> lis
         feature_dims = {**dims, "Feature": result.feature}
         data.append(_datum("PSI", result.psi, feature_dims, when))
         data.append(_datum("KSStatistic", result.ks_statistic, feature_dims, when))
-    if report.prediction and report.prediction.psi is not None and report.prediction.ks_statistic is not None:
-        data.append(_datum("PredictionPSI", report.prediction.psi, dims, when))
-        data.append(_datum("PredictionKSStatistic", report.prediction.ks_statistic, dims, when))
-    if report.quality:
-        data.append(_datum("GroundTruthLabels", report.quality.joined_labels, dims, when, "Count"))
-        if report.quality.accuracy is not None:
-            data.append(_datum("Accuracy", report.quality.accuracy, dims, when))
-        if report.quality.roc_auc is not None:
-            data.append(_datum("RocAuc", report.quality.roc_auc, dims, when))
+    data.extend(prediction_metrics(report, dims, when))
+    data.extend(quality_metrics(report, dims, when))
+    return data
+
+
+def prediction_metrics(report: VersionReport, dims: dict[str, str], when: datetime) -> list[Datum]:
+    """PredictionPSI for every task (binary probability, multiclass predicted class, regression value); the
+    KS statistic (binary, regression) or the chi-square statistic over classes (multiclass)."""
+    prediction = report.prediction
+    if prediction is None or prediction.psi is None:
+        return []
+    data = [_datum("PredictionPSI", prediction.psi, dims, when)]
+    if prediction.ks_statistic is not None:
+        data.append(_datum("PredictionKSStatistic", prediction.ks_statistic, dims, when))
+    chi_square = getattr(prediction, "chi_square_statistic", None)
+    if chi_square is not None:
+        data.append(_datum("PredictionChiSquare", chi_square, dims, when))
+    return data
+
+
+def quality_metrics(report: VersionReport, dims: dict[str, str], when: datetime) -> list[Datum]:
+    """GroundTruthLabels, and the task's quality metrics that could be computed (no point for a missing one)."""
+    quality = report.quality
+    if quality is None:
+        return []
+    data = [_datum("GroundTruthLabels", quality.joined_labels, dims, when, "Count")]
+    for name, value in quality.metrics.items():
+        if value is not None:
+            data.append(_datum(QUALITY_METRIC_NAMES[name], value, dims, when))
+    for label, value in quality.class_recall.items():
+        if value is not None and quality.status == "ok":
+            data.append(_datum(CLASS_RECALL, value, {**dims, "Class": label}, when))
     return data
 
 

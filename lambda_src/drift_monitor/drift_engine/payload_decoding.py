@@ -7,7 +7,7 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 try:
@@ -36,11 +36,21 @@ class MalformedPayload(ValueError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """One model output: predicted label, probability as reported, and serving version."""
+    """One model output as the response gave it; the model's task reads it (model_output.ModelOutput.read).
+
+    The serving contract per task: binary {label, probability = P(positive)}, multiclass {label, probabilities
+    {class name: p}}, regression {value}; each with model_version. A CSV response row keeps its numeric columns in
+    `cells` (binary label,probability; multiclass label,<p per class>; regression value), the version split off."""
 
     label: int | None
     probability: float | None
     model_version: str | None
+    probabilities: Any = None  # multiclass: {"<class name>": p, ...} (or a list in label order)
+    value: float | None = None  # regression: the predicted value
+    cells: tuple[float, ...] | None = None  # a CSV response row's numeric columns
+
+    def with_version(self, version: str) -> "Prediction":
+        return replace(self, model_version=version)
 
 
 def _body_text(capture: Mapping[str, Any]) -> tuple[str, str]:
@@ -145,22 +155,41 @@ def _prediction_from_object(item: Any) -> Prediction:
     probability = item.get("probability", item.get("score"))
     label = item.get("label", item.get("predicted_label"))
     version = item.get("model_version")
+    value = item.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float | str)):
+        raise MalformedPayload(f"bad value: {str(value)[:40]!r}")
     return Prediction(
         label=None if label is None else to_label(label),
         probability=None if probability is None else to_float(probability),
         model_version=None if version is None else str(version),
+        probabilities=item.get("probabilities"),
+        value=None if value is None else to_float(value),
     )
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def _prediction_from_csv(row: list[str]) -> Prediction:
-    # Documented CSV output columns: probability | label,probability | label,probability,model_version.
+    """A CSV output row: numeric columns, then the model_version (never a number: a semantic version) when there
+    is one. Binary label,probability[,version]; multiclass label,<p per class>[,version]; regression
+    value[,version]; a lone number is a probability (binary) or a value (regression)."""
     cells = [cell.strip() for cell in row]
+    version = None
+    if len(cells) >= 2 and not _is_number(cells[-1]):
+        version = cells.pop() or None
+    if not cells:
+        raise MalformedPayload("csv prediction without columns")
     if len(cells) == 1:
-        return Prediction(None, to_float(cells[0]), None)
-    if len(cells) in (2, 3):
-        version = cells[2] if len(cells) == 3 and cells[2] else None
-        return Prediction(to_label(cells[0]), to_float(cells[1]), version)
-    raise MalformedPayload(f"csv prediction with {len(cells)} columns")
+        return Prediction(None, to_float(cells[0]), version, cells=(to_float(cells[0]),))
+    label = to_label(cells[0])
+    numbers = (float(label), *(to_float(cell) for cell in cells[1:]))
+    return Prediction(label, numbers[1] if len(cells) == 2 else None, version, cells=numbers)
 
 
 def decode_predictions(capture: Mapping[str, Any]) -> list[Prediction]:
@@ -181,5 +210,5 @@ def decode_predictions(capture: Mapping[str, Any]) -> list[Prediction]:
         raise MalformedPayload(f"bad prediction: {error}") from error
     if version is not None:
         # A response-level version applies to predictions that do not carry their own.
-        predictions = [p if p.model_version else Prediction(p.label, p.probability, str(version)) for p in predictions]
+        predictions = [p if p.model_version else p.with_version(str(version)) for p in predictions]
     return predictions

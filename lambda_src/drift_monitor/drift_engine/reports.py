@@ -77,6 +77,9 @@ def version_document(
         "endpoint_name": settings.endpoint_name,
         "variant_name": settings.variant_name,
         "model_version": report.model_version,
+        # The card's task (binary_classification | multiclass_classification | regression): it says how the
+        # prediction and ground_truth sections read. None without a readable baseline.
+        "task": (report.baseline or {}).get("task"),
         "window": window.as_dict(),
         "status": report.status,
         "error": report.error,

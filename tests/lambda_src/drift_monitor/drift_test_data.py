@@ -6,22 +6,10 @@ from typing import Any
 
 import numpy as np
 
-FEATURES = [
-    f"{stat}_{name}"
-    for stat in ("mean", "radius_error", "worst")
-    for name in (
-        "radius",
-        "texture",
-        "perimeter",
-        "area",
-        "smoothness",
-        "compactness",
-        "concavity",
-        "concave_points",
-        "symmetry",
-        "fractal_dimension",
-    )
-]  # 30 names, shaped like the breast-cancer schema
+# A synthetic schema of its own (no shipped model's): tests of a real package read its card (test_drift_on_served_
+# traffic.py); these read WIDTH and FEATURES, never a count or a name of their own.
+WIDTH = 24
+FEATURES = [f"feature_{i:02d}" for i in range(WIDTH)]
 MEANS = np.linspace(1.0, 30.0, len(FEATURES))
 SCALES = MEANS / 10.0
 
@@ -36,7 +24,7 @@ def sample_features(rng: np.random.Generator, rows: int, shift: dict[int, float]
 
 def metadata(version: str, names: list[str], baseline: np.ndarray) -> dict[str, Any]:
     return {
-        "model_name": "breast-cancer",
+        "model_name": "synthetic-model",
         "model_version": version,
         "content_sha256": f"sha256:{version}",
         "feature_schema": {

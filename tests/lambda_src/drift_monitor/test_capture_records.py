@@ -4,9 +4,9 @@ import json
 import pytest
 from drift_engine.capture_records import UNKNOWN_VERSION, group_capture_lines, parse_capture_line
 from drift_engine.payload_decoding import MalformedPayload, decode_instances, decode_predictions
-from drift_test_data import FEATURES, capture_line
+from drift_test_data import FEATURES, WIDTH, capture_line
 
-ROW = [float(i) for i in range(30)]
+ROW = [float(i) for i in range(WIDTH)]
 
 
 @pytest.mark.parametrize("encoding", ["JSON", "CSV", "BASE64-JSON", "BASE64-CSV"])

@@ -16,7 +16,7 @@ from drift_engine.feature_drift import (
 )
 from drift_engine.payload_decoding import Prediction
 from drift_engine.settings import Thresholds, parse_thresholds
-from drift_test_data import FEATURES, metadata, sample_features, to_csv
+from drift_test_data import FEATURES, WIDTH, metadata, sample_features, to_csv
 
 RNG = np.random.default_rng(11)
 LIMITS = Thresholds(min_samples=30)
@@ -83,7 +83,7 @@ def test_schema_reader_accepts_key_variants() -> None:
 
 def test_baseline_csv_checks_width_and_skips_header() -> None:
     assert parse_baseline_csv("a,b\n1,2\n3,\n", 2).shape == (2, 2)
-    with pytest.raises(ValueError, match="schema has 3"):
+    with pytest.raises(ValueError, match="expected 3 columns"):
         parse_baseline_csv("1,2\n", 3)
 
 
@@ -91,7 +91,7 @@ def test_compare_version_reports_every_schema_feature_and_the_score() -> None:
     values = sample_features(RNG, 600)
     specs = parse_feature_schema(metadata("1.0.0", FEATURES, values))
     scores = RNG.uniform(0, 1, 600)
-    baseline = Baseline("1.0.0", specs, parse_baseline_csv(to_csv(values), 30), scores, None)
+    baseline = Baseline("1.0.0", specs, parse_baseline_csv(to_csv(values), WIDTH), scores, None)
     current = sample_features(RNG, 300, shift={0: 2.0})
     rows = [
         CapturedRow(list(row), Prediction(1, float(p), "1.0.0"), None)
@@ -100,5 +100,5 @@ def test_compare_version_reports_every_schema_feature_and_the_score() -> None:
     features, prediction, mismatched = compare_version(baseline, rows, parse_thresholds(None), "positive_class")
     assert mismatched == 0
     assert [f.feature for f in features] == FEATURES
-    assert [f.feature for f in features if f.status == ALARM] == ["mean_radius"]
+    assert [f.feature for f in features if f.status == ALARM] == [FEATURES[0]]
     assert prediction is not None and prediction.status == ALARM  # scores moved to [0.5, 1]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from drift_engine import handler as drift_handler
 from drift_engine.job import AwsClients
-from drift_test_data import FEATURES, capture_line, metadata, sample_features, to_csv
+from drift_test_data import FEATURES, WIDTH, capture_line, metadata, sample_features, to_csv
 from moto import mock_aws
 
 from tests.release_table import create_release_table
@@ -167,13 +167,13 @@ def _traffic(platform: Platform, rows: int, version: str, shift: dict[int, float
 
 def test_shifted_feature_is_reported_published_and_announced(platform: Platform) -> None:
     platform.add_baseline("1.0.0", FEATURES)
-    platform.add_baseline("2.0.0", FEATURES[:29])  # schema changed: last feature dropped
+    platform.add_baseline("2.0.0", FEATURES[:-1])  # schema changed: last feature dropped
     normal = _traffic(platform, 200, "1.0.0")
     shifted = _traffic(platform, 200, "1.0.0", shift={0: 3.0})
-    v2_values = sample_features(platform.rng, 100)[:, :29]
+    v2_values = sample_features(platform.rng, 100)[:, :-1]
     v2_scores = platform.rng.beta(2, 2, size=100).tolist()
     v2 = [
-        capture_line([dict(zip(FEATURES[:29], row, strict=True))], [score], "2.0.0", event_id=f"v2-{i}")
+        capture_line([dict(zip(FEATURES[:-1], row, strict=True))], [score], "2.0.0", event_id=f"v2-{i}")
         for i, (row, score) in enumerate(zip(v2_values.tolist(), v2_scores, strict=True))
     ]
     platform.add_capture(HOUR, "a", [*normal[:20], "not json at all", *shifted[:20]])
@@ -188,11 +188,11 @@ def test_shifted_feature_is_reported_published_and_announced(platform: Platform)
     assert report["status"] == "drift_detected"
     assert report["window"] == {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"}
     assert report["rows_analysed"] == 400
-    assert report["drifted_features"] == ["mean_radius"]
+    assert report["drifted_features"] == [FEATURES[0]]
     by_name = {feature["feature"]: feature for feature in report["features"]}
-    assert by_name["mean_radius"]["psi"] > 0.25
-    assert by_name["mean_radius"]["out_of_range_rate"] > 0.1
-    assert by_name["mean_texture"]["status"] in ("ok", "warn")
+    assert by_name[FEATURES[0]]["psi"] > 0.25
+    assert by_name[FEATURES[0]]["out_of_range_rate"] > 0.1
+    assert by_name[FEATURES[1]]["status"] in ("ok", "warn")
     assert report["prediction"]["status"] in ("ok", "warn")
     assert report["capture"]["malformed_records"] == 1
     assert report["capture"]["malformed_samples"][0]["source"].endswith("a.jsonl:21")
@@ -201,26 +201,26 @@ def test_shifted_feature_is_reported_published_and_announced(platform: Platform)
     v2_report = platform.report("2.0.0")
     assert v2_report["status"] == "no_drift"
     assert v2_report["rows_analysed"] == 100
-    assert len(v2_report["features"]) == 29
+    assert len(v2_report["features"]) == WIDTH - 1
 
     summary = platform.report("_summary")
     assert summary["rows_total"] == 500
-    assert summary["versions"]["1.0.0"]["drifted_features"] == ["mean_radius"]
+    assert summary["versions"]["1.0.0"]["drifted_features"] == [FEATURES[0]]
 
     assert platform.metric("RowsAnalysed", EndpointName="churn-ep") == [500.0]
     assert platform.metric("MalformedRecords", EndpointName="churn-ep") == [1.0]
     assert platform.metric("FeaturesDrifted", EndpointName="churn-ep", ModelVersion="1.0.0") == [1.0]
-    (psi,) = platform.metric("PSI", EndpointName="churn-ep", ModelVersion="1.0.0", Feature="mean_radius")
-    assert psi == pytest.approx(by_name["mean_radius"]["psi"])
+    (psi,) = platform.metric("PSI", EndpointName="churn-ep", ModelVersion="1.0.0", Feature=FEATURES[0])
+    assert psi == pytest.approx(by_name[FEATURES[0]]["psi"])
     listed = platform.cloudwatch.get_paginator("list_metrics").paginate(Namespace=NAMESPACE, MetricName="KSStatistic")
-    assert sum(len(page["Metrics"]) for page in listed) == 30 + 29
+    assert sum(len(page["Metrics"]) for page in listed) == WIDTH + WIDTH - 1
 
     (event,) = platform.drift_events()
     assert (event["Source"], event["DetailType"]) == ("ml-platform.drift-monitor", "Model Drift Detected")
     assert event["EventBusName"] == "default"
     detail = event["Detail"]
     assert detail["modelVersion"] == "1.0.0"
-    assert [f["feature"] for f in detail["driftedFeatures"]] == ["mean_radius"]
+    assert [f["feature"] for f in detail["driftedFeatures"]] == [FEATURES[0]]
     assert detail["reportUri"] == f"s3://monitoring-reports/drift-reports/churn-ep/1.0.0/{HOUR}/report.json"
 
 
@@ -291,7 +291,7 @@ def test_the_container_task_runs_the_same_job_for_an_explicit_window(
     assert (summary["event"], summary["drift_detected"], summary["events_sent"]) == ("drift_run_finished", True, 1)
     report = platform.report("1.0.0")
     assert report["window"] == {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"}
-    assert report["drifted_features"] == ["mean_radius"]
+    assert report["drifted_features"] == [FEATURES[0]]
 
 
 def test_a_failed_task_run_exits_1_and_logs_why(

@@ -15,7 +15,7 @@ from drift_engine.ground_truth import parse_label_lines
 from drift_engine.job import AwsClients
 from drift_engine.settings import Settings
 from drift_engine.window import resolve_window
-from drift_test_data import FEATURES, capture_line, sample_features
+from drift_test_data import FEATURES, WIDTH, capture_line, sample_features
 
 from tests.lambda_src.drift_monitor.test_handler_integration import (
     HOUR,
@@ -28,7 +28,7 @@ from tests.lambda_src.drift_monitor.test_handler_integration import (
 )
 
 __all__ = ["platform"]  # the imported fixture, requested by name below
-ROW = [float(i) for i in range(30)]
+ROW = [float(i) for i in range(WIDTH)]
 CAPTURE_ROOT = f"datacapture/churn-ep/AllTraffic/{HOUR}"
 
 
@@ -191,7 +191,7 @@ def test_an_object_expiring_between_list_and_read_is_counted_and_skipped(
 def test_a_window_whose_rows_all_have_the_wrong_width_is_invalid_input_not_no_drift(platform: Platform) -> None:
     platform.add_baseline("1.0.0", FEATURES)
     platform.add_baseline("2.0.0", FEATURES)
-    values = sample_features(platform.rng, 100)[:, :29]  # one feature short of the schema
+    values = sample_features(platform.rng, 100)[:, :-1]  # one feature short of the schema
     lines = [capture_line(values[i : i + 5].tolist(), [0.5] * 5, "1.0.0", event_id=f"e{i}") for i in range(0, 100, 5)]
     few = _traffic(platform, 20, "2.0.0")  # well-formed, but fewer than min_samples (50): no verdict either
     platform.add_capture(HOUR, "a", lines + few)
@@ -200,7 +200,7 @@ def test_a_window_whose_rows_all_have_the_wrong_width_is_invalid_input_not_no_dr
 
     report = platform.report("1.0.0")
     assert (report["status"], report["rows_analysed"], report["schema_mismatch_rows"]) == ("invalid_input", 0, 100)
-    assert "30 features" in report["error"]
+    assert f"{WIDTH} features" in report["error"]
     assert result["drift_detected"] is False and platform.drift_events() == []
     assert platform.report("2.0.0")["status"] == "insufficient_data"
     summary = platform.report("_summary")

@@ -4,15 +4,16 @@ accounted for (issue 14, "Malformed input is data, not a crash")."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from drift_engine.capture_records import group_capture_lines
 from drift_engine.ground_truth import parse_label_lines
-from drift_test_data import capture_line
+from drift_test_data import WIDTH, capture_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROW = [float(i) for i in range(30)]
+ROW = [float(i) for i in range(WIDTH)]
 TEMPLATE = json.loads(capture_line([ROW, ROW], [0.9, 0.2], "1.0.0", inference_id="inf-1"))
 
 JSON_VALUES = st.recursive(
@@ -109,7 +110,10 @@ def label_lines(draw: st.DrawFn) -> str:
 
 @settings(max_examples=150, deadline=None, derandomize=True)
 @given(st.lists(label_lines(), min_size=1, max_size=6))
-def test_no_label_line_raises_and_labels_are_finite_integers(lines: list[str]) -> None:
+def test_no_label_line_raises_and_labels_are_finite_numbers(lines: list[str]) -> None:
     labels = parse_label_lines([(f"g:{i}", line) for i, line in enumerate(lines)])
     assert labels.malformed_lines + len(labels.labels) <= len([line for line in lines if line.strip()])
-    assert all(isinstance(label, int) for values in labels.labels.values() for label in values)
+    # A class index is an int; a regression target may be any finite float (issue 16), never NaN or infinite.
+    values = [label for values in labels.labels.values() for label in values]
+    assert all(type(label) is int or (type(label) is float and math.isfinite(label)) for label in values)
+    assert all(type(label) is int for label in values if float(label).is_integer())

@@ -30,9 +30,9 @@ def test_settings_require_endpoint_and_buckets() -> None:
 
 
 def test_thresholds_defaults_and_per_feature_overrides() -> None:
-    config = parse_thresholds('{"psi_alarm": 0.3, "min_samples": 10, "features": {"mean_area": {"psi_warn": 0.2}}}')
-    assert config.for_feature("mean_radius").psi_alarm == 0.3
-    area = config.for_feature("mean_area")
+    config = parse_thresholds('{"psi_alarm": 0.3, "min_samples": 10, "features": {"feature_b": {"psi_warn": 0.2}}}')
+    assert config.for_feature("feature_a").psi_alarm == 0.3
+    area = config.for_feature("feature_b")
     assert (area.psi_warn, area.psi_alarm, area.min_samples) == (0.2, 0.3, 10)  # override inherits defaults
     assert parse_thresholds(None).default.psi_alarm == 0.25
     with pytest.raises(ValueError, match="unknown threshold keys"):
