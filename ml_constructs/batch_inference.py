@@ -18,8 +18,9 @@ from constructs import Construct
 
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.endpoint_alarms import topic_alarm
-from ml_constructs.model_endpoint import ModelEndpoint
+from ml_constructs.model_endpoint import ModelEndpoint, ModelRelease
 from ml_constructs.nag import acknowledge, wildcard_finding
+from model_container.card import BINARY, MULTICLASS, REGRESSION
 from platform_config.settings import BatchSettings
 
 # Step Functions Developer Guide, "IAM policies for ... Amazon SageMaker AI" (CreateTransformJob, synchronous):
@@ -57,6 +58,18 @@ def claim_account_log_group(scope: Construct, group_name: str, prefix: str, swit
     setattr(root, "_account_log_group_claims", claims)  # noqa: B010 (a plain attribute of the app object)
 
 
+def output_fields(release: ModelRelease, content_type: str) -> str:
+    """An output line's fields, in order, for the model's task: its text/csv columns (a multiclass model's one
+    probability per class, named by the card's labels) or its JSON Lines object's keys."""
+    csv = content_type == "text/csv"
+    fields = {
+        BINARY: ("label", "probability"),
+        MULTICLASS: ("label", *release.label_names) if csv else ("label", "probabilities"),
+        REGRESSION: ("value",),
+    }
+    return ",".join((*fields[release.task], "model_version"))
+
+
 class BatchInference(Construct):
     """The `{prefix}-batch` state machine: one SageMaker Batch Transform job of the endpoint's model per execution.
 
@@ -69,7 +82,9 @@ class BatchInference(Construct):
 
     An execution takes `{"input": "s3://<artifacts bucket>/<input_prefix>..."}` (optional: the whole input prefix;
     anything outside it is refused) and writes `s3://<artifacts bucket>/<output_prefix><execution name>/`, one
-    `<file>.out` per input file with one prediction line per input line (AssembleWith=Line). The job runs the
+    `<file>.out` per input file with one prediction line per input line (AssembleWith=Line), its fields those of
+    the model's task (`output_fields`, in the execution's report: binary `label,probability,model_version`,
+    multiclass `label,<one probability per class>,model_version`, regression `value,model_version`). The job runs the
     endpoint's model as it is - same image, network isolation and VPC config - with SplitType=Line, MultiRecord,
     the data key for the output objects (TransformOutput.KmsKeyId) and the instance volumes
     (TransformResources.VolumeKmsKeyId). It reports to `topic`: a summary on success, the error and cause on
@@ -118,6 +133,7 @@ class BatchInference(Construct):
         if len(self.job_prefix) + UUID_LENGTH > 63:  # CreateTransformJob: TransformJobName, at most 63 characters
             raise ValueError(f"transform job names {self.job_prefix}<uuid> exceed 63 characters: shorten {prefix!r}")
         self.settings = settings
+        self.output_fields = output_fields(model_endpoint.release, settings.content_type)
         self.model_name = model_endpoint.model.model_name
         assert self.model_name is not None  # named by ModelEndpoint (physical_names.py)
         bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
@@ -330,6 +346,8 @@ class BatchInference(Construct):
                 "job_name.$": f"States.Format('{self.job_prefix}{{}}', States.UUID())",
                 "output.$": f"States.Format('{self.output_uri}{{}}/', $$.Execution.Name)",
                 "execution.$": "$$.Execution.Name",
+                # What each output line holds for this model's task (its card's), for whoever reads the report.
+                "output_fields": self.output_fields,
             },
         )
         default_input = sfn.Pass(self, "WholeInputPrefix", result=sfn.Result.from_object({"input": self.input_uri}))

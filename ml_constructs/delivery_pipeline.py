@@ -35,6 +35,7 @@ from ml_constructs.pipeline_steps import (
     EXECUTION_ID,
     KEEP_PACKAGED_MODEL,
     PACKAGE_ARN_VARIABLE,
+    PACKAGED_MODEL,
     REGISTER_PACKAGE,
     USE_PACKAGED_MODEL,
     LambdaInvokeStep,
@@ -47,6 +48,8 @@ from ml_constructs.pipeline_steps import (
     model_monitor_baseline_step,
     model_package_approval_step,
     model_package_check_step,
+    model_package_uri,
+    package_read,
     pipeline_source,
     register_model_package_step,
     retraining_commands,
@@ -87,6 +90,9 @@ RETRAINING_VARIABLES = [
 JUNIT = "reports/junit.xml"
 # The model gate's report directory: its report and the gated build's metadata, for the registration step.
 GATE_OUTPUT = "reports"
+# The smoke tests build their rows and check the answers from the card of the build synth packaged (the one the
+# stage deployed): its features, and the task's response fields.
+SMOKE_TEST_CARD = f"--card {PACKAGED_MODEL}/metadata.json"
 
 
 class DeliveryPipeline(Construct):
@@ -176,7 +182,6 @@ class DeliveryPipeline(Construct):
         # reaches an environment assumes (the model gate in Checks reads production's releases).
         access_wave = self.pipeline.add_wave("StepAccess")
 
-        thresholds = ",".join(f"{k}={v}" for k, v in settings.model_thresholds.items())
         # The gate's report says why the run happened (a push, or drift with its reason).
         retraining_env = (
             {v.variable_name: v.reference() for v in RETRAINING_VARIABLES} if settings.retraining_trigger else None
@@ -184,8 +189,7 @@ class DeliveryPipeline(Construct):
         checks = self.pipeline.add_wave("Checks")
         assert synth.primary_output is not None  # primary_output_directory is set above
         model_gate = self._model_gate(
-            source, synth, prod_access, production_prefix, production_artifacts_bucket, settings, thresholds,
-            retraining_env,
+            source, synth, prod_access, production_prefix, production_artifacts_bucket, settings, retraining_env
         )  # fmt: skip
         assert model_gate.primary_output is not None
         pipeline_arn = f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{prefix}-delivery"
@@ -259,9 +263,10 @@ class DeliveryPipeline(Construct):
                 *self._api_lookup(staging_access),
                 f".venv/bin/python -m scripts.smoke_test --url {self._api_url(staging_access)} --api-key $KEY "
                 f"--requests {settings.load_test_requests} --concurrency {settings.load_test_concurrency} "
-                f"--rate {settings.load_test_rate} --p99-ms {settings.load_test_p99_ms}",
+                f"--rate {settings.load_test_rate} --p99-ms {settings.load_test_p99_ms} {SMOKE_TEST_CARD}",
             ],
             self._api_reader(staging_access),
+            additional_inputs={"cdk.out": _output(synth)},
         )
         # The bake check first: the smoke tests send invalid requests on purpose, which move the 4xx alarm.
         smoke_tests.add_step_dependency(bake_check)
@@ -361,9 +366,10 @@ class DeliveryPipeline(Construct):
                 "make deps",
                 *self._api_lookup(prod_access),
                 f".venv/bin/python -m scripts.smoke_test --url {self._api_url(prod_access)} --api-key $KEY "
-                f"--requests 50 --concurrency 2 --rate {settings.load_test_rate}",
+                f"--requests 50 --concurrency 2 --rate {settings.load_test_rate} {SMOKE_TEST_CARD}",
             ],
             self._api_reader(prod_access),
+            additional_inputs={"cdk.out": _output(synth)},
         )
         self.pipeline.add_stage(
             production,
@@ -439,10 +445,17 @@ class DeliveryPipeline(Construct):
         build in cdk.out for the steps that judge and publish it. With retraining, its production reads go through
         production's Synth role (profile `access.profile`), its snapshot store stays the step's own role's."""
         commit = "-c commit=$CODEBUILD_RESOLVED_SOURCE_VERSION"
+        # `make synth` runs `make model`, which builds the configured model source (cdk.json model.source): the
+        # user's model is built, or its package fetched, here, and every later step uses what this step packaged.
         make_synth = [f"make synth CDK_ARGS='{commit}'", KEEP_PACKAGED_MODEL]
+        package = self._package_read(production, access.partition)
         if not settings.retraining_trigger:
             return pipelines.CodeBuildStep(
-                "Synth", input=source, primary_output_directory="cdk.out", commands=make_synth
+                "Synth",
+                input=source,
+                primary_output_directory="cdk.out",
+                commands=make_synth,
+                role_policy_statements=package,
             )
         inputs = self._retraining_inputs(production, access, production_artifacts_bucket, settings, artifacts, key)
         before, after = retraining_commands(inputs, settings.training)
@@ -457,10 +470,22 @@ class DeliveryPipeline(Construct):
             wildcards=policy.production_wildcards,
             primary_output_directory="cdk.out",
             env={v.variable_name: v.reference() for v in RETRAINING_VARIABLES},
-            pipeline_statements=policy.pipeline,
+            # The download uses the step's own credentials (use_profile=False): the package read is its role's.
+            pipeline_statements=[*policy.pipeline, *package],
             use_profile=False,
             environment_variables=upload_environment(inputs),
         )
+
+    def _package_read(self, production: Stage, partition: str) -> list[iam.PolicyStatement]:
+        """With a pre-built S3 package as the model source, the Synth step's role reads that prefix (and only it);
+        a training entry point or a package directory in the repository needs no grant."""
+        environment = getattr(production, "settings", None)
+        package = model_package_uri(environment) if environment is not None else None
+        if not package or not package.startswith("s3://"):
+            return []
+        statement, objects = package_read(package, partition)
+        self.guard_wildcards.append(objects)
+        return [statement]
 
     def _retraining_inputs(
         self,
@@ -624,11 +649,12 @@ class DeliveryPipeline(Construct):
         production_prefix: str,
         bucket: str,
         settings: PipelineSettings,
-        thresholds: str,
         env: dict[str, str] | None,
     ) -> pipelines.CodeBuildStep:
         """The candidate against the live model: production's release record, its published baseline and
-        contract, read as production's role."""
+        contract, read as production's role. The thresholds are the packaged card's `acceptance`, read by the gate
+        when it runs: a model's numbers stay out of the pipeline's own template, which a retrained card would
+        otherwise change (and the pipeline update itself) on every run."""
         latency = settings.latency_gate
         releases_table = access.arn("dynamodb", f"table/{production_prefix}-releases")
         baselines = f"arn:{access.partition}:s3:::{bucket}/baselines/*"
@@ -641,7 +667,7 @@ class DeliveryPipeline(Construct):
                 *USE_PACKAGED_MODEL,
                 f"mkdir -p {GATE_OUTPUT}",
                 ".venv/bin/python -m scripts.model_gate --dist model_container/dist "
-                f"--thresholds-kv '{thresholds}' --tolerance {settings.metric_tolerance} "
+                f"--tolerance {settings.metric_tolerance} "
                 f"--endpoint {production_prefix}-endpoint --table {production_prefix}-releases "
                 f"--artifacts-bucket {bucket} --report {GATE_OUTPUT}/model-gate.json",
                 f"cp model_container/dist/metadata.json {GATE_OUTPUT}/metadata.json",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -10,6 +12,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_constructs.alarm_topic import alarm_topic
+from model_container.card import BINARY, MULTICLASS, REGRESSION
 from platform_config import AlarmSettings
 
 CONTAINER_NAMESPACE = "MlApi/ModelServer"
@@ -36,6 +39,38 @@ ROLLBACK_ALARMS = ("endpoint-5xx", "model-latency-p99", "container-error-rate", 
 GUARD_PERIOD_S = 10
 GUARD_EVALUATION_PERIODS = 6
 GUARD_DATAPOINTS_TO_ALARM = 3
+# What the container reports of its answers, per task (model_container/server/metrics.py): graphed on the dashboard,
+# never alarmed on - whether predictions moved is the drift job's question, against the model's own baseline. A
+# multiclass container reports PredictedClassShare once per class, with the class name as dimension PredictedClass
+# (the first MAX_CLASS_SHARES classes; the rest share OTHER_CLASSES).
+PREDICTION_METRICS: dict[str, tuple[str, ...]] = {
+    BINARY: ("MeanPositiveProbability", "PositiveRate"),
+    MULTICLASS: ("PredictedClassShare",),
+    REGRESSION: ("MeanPredictedValue",),
+}
+MAX_CLASS_SHARES = 50
+OTHER_CLASSES = "(other classes)"
+
+
+def prediction_metrics(task: str, class_names: Sequence[str], dims: dict[str, str]) -> list[cloudwatch.Metric]:
+    """The container's prediction metrics of `task`, one per class name for a multiclass model."""
+    if task != MULTICLASS:
+        return [
+            cloudwatch.Metric(namespace=CONTAINER_NAMESPACE, metric_name=name, dimensions_map=dims)
+            for name in PREDICTION_METRICS[task]
+        ]
+    classes = list(class_names)
+    if len(classes) > MAX_CLASS_SHARES:
+        classes = [*classes[:MAX_CLASS_SHARES], OTHER_CLASSES]
+    return [
+        cloudwatch.Metric(
+            namespace=CONTAINER_NAMESPACE,
+            metric_name="PredictedClassShare",
+            dimensions_map={**dims, "PredictedClass": name},
+            label=f"share predicted {name}",
+        )
+        for name in classes
+    ]
 
 
 class EndpointAlarms(Construct):
@@ -43,7 +78,9 @@ class EndpointAlarms(Construct):
 
     Alarm names are fixed (`{prefix}-...`) so the rollback Lambdas and operators can find them. The CPU alarm's
     threshold is `alarms.cpu_utilization_percent` per instance times `instance_vcpus` (EndpointSettings.vcpus),
-    as CPUUtilization sums the vCPUs; callers that do not pass it yet get the per-instance value.
+    as CPUUtilization sums the vCPUs; callers that do not pass it yet get the per-instance value. `task` (the model
+    card's, with its `class_names` for a multiclass model) picks the prediction metrics the dashboard graphs
+    (PREDICTION_METRICS): no alarm watches a metric only one task's container publishes.
     """
 
     def __init__(
@@ -63,6 +100,8 @@ class EndpointAlarms(Construct):
         model_version: str,
         max_instances: int,
         instance_vcpus: int | None = None,
+        task: str = BINARY,
+        class_names: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = alarm_topic(self, "Topic", prefix=prefix, key=key, emails=emails)
@@ -180,9 +219,8 @@ class EndpointAlarms(Construct):
         self.alarms["instances-at-max"].add_alarm_action(action)
         # The alarms that must stay OK while a new model takes traffic (SageMaker rolls back otherwise).
         self.rollback_alarms = [self.alarms[name] for name in ROLLBACK_ALARMS]
-        self.dashboard = self._dashboard(
-            prefix, api, sagemaker, host, container_errors, container_latency, container_dims
-        )
+        predictions = prediction_metrics(task, class_names, container_dims)
+        self.dashboard = self._dashboard(prefix, api, sagemaker, host, container_errors, container_latency, predictions)
 
     def _instances_at_max(
         self, prefix: str, dims: dict[str, str], max_instances: int, period: Duration
@@ -209,7 +247,7 @@ class EndpointAlarms(Construct):
         )
 
     def _dashboard(  # type: ignore[no-untyped-def]
-        self, prefix, api, sagemaker, host, container_errors, container_latency, container_dims
+        self, prefix, api, sagemaker, host, container_errors, container_latency, predictions
     ) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{prefix}-inference")
         dashboard.add_widgets(
@@ -242,20 +280,7 @@ class EndpointAlarms(Construct):
                 title="Instance utilisation (%)",
                 left=[host("CPUUtilization"), host("MemoryUtilization"), host("DiskUtilization")],
             ),
-            cloudwatch.GraphWidget(
-                title="Predictions (container)",
-                left=[
-                    cloudwatch.Metric(
-                        namespace=CONTAINER_NAMESPACE,
-                        metric_name="MeanPositiveProbability",
-                        dimensions_map=container_dims,
-                    ),
-                    cloudwatch.Metric(
-                        namespace=CONTAINER_NAMESPACE, metric_name="PositiveRate", dimensions_map=container_dims
-                    ),
-                ],
-                right=[container_errors],
-            ),
+            cloudwatch.GraphWidget(title="Predictions (container)", left=predictions, right=[container_errors]),
             cloudwatch.GraphWidget(title="Container latency p99, worst worker (ms)", left=[container_latency]),
         )
         return dashboard

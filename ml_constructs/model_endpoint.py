@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from constructs import Construct
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.physical_names import name_by_create_only_properties
+from model_container.card import BINARY, CARD_FILE, CardError, ModelCard
 from platform_config import EndpointSettings, ModelSource
 
 CAPTURE_PREFIX = "capture"
@@ -32,27 +32,62 @@ DOCKER_IGNORE = Path("model_container/Dockerfile.dockerignore")
 
 @dataclass(frozen=True)
 class ModelRelease:
-    """What identifies a model build: version and content hash, read from the build's metadata.json."""
+    """What identifies a model build, read from its model card (metadata.json): name, version, task, content hash.
+
+    The card is the one source of truth for them (model_container/card.py, a standard-library reader the CDK app
+    reads as data): resource names, tags, the container's MODEL_VERSION and the serving image's labels follow it.
+    """
 
     name: str
     version: str
     content_hash: str
+    task: str = BINARY
+    description: str = ""
+    # Class names in label order (empty for regression): a multiclass batch output's probability columns.
+    label_names: tuple[str, ...] = ()
+
+    @classmethod
+    def from_card(cls, card: ModelCard) -> ModelRelease:
+        if not card.content_sha256:
+            raise CardError(
+                "model card field 'content_sha256': is required to name and tag the release (make model writes it)"
+            )
+        return cls(
+            name=card.name,
+            version=card.version,
+            content_hash=card.content_sha256,
+            task=card.task,
+            description=card.description,
+            label_names=tuple(card.label_names),
+        )
 
     @classmethod
     def from_metadata(cls, metadata_file: Path) -> ModelRelease:
-        if not metadata_file.is_file():
-            raise FileNotFoundError(f"{metadata_file} is missing: build the model first (make model)")
-        metadata = json.loads(metadata_file.read_text())
-        return cls(metadata["model_name"], metadata["model_version"], metadata["content_sha256"])
+        return cls.from_card(ModelCard.load(metadata_file))
 
     @classmethod
     def from_metadata_dir(cls, artifact_dir: str) -> ModelRelease:
-        return cls.from_metadata(Path(artifact_dir) / "metadata.json")
+        return cls.from_metadata(Path(artifact_dir) / CARD_FILE)
 
     @property
     def slug(self) -> str:
         """The version as a name fragment (`1-0-0`), for people reading names."""
         return self.version.replace(".", "-").replace("+", "-")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The model's tags on its SageMaker resources (values at most 256 characters; the hash is shortened)."""
+        return {
+            "model-name": self.name,
+            "model-version": self.version,
+            "model-task": self.task,
+            "model-hash": self.content_hash[:16],
+        }
+
+    @property
+    def image_build_args(self) -> dict[str, str]:
+        """The serving image's labels (model_container/Dockerfile ARGs): plain strings, so synth needs no Docker."""
+        return {"MODEL_NAME": self.name, "MODEL_VERSION": self.version, "MODEL_DESCRIPTION": self.description}
 
 
 class ModelEndpoint(Construct):
@@ -151,12 +186,7 @@ class ModelEndpoint(Construct):
             "log streams and captured objects are named by SageMaker under this endpoint's own group and prefix.",
         )
 
-        tags = {
-            "model-name": self.release.name,
-            "model-version": self.release.version,
-            "model-hash": self.release.content_hash[:16],
-            "commit": commit,
-        }
+        tags = {**self.release.tags, "commit": commit}
         self.model = sagemaker.CfnModel(
             self,
             "Model",
@@ -250,11 +280,8 @@ class ModelEndpoint(Construct):
         )
 
     def _model_data(self, source: ModelSource) -> str:
-        if source.model_data_s3_uri:
-            bucket, _, key = source.model_data_s3_uri.removeprefix("s3://").partition("/")
-            object_arn = s3.Bucket.from_bucket_name(self, "ModelDataBucket", bucket).arn_for_objects(key)
-            self.policy.add_statements(iam.PolicyStatement(actions=["s3:GetObject"], resources=[object_arn]))
-            return source.model_data_s3_uri
+        # Always this build's package: `make model` leaves dist/model.tar.gz whatever the model source (a training
+        # entry point, a package directory or an S3 package), so synth uploads what the card beside it describes.
         asset = s3_assets.Asset(self, "ModelData", path=str(Path(source.artifact_dir) / "model.tar.gz"))
         self.policy.add_statements(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)])
@@ -272,6 +299,9 @@ class ModelEndpoint(Construct):
             "ServingImage",
             directory=".",
             file="model_container/Dockerfile",
+            # The image's labels name the model the card names (a build arg is a plain string: synth needs no
+            # Docker, and a new version or description is a new image asset hash).
+            build_args=self.release.image_build_args,
             exclude=_docker_ignore_patterns(),
             ignore_mode=IgnoreMode.DOCKER,
             platform=ecr_assets.Platform.LINUX_AMD64,

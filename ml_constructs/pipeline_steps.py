@@ -38,6 +38,28 @@ USE_PACKAGED_MODEL = [
 ]
 
 
+def model_package_uri(environment: EnvironmentSettings) -> str | None:
+    """The configured pre-built model package (directory or s3:// URI), None for a training entry point."""
+    source = getattr(environment.model, "source", None)
+    return getattr(source, "package", None)
+
+
+def package_read(package_uri: str, partition: str) -> tuple[iam.PolicyStatement, str]:
+    """The read `make model` needs of a pre-built S3 model package (`model.source.package: s3://bucket/prefix/`):
+    s3:GetObject on the objects under that prefix and nothing else (Amazon S3 API Reference, GetObject,
+    Permissions: "To use GetObject, you must have the READ access to the object"; the download fetches the
+    package's files by name, so it lists nothing). Returns the statement and its wildcard resource (to acknowledge).
+    """
+    if not package_uri.startswith("s3://"):
+        raise ValueError(f"model.source.package: {package_uri!r} is not an s3:// URI")
+    bucket, _, prefix = package_uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ValueError(f"model.source.package: {package_uri!r} names no bucket")
+    prefix = prefix.rstrip("/")
+    objects = f"arn:{partition}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
+    return iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects]), objects
+
+
 def pipeline_source(scope: Construct, source: PipelineSource) -> pipelines.CodePipelineSource:
     """The source action the config names: a CodeConnections repository, CodeCommit, or a zip in S3."""
     if source.connection_arn:

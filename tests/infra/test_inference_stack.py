@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from ml_constructs.prediction_api import contract_api_version, resource_path
+from model_container.card import MULTICLASS, TASKS, ModelCard
 from platform_config import EndpointSettings
 
 ROOT = Path(__file__).resolve().parents[2]
+DIST = ROOT / "model_container" / "dist"
 ENVS = ("dev", "staging", "prod")
 
 
@@ -42,15 +45,24 @@ def test_model_runs_in_private_subnets_isolated_with_kms_and_capture(synthesized
 
 @pytest.mark.parametrize("env", ENVS)
 def test_names_carry_model_version_and_a_digest_and_resources_are_tagged(synthesized, env: str) -> None:
-    # The digest part is checked in test_replacement_safety.py.
-    metadata = json.loads((ROOT / "model_container/dist/metadata.json").read_text())
-    base = f"mlapi-{env}-endpoint-{metadata['model_version'].replace('.', '-')}-"
+    # The digest part is checked in test_replacement_safety.py; the card is the build's (make model).
+    card = ModelCard.load(DIST)
+    base = f"mlapi-{env}-endpoint-{card.version.replace('.', '-')}-"
     assert one(synthesized, env, "AWS::SageMaker::Model")["ModelName"].startswith(base)
     config_props = one(synthesized, env, "AWS::SageMaker::EndpointConfig")
     assert config_props["EndpointConfigName"].startswith(base)
-    tags = {t["Key"]: t["Value"] for t in one(synthesized, env, "AWS::SageMaker::Endpoint")["Tags"]}
-    assert tags["model-version"] == metadata["model_version"]
-    assert tags["environment"] == env and tags["project"] == "mlapi" and "commit" in tags
+    expected = {
+        "model-name": card.name,
+        "model-version": card.version,
+        "model-task": card.task,
+        "model-hash": card.content_sha256[:16],
+    }
+    for resource_type in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"):
+        tags = {t["Key"]: t["Value"] for t in one(synthesized, env, resource_type)["Tags"]}
+        assert expected.items() <= tags.items(), resource_type
+        assert tags["environment"] == env and tags["project"] == "mlapi" and "commit" in tags
+    environment = one(synthesized, env, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
+    assert environment["MODEL_VERSION"] == card.version
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -114,7 +126,14 @@ def test_api_gateway_may_invoke_only_this_endpoint(synthesized, env: str) -> Non
 @pytest.mark.parametrize("env", ENVS)
 def test_request_model_is_the_generated_schema(synthesized, env: str) -> None:
     generated = json.loads((ROOT / "model_container/contract/request.schema.json").read_text())
-    assert one(synthesized, env, "AWS::ApiGateway::Model")["Schema"] == generated
+    models = {
+        m["Properties"]["Name"]: m["Properties"]
+        for m in synthesized.resources(env, "inference", "AWS::ApiGateway::Model").values()
+    }
+    assert models["PredictRequest"]["Schema"] == generated
+    response = ROOT / "model_container/contract/response.schema.json"
+    if "PredictResponse" in models or response.is_file():  # the response model arrives with the per-task contract
+        assert models["PredictResponse"]["Schema"] == json.loads(response.read_text())
     validator = one(synthesized, env, "AWS::ApiGateway::RequestValidator")
     assert validator["ValidateRequestBody"] is True
 
@@ -122,9 +141,10 @@ def test_request_model_is_the_generated_schema(synthesized, env: str) -> None:
 @pytest.mark.parametrize("env", ENVS)
 def test_deployed_api_shape_matches_the_openapi_document(synthesized, env: str) -> None:
     openapi = json.loads((ROOT / "model_container/contract/openapi.json").read_text())
+    path = resource_path(contract_api_version())  # /v<api.version>/predict
     resources = synthesized.resources(env, "inference", "AWS::ApiGateway::Resource").values()
     paths = {r["Properties"]["PathPart"] for r in resources}
-    assert {"/v1/predict"} == set(openapi["paths"]) and paths == {"v1", "predict"}
+    assert {path} == set(openapi["paths"]) and paths == set(path.strip("/").split("/"))
     methods = [
         m["Properties"]
         for m in synthesized.resources(env, "inference", "AWS::ApiGateway::Method").values()
@@ -132,7 +152,7 @@ def test_deployed_api_shape_matches_the_openapi_document(synthesized, env: str) 
     ]
     assert [m["HttpMethod"] for m in methods] == ["POST"]
     assert methods[0]["ApiKeyRequired"] is True
-    documented = set(openapi["paths"]["/v1/predict"]["post"]["responses"])
+    documented = set(openapi["paths"][path]["post"]["responses"])
     gateway = {
         r["Properties"]["StatusCode"]
         for r in synthesized.resources(env, "inference", "AWS::ApiGateway::GatewayResponse").values()
@@ -440,9 +460,23 @@ def test_memory_and_disk_alarms_stay_percentages_of_the_instance(synthesized, en
 
 @pytest.mark.parametrize(("vcpus", "threshold"), [(2, 160.0), (4, 320.0), (1, 80.0)])
 def test_endpoint_alarms_scale_the_cpu_threshold_by_the_vcpus_given(vcpus: int, threshold: float) -> None:
+    from aws_cdk.assertions import Template
+
+    from platform_config import AlarmSettings
+
+    stack = alarms_stack(AlarmSettings(cpu_utilization_percent=80.0), instance_vcpus=vcpus)
+    [cpu] = (
+        Template.from_stack(stack)
+        .find_resources("AWS::CloudWatch::Alarm", {"Properties": {"AlarmName": "p-cpu"}})
+        .values()
+    )
+    assert cpu["Properties"]["Threshold"] == threshold
+
+
+def alarms_stack(settings=None, **options):  # type: ignore[no-untyped-def]
+    """EndpointAlarms alone in a stack, of a model named `m` at the build's version (its card's)."""
     from aws_cdk import App, Stack
     from aws_cdk import aws_kms as kms
-    from aws_cdk.assertions import Template
 
     from ml_constructs.endpoint_alarms import EndpointAlarms
     from platform_config import AlarmSettings
@@ -452,7 +486,7 @@ def test_endpoint_alarms_scale_the_cpu_threshold_by_the_vcpus_given(vcpus: int, 
         stack,
         "Alarms",
         prefix="p",
-        settings=AlarmSettings(cpu_utilization_percent=80.0),
+        settings=settings or AlarmSettings(),
         emails=(),
         key=kms.Key(stack, "Key"),
         endpoint_name="e",
@@ -460,16 +494,32 @@ def test_endpoint_alarms_scale_the_cpu_threshold_by_the_vcpus_given(vcpus: int, 
         api_name="a",
         api_stage="v1",
         model_name="m",
-        model_version="1.0.0",
+        model_version=ModelCard.load(DIST).version,
         max_instances=4,
-        instance_vcpus=vcpus,
+        **options,
     )
-    [cpu] = (
-        Template.from_stack(stack)
-        .find_resources("AWS::CloudWatch::Alarm", {"Properties": {"AlarmName": "p-cpu"}})
-        .values()
-    )
-    assert cpu["Properties"]["Threshold"] == threshold
+    return stack
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_dashboard_graphs_the_prediction_metrics_of_the_task_and_no_alarm_watches_one(task: str) -> None:
+    """A container publishes the prediction metrics of its task only (binary: the mean P(positive) and the positive
+    rate): an alarm on one would sit in INSUFFICIENT_DATA, or never fire, for another task's model."""
+    from aws_cdk.assertions import Template
+
+    from ml_constructs.endpoint_alarms import PREDICTION_METRICS
+
+    classes = ("class_0", "class_1", "class_2") if task == MULTICLASS else ()
+    template = Template.from_stack(alarms_stack(task=task, class_names=classes)).to_json()
+    [dashboard] = [r for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    others = {name for other, names in PREDICTION_METRICS.items() if other != task for name in names}
+    assert all(f'\\"{name}\\"' in body for name in PREDICTION_METRICS[task])
+    assert not any(f'\\"{name}\\"' in body for name in others - set(PREDICTION_METRICS[task]))
+    # A multiclass container reports each class's share under its name (dimension PredictedClass).
+    assert all(f'\\"PredictedClass\\",\\"{name}\\"' in body for name in classes)
+    alarmed = json.dumps([r for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"])
+    assert not any(f'"{name}"' in alarmed for names in PREDICTION_METRICS.values() for name in names)
 
 
 # --- Defect 15: the container's error-rate alarm counts every 5xx the container answers --------------------------

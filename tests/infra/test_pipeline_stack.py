@@ -74,7 +74,9 @@ def test_build_specs_run_the_readme_commands(synthesized, pipeline) -> None:
     assert checks["ModelGate"]["RunOrder"] < checks["RegisterModelPackage"]["RunOrder"]
     assert "make test" in buildspec(synthesized, checks["UnitTests"])
     assert "JUNITXML" in buildspec(synthesized, checks["UnitTests"])
-    assert "-m scripts.model_gate" in buildspec(synthesized, checks["ModelGate"])
+    gate_command = next(c for c in build_commands(synthesized, checks["ModelGate"]).splitlines() if "model_gate" in c)
+    # The thresholds are the packaged card's acceptance, read by the gate from --dist: none in the pipeline.
+    assert "-m scripts.model_gate --dist model_container/dist" in gate_command and "--thresholds" not in gate_command
     gate = synthesized.context["ml-platform"]["pipeline"]["latency_gate"]
     assert (
         f"-m scripts.latency_gate --dist model_container/dist --requests {gate['requests']} "
@@ -480,6 +482,14 @@ def test_the_steps_that_judge_and_publish_the_model_use_the_build_synth_packaged
         assert copy_in < commands.index("make model"), name
         artifacts = {a["Name"] for a in action["InputArtifacts"]}
         assert any("Synth" in a for a in artifacts), (name, artifacts)
+
+
+def test_the_smoke_tests_read_the_card_of_the_build_the_stage_deployed(synthesized, pipeline) -> None:
+    """scripts/smoke_test.py builds its rows and checks the answers from a model card: the packaged build's."""
+    for stage, name in (("staging", "SmokeAndLoadTests"), ("prod", "VerifyProduction")):
+        action = actions(pipeline, stage)[name]
+        assert "--card cdk.out/model-dist/metadata.json" in build_commands(synthesized, action), name
+        assert any("Synth" in a["Name"] for a in action["InputArtifacts"]), name
 
 
 def test_the_synth_role_only_assumes_production_and_keeps_the_snapshot(synthesized, pipeline) -> None:

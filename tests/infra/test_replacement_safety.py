@@ -114,13 +114,14 @@ TWO_INSTANCES = EndpointSettings(initial_instance_count=2, min_capacity=2, max_c
 class Inputs:
     settings: EndpointSettings = TWO_INSTANCES
     source: ModelSource = dataclasses.field(default_factory=ModelSource)
+    other_package: bool = False  # another build's model.tar.gz (the same card)
     version: str | None = None
     subnet_group: str = "inference"
     security_group: str = "a"
     key: str = "a"
 
 
-def names(inputs: Inputs, index: int, app: App) -> tuple[str, str]:
+def names(inputs: Inputs, index: int, app: App, other_package: Path | None = None) -> tuple[str, str]:
     stack = Stack(app, f"Case{index}", env={"account": "123456789012", "region": "eu-west-1"})
     vpc = ec2.Vpc(
         stack,
@@ -134,6 +135,10 @@ def names(inputs: Inputs, index: int, app: App) -> tuple[str, str]:
     groups = {n: ec2.SecurityGroup(stack, f"Sg{n}", vpc=vpc) for n in ("a", "b")}
     keys = {n: kms.Key(stack, f"Key{n}") for n in ("a", "b")}
     release = ModelRelease.from_metadata_dir(inputs.source.artifact_dir)
+    source = inputs.source
+    if inputs.other_package:
+        assert other_package is not None
+        source = dataclasses.replace(source, artifact_dir=str(other_package))
     if inputs.version:
         release = dataclasses.replace(release, version=inputs.version)
     endpoint = ModelEndpoint(
@@ -141,7 +146,7 @@ def names(inputs: Inputs, index: int, app: App) -> tuple[str, str]:
         "Model",
         endpoint_name="mlapi-test-endpoint",
         settings=inputs.settings,
-        source=inputs.source,
+        source=source,
         release=release,
         vpc=vpc,
         subnets=ec2.SubnetSelection(subnet_group_name=inputs.subnet_group),
@@ -156,11 +161,10 @@ def names(inputs: Inputs, index: int, app: App) -> tuple[str, str]:
 
 BASE = Inputs()
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving:1"
-DATA = "s3://models/a/model.tar.gz"
 # (what changes, the inputs, whether the model is replaced; the endpoint config always is)
 CHANGES = [
     ("serving image", dataclasses.replace(BASE, source=ModelSource(image_uri=IMAGE)), True),
-    ("model data", dataclasses.replace(BASE, source=ModelSource(model_data_s3_uri=DATA)), True),
+    ("model data", dataclasses.replace(BASE, other_package=True), True),
     ("model version (environment)", dataclasses.replace(BASE, version="1.0.1"), True),
     ("subnets", dataclasses.replace(BASE, subnet_group="other"), True),
     ("security group", dataclasses.replace(BASE, security_group="b"), True),
@@ -196,10 +200,16 @@ CHANGES = [
 
 
 @pytest.fixture(scope="module")
-def endpoint_names() -> dict[str, tuple[str, str]]:
+def endpoint_names(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+    # Another package: the build's files with a different model.tar.gz (the endpoint's model data is its asset).
+    other = tmp_path_factory.mktemp("other-package")
+    for file in Path(ModelSource().artifact_dir).iterdir():
+        if file.is_file():
+            (other / file.name).write_bytes(file.read_bytes())
+    (other / "model.tar.gz").write_bytes((other / "model.tar.gz").read_bytes() + b"another build")
     app = App()
     cases = [("base", BASE, None), *CHANGES]
-    return {label: names(inputs, index, app) for index, (label, inputs, *_) in enumerate(cases)}
+    return {label: names(inputs, index, app, other) for index, (label, inputs, *_) in enumerate(cases)}
 
 
 @pytest.mark.parametrize(("change", "replaces_model"), [(label, model) for label, _, model in CHANGES])
