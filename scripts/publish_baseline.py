@@ -1,9 +1,15 @@
-"""Upload a model build's drift baseline and model to the artifacts bucket, keyed on the model's content hash.
+"""Upload a model package (its card, model, drift baseline and holdout) to the artifacts bucket, keyed on the model's
+content hash.
 
     python -m scripts.publish_baseline --bucket mlapi-dev-artifacts-<account>-<region> [--dist model_container/dist]
 
-Writes s3://BUCKET/baselines/<content_sha256>/{metadata.json, baseline.csv, baseline_predictions.csv, model.onnx}
-and the API contract under .../contract/, where content_sha256 is metadata.json's hash of model.onnx; and an index
+Writes s3://BUCKET/baselines/<content_sha256>/{metadata.json, baseline.csv, baseline_predictions.csv, holdout.csv,
+model.onnx} and the API contract under .../contract/, where content_sha256 is the card's hash of model.onnx. Any task
+(binary, multiclass, regression): the card (metadata.json) says which, and the drift job reads the task, the
+feature names and the class names from the published card. The package is checked first: a valid card
+(model_container/card.py), model.onnx matching its hash, and CSVs whose widths are the card's (baseline.csv the
+features; baseline_predictions.csv one column, or one per class for multiclass; holdout.csv the label or target
+first, then the features). And an index
 entry baselines/_versions/<model_version>/<content_sha256>, so a reader that knows only the version finds the
 hashes published for it. Every key is written once (a conditional PutObject, If-None-Match: *) and never
 overwritten: a retried or repeated run of the same model finds its objects and changes nothing, so the live
@@ -26,11 +32,15 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from model_container.card import MULTICLASS, CardError, ModelCard
+
 PREFIX = "baselines/"
 VERSION_INDEX = f"{PREFIX}_versions/"  # "_" never starts a model version (the drift job's version pattern)
+# Files whose bytes the model determines: a second publication with other bytes under the same hash is refused. The
+# holdout is not one of them: a rebuild of the same graph on fresh labels keeps the first publication's.
 MODEL_FILES = ("baseline.csv", "baseline_predictions.csv", "model.onnx")
-FILES = ("metadata.json", *MODEL_FILES)
-REQUIRED = ("metadata.json", "baseline.csv", "model.onnx")
+FILES = ("metadata.json", "baseline.csv", "baseline_predictions.csv", "holdout.csv", "model.onnx")
+REQUIRED = FILES
 # The API contract travels with the model, so the next model gate can tell whether it changed.
 CONTRACT_FILES = ("request.schema.json", "openapi.json")
 CONTRACT_DIR = Path("model_container/contract")
@@ -69,12 +79,13 @@ def plan(dist: Path, contract_dir: Path = CONTRACT_DIR) -> tuple[dict[str, Any],
     if missing:
         raise PublishError(f"{dist} lacks {', '.join(missing)}: build the model first (make model)")
     try:
-        metadata = json.loads((dist / "metadata.json").read_text())
-        version, digest = str(metadata["model_version"]), str(metadata["content_sha256"])
-    except (ValueError, KeyError) as error:
-        raise PublishError(f"{dist}/metadata.json has no model_version/content_sha256: {error}") from None
+        card = ModelCard.load(dist)
+    except CardError as error:
+        raise PublishError(str(error)) from None
+    metadata, version, digest = dict(card.raw), card.version, card.content_sha256
     if hashlib.sha256((dist / "model.onnx").read_bytes()).hexdigest() != digest:
-        raise PublishError(f"{dist}/model.onnx does not match metadata.json content_sha256 {digest}")
+        raise PublishError(f"{dist}/model.onnx does not match metadata.json content_sha256 {digest or '(none)'}")
+    check_widths(dist, card)
     root = baseline_root(digest)
     sources = [(dist / name, root + name, name in MODEL_FILES) for name in FILES]
     sources += [(contract_dir / name, f"{root}contract/{name}", False) for name in CONTRACT_FILES]
@@ -82,6 +93,25 @@ def plan(dist: Path, contract_dir: Path = CONTRACT_DIR) -> tuple[dict[str, Any],
     index = json.dumps({"model_version": version, "content_sha256": digest}, sort_keys=True).encode()
     uploads.append(Upload(version_index_key(version, digest), index, True))
     return metadata, uploads
+
+
+def csv_widths(card: ModelCard) -> dict[str, int]:
+    """Columns of each header-less CSV of a package, from its card."""
+    scores = card.classes if card.task == MULTICLASS else 1
+    return {"baseline.csv": card.width, "baseline_predictions.csv": scores, "holdout.csv": card.width + 1}
+
+
+def check_widths(dist: Path, card: ModelCard) -> None:
+    """The first row of each CSV has the card's width: a file of another model never reaches the drift job."""
+    for name, expected in csv_widths(card).items():
+        with (dist / name).open() as lines:
+            first = lines.readline().strip()
+        found = len(first.split(",")) if first else 0
+        if found != expected:
+            raise PublishError(
+                f"{dist}/{name} has {found} columns; a {card.task} model with {card.width} features "
+                f"(model card {card.name} {card.version}) has {expected}"
+            )
 
 
 def put_once(client: Any, bucket: str, upload: Upload) -> str:

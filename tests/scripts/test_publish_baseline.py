@@ -1,5 +1,5 @@
-"""The drift baseline and model land where the drift job and the model gate read them, keyed on the model's content
-hash, written once and never overwritten."""
+"""The model package (card, model, drift baseline, holdout) lands where the drift job and the model gate read it, keyed
+on the model's content hash, written once and never overwritten."""
 
 from __future__ import annotations
 
@@ -13,16 +13,30 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from scripts.publish_baseline import main, publish
+from model_container.card import ModelCard
+from scripts.publish_baseline import FILES, baseline_root, main, publish
+from tests import model_packages
+
+model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 
 
 def make_build(root: Path, model: bytes = b"onnx-bytes", version: str = "1.2.3", commit: str = "c1") -> Path:
-    """A build's files as publish_baseline reads them (the bytes of model.onnx stand in for a real model)."""
+    """A two-feature binary package as publish_baseline reads it (the bytes of model.onnx stand in for a model)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "model.onnx").write_bytes(model)
-    metadata = {"model_version": version, "content_sha256": sha(model), "training_commit": commit}
+    features = [{"name": n, "type": "number", "minimum": 0, "maximum": 10} for n in ("width", "height")]
+    metadata = {
+        "model_name": "two-feature-model",
+        "model_version": version,
+        "content_sha256": sha(model),
+        "feature_schema": {"features": features, "max_batch_rows": 100},
+        "labels": {"0": "no", "1": "yes"},
+        "lineage": {"code_commit": commit},
+    }
     (root / "metadata.json").write_text(json.dumps(metadata))
     (root / "baseline.csv").write_text("1.0,2.0\n3.0,4.0\n")
+    (root / "baseline_predictions.csv").write_text("0.250000\n0.750000\n")
+    (root / "holdout.csv").write_text("0,1.5,2.5\n1,3.5,4.5\n")
     return root
 
 
@@ -92,7 +106,7 @@ def test_every_object_is_encrypted_with_the_buckets_data_key(
     # The drift job, the model gate and other accounts' readers are granted the data key, not aws/s3.
     s3, data_key = data_key_bucket
     keys = publish(dist, "artifacts", s3, contract_dir=contract_dir(tmp_path, **{"openapi.json": "{}"}))
-    assert len(keys) == 5  # metadata, baseline, model, contract, version index
+    assert len(keys) == len(FILES) + 2  # the package's files, the contract, the version index
     for key in keys:
         head = s3.head_object(Bucket="artifacts", Key=key)
         assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", data_key), key
@@ -111,9 +125,7 @@ def test_uploads_under_the_models_content_hash_with_a_version_index(dist: Path, 
     digest = sha(b"onnx-bytes")
     contract = contract_dir(tmp_path, **{"request.schema.json": "{}"})
     assert publish(dist, "artifacts", bucket, contract_dir=contract) == [
-        f"baselines/{digest}/metadata.json",
-        f"baselines/{digest}/baseline.csv",
-        f"baselines/{digest}/model.onnx",
+        *(f"baselines/{digest}/{name}" for name in FILES),
         f"baselines/{digest}/contract/request.schema.json",
         f"baselines/_versions/1.2.3/{digest}",
     ]
@@ -154,7 +166,7 @@ def test_a_retried_run_changes_nothing_and_a_rebuild_of_the_same_model_keeps_the
     out = capsys.readouterr().out
     assert f"baselines/{sha(b'onnx-bytes')}/metadata.json kept" in out
     metadata = bucket.get_object(Bucket="artifacts", Key=f"baselines/{sha(b'onnx-bytes')}/metadata.json")
-    assert json.loads(metadata["Body"].read())["training_commit"] == "c1"
+    assert json.loads(metadata["Body"].read())["lineage"]["code_commit"] == "c1"
 
 
 def test_different_bytes_under_a_published_models_key_are_refused(
@@ -202,3 +214,44 @@ def test_other_s3_errors_fail_naming_the_object(
     assert main(["--bucket", "artifacts", "--dist", str(dist)]) == 1
     err = capsys.readouterr().err
     assert f"writing s3://artifacts/baselines/{sha(b'onnx-bytes')}/metadata.json: {code}" in err
+
+
+def test_every_task_publishes_its_whole_package_and_the_card_names_the_task(
+    model_package: Path, tmp_path: Path, bucket: Any
+) -> None:
+    # The drift job reads the task, the features and the class names from the published card.
+    card = ModelCard.load(model_package)
+    keys = publish(model_package, "artifacts", bucket, contract_dir=contract_dir(tmp_path))
+    root = baseline_root(card.content_sha256)
+    assert [key for key in keys if key.startswith(root)] == [root + name for name in FILES]
+    for name in FILES:
+        body = bucket.get_object(Bucket="artifacts", Key=root + name)["Body"].read()
+        assert body == (model_package / name).read_bytes(), name
+    published = json.loads(bucket.get_object(Bucket="artifacts", Key=root + "metadata.json")["Body"].read())
+    assert ModelCard.from_dict(published).task == card.task and published["task"] == card.task
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "found", "expected"),
+    [
+        ("baseline.csv", "1.0,2.0,3.0\n", 3, 2),
+        ("baseline_predictions.csv", "0.2,0.8\n", 2, 1),  # two classes' probabilities: binary publishes P(yes)
+        ("holdout.csv", "1.0,2.0\n", 2, 3),
+    ],
+)
+def test_a_csv_of_another_width_than_the_card_is_refused(
+    dist: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, found: int, expected: int
+) -> None:
+    (dist / name).write_text(text)
+    assert main(["--bucket", "artifacts", "--dist", str(dist)]) == 1
+    err = capsys.readouterr().err
+    assert f"{name} has {found} columns; a binary_classification model with 2 features" in err
+    assert f"has {expected}" in err
+
+
+def test_an_invalid_card_is_refused_naming_the_field(dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = json.loads((dist / "metadata.json").read_text())
+    card["task"] = "ranking"
+    (dist / "metadata.json").write_text(json.dumps(card))
+    assert main(["--bucket", "artifacts", "--dist", str(dist)]) == 1
+    assert "model card field 'task'" in capsys.readouterr().err
