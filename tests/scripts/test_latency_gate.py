@@ -1,4 +1,5 @@
-"""The latency gate serves the real build through the image's entry point and enforces its p99 thresholds."""
+"""The latency gate serves a model package through the image's entry point, with request bodies from its card, and
+enforces its p99 thresholds."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ from typing import Any
 
 import pytest
 
-from scripts.latency_gate import main
+from model_container.card import ModelCard
+from scripts.latency_gate import main, request_rows
+from tests import model_packages
+
+model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
+
+
+@pytest.fixture(scope="module")
+def dist() -> Path:
+    """The binary example package (the default model)."""
+    return model_packages.example_package("breast_cancer")
 
 
 def run_gate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
@@ -76,8 +87,46 @@ def test_a_missing_build_is_a_usage_error(tmp_path: Path, capsys: pytest.Capture
     assert "metadata.json" in err
 
 
-def test_a_batch_larger_than_the_model_accepts_is_refused(dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--dist", str(dist), "--batch-rows", "100000"])
-    assert exit_info.value.code == 2
-    assert "max_batch_rows" in capsys.readouterr().err
+def test_request_rows_follow_the_card_of_every_task(model_package: Path) -> None:
+    card = ModelCard.load(model_package)
+    rows = request_rows(card, 25)
+    assert len(rows) == 25 and len({tuple(row) for row in rows}) == 25
+    for row in rows:
+        assert len(row) == card.width
+        for value, feature in zip(row, card.feature_schema["features"], strict=True):
+            assert feature["minimum"] <= value <= feature["maximum"], feature["name"]
+
+
+def test_every_task_is_served_and_measured(model_package: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = ModelCard.load(model_package)
+    code, summary, err = run_gate(
+        capsys, "--dist", str(model_package), "--requests", "40", "--p99-ms", "2000", "--batch-p99-ms", "4000"
+    )
+    assert code == 0, err
+    assert summary["model"] == {"name": card.name, "version": card.version, "task": card.task, "features": card.width}
+    assert summary["single_row"]["errors"] == {} and summary["batch"]["errors"] == {}
+
+
+def with_max_batch_rows(package: Path, target: Path, rows: int) -> Path:
+    """A copy of `package` whose card (beside the model and in model.tar.gz) caps a request at `rows`."""
+    shutil.copytree(package, target)
+    card = json.loads((target / "metadata.json").read_text())
+    card["feature_schema"]["max_batch_rows"] = rows
+    (target / "metadata.json").write_text(json.dumps(card))
+    with tarfile.open(target / "model.tar.gz", "w:gz") as archive:
+        archive.add(target / "metadata.json", arcname="metadata.json")
+        archive.add(target / "model.onnx", arcname="model.onnx")
+    return target
+
+
+def test_a_batch_larger_than_the_card_accepts_is_capped_at_its_max_batch_rows(
+    dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capped = with_max_batch_rows(dist, tmp_path / "capped", 7)
+    code, summary, err = run_gate(
+        capsys, "--dist", str(capped), "--requests", "20", "--p99-ms", "2000", "--batch-p99-ms", "4000"
+    )
+    assert code == 0, err  # the container accepts every request: none is over its cap
+    assert summary["batch"]["rows_per_request"] == 7
+    assert summary["batch_rows"] == {"requested": 100, "max_batch_rows": 7, "used": 7}
+    assert "--batch-rows 100 capped at the card's feature_schema.max_batch_rows 7" in err
