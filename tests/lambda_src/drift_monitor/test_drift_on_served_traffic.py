@@ -6,15 +6,24 @@ types. This module plays SageMaker's data-capture layer: one JSON Lines record p
 request and response bodies, encoded the way the endpoint's CaptureContentTypeHeader makes SageMaker encode
 them, under `{endpoint}/{variant}/yyyy/mm/dd/hh/`. The build's baseline is published with the pipeline's
 script, and the drift Lambda runs on the window against moto S3 and CloudWatch.
+
+Parametrised over the example packages (tests/model_packages.py: binary, multiclass, regression): every fact
+asserted (feature names, shifted features, rows, thresholds, holdout metrics) comes from the package's card and
+files, and the quality alarms compared with are the construct's own (ml_constructs.drift_monitor.quality_alarms).
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import math
 import random
+import shutil
+import tarfile
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +33,10 @@ import numpy as np
 import pytest
 from drift_engine.settings import Thresholds
 
+from ml_constructs.drift_monitor import quality_alarms
+from model_container.card import ModelCard
+from model_container.evaluation import predictions
+from platform_config import MonitoringSettings
 from scripts.publish_baseline import publish
 from tests.lambda_src.drift_monitor.test_handler_integration import (
     HOUR,
@@ -33,11 +46,12 @@ from tests.lambda_src.drift_monitor.test_handler_integration import (
     load_handler,
     platform,
 )
-from tests.model_container.conftest import Build, ServerProcess, model_build, server_logs
+from tests.model_container.conftest import ServerProcess, server_logs
+from tests.model_packages import EXAMPLES, example_package
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("drift_served_traffic")]
 
-__all__ = ["model_build", "platform", "server_logs"]  # imported fixtures, requested by name below
+__all__ = ["platform", "server_logs"]  # imported fixtures, requested by name below
 
 # The endpoint config's CaptureContentTypeHeader (ml_constructs/model_endpoint.py): SageMaker stores bodies of
 # these content types as text and others BASE64. Matching is taken to be exact, so a header with a charset
@@ -54,10 +68,12 @@ REQUEST_FORMS = (
     ("application/json; charset=utf-8", "lists"),
 )
 BATCH_SIZES = (1, 7, 16, 25, 3, 40, 12)  # cycled: single-row and batch requests
-TRAINING_ROWS_IN_TRAFFIC = 186  # distinct baseline.csv rows sent next to the whole holdout set
-SHIFTED_FEATURES = ["mean_texture", "worst_smoothness"]  # schema order
+TRAINING_ROWS_IN_TRAFFIC = 186  # at most this many distinct baseline.csv rows sent next to the whole holdout set
+TRAINING_SHARE_IN_TRAFFIC = 0.7  # and at most this share of them (a small package's baseline is small)
+SHIFTED_COUNT = 2  # the features the model's predictions move most with are shifted
 SHIFT_SDS = 2.0  # baseline standard deviations added to the shifted features, clipped to the schema maximum
 PSI_ALARM = Thresholds().psi_alarm  # the job's default alarm level
+MIN_SAMPLES = Thresholds().min_samples
 ENDPOINT = "churn-ep"  # the moto platform's endpoint/variant/capture prefix (test_handler_integration)
 CAPTURE_ROOT = f"datacapture/{ENDPOINT}/AllTraffic/{HOUR}"
 
@@ -77,11 +93,28 @@ class Exchange:
 
 
 @dataclass(frozen=True)
+class Package:
+    """An example model package: its files, its card, and model.tar.gz unpacked as SageMaker does."""
+
+    dist: Path
+    contract: Path
+    model_dir: Path
+    card: ModelCard
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.card.raw)
+
+
+@dataclass(frozen=True)
 class Traffic:
-    build: Build
+    build: Package
     feature_names: list[str]
+    shifted_features: list[str]  # schema order
     unchanged: list[Exchange]
     shifted: list[Exchange]
+    holdout: list[Exchange]  # the holdout rows alone, in order: their truth is the first column of holdout.csv
+    holdout_truth: np.ndarray
 
     @property
     def served_version(self) -> str:
@@ -113,28 +146,95 @@ def _serve(server: ServerProcess, rows: np.ndarray, names: list[str]) -> list[Ex
     return exchanges
 
 
+@pytest.fixture(scope="module", params=list(EXAMPLES.values()), ids=list(EXAMPLES))
+def package(request: pytest.FixtureRequest) -> Iterator[Package]:
+    """An example package (one per task) with its model unpacked where the server's `nobody` can read it."""
+    dist = example_package(request.param)
+    # mkdtemp + chmod, not tmp_path: the server drops to `nobody`, who must read the model.
+    model_dir = Path(tempfile.mkdtemp(prefix="drift-served-model-"))
+    model_dir.chmod(0o755)
+    try:
+        with tarfile.open(dist / "model.tar.gz") as archive:
+            archive.extractall(model_dir, filter="data")
+        yield Package(dist, dist.parent / "contract", model_dir, ModelCard.load(dist))
+    finally:
+        shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def _prediction_change(card: ModelCard, old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> float:
+    """How far the model's prediction moves between two runs over the same rows: the mean change of P(positive)
+    (binary), the share of rows whose class changes (multiclass), the mean change of the value in baseline
+    standard deviations (regression)."""
+    if card.task == "regression":
+        return float(np.mean(np.abs(new["value"] - old["value"])) / max(old["value"].std(), 1e-12))
+    if card.task == "multiclass_classification":
+        return float(np.mean(new["label"] != old["label"]))
+    positive = card.positive_label or 0
+    return float(np.mean(np.abs(new["probabilities"][:, positive] - old["probabilities"][:, positive])))
+
+
+def shift(card: ModelCard, baseline: np.ndarray, rows: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """`rows` with the named features moved up by SHIFT_SDS baseline deviations, kept within the schema's maximum
+    (the server must still answer 200)."""
+    schema = card.feature_schema["features"]
+    moved = rows.copy()
+    for name in names:
+        column = card.feature_names.index(name)
+        moved[:, column] = np.minimum(
+            moved[:, column] + SHIFT_SDS * baseline[:, column].std(), schema[column]["maximum"]
+        )
+    return moved
+
+
+def most_influential(card: ModelCard, dist: Path, baseline: np.ndarray) -> list[str]:
+    """The SHIFTED_COUNT features whose shift together moves the model's predictions most, in schema order:
+    shifting them must drift the predictions as well as the features. Pairs, not single features: two features
+    with opposite weights (the diabetes model's s1 and s5) cancel out when shifted together."""
+    onnx = (dist / "model.onnx").read_bytes()
+    groups = list(itertools.combinations(card.feature_names, SHIFTED_COUNT))
+    old = predictions(onnx, baseline, card.task)
+    # One run over every group's shifted copy of the baseline (a row's prediction depends on that row alone).
+    new = predictions(onnx, np.vstack([shift(card, baseline, baseline, group) for group in groups]), card.task)
+    rows = len(baseline)
+
+    def change(index: int) -> float:
+        part = {key: value[index * rows : (index + 1) * rows] for key, value in new.items()}
+        return _prediction_change(card, old, part)
+
+    best = max(range(len(groups)), key=change)
+    return list(groups[best])
+
+
 @pytest.fixture(scope="module")
-def traffic(model_build: Build, server_logs: Path) -> Iterator[Traffic]:
-    """Unchanged and shifted traffic, sent through a real server started on a fresh build."""
-    schema = model_build.metadata["feature_schema"]["features"]
-    names = [spec["name"] for spec in schema]
-    baseline = np.loadtxt(model_build.dist / "baseline.csv", delimiter=",", ndmin=2)
-    holdout = np.loadtxt(model_build.dist / "holdout.csv", delimiter=",", ndmin=2)[:, 1:]
+def traffic(package: Package, server_logs: Path) -> Iterator[Traffic]:
+    """Unchanged, shifted and holdout-only traffic, sent through a real server started on the package's model."""
+    card = package.card
+    names = card.feature_names
+    baseline = np.loadtxt(package.dist / "baseline.csv", delimiter=",", ndmin=2)
+    holdout_file = np.loadtxt(package.dist / "holdout.csv", delimiter=",", ndmin=2)
+    holdout, truth = holdout_file[:, 1:], holdout_file[:, 0]
     rng = np.random.default_rng(20261125)
-    # Resampling the 114 holdout rows with replacement repeats rows, which alone lifts one feature's PSI to the
-    # alarm level (0.255 for 300 rows); the whole holdout plus distinct training rows is a fair unchanged sample.
-    sampled = baseline[rng.choice(len(baseline), TRAINING_ROWS_IN_TRAFFIC, replace=False)]
+    # Resampling the holdout rows with replacement repeats rows, which alone lifts a feature's PSI towards the
+    # alarm level (0.255 for 300 rows of the breast-cancer model); the whole holdout plus distinct training rows is
+    # a fair unchanged sample.
+    training_rows = min(TRAINING_ROWS_IN_TRAFFIC, int(TRAINING_SHARE_IN_TRAFFIC * len(baseline)))
+    sampled = baseline[rng.choice(len(baseline), training_rows, replace=False)]
     unchanged = np.vstack([holdout, sampled])
     unchanged = unchanged[rng.permutation(len(unchanged))]
-    shifted = unchanged.copy()
-    for name in SHIFTED_FEATURES:
-        column = names.index(name)
-        moved = shifted[:, column] + SHIFT_SDS * baseline[:, column].std()
-        shifted[:, column] = np.minimum(moved, schema[column]["maximum"])  # the server must still answer 200
-    server = ServerProcess(model_build.model_dir, server_logs, workers=1)
+    shifted_features = most_influential(card, package.dist, baseline)
+    shifted = shift(card, baseline, unchanged, shifted_features)
+    server = ServerProcess(package.model_dir, server_logs, workers=1)
     try:
         server.wait_ready()
-        yield Traffic(model_build, names, _serve(server, unchanged, names), _serve(server, shifted, names))
+        yield Traffic(
+            package,
+            names,
+            shifted_features,
+            _serve(server, unchanged, names),
+            _serve(server, shifted, names),
+            _serve(server, holdout, names),
+            truth,
+        )
     finally:
         server.stop()
 
@@ -150,7 +250,8 @@ def _captured(mode: str, content_type: str, body: bytes) -> dict[str, str]:
 
 
 def capture_records(exchanges: list[Exchange], seed: int) -> list[dict[str, Any]]:
-    """SageMaker data-capture records, one per request, timed within the window's hour."""
+    """SageMaker data-capture records, one per request, timed within the window's hour (ground truth joins on
+    their eventId)."""
     ids = random.Random(seed)
     hour = datetime.strptime(HOUR, "%Y/%m/%d/%H")
     return [
@@ -230,8 +331,8 @@ def test_traffic_covers_every_capture_encoding(traffic: Traffic) -> None:
         for record in capture_records(traffic.unchanged, seed=1)
     }
     assert encodings == {("JSON", "JSON"), ("CSV", "JSON"), ("BASE64", "JSON")}
-    assert 250 <= rows_sent(traffic.unchanged) == rows_sent(traffic.shifted) <= 400
-    assert traffic.served_version == traffic.build.metadata["model_version"]
+    assert 2 * MIN_SAMPLES <= rows_sent(traffic.unchanged) == rows_sent(traffic.shifted) <= 400
+    assert traffic.served_version == traffic.build.card.version
 
 
 def test_unchanged_traffic_flags_no_feature(platform: Platform, traffic: Traffic) -> None:
@@ -243,6 +344,7 @@ def test_unchanged_traffic_flags_no_feature(platform: Platform, traffic: Traffic
     assert (result["status"], result["drift_detected"], result["events_sent"]) == ("analysed", False, 0)
     report = assert_analysed(platform, traffic, traffic.unchanged, records=len(lines))
     assert (report["status"], report["drifted_features"]) == ("no_drift", [])
+    assert report["task"] == traffic.build.card.task
     assert report["prediction"]["status"] in ("ok", "warn") and report["prediction"]["psi"] < PSI_ALARM / 2
     assert max(feature["psi"] for feature in report["features"]) < PSI_ALARM / 2
     assert report["capture"]["files"] == 3
@@ -261,12 +363,15 @@ def test_shifted_features_are_flagged_and_the_others_are_not(platform: Platform,
 
     assert (result["status"], result["drift_detected"], result["events_sent"]) == ("analysed", True, 1)
     report = assert_analysed(platform, traffic, traffic.shifted, records=len(lines))
-    # Both shifts raise the malignancy score, so the served probabilities drift too (baseline_predictions.csv).
-    assert (report["status"], report["drifted_features"]) == ("drift_detected", [*SHIFTED_FEATURES, "__prediction__"])
+    # The shifted features are the ones the predictions move most with, so the served predictions drift too:
+    # P(positive), the predicted-class distribution or the value against baseline_predictions.csv.
+    shifted = traffic.shifted_features
+    assert (report["status"], report["drifted_features"]) == ("drift_detected", [*shifted, "__prediction__"])
+    assert report["task"] == traffic.build.card.task
     assert report["prediction"]["status"] == "alarm"
     by_name = {feature["feature"]: feature for feature in report["features"]}
     for name, feature in by_name.items():
-        if name in SHIFTED_FEATURES:
+        if name in shifted:
             assert feature["status"] == "alarm"
             assert feature["psi"] > 4 * PSI_ALARM
             assert feature["ks_p_value"] < 1e-6
@@ -274,14 +379,17 @@ def test_shifted_features_are_flagged_and_the_others_are_not(platform: Platform,
             assert feature["status"] in ("ok", "warn"), feature
             assert feature["psi"] < PSI_ALARM / 2, feature
     version = traffic.served_version
-    assert platform.metric("FeaturesDrifted", EndpointName=ENDPOINT, ModelVersion=version) == [3.0]
-    for name in (*SHIFTED_FEATURES, "mean_radius"):
+    assert platform.metric("FeaturesDrifted", EndpointName=ENDPOINT, ModelVersion=version) == [len(shifted) + 1.0]
+    unshifted = next(name for name in traffic.feature_names if name not in shifted)
+    for name in (*shifted, unshifted):
         dims = {"EndpointName": ENDPOINT, "ModelVersion": version, "Feature": name}
         assert platform.metric("PSI", **dims) == [pytest.approx(by_name[name]["psi"])]
+    (psi,) = platform.metric("PredictionPSI", EndpointName=ENDPOINT, ModelVersion=version)
+    assert psi == pytest.approx(report["prediction"]["psi"]) and psi >= PSI_ALARM
     (event,) = platform.drift_events()
     assert event["Detail"]["modelVersion"] == version
     assert event["Detail"]["rowsAnalysed"] == rows_sent(traffic.shifted)
-    assert [f["feature"] for f in event["Detail"]["driftedFeatures"]] == [*SHIFTED_FEATURES, "__prediction__"]
+    assert [f["feature"] for f in event["Detail"]["driftedFeatures"]] == [*shifted, "__prediction__"]
 
 
 def test_malformed_capture_lines_are_counted_and_the_rest_analysed(platform: Platform, traffic: Traffic) -> None:
@@ -314,3 +422,65 @@ def test_malformed_capture_lines_are_counted_and_the_rest_analysed(platform: Pla
     )
     assert platform.report("_summary")["capture"]["malformed_records"] == 4
     assert platform.metric("MalformedRecords", EndpointName=ENDPOINT) == [4.0]
+
+
+def _wrong_truth(card: ModelCard, exchanges: list[Exchange], truth: np.ndarray) -> list[float]:
+    """Ground truth that disagrees with every prediction: the next class of the predicted one (classifiers), the
+    true target moved by twice the card's RMSE ceiling (or the holdout RMSE) upwards (regression)."""
+    if card.is_classifier:
+        served = [p["label"] for x in exchanges for p in json.loads(x.response_body)["predictions"]]
+        return [float((label + 1) % card.classes) for label in served]
+    ceiling = card.acceptance.get("rmse", {}).get("max") or card.holdout_metrics["rmse"]
+    return [float(value) + 2 * ceiling for value in truth]
+
+
+def upload_truth(platform: Platform, records: list[dict[str, Any]], exchanges: list[Exchange], truth: list[float]):
+    """One label line per capture record, joined on its eventId, with one label per instance in order."""
+    lines, start = [], 0
+    for record, exchange in zip(records, exchanges, strict=True):
+        values = truth[start : start + exchange.rows]
+        lines.append(json.dumps({"eventId": record["eventMetadata"]["eventId"], "labels": values}))
+        start += exchange.rows
+    platform.s3.put_object(Bucket="labels", Key=f"ground-truth/{HOUR}/labels.jsonl", Body="\n".join(lines) + "\n")
+
+
+def _crosses(value: float, side: str, threshold: float) -> bool:
+    """Whether the alarm on this value fires: below a floor (LessThanThreshold), above a ceiling (GreaterThan)."""
+    return value < threshold if side == "min" else value > threshold
+
+
+@pytest.mark.parametrize("agreeing", [True, False], ids=["holdout-truth", "wrong-truth"])
+def test_ground_truth_quality_per_task_and_its_alarms(
+    platform: Platform, traffic: Traffic, monkeypatch: pytest.MonkeyPatch, agreeing: bool
+) -> None:
+    """The holdout rows served with their true labels (or targets) give the card's holdout metrics, inside every
+    quality alarm the construct makes of the card; ground truth that disagrees crosses every one of them."""
+    monkeypatch.setenv("GROUND_TRUTH_BUCKET", "labels")
+    monkeypatch.setenv("GROUND_TRUTH_PREFIX", "ground-truth")
+    card = traffic.build.card
+    records = capture_records(traffic.holdout, seed=4)
+    upload_files(platform, [[to_line(record) for record in records]], seed=4)
+    truth = traffic.holdout_truth.tolist() if agreeing else _wrong_truth(card, traffic.holdout, traffic.holdout_truth)
+    upload_truth(platform, records, traffic.holdout, truth)
+
+    run_job(platform, traffic)
+
+    quality = platform.report(traffic.served_version)["ground_truth"]
+    assert (quality["status"], quality["task"]) == ("ok", card.task)
+    assert quality["joined_labels"] == len(truth) == rows_sent(traffic.holdout)
+    dims = {"EndpointName": ENDPOINT, "ModelVersion": traffic.served_version}
+    assert platform.metric("GroundTruthLabels", **dims) == [float(len(truth))]
+    alarms = quality_alarms(card.task, card.acceptance, MonitoringSettings().min_accuracy)
+    assert {alarm.metric for alarm in alarms} >= set(card.acceptance)
+    for alarm in alarms:
+        (published,) = platform.metric(alarm.metric_name, **dims)
+        assert published == pytest.approx(quality[alarm.metric])
+        assert _crosses(published, alarm.side, alarm.threshold) is not agreeing, (alarm, published)
+    if agreeing:
+        # The served predictions are the exported graph's, rounded to 6 decimals: the build's holdout metrics.
+        for metric in card.metrics:
+            assert quality[metric] == pytest.approx(card.holdout_metrics[metric], rel=1e-4, abs=1e-5), metric
+    if card.task == "multiclass_classification":
+        recalls = {name: platform.metric("ClassRecall", **dims, Class=name) for name in card.label_names}
+        assert recalls == {name: [pytest.approx(quality["class_recall"][name])] for name in card.label_names}
+        assert all(math.isfinite(value) for (value,) in recalls.values())
