@@ -76,8 +76,7 @@ class AsgiModelApp:
         self.logs.flush()
         if time.monotonic() >= self.next_metrics:
             self.next_metrics = time.monotonic() + METRICS_S
-            record = self.metrics.flush()
-            if record:
+            for record in self.metrics.flush():
                 self.logs.write_now(record)
         asyncio.get_running_loop().call_later(LOG_FLUSH_S, self._tick)
 
@@ -114,7 +113,7 @@ class AsgiModelApp:
         latency_ms = (time.perf_counter() - started) * 1000
         if path == b"/ping" and response.status == 200:
             return
-        self.metrics.observe(response.status, latency_ms, response.rows, response.probability_sum, response.positives)
+        self.metrics.observe(response.status, latency_ms, response.rows, response.tally)
         self.request_log.request(
             request_id,
             0,

@@ -65,12 +65,9 @@ def stages(app: InferenceApp, body: bytes, calls: int) -> dict[str, float]:
     matrix = validator.from_json(body)
     document = orjson.loads(body)
     flat64 = matrix.astype(np.float64)
-    probabilities, labels = model.predict(matrix)
+    scores, labels = model.predict(matrix)
     run = model._run
-    predictions = [
-        {"label": label, "probability": p, "model_version": model.version}
-        for label, p in zip(labels, probabilities, strict=True)
-    ]
+    predictions = model.objects(scores, labels)
     figures = {
         "opener_count": best_mean_us(lambda: validation._openers(body), calls),
         "orjson_decode": best_mean_us(lambda: orjson.loads(body), calls),

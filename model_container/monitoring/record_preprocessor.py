@@ -6,8 +6,16 @@ gives the header-less baseline.csv of the model build; dict rows are put in sche
 which `render(feature_names)` appends when the baseline script uploads the file.
 
 With RECORD_MODE=model_quality (set by the model-quality job definition) the handler returns instead the
-prediction of a single-row request, {"label", "probability"}: ground truth is keyed by the record's event id,
-so a multi-row request cannot be matched with labels row by row and is skipped.
+prediction of a single-row request, in the attributes the job's problem type reads (its EndpointInput
+InferenceAttribute, and ProbabilityAttribute for a binary classifier): ground truth is keyed by the record's event
+id, so a multi-row request cannot be matched with labels row by row and is skipped. The response says the task
+(README "Serving contract"):
+    binary_classification      {"label", "probability"}  BinaryClassification (label, probability of the positive)
+    multiclass_classification  {"label"}                 MulticlassClassification (the predicted class index)
+    regression                 {"value"}                 Regression (the predicted value)
+Model Monitor computes a problem type's metrics from these ("Monitor model quality" and "Model quality metrics",
+https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality.html and
+https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import base64
 import csv
 import io
 import json
+import math
 import os
 from typing import Any
 
@@ -80,12 +89,27 @@ def prediction_of(data: str) -> dict[str, Any] | None:
     try:
         predictions = json.loads(data).get("predictions")
         [prediction] = predictions
-        label, probability = prediction["label"], prediction["probability"]
+        if "value" in prediction:
+            return _value(prediction["value"])
+        label = prediction["label"]
+        if not isinstance(label, int) or isinstance(label, bool) or label < 0:
+            return None
+        if "probabilities" in prediction:  # multiclass: the predicted class index
+            return {"label": label} if isinstance(prediction["probabilities"], dict) else None
+        probability = prediction["probability"]
     except (ValueError, AttributeError, TypeError, KeyError):
         return None
-    if label not in (0, 1) or isinstance(label, bool) or not isinstance(probability, int | float):
+    if label not in (0, 1) or not _is_number(probability):
         return None
-    return {"label": int(label), "probability": float(probability)}
+    return {"label": label, "probability": float(probability)}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _value(value: Any) -> dict[str, Any] | None:
+    return {"value": float(value)} if _is_number(value) else None
 
 
 def _decoded(capture: Any) -> str:

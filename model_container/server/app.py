@@ -1,8 +1,11 @@
 """Request handling of the SageMaker hosting contract, independent of the HTTP transport.
 
-POST /invocations (application/json or text/csv) -> 200
-    {"predictions": [{"label": 1, "probability": 0.973214, "model_version": "1.0.0"}, ...]}
-one flat object per input row, in input order; probability is P(label = 1), rounded to 6 decimals.
+POST /invocations (application/json or text/csv) -> 200 {"predictions": [...]}, one flat object per input row,
+in input order, as the model card's task says (server/model.py):
+    binary_classification      {"label": 1, "probability": 0.973214, "model_version": "1.2.0"}
+                               probability is P(label = the card's positive_label), rounded to 6 decimals
+    multiclass_classification  {"label": 2, "probabilities": {"<class name>": 0.012, ...}, "model_version": ...}
+    regression                 {"value": 151.25, "model_version": ...}
 Errors: {"error": {"code", "message", "request_id", "row"?, "field"?}}.
 GET /ping -> 200 with an empty body once the model is loaded and warmed up, 503 before.
 """
@@ -16,7 +19,7 @@ import numpy as np
 import orjson
 
 from model_container.server.logs import LogWriter
-from model_container.server.model import LoadedModel
+from model_container.server.model import LoadedModel, Tally
 from model_container.server.validation import RequestError
 
 JSON = b"application/json"
@@ -33,8 +36,7 @@ class Response:
     body: bytes = b""
     content_type: bytes = JSON
     rows: int = 0
-    probability_sum: float = 0.0
-    positives: int = 0
+    tally: Tally | None = None  # what the predictions add to the metrics (None: no predictions)
     error_code: str | None = None
     allow: bytes | None = None
 
@@ -111,29 +113,23 @@ class InferenceApp:
         model = self.model
         assert model is not None  # prepare() answered 503 otherwise, and a loaded model stays loaded
         try:
-            probabilities, labels = model.predict(batch[0] if len(batch) == 1 else np.concatenate(batch))
+            scores, labels = model.predict(batch[0] if len(batch) == 1 else np.concatenate(batch))
         except Exception:
             if len(batch) > 1:  # find the request the model fails on; the others still get answers
                 return [self.complete([rows], [rid])[0] for rows, rid in zip(batch, request_ids, strict=True)]
             return [self.internal_error(request_ids[0])]
-        version = model.version
         responses = []
         start = 0
         for rows in batch:
             end = start + len(rows)
-            request_probabilities, request_labels = probabilities[start:end], labels[start:end]
+            request_scores, request_labels = scores[start:end], labels[start:end]
             start = end
-            predictions = [
-                {"label": label, "probability": probability, "model_version": version}
-                for label, probability in zip(request_labels, request_probabilities, strict=True)
-            ]
             responses.append(
                 Response(
                     200,
-                    orjson.dumps({"predictions": predictions}),
-                    rows=len(request_labels),
-                    probability_sum=sum(request_probabilities),
-                    positives=sum(request_labels),
+                    model.json_body(request_scores, request_labels),
+                    rows=len(request_scores),
+                    tally=model.tally(request_scores, request_labels),
                 )
             )
         return responses

@@ -11,14 +11,16 @@ GET /execution-parameters -> 200 {"MaxConcurrentTransforms": N, "BatchStrategy":
     the tuning SageMaker uses where the CreateTransformJob request leaves a value unset ("How Containers Serve
     Requests": request values first, then this answer, then SageMaker's defaults). See `execution_parameters`.
 POST /invocations with a body of line-delimited records, as SplitType=Line + BatchStrategy=MultiRecord sends them:
-    text/csv               one header-less row of 30 numbers per line (the real-time CSV rules);
-    application/jsonlines  one instance per line: an array of 30 numbers or an object of named features.
+    text/csv               one header-less row of the card's features per line (the real-time CSV rules);
+    application/jsonlines  one instance per line: an array of the features' values or an object of named features.
     The answer has one line per input line, in order, each ending with a newline, so AssembleWith=Line joins
     mini-batches into one output file whose line i is the prediction of input line i; its format follows Accept
-    (text/csv: `label,probability,model_version`; application/jsonlines: `{"label", "probability",
-    "model_version"}`; application/json: the real-time `{"predictions": [...]}`), and without a specific Accept
-    the format of the input. This is how AWS's own XGBoost container answers in batch mode (one prediction per
-    line, newline-terminated). The row cap of real-time requests does not apply: MaxPayloadInMB bounds the body.
+    (text/csv: binary `label,probability,model_version`, multiclass `label,<p per class in label order>,
+    model_version`, regression `value,model_version`, numbers with 6 decimals; application/jsonlines: the
+    real-time prediction objects; application/json: the real-time `{"predictions": [...]}`), and without a
+    specific Accept the format of the input. This is how AWS's own XGBoost container answers in batch mode (one
+    prediction per line, newline-terminated). The row cap of real-time requests does not apply: MaxPayloadInMB
+    bounds the body.
 Errors: a record that fails validation fails its whole request with 400; the error names the line (1-based, within
     this request's mini-batch) in its message and in "line" (the real-time "row", 0-based, stays). SageMaker then
     writes no output for that input file and marks the job Failed ("Use Batch Transform", Batch Transform Errors:
@@ -39,7 +41,7 @@ import orjson
 from model_container.server.app import JSON, InferenceApp, Response, media_type
 from model_container.server.config import ServerConfig
 from model_container.server.logs import LogWriter
-from model_container.server.model import LoadedModel
+from model_container.server.model import LoadedModel, Scores
 from model_container.server.validation import UTF8_BOM, FeatureValidator, RequestError, bad
 
 CSV = b"text/csv"
@@ -178,17 +180,11 @@ def _quality(params: bytes) -> float:
     return 1.0
 
 
-def render(output: bytes, probabilities: list[float], labels: list[int], version: str) -> bytes:
+def render(output: bytes, model: LoadedModel, scores: Scores, labels: list[int]) -> bytes:
     """The body of a 200 answer in format `output`: one prediction per row, in row order."""
     if output is CSV:
-        # 6 decimals as in JSON (probabilities are rounded to 6 already), without JSON's exponent for tiny values.
-        return "".join(
-            f"{label},{probability:.6f},{version}\n" for label, probability in zip(labels, probabilities, strict=True)
-        ).encode()
-    predictions = [
-        {"label": label, "probability": probability, "model_version": version}
-        for label, probability in zip(labels, probabilities, strict=True)
-    ]
+        return model.csv(scores, labels)
+    predictions = model.objects(scores, labels)
     if output is JSONLINES:
         return b"".join([orjson.dumps(prediction, option=orjson.OPT_APPEND_NEWLINE) for prediction in predictions])
     return orjson.dumps({"predictions": predictions})
@@ -265,7 +261,7 @@ class BatchInferenceApp(InferenceApp):
         model = self.model
         assert model is not None  # prepare() answered 503 otherwise, and a loaded model stays loaded
         try:
-            probabilities, labels = model.predict(batch[0] if len(batch) == 1 else np.concatenate(batch))
+            scores, labels = model.predict(batch[0] if len(batch) == 1 else np.concatenate(batch))
         except Exception:
             if len(batch) > 1:  # find the request the model fails on; the others still get answers
                 return [
@@ -276,16 +272,15 @@ class BatchInferenceApp(InferenceApp):
         responses, start = [], 0
         for rows, output in zip(batch, outputs, strict=True):
             end = start + len(rows)
-            request_probabilities, request_labels = probabilities[start:end], labels[start:end]
+            request_scores, request_labels = scores[start:end], labels[start:end]
             start = end
             responses.append(
                 Response(
                     200,
-                    render(output, request_probabilities, request_labels, model.version),
+                    render(output, model, request_scores, request_labels),
                     content_type=output,
-                    rows=len(request_labels),
-                    probability_sum=sum(request_probabilities),
-                    positives=sum(request_labels),
+                    rows=len(request_scores),
+                    tally=model.tally(request_scores, request_labels),
                 )
             )
         return responses

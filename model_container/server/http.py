@@ -423,7 +423,7 @@ class HttpConnection(asyncio.Protocol):
         path = url.split(b"?", 1)[0]
         status = response.status if sent else CLIENT_CLOSED
         if not (path == b"/ping" and status == 200):  # health checks every few seconds would drown the log
-            state.metrics.observe(status, latency_ms, response.rows, response.probability_sum, response.positives)
+            state.metrics.observe(status, latency_ms, response.rows, response.tally)
             assert state.request_log is not None
             state.request_log.request(
                 request_id,

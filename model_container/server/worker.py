@@ -123,6 +123,7 @@ class Worker:
 
     def _model_ready(self, model: LoadedModel, seconds: float) -> None:
         self.metrics.model_name, self.metrics.model_version = model.name, model.version
+        self.metrics.task, self.metrics.class_names = model.task, model.label_names
         self.app.model = model
         # Everything allocated so far lives for the whole process: keep the cyclic GC from rescanning it.
         gc.freeze()
@@ -133,7 +134,7 @@ class Worker:
                 "worker": self.index,
                 "model_name": model.name,
                 "model_version": model.version,
-                "content_sha256": model.metadata["content_sha256"],
+                "content_sha256": model.card.content_sha256,
                 "load_seconds": round(seconds, 3),
             }
         )
@@ -192,8 +193,7 @@ class Worker:
 
     def _flush_metrics(self) -> None:
         self.next_metrics_flush = time.monotonic() + self.config.metrics_interval_s
-        record = self.metrics.flush()
-        if record:
+        for record in self.metrics.flush():
             self.logs.write(record)
 
     def begin_shutdown(self) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from model_container.build_model import build
+from model_container.card import ModelCard
 from model_container.local_serving import entrypoint_command, free_port
+from tests.model_container.task_packages import TASKS, package
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_USER = "nobody"  # an existing unprivileged user stands in for the image's model-server
@@ -31,6 +33,10 @@ class Build:
     contract: Path
     model_dir: Path  # model.tar.gz unpacked, as SageMaker does into /opt/ml/model
     metadata: dict[str, Any]
+
+    @property
+    def card(self) -> ModelCard:
+        return ModelCard.from_dict(self.metadata)
 
 
 @pytest.fixture(scope="session")
@@ -183,3 +189,66 @@ def feature_schema(model_build: Build) -> dict[str, Any]:
 def holdout_rows(model_build: Build) -> list[list[float]]:
     lines = (model_build.dist / "holdout.csv").read_text().splitlines()
     return [[float(v) for v in line.split(",")[1:]] for line in lines]
+
+
+@dataclass
+class Package:
+    """A model package of one task, unpacked where the unprivileged server user can read it."""
+
+    kind: str  # binary | multiclass | regression
+    dist: Path
+    model_dir: Path
+    card: ModelCard
+    truth: list[float]  # holdout.csv's first column: the label or the target value
+    rows: list[list[float]]  # holdout.csv's features
+
+    @property
+    def task(self) -> str:
+        return self.card.task
+
+
+def unpack(dist: Path, kind: str) -> Package:
+    model_dir = Path(tempfile.mkdtemp(prefix=f"model-{kind}-"))
+    model_dir.chmod(0o755)
+    with tarfile.open(dist / "model.tar.gz") as archive:
+        archive.extractall(model_dir, filter="data")
+    for path in model_dir.iterdir():
+        path.chmod(0o644)
+    lines = [[float(v) for v in line.split(",")] for line in (dist / "holdout.csv").read_text().splitlines()]
+    return Package(kind, dist, model_dir, ModelCard.load(model_dir), [r[0] for r in lines], [r[1:] for r in lines])
+
+
+@pytest.fixture(scope="session")
+def packages() -> Iterator[Callable[[str], Package]]:
+    """kind -> its Package, each built and unpacked once a session."""
+    unpacked: dict[str, Package] = {}
+
+    def get(kind: str) -> Package:
+        if kind not in unpacked:
+            unpacked[kind] = unpack(package(kind), kind)
+        return unpacked[kind]
+
+    yield get
+    for item in unpacked.values():
+        shutil.rmtree(item.model_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=list(TASKS))
+def task_package(request: pytest.FixtureRequest, packages: Callable[[str], Package]) -> Package:
+    """The package of each task in turn (ids binary, multiclass, regression)."""
+    return packages(request.param)
+
+
+@pytest.fixture(scope="session")
+def task_servers(server_logs: Path) -> Iterator[Callable[[Package], ServerProcess]]:
+    """One server per task's package (one worker each: the cross-task tests are about answers, not load)."""
+    running: dict[str, ServerProcess] = {}
+
+    def get(item: Package) -> ServerProcess:
+        if item.kind not in running:
+            running[item.kind] = ServerProcess(item.model_dir, server_logs, workers=1).wait_ready()
+        return running[item.kind]
+
+    yield get
+    for process in running.values():
+        process.stop()

@@ -64,8 +64,7 @@ def emf_records(traffic: Traffic, *, model_name: str, model_version: str, interv
             for tick in range(int(until_s * traffic.requests_per_s)):
                 now = tick / traffic.requests_per_s
                 if now >= next_flush:
-                    record = metrics.flush(now=now)
-                    if record:
+                    for record in metrics.flush(now=now):
                         logs.write(record, now=now)
                     next_flush += interval_s
                 status, latency_ms = traffic.after if now >= traffic.release_at_s else traffic.before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_prediction_shape(model: LoadedModel, log_pipe) -> None:
         assert set(prediction) == {"label", "probability", "model_version"}
         assert prediction["label"] in (0, 1) and 0 <= prediction["probability"] <= 1
         assert prediction["label"] == int(prediction["probability"] >= 0.5)
-        assert prediction["model_version"] == "1.0.0"
+        assert prediction["model_version"] == model.card.version
 
 
 def test_routing_and_readiness(model: LoadedModel, log_pipe) -> None:
@@ -82,9 +83,7 @@ def test_model_failure_is_a_500_with_request_id_and_logged_trace(model: LoadedMo
 
     app = InferenceApp(logs)
     broken: object = BrokenSession()
-    app.model = LoadedModel(
-        model.name, model.version, model.metadata, model.validator, broken, model.input_name, model.output_names
-    )  # type: ignore[arg-type]
+    app.model = dataclasses.replace(model, session=broken)
     response = app.handle(b"POST", b"/invocations", b"text/csv", b"", csv_body(model), "req-42")
     assert response.status == 500
     assert json.loads(response.body)["error"]["request_id"] == "req-42"
@@ -108,16 +107,17 @@ def test_predict_rounds_the_same_for_small_and_large_batches(model: LoadedModel,
     assert small == large and len(set(large)) > 10
     assert all(isinstance(p, float) and p == round(p, 6) for p in large)
     assert labels == [int(p >= 0.5) for p in large]
-    _, raw = model.session.run(None, {"input": rows})
+    _, raw = model.session.run(None, {model.input_name: rows})
     assert np.allclose(large, raw[:, 1], atol=1e-6)
 
 
 def test_a_row_predicts_the_same_alone_and_in_any_batch(model: LoadedModel, holdout_rows) -> None:
     """The transport batches requests into one model call: no response may depend on its neighbours."""
     rng = np.random.default_rng(7)
-    rows = (np.array(holdout_rows * 3, dtype=np.float32) * rng.uniform(0.9, 1.1, (len(holdout_rows) * 3, 30))).astype(
-        np.float32
-    )
+    rows = (
+        np.array(holdout_rows * 3, dtype=np.float32)
+        * rng.uniform(0.9, 1.1, (len(holdout_rows) * 3, model.validator.width))
+    ).astype(np.float32)
     _, raw = model._run(model.output_names, {model.input_name: rows}, None)
     alone = [
         model._run(model.output_names, {model.input_name: rows[i : i + 2]}, None)[1][0] for i in range(len(rows) - 1)
@@ -155,15 +155,13 @@ def test_batched_requests_get_the_responses_they_would_get_alone(model: LoadedMo
 def test_a_failing_batch_is_retried_request_by_request(model: LoadedModel, log_pipe) -> None:
     class FailsOnThreeRows:  # and so on the batch of 1 + 3 + 4 rows
         def run(self, names: object, feed: dict[str, np.ndarray], options: object) -> object:
-            if len(feed["input"]) in (3, 8):
+            if len(next(iter(feed.values()))) in (3, 8):
                 raise RuntimeError("onnxruntime exploded")
             return model.session.run(names, feed)  # type: ignore[arg-type]
 
     app = InferenceApp(log_pipe[0])
     broken: object = FailsOnThreeRows()
-    app.model = LoadedModel(
-        model.name, model.version, model.metadata, model.validator, broken, model.input_name, model.output_names
-    )  # type: ignore[arg-type]
+    app.model = dataclasses.replace(model, session=broken)
     prepared = [app.prepare(b"POST", b"/invocations", b"text/csv", b"", csv_body(model, n), f"r{n}") for n in (1, 3, 4)]
     responses = app.complete(prepared, ["r1", "r3", "r4"])  # type: ignore[arg-type]
     assert [r.status for r in responses] == [200, 500, 200]

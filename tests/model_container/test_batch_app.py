@@ -8,6 +8,7 @@ GET /execution-parameters answering {"MaxConcurrentTransforms", "BatchStrategy",
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -206,10 +207,16 @@ def with_line(rows: list[list[float]], index: int, text: str) -> bytes:
 @pytest.mark.parametrize(
     ("make_body", "content_type", "code", "line", "message"),
     [
-        (lambda rows: with_line(rows, 2, "1,2,3"), CSV, "wrong_feature_count", 3, "line 3 has 3 values, expected 30"),
+        (
+            lambda rows: with_line(rows, 2, "1,2,3"),
+            CSV,
+            "wrong_feature_count",
+            3,
+            "line 3 has 3 values, expected {width}",
+        ),
         (lambda rows: with_line(rows, 1, "x" + csv_lines(rows[:1]).decode().strip()), CSV, "wrong_type", 2, "line 2 "),
         (lambda rows: with_line(rows, 3, ""), CSV, "empty_line", 4, "line 4 is empty"),
-        (lambda rows: with_line(rows, 0, ",".join(["1e9"] * 30)), CSV, "out_of_range", 1, "line 1 feature"),
+        (lambda rows: with_line(rows, 0, ",".join(["1e9"] * len(rows[0]))), CSV, "out_of_range", 1, "line 1 feature"),
         (
             lambda rows: b"\n".join(json.dumps(r).encode() for r in rows[:2]) + b"\n{oops",
             JSONL,
@@ -236,7 +243,7 @@ def test_a_bad_record_fails_the_request_with_its_line(
     assert response.status == 400
     body = error(response)
     assert (body["code"], body["line"], body["row"]) == (code, line, line - 1)
-    assert body["message"].startswith(message or f"line {line} ")
+    assert body["message"].startswith(message.format(width=batch.model.validator.width) or f"line {line} ")
     assert body["request_id"] == "req-1"
 
 
@@ -254,8 +261,6 @@ def test_model_failure_in_batch_mode_is_a_500_with_the_request_id(
             raise RuntimeError("onnxruntime exploded")
 
     broken: Any = BrokenSession()
-    batch.model = LoadedModel(
-        model.name, model.version, model.metadata, model.validator, broken, model.input_name, model.output_names
-    )
+    batch.model = dataclasses.replace(model, session=broken)
     response = post(batch, csv_lines(holdout_rows[:2]))
     assert response.status == 500 and error(response)["request_id"] == "req-1"

@@ -18,12 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from model_container.card import ModelCard
+from tests.model_container.task_packages import package
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("model_server")]
 
+# A valid row of the default package (the session `server`'s model): the middle of each feature's training range.
 ROW = [
-    13.0, 20.0, 85.0, 550.0, 0.1, 0.1, 0.08, 0.05, 0.18, 0.06, 0.4, 1.2, 2.8, 40.0, 0.007,
-    0.025, 0.03, 0.011, 0.02, 0.0035, 15.0, 26.0, 100.0, 700.0, 0.13, 0.25, 0.27, 0.11, 0.29, 0.08,
-]  # fmt: skip
+    round((f["training_min"] + f["training_max"]) / 2, 4)
+    for f in ModelCard.load(package("binary")).feature_schema["features"]
+]
 
 
 def invocation(rows: int = 1, *, extra: bytes = b"") -> bytes:
@@ -447,14 +451,15 @@ def test_six_mb_of_empty_rows_is_refused_in_bounded_time_and_memory(
     "body",
     [
         '{"instances": [[1]], "instances": [ROW]}',
-        '{"instances": [{"mean_radius": 13.0, OBJECT}]}',
+        '{"instances": [{"FIRST": 13.0, OBJECT}]}',
     ],
     ids=["top-level", "feature"],
 )
 def test_duplicate_json_keys_are_refused(server, feature_schema, body: str) -> None:
     names = [f["name"] for f in feature_schema["features"]]
     obj = ", ".join(f'"{n}": {v}' for n, v in zip(names, ROW, strict=True))
-    status, result = server.invoke(body.replace("ROW", json.dumps(ROW)).replace("OBJECT", obj))
+    body = body.replace("FIRST", names[0]).replace("ROW", json.dumps(ROW)).replace("OBJECT", obj)
+    status, result = server.invoke(body)
     assert status == 400 and result["error"]["code"] == "duplicate_key", result  # type: ignore[index]
 
 

@@ -11,6 +11,7 @@ import pytest
 from model_container.server.config import ServerConfig
 from model_container.server.logs import PIPE_BUF, LogWriter, RequestLog, utc_timestamp
 from model_container.server.metrics import MetricsAggregator
+from model_container.server.model import Tally
 
 
 def test_log_lines_are_json_and_written_in_atomic_chunks(tmp_path: Path) -> None:
@@ -41,14 +42,13 @@ def test_utc_timestamp() -> None:
 
 def test_emf_record_aggregates_an_interval() -> None:
     metrics = MetricsAggregator("m", 0)
-    assert metrics.flush() is None
-    metrics.model_version = "1.0.0"
+    assert metrics.flush() == []
+    metrics.model_version = "3.2.1"
     for latency in range(1, 101):
-        metrics.observe(200, float(latency), rows=2, probability_sum=1.0, positives=1)
+        metrics.observe(200, float(latency), rows=2, tally=Tally(score_sum=1.0, positives=1))
     metrics.observe(400, 0.5)
     metrics.observe(503, 0.5)
-    record = metrics.flush(now=1000.0)
-    assert record is not None
+    (record,) = metrics.flush(now=1000.0)
     definition = record["_aws"]["CloudWatchMetrics"][0]
     assert record["_aws"]["Timestamp"] == 1_000_000
     assert definition["Dimensions"] == [["ModelName", "ModelVersion"]]
@@ -67,7 +67,7 @@ def test_emf_record_aggregates_an_interval() -> None:
     assert all(name in record for name in names)
     assert (record["Requests"], record["Rows"], record["Errors4xx"], record["Errors5xx"]) == (102, 200, 1, 1)
     assert record["MeanPositiveProbability"] == 0.5 and record["LatencyP99"] > 98
-    assert metrics.flush() is None  # a new interval starts empty
+    assert metrics.flush() == []  # a new interval starts empty
 
 
 def test_config_from_env() -> None:
@@ -95,7 +95,7 @@ def logged(sample: float, statuses: list[int], latency_ms: float = 0.5) -> list[
     logs = LogWriter()
     request_log = RequestLog(logs, sample, slow_ms=100)
     for i, status in enumerate(statuses):
-        request_log.request(f"r-{i}", 0, b"POST", b"/invocations", status, 1, latency_ms, "1.0.0", None)
+        request_log.request(f"r-{i}", 0, b"POST", b"/invocations", status, 1, latency_ms, "3.2.1", None)
     return [json.loads(line) for line in logs.lines]
 
 
@@ -113,8 +113,7 @@ def test_guard_metrics_are_high_resolution_and_client_closed_is_not_a_4xx() -> N
     metrics = MetricsAggregator("m", 0)
     for status in (200, 404, 499, 500):
         metrics.observe(status, 1.0)
-    record = metrics.flush(now=1.0)
-    assert record is not None
+    (record,) = metrics.flush(now=1.0)
     definitions = {m["Name"]: m for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     for name in ("Requests", "Errors4xx", "Errors5xx", "LatencyP99", "Status500"):
         assert definitions[name].get("StorageResolution") == 1, name

@@ -69,7 +69,7 @@ def test_in_model_quality_mode_a_single_row_prediction_is_handed_over_and_batche
     handler: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RECORD_MODE", "model_quality")
-    one = json.dumps({"predictions": [{"label": 1, "probability": 0.973214, "model_version": "1.0.0"}]})
+    one = json.dumps({"predictions": [{"label": 1, "probability": 0.973214, "model_version": "4.0.2"}]})
     assert handler(record("[]", "application/json", output=one)) == {"label": 1, "probability": 0.973214}
     two = json.dumps({"predictions": [{"label": 1, "probability": 0.9}, {"label": 0, "probability": 0.1}]})
     warnings: list[str] = []

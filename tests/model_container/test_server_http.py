@@ -33,7 +33,7 @@ def test_ping_is_200_with_empty_body(server) -> None:
     assert (status, body) == (200, b"")
 
 
-def test_json_arrays_objects_and_csv_agree(server, holdout_rows, feature_schema) -> None:
+def test_json_arrays_objects_and_csv_agree(server, model_build, holdout_rows, feature_schema) -> None:
     names = [f["name"] for f in feature_schema["features"]]
     rows = holdout_rows[:20]
     csv = "".join(",".join(repr(v) for v in row) + "\n" for row in rows)
@@ -46,7 +46,7 @@ def test_json_arrays_objects_and_csv_agree(server, holdout_rows, feature_schema)
     assert arrays["predictions"][0] == {
         "label": arrays["predictions"][0]["label"],  # type: ignore[index]
         "probability": arrays["predictions"][0]["probability"],  # type: ignore[index]
-        "model_version": "1.0.0",
+        "model_version": model_build.card.version,
     }
 
 
@@ -80,15 +80,15 @@ def test_error_codes(server, body: str, content_type: str, status: int, code: st
     assert result["error"]["code"] == code and result["error"]["request_id"]  # type: ignore[index]
 
 
-def test_error_names_row_and_field(server, holdout_rows) -> None:
+def test_error_names_row_and_field(server, model_build, holdout_rows) -> None:
     bad_row = list(holdout_rows[1])
-    bad_row[29] = 1e9
+    bad_row[-1] = model_build.card.feature_schema["features"][-1]["maximum"] * 2 + 1
     status, result = server.invoke({"instances": [holdout_rows[0], bad_row]})
     assert status == 400
     assert result["error"] | {"message": ""} == {  # type: ignore[index]
         "code": "out_of_range",
         "row": 1,
-        "field": "worst_fractal_dimension",
+        "field": model_build.card.feature_names[-1],
         "message": "",
         "request_id": result["error"]["request_id"],
     }  # type: ignore[index]
@@ -159,7 +159,7 @@ def test_slow_body_times_out_with_408(server) -> None:
     assert response.startswith(b"HTTP/1.1 408 ")
 
 
-def test_request_log_and_emf_metrics(server, holdout_rows) -> None:
+def test_request_log_and_emf_metrics(server, model_build, holdout_rows) -> None:
     status, _, _ = server.request(
         "POST", "/invocations", json.dumps({"instances": holdout_rows[:3]}), {"Content-Type": "application/json"}
     )
@@ -173,7 +173,7 @@ def test_request_log_and_emf_metrics(server, holdout_rows) -> None:
         time.sleep(0.1)
     record = requests[-1]
     assert {"time", "request_id", "rows", "latency_ms", "status", "model_version", "worker"} <= set(record)
-    assert record["model_version"] == "1.0.0"
+    assert record["model_version"] == model_build.card.version
     emf = metrics[-1]
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MlApi/ModelServer"
     assert emf["Requests"] >= 1 and "LatencyP99" in emf

@@ -11,14 +11,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_container.contract import load_feature_schema
+from model_container.card import ModelCard
 from model_container.server import validation
 from model_container.server.validation import FeatureValidator, RequestError
+from tests.model_container.task_packages import package
 
-SCHEMA = load_feature_schema()
+# The default package's card: every name, count and bound below is read from it.
+SCHEMA = ModelCard.load(package("binary")).feature_schema
 VALIDATOR = FeatureValidator(SCHEMA)
+NAMES, WIDTH = VALIDATOR.names, VALIDATOR.width
 MID = [round((f["training_min"] + f["training_max"]) / 2, 4) for f in SCHEMA["features"]]
 CSV_ROW = ",".join(str(v) for v in MID)
+
+
+def with_cell(column: int, text: str) -> str:
+    """CSV_ROW with one cell's text replaced."""
+    cells = CSV_ROW.split(",")
+    cells[column] = text
+    return ",".join(cells)
 
 
 def error_of(call: Any, body: bytes) -> RequestError:
@@ -30,7 +40,7 @@ def error_of(call: Any, body: bytes) -> RequestError:
 
 def test_json_rows_become_float32_matrix() -> None:
     matrix = VALIDATOR.from_json(json.dumps({"instances": [MID, MID]}).encode())
-    assert matrix.dtype == np.float32 and matrix.shape == (2, 30)
+    assert matrix.dtype == np.float32 and matrix.shape == (2, WIDTH)
     assert np.allclose(matrix[0], MID)
 
 
@@ -42,7 +52,7 @@ def test_object_rows_are_put_in_schema_order() -> None:
 
 def test_csv_with_crlf_bom_and_spaces() -> None:
     body = b"\xef\xbb\xbf" + (CSV_ROW + "\r\n" + CSV_ROW.replace(",", ", ") + "\r\n").encode()
-    assert VALIDATOR.from_csv(body).shape == (2, 30)
+    assert VALIDATOR.from_csv(body).shape == (2, WIDTH)
 
 
 @pytest.mark.parametrize(
@@ -51,14 +61,14 @@ def test_csv_with_crlf_bom_and_spaces() -> None:
         (f"{CSV_ROW}\n{CSV_ROW},1\n", "wrong_feature_count", 1, None),
         (f"{CSV_ROW}\n\n", "wrong_feature_count", 1, None),
         ("", "empty_batch", None, "instances"),
-        (",".join(VALIDATOR.names) + "\n", "wrong_type", 0, "mean_radius"),
-        (CSV_ROW.replace(str(MID[2]), "nan", 1), "wrong_type", 0, "mean_perimeter"),
-        (CSV_ROW.replace(str(MID[2]), "inf", 1), "wrong_type", 0, "mean_perimeter"),
-        (CSV_ROW.replace(str(MID[2]), "1_0", 1), "wrong_type", 0, "mean_perimeter"),
-        (CSV_ROW.replace(str(MID[2]), "1-2", 1), "wrong_type", 0, "mean_perimeter"),
-        (CSV_ROW.replace(str(MID[2]), '"1"', 1), "wrong_type", 0, "mean_perimeter"),
-        (CSV_ROW.replace(str(MID[2]), "", 1), "wrong_type", 0, "mean_perimeter"),
-        (CSV_ROW + "\n" + CSV_ROW.replace(str(MID[3]), "1e300", 1), "out_of_range", 1, "mean_area"),
+        (",".join(NAMES) + "\n", "wrong_type", 0, NAMES[0]),
+        (with_cell(2, "nan"), "wrong_type", 0, NAMES[2]),
+        (with_cell(2, "inf"), "wrong_type", 0, NAMES[2]),
+        (with_cell(2, "1_0"), "wrong_type", 0, NAMES[2]),
+        (with_cell(2, "1-2"), "wrong_type", 0, NAMES[2]),
+        (with_cell(2, '"1"'), "wrong_type", 0, NAMES[2]),
+        (with_cell(2, ""), "wrong_type", 0, NAMES[2]),
+        (CSV_ROW + "\n" + with_cell(3, "1e300"), "out_of_range", 1, NAMES[3]),
     ],
 )
 def test_csv_errors(body: str, code: str, row: int | None, field: str | None) -> None:
@@ -90,8 +100,8 @@ def test_error_body_names_row_and_field() -> None:
             "code": "wrong_type",
             "request_id": "req-1",
             "row": 1,
-            "field": "mean_smoothness",
-            "message": "row 1 feature 'mean_smoothness' must be a number, got boolean",
+            "field": NAMES[4],
+            "message": f"row 1 feature {NAMES[4]!r} must be a number, got boolean",
         }
     }
 
@@ -112,7 +122,7 @@ def test_any_json_document_is_accepted_or_refused_cleanly(document: Any) -> None
         except RequestError as error:
             assert error.status == 400
         else:
-            assert matrix.shape[1] == 30 and np.isfinite(matrix).all()
+            assert matrix.shape[1] == WIDTH and np.isfinite(matrix).all()
 
 
 @settings(max_examples=300, deadline=None)
@@ -123,7 +133,7 @@ def test_any_csv_body_is_accepted_or_refused_cleanly(body: bytes) -> None:
     except RequestError as error:
         assert error.status == 400
     else:
-        assert matrix.shape[1] == 30
+        assert matrix.shape[1] == WIDTH
 
 
 def _outcome(call: Any, body: bytes) -> tuple[Any, ...]:
@@ -193,7 +203,7 @@ def test_a_valid_100_row_body_takes_the_bulk_path(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(validation.orjson, "loads", no_orjson)
     matrix = VALIDATOR.from_json(body)
-    assert matrix.dtype == np.float32 and matrix.shape == (100, 30) and matrix.tobytes() == expected.tobytes()
+    assert matrix.dtype == np.float32 and matrix.shape == (100, WIDTH) and matrix.tobytes() == expected.tobytes()
 
 
 ROW = ", ".join(repr(v) for v in MID)
