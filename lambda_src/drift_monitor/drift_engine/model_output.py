@@ -68,6 +68,8 @@ class ModelOutput:
         """The task's reading of one prediction; MalformedPayload when the response does not fit the task."""
         if prediction is None:
             return Reading(None, math.nan)
+        if self.task != REGRESSION and prediction.value is not None:
+            raise MalformedPayload(f"a regression `value` in the response of a {self.task} model")
         if self.task == BINARY:
             return self._binary(prediction, probability_of)
         if self.task == MULTICLASS:
@@ -101,13 +103,15 @@ class ModelOutput:
     def _class_probabilities(self, prediction: Prediction) -> list[float] | None:
         if prediction.cells is not None:  # CSV: label,<p per class...>
             cells = prediction.cells
-            if len(cells) not in (1, self.classes + 1):
+            if len(cells) != self.classes + 1:
                 raise MalformedPayload(
                     f"csv prediction with {len(cells)} columns (multiclass: label and {self.classes} probabilities)"
                 )
-            return list(cells[1:]) if len(cells) > 1 else None
+            return list(cells[1:])
         given = prediction.probabilities
         if given is None:
+            if prediction.probability is not None:
+                raise MalformedPayload("a binary `probability` in the response of a multiclass model")
             return None
         if isinstance(given, Mapping):
             missing = [name for name in self.label_names if name not in given]
