@@ -33,10 +33,14 @@ node_modules/.deps-stamp: package.json package-lock.json
 	touch $@
 
 MODEL_DIST := model_container/dist
-MODEL_SOURCES := model_container/build_model.py $(wildcard model_container/contract/*.py) $(wildcard model_container/dataset/*.py)
+MODEL_SOURCES := model_container/build_model.py model_container/card.py model_container/evaluation.py \
+	$(wildcard model_container/package.py) $(wildcard model_container/contract/*.py) $(wildcard model_container/dataset/*.py)
+# Every file of the model packages (model_card.json, train.py, a pre-built package's files) and cdk.json, where
+# ml-platform.defaults.model.source chooses one.
+MODEL_PACKAGES := $(shell find model_container/models -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-# The model build is deterministic (fixed seed) and takes seconds; synth reads its metadata and tarball.
-$(MODEL_DIST)/metadata.json: $(VENV)/.deps-stamp $(MODEL_SOURCES)
+# The model build is deterministic (the card's seed) and takes seconds; synth reads its metadata and tarball.
+$(MODEL_DIST)/metadata.json: $(VENV)/.deps-stamp $(MODEL_SOURCES) $(MODEL_PACKAGES) cdk.json
 	$(BIN)/python -m model_container.build_model --out $(MODEL_DIST)
 
 ## model: build the model, its metadata, baseline and holdout sets into model_container/dist, then the contract

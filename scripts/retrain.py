@@ -165,13 +165,14 @@ def _lineage_argv(args: argparse.Namespace, live_file: Path | None, work: Path) 
     argv += ["--commit", args.commit] if args.commit else []
     argv += ["--contract-dir", str(args.contract_dir)] if args.contract_dir else []
     if live_file is None:
-        return argv, f"the bundled dataset: no live release of {args.endpoint}"
+        return argv, f"the model source's data: no live release of {args.endpoint}"
     live = json.loads(live_file.read_text())
     argv += ["--rebuild-of", str(live_file)]
     recorded = live.get("lineage")
-    if not recorded:  # a default build is live: its data is the bundled dataset
-        argv += ["--seed", str(live.get("seed", build_model.SEED))]
-        return argv, f"the bundled dataset of the live {live.get('model_version')} (a default build)"
+    if not recorded or recorded.get("kind") == "source":  # a default build is live: its data is the source's
+        seed = ((recorded or {}).get("parameters") or {}).get("seed", live.get("seed"))
+        argv += ["--seed", str(seed)] if seed is not None else []
+        return argv, f"the model source's data of the live {live.get('model_version')} (a default build)"
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -185,8 +186,9 @@ def _lineage_argv(args: argparse.Namespace, live_file: Path | None, work: Path) 
     except snapshots.SnapshotError as error:
         raise _Stop(_fail(f"the live model's snapshot is unusable: {error}", 2)) from None
     params = recorded.get("parameters") or {}
-    argv += ["--dataset", str(work / "snapshot"), "--seed", str(params.get("seed", build_model.SEED))]
-    argv += ["--holdout-fraction", str(params.get("holdout_fraction", build_model.HOLDOUT_FRACTION))]
+    argv += ["--dataset", str(work / "snapshot")]
+    argv += ["--seed", str(params["seed"])] if "seed" in params else []
+    argv += ["--holdout-fraction", str(params["holdout_fraction"])] if "holdout_fraction" in params else []
     return argv, f"the live {live.get('model_version')}'s snapshot {recorded['dataset'].get('uri')}"
 
 

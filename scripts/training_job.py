@@ -81,6 +81,7 @@ class Plan:
     snapshot: snapshots.Snapshot
     parent: dict[str, Any] | None
     version: str
+    source: dict[str, str]
 
 
 def training_job_request(
@@ -116,6 +117,8 @@ def training_job_request(
             "holdout_fraction": repr(args.holdout_fraction),
             "commit": args.commit,
             "version": plan.version,
+            # model.source: the image holds model_container/models/**, so the job imports the same entry points.
+            "source": json.dumps(plan.source, sort_keys=True),
         },
         "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": f"{root}jobs/", "KmsKeyId": args.kms_key_arn},
@@ -241,16 +244,35 @@ def stage_inputs(s3: Any, args: argparse.Namespace, plan: Plan, name: str) -> tu
     return snapshot_uri, parent_uri
 
 
+def model_source(args: argparse.Namespace) -> dict[str, str]:
+    """--source (JSON), else cdk.json's model.source: the job trains it (a pre-built package is not trained)."""
+    try:
+        raw = json.loads(args.source) if args.source else build_model.configured_source()
+    except ValueError as error:
+        raise build_model.BuildInputError(f"--source must be JSON ({error})") from None
+    spec = build_model.check_source(raw)
+    if "package" in spec:
+        raise build_model.BuildInputError("model.source.package is a pre-built model: there is nothing to train")
+    return spec
+
+
 def plan(args: argparse.Namespace) -> Plan:
     """The build's inputs, checked as build_model checks them; raises DatasetUnchanged before anything starts."""
-    contract = FeatureContract.from_schema(load_feature_schema(args.contract_dir / "feature_schema.json"))
+    source = build_model.TrainingSource.resolve(model_source(args))
+    args.seed = source.seed if args.seed is None else args.seed
+    args.holdout_fraction = source.holdout_fraction if args.holdout_fraction is None else args.holdout_fraction
+    try:
+        contract = FeatureContract.from_schema(load_feature_schema(args.contract_dir / "feature_schema.json"))
+    except (OSError, ValueError) as error:
+        raise build_model.BuildInputError(f"cannot read the feature contract in {args.contract_dir}: {error}") from None
     snapshot = build_model.load_snapshot(args.dataset, contract)
     parent = build_model.read_parent(args.parent) if args.parent else None
     if parent is None:
-        return Plan(snapshot, None, args.version or build_model.MODEL_VERSION)
-    params = build_model.parameters(args.seed, args.holdout_fraction)
-    build_model.check_changed(parent, snapshot.content_sha256, params, contract)
-    return Plan(snapshot, parent, args.version or build_model.next_minor(str(parent["model_version"])))
+        return Plan(snapshot, None, args.version or str(source.card["model_version"]), dict(source.spec))
+    params = build_model.parameters(args.seed, args.holdout_fraction, source.hyperparameters)
+    build_model.check_changed(parent, snapshot.content_sha256, params, contract, source)
+    version = args.version or build_model.next_minor(str(parent["model_version"]))
+    return Plan(snapshot, parent, version, dict(source.spec))
 
 
 def run(args: argparse.Namespace, session: Any) -> dict[str, Any]:
@@ -297,9 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--spot", action=argparse.BooleanOptionalAction, default=True, help="training.spot")
     parser.add_argument("--max-runtime-seconds", type=int, default=3600)
     parser.add_argument("--max-wait-seconds", type=int, default=7200, help="spot only: capacity wait + runtime")
-    parser.add_argument("--seed", type=int, default=build_model.SEED)
-    parser.add_argument("--holdout-fraction", type=float, default=build_model.HOLDOUT_FRACTION)
-    parser.add_argument("--version", help="default: the parent's next minor, else build_model.MODEL_VERSION")
+    parser.add_argument("--source", help="model.source as JSON (default: cdk.json's ml-platform.defaults.model.source)")
+    parser.add_argument("--seed", type=int, default=None, help="default: the model card's training.seed")
+    parser.add_argument("--holdout-fraction", type=float, default=None, help="default: the card's training one")
+    parser.add_argument("--version", help="default: the parent's next minor, else the model card's model_version")
     parser.add_argument("--commit", default=os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION", "unknown"))
     parser.add_argument("--contract-dir", type=Path, default=build_model.CONTRACT_DIR)
     parser.add_argument("--job-name", help="default: <name-prefix>-<sha256[:12]>-<UTC time>")

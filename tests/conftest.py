@@ -14,3 +14,4 @@ os.environ.update(
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     }
 )
+pytest_plugins = ["tests.model_packages"]  # example_package() and the model_package fixture

@@ -49,6 +49,9 @@ class Checks:
 
     min_rows: int = 1
     min_class_fraction: float = 0.0
+    # Classes of a classifier's labels 0..classes-1 (each checked against min_class_fraction); None: regression
+    # targets, which have no classes.
+    classes: int | None = 2
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,30 @@ def canonical_csv(
     repr() is the shortest exact round trip of a float, so a parsed snapshot serialises to the same bytes."""
     lines = [",".join(["source", "label", *names])]
     for source, label, row in zip(sources, labels, features, strict=True):
-        lines.append(f"{source},{int(label)}," + ",".join(repr(float(value)) for value in row))
+        lines.append(f"{source},{label_text(label)}," + ",".join(repr(float(value)) for value in row))
     return ("\n".join(lines) + "\n").encode()
+
+
+def label_text(label: Any) -> str:
+    """A class label as an integer, a regression target as the shortest exact float: parsing tells them apart."""
+    if isinstance(label, int | np.integer):
+        return str(int(label))
+    return repr(float(label))
+
+
+def parse_label(cell: str) -> int | float:
+    try:
+        return int(cell)
+    except ValueError:
+        return float(cell)
+
+
+def label_array(labels: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """int64 labels of a classifier, float64 targets of a regressor."""
+    array = np.asarray(labels)
+    if array.dtype.kind in "iub" or all(isinstance(v, int) for v in labels):
+        return array.astype(np.int64)
+    return array.astype(np.float64)
 
 
 def label_distribution(labels: np.ndarray) -> dict[str, int]:
@@ -87,7 +112,9 @@ def _refusals(labels: np.ndarray, checks: Checks) -> list[str]:
     reasons = []
     if labels.size < checks.min_rows:
         reasons.append(f"{labels.size} rows is below training.min_rows {checks.min_rows}")
-    counts = {label: int((labels == label).sum()) for label in (0, 1)}
+    if checks.classes is None:
+        return reasons
+    counts = {label: int((labels == label).sum()) for label in range(checks.classes)}
     for label, count in counts.items():
         fraction = count / labels.size if labels.size else 0.0
         if fraction < checks.min_class_fraction:
@@ -102,7 +129,7 @@ def assemble(names: Sequence[str], parts: Sequence[Part], checks: Checks) -> Sna
     """One snapshot from `parts` (in SOURCES order); raises SnapshotRefused naming every failed check."""
     ordered = sorted(parts, key=lambda part: SOURCES.index(part.source))
     features = np.vstack([part.features.reshape(-1, len(names)) for part in ordered]).astype(np.float64)
-    labels = np.concatenate([part.labels for part in ordered]).astype(np.int64)
+    labels = label_array(np.concatenate([part.labels for part in ordered]))
     sources = np.concatenate([np.full(len(part.labels), part.source) for part in ordered])
     reasons = _refusals(labels, checks)
     if reasons:
@@ -114,7 +141,7 @@ def assemble(names: Sequence[str], parts: Sequence[Part], checks: Checks) -> Sna
         "content_sha256": digest,
         "rows": int(labels.size),
         "feature_names": list(names),
-        "label_distribution": label_distribution(labels),
+        **({"label_distribution": label_distribution(labels)} if labels.dtype.kind == "i" else {}),
         "sources": [{"source": part.source, "rows": len(part.labels), **part.description} for part in ordered],
         "checks": {"min_rows": checks.min_rows, "min_class_fraction": checks.min_class_fraction},
     }
@@ -143,14 +170,14 @@ def _parse_rows(content: bytes, path: Path) -> tuple[list[str], list[str], np.nd
             raise SnapshotError(f"{path}:{number}: expected {len(header)} cells and a known source")
         try:
             values = [float(cell) for cell in row[2:]]
-            labels.append(int(row[1]))
+            labels.append(parse_label(row[1]))
         except ValueError as error:
             raise SnapshotError(f"{path}:{number}: {error}") from None
         if not all(math.isfinite(value) for value in values):
             raise SnapshotError(f"{path}:{number}: a feature is not a finite number")
         sources.append(row[0])
         rows.append(values)
-    return names, sources, np.array(rows, dtype=np.float64).reshape(-1, len(names)), np.array(labels, dtype=np.int64)
+    return names, sources, np.array(rows, dtype=np.float64).reshape(-1, len(names)), label_array(labels)
 
 
 def load(path: Path) -> Snapshot:

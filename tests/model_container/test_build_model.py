@@ -156,9 +156,14 @@ def test_a_snapshot_of_the_bundled_data_alone_trains_the_default_model(model_bui
     metadata = build(tmp_path / "dist", commit="test-commit", contract_dir=CONTRACT_DIR, dataset=snapshot)
     for name in ("model.onnx", "baseline.csv", "baseline_predictions.csv", "holdout.csv"):
         assert (tmp_path / "dist" / name).read_bytes() == (model_build.dist / name).read_bytes(), name
-    assert "lineage" not in model_build.metadata  # the default build's metadata is what it always was
-    assert {k: v for k, v in metadata.items() if k != "lineage"} == model_build.metadata
-    assert metadata["lineage"]["parent_version"] is None and metadata["model_version"] == "1.0.0"
+    # The default build records the source's rows as its dataset: the same hash as their snapshot.
+    assert model_build.metadata["lineage"]["dataset"]["content_sha256"] == load(snapshot).content_sha256
+    assert model_build.metadata["lineage"]["kind"] == "source" and metadata["lineage"]["kind"] == "snapshot"
+    assert {k: v for k, v in metadata.items() if k != "lineage"} == {
+        k: v for k, v in model_build.metadata.items() if k != "lineage"
+    }
+    assert metadata["lineage"]["parent_version"] is None
+    assert metadata["model_version"] == model_build.metadata["model_version"]
 
 
 def test_retraining_on_changed_data_builds_a_new_minor_version_with_its_lineage(model_build, retrained) -> None:

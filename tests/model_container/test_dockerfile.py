@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from model_container.build_model import MODEL_VERSION
-
 MODEL_CONTAINER = Path(__file__).resolve().parents[2] / "model_container"
 DOCKERFILE = MODEL_CONTAINER / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -36,9 +34,24 @@ def test_sagemaker_essentials() -> None:
     assert "useradd" in runtime and "MODEL_SERVER_USER=model-server" in text
 
 
-def test_image_label_matches_model_version() -> None:
-    default = re.search(r"^ARG MODEL_VERSION=(\S+)$", DOCKERFILE.read_text(), re.M).group(1)  # type: ignore[union-attr]
-    assert default == MODEL_VERSION
+def test_image_labels_come_from_the_model_card_build_args() -> None:
+    runtime = DOCKERFILE.read_text().split(" AS runtime", 1)[1]
+    for arg, label in (("MODEL_NAME", "ml.model.name"), ("MODEL_VERSION", "ml.model.version")):
+        assert re.search(rf"^ARG {arg}=", runtime, re.M), arg
+        assert f'{label}="${{{arg}}}"' in runtime
+    assert re.search(r"^ARG MODEL_DESCRIPTION=", runtime, re.M)
+    assert re.search(r'org\.opencontainers\.image\.description="[^"]*\$\{MODEL_DESCRIPTION\}"', runtime)
+    # No model is named in the image recipe: the example packages are data of model_container/models.
+    assert "cancer" not in DOCKERFILE.read_text().lower()
+
+
+def test_the_build_stage_trains_the_configured_source_with_the_model_packages() -> None:
+    text = DOCKERFILE.read_text()
+    build = text[: text.index(" AS train")]
+    assert re.search(r"^COPY model_container/ model_container/$", build, re.M)  # models/** included
+    assert re.search(r"^ARG MODEL_SOURCE=", build, re.M) and '--source "${MODEL_SOURCE}"' in build
+    ignored = (MODEL_CONTAINER / "Dockerfile.dockerignore").read_text().splitlines()
+    assert not any(line.startswith("model_container/models") for line in ignored)
 
 
 def test_runtime_requirements_are_exact_pins() -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
 from model_container import build_model
-from model_container.build_model import CONTRACT_DIR
+from model_container.build_model import CONTRACT_DIR, DEFAULT_SOURCE, TrainingSource
 from scripts import retrain
 from tests.model_container.test_dataset import PROFILE, Call, calls, through
 from tests.scripts import test_retraining_run as retraining_run
@@ -96,7 +96,8 @@ def test_a_code_change_that_changes_the_model_is_the_live_versions_next_patch(
     aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     live = retrained_is_live(aws, tmp_path)
-    monkeypatch.setattr(build_model, "HYPERPARAMETERS", {"C": 0.5, "max_iter": 1000})  # the pushed change
+    pushed = {**TrainingSource.resolve(DEFAULT_SOURCE).hyperparameters, "C": 0.5}  # the pushed model_card.json
+    monkeypatch.setattr(TrainingSource, "hyperparameters", property(lambda _: pushed))
     assert retrain.main(lineage_argv(tmp_path)) == 0, capsys.readouterr().err
     metadata = built(tmp_path)
     assert metadata["model_version"] == "1.1.1" and metadata["content_sha256"] != live["content_sha256"]
@@ -114,9 +115,11 @@ def test_a_first_run_without_a_live_release_builds_the_bundled_dataset(
     contract = tmp_path / "contract"  # the default build rewrites feature_schema.json: not the committed one
     shutil.copytree(CONTRACT_DIR, contract)
     assert retrain.main(lineage_argv(tmp_path, contract_dir=contract)) == 0, capsys.readouterr().err
-    assert "the bundled dataset: no live release" in json.loads(capsys.readouterr().out.splitlines()[-1])["trained_on"]
+    trained_on = json.loads(capsys.readouterr().out.splitlines()[-1])["trained_on"]
+    assert "the model source's data: no live release" in trained_on
     metadata = built(tmp_path)
-    assert metadata["model_version"] == build_model.MODEL_VERSION and "lineage" not in metadata
+    assert metadata["model_version"] == TrainingSource.resolve(DEFAULT_SOURCE).card["model_version"]
+    assert metadata["lineage"]["kind"] == "source" and metadata["lineage"]["parent_version"] is None
 
 
 def test_a_missing_or_altered_live_snapshot_fails_instead_of_falling_back_to_the_bundled_data(

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from model_container.build_model import CONTRACT_DIR, build, sagemaker_train
+from model_container.build_model import CONTRACT_DIR, DEFAULT_SOURCE, TrainingSource, build, sagemaker_train
 from model_container.contract import load_feature_schema
 from model_container.dataset import Checks, Part, assemble, write
 from model_container.dataset.sources import FeatureContract, base_part, bundled_dataset
@@ -147,11 +147,13 @@ def test_a_spot_job_trains_in_the_private_subnets_under_the_data_key_with_checkp
     for key in (f"training/datasets/{digest}/snapshot.csv", "training/jobs/retrain-1/parent/metadata.json"):
         stored = s3.get_object(Bucket=BUCKET, Key=key)
         assert (stored["ServerSideEncryption"], stored["SSEKMSKeyId"]) == ("aws:kms", KEY)
+    training = TrainingSource.resolve(DEFAULT_SOURCE)
     assert request["HyperParameters"] == {
-        "seed": "20261125",
-        "holdout_fraction": "0.2",
+        "seed": str(training.seed),
+        "holdout_fraction": repr(training.holdout_fraction),
         "commit": "pipeline-commit",
         "version": "1.1.0",
+        "source": json.dumps(DEFAULT_SOURCE, sort_keys=True),  # the configured model.source, trained in the job
     }
     assert {"Key": "DatasetSha256", "Value": digest} in request["Tags"]
 

@@ -1,0 +1,1 @@
+"""An example model package (see model_card.json and train.py)."""
