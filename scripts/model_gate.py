@@ -686,6 +686,7 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         "model": {"name": card.name, "version": card.version, "content_sha256": card.content_sha256},
         "metrics": table,
         "holdout_metrics": metrics,
+        "holdout_rows": int(read_holdout(args.dist).shape[0]),
         "thresholds": thresholds,
         "thresholds_source": "--thresholds over the model card's acceptance" if override else "model card acceptance",
         "tolerance": args.tolerance,

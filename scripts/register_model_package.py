@@ -35,8 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+
+from model_container.card import BINARY, MULTICLASS, REGRESSION, CardError, ModelCard
 
 # ApprovalDescription prefix of every decision the pipeline writes: the registry trigger ignores its own echo.
 PIPELINE_MARKER = "[pipeline]"
@@ -52,11 +57,23 @@ _METADATA_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
 # Model package model card content as the SDK's integration test registers it (sagemaker-python-sdk,
 # tests/integ/sagemaker/workflow/test_model_registration.py, test_model_registration_with_model_card_json): the
 # ModelPackageModelCard schema has no model_package_details, and model_overview has model_creator and
-# model_artifact only (API reference, ModelPackageModelCard).
-INTENDED_USE = (
-    "Scores breast-mass measurements (30 numeric features) for the probability of malignancy, behind the "
-    "platform's authenticated API. Decision support for reviewers; never an automated diagnosis."
-)
+# model_artifact only (API reference, ModelPackageModelCard). Its intended_uses.risk_rating is one of these (model
+# card JSON schema, "Model cards" in the SageMaker Developer Guide); a model card that gives none is "Unknown".
+RISK_RATINGS = ("High", "Medium", "Low", "Unknown")
+# CreateModelPackage `Task` (API reference): CLASSIFICATION or REGRESSION for our tasks.
+REGISTRY_TASK = {BINARY: "CLASSIFICATION", MULTICLASS: "CLASSIFICATION", REGRESSION: "REGRESSION"}
+# The model quality statistics the registry shows (ModelMetrics.ModelQuality.Statistics) in the format Model Monitor
+# writes them (SageMaker Developer Guide, "Model quality metrics and Amazon CloudWatch monitoring"): one
+# "<problem>_metrics" object of {"value": x, "standard_deviation": ...} per metric. Model Monitor's names where they
+# mean the same (roc_auc is its "auc"); macro_f1 and min_class_recall are ours, under the same object.
+STATISTICS_KEY = {
+    BINARY: "binary_classification_metrics",
+    MULTICLASS: "multiclass_classification_metrics",
+    REGRESSION: "regression_metrics",
+}
+MONITOR_NAMES = {"roc_auc": "auc"}
+# CustomerMetadataProperties: at most 50 entries (API reference, CustomerMetadataMap).
+METADATA_MAX = 50
 
 
 class RegistryInputError(Exception):
@@ -76,6 +93,7 @@ class Build:
     content_sha256: str
     model_name: str
     model_version: str
+    task: str
     image: str
     model_data_url: str
     environment: dict[str, str]
@@ -147,6 +165,10 @@ def load_build(
 ) -> Build:
     """The build the gate passed, checked to be the model the production template deploys."""
     metadata = _read_json(metadata_path, "model metadata")
+    try:
+        card = ModelCard.from_dict(metadata, str(metadata_path))
+    except CardError as error:
+        raise RegistryInputError(f"{metadata_path}: {error}") from None
     gate = _read_json(gate_path, "model gate report")
     if gate.get("passed") is not True:
         raise RegistryInputError(f"{gate_path}: the model gate did not pass; a failed build is not registered")
@@ -163,8 +185,9 @@ def load_build(
     return Build(
         commit=commit,
         content_sha256=sha,
-        model_name=str(metadata.get("model_name", "model")),
-        model_version=str(metadata.get("model_version", deployed["tags"].get("model-version", "unknown"))),
+        model_name=card.name,
+        model_version=card.version,
+        task=card.task,
         image=deployed["image"],
         model_data_url=deployed["model_data_url"],
         environment=deployed["environment"],
@@ -206,32 +229,68 @@ def metadata_value(value: Any) -> str:
     return re.sub(r"\s+", " ", _METADATA_UNSAFE.sub(" ", str(value))).strip()[:256] or "-"
 
 
+def task_metrics(build: Build) -> dict[str, float]:
+    """The gate's recomputed holdout metrics of the build's task (model_container/card.py METRICS), in order."""
+    found = build.gate.get("holdout_metrics", {})
+    names = ModelCard.from_dict(build.metadata).metrics
+    return {name: float(found[name]) for name in names if isinstance(found.get(name), int | float)}
+
+
 def customer_metadata(build: Build) -> dict[str, str]:
-    metrics = build.gate.get("holdout_metrics", {})
     properties = {
         BUILD_KEY: build.key,
         "commit": build.commit,
         "model-sha256": build.content_sha256,
         "model-name": build.model_name,
         "model-version": build.model_version,
+        "task": build.task,
         **lineage(build.metadata),
-        **{f"holdout-{name}": value for name, value in metrics.items()},
+        **{f"holdout-{name}": value for name, value in task_metrics(build).items()},
         "retraining": str(build.gate.get("trigger", {}).get("retraining", False)).lower(),
     }
-    return {key: metadata_value(value) for key, value in properties.items()}
+    return {key: metadata_value(value) for key, value in list(properties.items())[:METADATA_MAX]}
+
+
+def quality_statistics(build: Build) -> dict[str, Any]:
+    """ModelMetrics.ModelQuality.Statistics of the build: its holdout metrics as Model Monitor reports them."""
+    metrics = {MONITOR_NAMES.get(name, name): value for name, value in task_metrics(build).items()}
+    if build.task == REGRESSION and "rmse" in metrics:
+        metrics["mse"] = metrics["rmse"] ** 2  # Model Monitor reports both
+    rows = build.gate.get("holdout_rows") or build.gate.get("holdout_metrics", {}).get("rows")
+    return {
+        "version": 0.0,
+        "dataset": {"item_count": rows, "evaluation": "the model gate's holdout (scripts/model_gate.py)"},
+        STATISTICS_KEY[build.task]: {
+            name: {"value": value, "standard_deviation": "NaN"} for name, value in metrics.items()
+        },
+    }
+
+
+def _outputs(card: ModelCard) -> str:
+    if card.task == REGRESSION:
+        target = card.target
+        unit = f" ({target['unit']})" if target.get("unit") else ""
+        return f"predicts {target['name']}{unit}"
+    return f"classifies into {', '.join(card.label_names)}"
 
 
 def model_card(build: Build) -> dict[str, Any]:
-    metrics = {k: v for k, v in build.gate.get("holdout_metrics", {}).items() if isinstance(v, int | float)}
+    """SageMaker model card content of the package, from our model card (metadata.json)."""
+    card = ModelCard.from_dict(build.metadata)
     facts = lineage(build.metadata)
+    task_words = card.task.replace("_", " ")
+    thresholds = build.gate.get("thresholds") or card.acceptance
+    risk = str(card.raw.get("risk_rating", "Unknown"))
+    intended: dict[str, Any] = {
+        "purpose_of_model": f"{card.name} {card.version}: {task_words}; {_outputs(card)} from {card.width} features",
+        "intended_uses": str(card.raw.get("intended_use") or card.description),
+        "risk_rating": risk if risk in RISK_RATINGS else "Unknown",
+    }
+    if card.raw.get("risk_explanation"):
+        intended["explanations_for_risk_rating"] = str(card.raw["risk_explanation"])
     return {
         "model_overview": {"model_creator": "delivery pipeline", "model_artifact": [build.model_data_url]},
-        "intended_uses": {
-            "purpose_of_model": f"{build.model_name} {build.model_version}: binary classification",
-            "intended_uses": INTENDED_USE,
-            "risk_rating": "Medium",
-            "explanations_for_risk_rating": "Informs a medical reviewer's decision; a person makes the decision.",
-        },
+        "intended_uses": intended,
         "evaluation_details": [
             {
                 "name": "model gate holdout",
@@ -239,22 +298,36 @@ def model_card(build: Build) -> dict[str, Any]:
                 "datasets": [facts["dataset-uri"]] if facts["dataset-uri"].startswith("s3://") else [],
                 "metric_groups": [
                     {
-                        "name": "binary classification metrics",
-                        "metric_data": [{"name": n, "type": "number", "value": v} for n, v in metrics.items()],
+                        "name": f"{task_words} metrics",
+                        "metric_data": [
+                            {"name": name, "type": "number", "value": value, **_threshold_note(thresholds, name)}
+                            for name, value in task_metrics(build).items()
+                        ],
                     }
                 ],
             }
         ],
         "additional_information": {
             "custom_details": {
-                "model_name": build.model_name,
-                "model_version": build.model_version,
-                "task": "binary classification",
+                "model_name": card.name,
+                "model_version": card.version,
+                "task": card.task,
+                "features": str(card.width),
+                **({"labels": ", ".join(card.label_names)} if card.is_classifier else {}),
+                **({"target": card.target["name"]} if card.task == REGRESSION else {}),
                 "commit": build.commit,
                 **{key.replace("-", "_"): value for key, value in facts.items()},
             }
         },
     }
+
+
+def _threshold_note(thresholds: dict[str, Any], name: str) -> dict[str, str]:
+    bound = thresholds.get(name)
+    if not isinstance(bound, dict) or not bound:
+        return {}
+    ((side, limit),) = bound.items()
+    return {"notes": f"acceptance {side} {limit}"}
 
 
 def create_request(
@@ -271,9 +344,11 @@ def create_request(
     }
     if build.instance_types:
         specification["SupportedRealtimeInferenceInstanceTypes"] = list(build.instance_types)
+    card = ModelCard.from_dict(build.metadata)
+    description = f"{card.name} {card.version} ({card.task.replace('_', ' ')}): {card.description}"
     return {
         "ModelPackageGroupName": group,
-        "ModelPackageDescription": f"{build.model_name} {build.model_version} from commit {build.commit}"[:1024],
+        "ModelPackageDescription": f"{description} (commit {build.commit})"[:1024],
         "InferenceSpecification": specification,
         "ModelApprovalStatus": PENDING,
         "MetadataProperties": {"CommitId": build.commit, "GeneratedBy": generated_by[:1024]},
@@ -284,7 +359,7 @@ def create_request(
         },
         "CustomerMetadataProperties": customer_metadata(build),
         "Domain": "MACHINE_LEARNING",
-        "Task": "CLASSIFICATION",
+        "Task": REGISTRY_TASK[build.task],
         "ModelCard": {
             "ModelCardContent": json.dumps(model_card(build), sort_keys=True),
             "ModelCardStatus": "PendingReview",
@@ -332,13 +407,16 @@ def register(
     existing = find_package(sagemaker, group, build.key)
     if existing:
         return existing["ModelPackageArn"], False
+    folder = f"model-registry/{group}/{build.content_sha256}/{build.commit}"
     report = json.dumps(build.gate, indent=2, sort_keys=True).encode()
-    digest = "sha256:" + hashlib.sha256(report).hexdigest()
-    key = f"model-registry/{group}/{build.content_sha256}/{build.commit}/model-gate.json"
+    statistics = json.dumps(quality_statistics(build), indent=2, sort_keys=True).encode()
     # No ServerSideEncryption here: the bucket's default encryption (the registry's key) applies only to requests that
     # name none (S3 User Guide, "Setting default server-side encryption behavior for Amazon S3 buckets").
-    s3.put_object(Bucket=metrics_bucket, Key=key, Body=report, ContentType="application/json")
-    request = create_request(group, build, f"s3://{metrics_bucket}/{key}", digest, generated_by)
+    for name, body in (("model-gate.json", report), ("model-quality.json", statistics)):
+        s3.put_object(Bucket=metrics_bucket, Key=f"{folder}/{name}", Body=body, ContentType="application/json")
+    digest = "sha256:" + hashlib.sha256(statistics).hexdigest()
+    uri = f"s3://{metrics_bucket}/{folder}/model-quality.json"
+    request = create_request(group, build, uri, digest, generated_by)
     return sagemaker.create_model_package(**request)["ModelPackageArn"], True
 
 
@@ -647,5 +725,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

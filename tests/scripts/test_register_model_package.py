@@ -23,7 +23,11 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
+from model_container.card import ModelCard
 from scripts import register_model_package as rmp
+from tests import model_packages
+
+model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 
 REGION, ACCOUNT, GROUP = "eu-west-1", "123456789012", "mlapi-models"
 BUCKET = f"mlapi-prod-registry-{ACCOUNT}-{REGION}"  # ml_constructs/model_registry.py metrics_bucket_name
@@ -43,6 +47,7 @@ IMAGE = (
 )
 # CustomerMetadataMap keys and values (API reference): letters, digits, spaces and _.:/=+-@.
 METADATA_VALUE = re.compile(r"[\w .:/=+\-@]{1,256}")
+VERSION = "3.1.4"  # the version the test's template deploys (any semantic version)
 
 
 def inference_template(model_hash: str = SHA[:16], commit: str = "abc123") -> dict[str, Any]:
@@ -55,19 +60,19 @@ def inference_template(model_hash: str = SHA[:16], commit: str = "abc123") -> di
                     "PrimaryContainer": {
                         "Image": {"Fn::Sub": IMAGE_SUB},
                         "ModelDataUrl": {"Fn::Sub": DATA_SUB},
-                        "Environment": {"MODEL_VERSION": "1.0.0", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60"},
+                        "Environment": {"MODEL_VERSION": VERSION, "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60"},
                     }
                 },
             },
             "Config": {
                 "Type": "AWS::SageMaker::EndpointConfig",
                 "Properties": {
-                    "EndpointConfigName": "mlapi-prod-endpoint-1-0-0-ab12cd34",
+                    "EndpointConfigName": "mlapi-prod-endpoint-3-1-4-ab12cd34",
                     "ProductionVariants": [{"VariantName": "AllTraffic", "InstanceType": "ml.c6i.large"}],
                     "Tags": [
                         {"Key": "commit", "Value": commit},
                         {"Key": "model-hash", "Value": model_hash},
-                        {"Key": "model-version", "Value": "1.0.0"},
+                        {"Key": "model-version", "Value": VERSION},
                     ],
                 },
             },
@@ -75,26 +80,29 @@ def inference_template(model_hash: str = SHA[:16], commit: str = "abc123") -> di
     }
 
 
-def metadata(**extra: Any) -> dict[str, Any]:
+def card_of(name: str = "breast_cancer") -> dict[str, Any]:
+    return dict(ModelCard.load(model_packages.example_package(name)).raw)
+
+
+def metadata(name: str = "breast_cancer", **extra: Any) -> dict[str, Any]:
+    """An example's card as the gate passed it, for the model the test's template deploys."""
+    return {**card_of(name), "model_version": VERSION, "content_sha256": SHA, **extra}
+
+
+def gate_report(card: dict[str, Any]) -> dict[str, Any]:
+    """What scripts/model_gate.py reports for a package that passed: its metrics and the card's acceptance."""
     return {
-        "model_name": "breast-cancer-classifier",
-        "model_version": "1.0.0",
-        "content_sha256": SHA,
-        "training_commit": "unknown",
-        "seed": 20261125,
-        "training_rows": 455,
-        "algorithm": "StandardScaler + LogisticRegression (scikit-learn), exported with skl2onnx",
-        **extra,
+        "passed": True,
+        "failures": [],
+        "task": card.get("task", "binary_classification"),
+        "holdout_metrics": {k: v for k, v in card["holdout_metrics"].items() if k != "rows"},
+        "holdout_rows": card["holdout_metrics"]["rows"],
+        "thresholds": card["acceptance"],
+        "trigger": {"retraining": False, "reason": "source change"},
     }
 
 
-GATE = {
-    "passed": True,
-    "failures": [],
-    "holdout_metrics": {"accuracy": 0.964912, "precision": 0.952381, "recall": 0.952381, "roc_auc": 0.99537},
-    "thresholds": {"accuracy": 0.93, "roc_auc": 0.97},
-    "trigger": {"retraining": False, "reason": "source change"},
-}
+GATE = gate_report(card_of())
 
 
 @pytest.fixture
@@ -206,13 +214,19 @@ def test_register_then_approve_then_the_deploy_check_passes(registry, build_dir,
     assert container["Image"] == IMAGE
     assert container["ModelDataUrl"] == DATA_SUB.replace("${AWS::AccountId}", ACCOUNT)
     properties = package["CustomerMetadataProperties"]
-    assert properties["build"] == f"abc123:{SHA}" and properties["holdout-roc_auc"] == "0.99537"
+    assert properties["build"] == f"abc123:{SHA}"
+    assert properties["holdout-roc_auc"] == str(GATE["holdout_metrics"]["roc_auc"])
     assert package["MetadataProperties"]["CommitId"] == "abc123"
     statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]
     bucket, key = statistics["S3Uri"].removeprefix("s3://").split("/", 1)
-    report = boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read()
-    assert json.loads(report)["holdout_metrics"] == GATE["holdout_metrics"]
+    s3 = boto3.client("s3", region_name=REGION)
+    report = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    metrics = json.loads(report)["binary_classification_metrics"]
+    assert metrics["auc"]["value"] == GATE["holdout_metrics"]["roc_auc"]
     assert statistics["ContentDigest"] == "sha256:" + hashlib.sha256(report).hexdigest()
+    # The gate's whole report is kept beside the statistics.
+    gate = s3.get_object(Bucket=bucket, Key=key.replace("model-quality.json", "model-gate.json"))["Body"].read()
+    assert json.loads(gate) == GATE
 
     # Before any approval, production refuses the package.
     assert rmp.main(check_argv(arn, build_dir)) == 1
@@ -381,9 +395,9 @@ def test_lineage_reads_what_a_retraining_build_records() -> None:
     assert facts["dataset-uri"] == "s3://data/snapshots/ab12/" and facts["dataset-sha256"] == "ab12" * 16
     assert (facts["dataset-rows"], facts["parent-version"], facts["seed"]) == ("900", "1.0.0", "7")
     assert facts["parameters"] == "C=1.0, seed=7"
-    absent = rmp.lineage(metadata())
-    assert absent["dataset-uri"] == absent["parent-version"] == "not recorded by this build"
-    assert absent["seed"] == "20261125"
+    bare = {k: v for k, v in metadata().items() if k not in ("lineage", "seed")}
+    absent = rmp.lineage(bare)
+    assert absent["dataset-uri"] == absent["parent-version"] == absent["seed"] == "not recorded by this build"
 
 
 def test_the_lineage_commit_stands_in_for_an_untagged_template(build_dir: Path) -> None:
@@ -399,15 +413,16 @@ def test_the_lineage_commit_stands_in_for_an_untagged_template(build_dir: Path) 
 
 def test_metadata_properties_hold_only_what_the_api_allows() -> None:
     build = rmp.Build(
-        commit="abc123", content_sha256=SHA, model_name="m", model_version="1.0.0", image=IMAGE,
-        model_data_url="s3://b/m.gz", environment={}, instance_types=(), metadata=metadata(), gate=GATE,
+        commit="abc123", content_sha256=SHA, model_name="m", model_version=VERSION, task="binary_classification",
+        image=IMAGE, model_data_url="s3://b/m.gz", environment={}, instance_types=(), metadata=metadata(), gate=GATE,
     )  # fmt: skip
     properties = rmp.customer_metadata(build)
     assert len(properties) <= 50
     for key, value in properties.items():
         assert METADATA_VALUE.fullmatch(key) and len(key) <= 128, key
         assert METADATA_VALUE.fullmatch(value), (key, value)
-    assert properties["algorithm"] == "StandardScaler + LogisticRegression scikit-learn exported with skl2onnx"
+    assert properties["algorithm"] == rmp.metadata_value(metadata()["algorithm"])
+    assert properties["task"] == "binary_classification"
 
 
 def test_the_create_request_matches_the_api_reference_shape(build_dir: Path) -> None:
@@ -431,10 +446,9 @@ def test_the_create_request_matches_the_api_reference_shape(build_dir: Path) -> 
         assert client.create_model_package(**request)["ModelPackageArn"] == arn
     card = json.loads(request["ModelCard"]["ModelCardContent"])
     assert set(card["model_overview"]) == {"model_creator", "model_artifact"}  # the model package card's overview
-    assert card["intended_uses"]["intended_uses"] == rmp.INTENDED_USE
-    assert card["additional_information"]["custom_details"]["task"] == "binary classification"
-    metric = {"name": "roc_auc", "type": "number", "value": 0.99537}
-    assert metric in card["evaluation_details"][0]["metric_groups"][0]["metric_data"]
+    assert card["additional_information"]["custom_details"]["task"] == "binary_classification"
+    names = [metric["name"] for metric in card["evaluation_details"][0]["metric_groups"][0]["metric_data"]]
+    assert names == ["accuracy", "precision", "recall", "roc_auc"]
     assert request["ModelApprovalStatus"] == "PendingManualApproval"
     assert re.fullmatch(r"[a-zA-Z0-9-]{1,36}", request["ClientToken"])
     assert request["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == ["ml.c6i.large"]
@@ -463,3 +477,82 @@ def test_put_approval_result_requests_match_the_api_reference_shape() -> None:
         assert rmp.answer(client, context, tokens, "Approved", "y") == {
             "DataScienceApproval": "already settled: ApprovalAlreadyCompletedException"
         }
+
+
+def request_of(build_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """The CreateModelPackage request for `card`'s package, validated against botocore's SageMaker model."""
+    (build_dir / "gate" / "metadata.json").write_text(json.dumps({**card, "content_sha256": SHA}))
+    (build_dir / "gate" / "model-gate.json").write_text(json.dumps(gate_report(card)))
+    build = rmp.load_build(
+        build_dir / "cdk.out" / "assembly-Pipeline-prod",
+        build_dir / "gate" / "metadata.json",
+        build_dir / "gate" / "model-gate.json",
+        account=ACCOUNT,
+        region=REGION,
+    )
+    client = botocore.session.get_session().create_client(
+        "sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    request = rmp.create_request(GROUP, build, "s3://b/k.json", "sha256:" + "0" * 64, "codepipeline:p/execution/e")
+    with Stubber(client) as stubber:
+        stubber.add_response("create_model_package", {"ModelPackageArn": "arn:aws:sagemaker:x"}, request)
+        client.create_model_package(**request)
+    request["statistics"] = rmp.quality_statistics(build)
+    return request
+
+
+# Model quality statistics per task as Model Monitor writes them (SageMaker Developer Guide, "Model quality metrics
+# and Amazon CloudWatch monitoring"), and CreateModelPackage's Task (API reference).
+CLASSIFIER_METRICS = {"accuracy", "macro_f1", "min_class_recall"}
+PER_TASK = {
+    "binary_classification": ("binary_classification_metrics", {"accuracy", "precision", "recall", "auc"}),
+    "multiclass_classification": ("multiclass_classification_metrics", CLASSIFIER_METRICS),
+    "regression": ("regression_metrics", {"rmse", "mse", "mae", "r2"}),
+}
+REGISTRY_TASK = {"binary_classification": "CLASSIFICATION", "multiclass_classification": "CLASSIFICATION"}
+
+
+def test_every_task_registers_its_own_description_metrics_and_card(model_package: Path, build_dir: Path) -> None:
+    card = ModelCard.load(model_package)
+    request = request_of(build_dir, dict(card.raw))
+    key, names = PER_TASK[card.task]
+    assert request["Task"] == REGISTRY_TASK.get(card.task, "REGRESSION")
+    assert request["ModelPackageDescription"].startswith(f"{card.name} {card.version} ({card.task.replace('_', ' ')})")
+    assert card.description in request["ModelPackageDescription"]
+    statistics = request["statistics"]
+    assert set(statistics) == {"version", "dataset", key} and set(statistics[key]) == names
+    assert statistics["dataset"]["item_count"] == card.holdout_metrics["rows"]
+    for name, value in statistics[key].items():
+        expected = (
+            card.holdout_metrics["rmse"] ** 2
+            if name == "mse"
+            else card.holdout_metrics[{"auc": "roc_auc"}.get(name, name)]
+        )
+        assert value == {"value": pytest.approx(expected), "standard_deviation": "NaN"}
+    properties = request["CustomerMetadataProperties"]
+    assert properties["task"] == card.task and properties["model-name"] == card.name
+    assert {k.removeprefix("holdout-") for k in properties if k.startswith("holdout-")} == set(card.metrics)
+    content = json.loads(request["ModelCard"]["ModelCardContent"])
+    uses, details = content["intended_uses"], content["additional_information"]["custom_details"]
+    assert uses["purpose_of_model"].startswith(f"{card.name} {card.version}: {card.task.replace('_', ' ')}")
+    assert f"from {card.width} features" in uses["purpose_of_model"]
+    assert uses["intended_uses"] == str(card.raw.get("intended_use") or card.description)
+    assert uses["risk_rating"] in rmp.RISK_RATINGS
+    assert details["task"] == card.task and details["features"] == str(card.width)
+    if card.is_classifier:
+        assert details["labels"] == ", ".join(card.label_names)
+    else:
+        assert details["target"] == card.target["name"] and card.target["name"] in uses["purpose_of_model"]
+    metric_data = content["evaluation_details"][0]["metric_groups"][0]["metric_data"]
+    assert [m["name"] for m in metric_data] == list(card.metrics)
+    for metric in metric_data:
+        bound = card.acceptance.get(metric["name"])
+        assert metric.get("notes") == (
+            f"acceptance {next(iter(bound))} {next(iter(bound.values()))}" if bound else None
+        )
+
+
+def test_an_invalid_card_is_not_registered(build_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (build_dir / "gate" / "metadata.json").write_text(json.dumps(metadata(task="ranking")))
+    assert rmp.main(register_argv(build_dir)) == 2
+    assert "model card field 'task'" in capsys.readouterr().err
