@@ -1,4 +1,4 @@
-"""Public REST API: POST /v{api.version}/predict validated against the feature schema, straight to SageMaker runtime."""
+"""Public REST API: POST /v{api.version}/predict validated against the model card's contract, to SageMaker runtime."""
 
 from __future__ import annotations
 
@@ -13,13 +13,18 @@ from constructs import Construct
 
 from ml_constructs.encrypted_logs import encrypted_log_group
 from ml_constructs.nag import acknowledge
-from platform_config import ApiSettings
+from platform_config import CONTEXT_KEY, ApiSettings
 from platform_config.loader import ConfigError
 from platform_config.settings import UsagePlanSettings
 
-REQUEST_SCHEMA = Path("model_container/contract/request.schema.json")
-OPENAPI = Path("model_container/contract/openapi.json")
+# Relative to the app's directory, as cdk reads it; generated from the model card (model_container/contract).
+CONTRACT_DIR = Path("model_container/contract")
+REQUEST_SCHEMA = "request.schema.json"
+RESPONSE_SCHEMA = "response.schema.json"
+OPENAPI = CONTRACT_DIR / "openapi.json"
 REGENERATE = "make contracts (python -m model_container.contract.generate)"
+# The one setting of the API version (ml-platform.defaults.api.version: one contract serves every environment).
+API_VERSION_SETTING = f"{CONTEXT_KEY}.defaults.api.version"
 # One stage whose name carries no version. "A stage is a logical reference to a lifecycle state of your API", "a
 # named reference to a deployment", and the invoke URL is https://{restapi-id}.execute-api.{region}.amazonaws.com/
 # {stageName} followed by the resource path (API Gateway Developer Guide, "Deploy REST APIs in API Gateway",
@@ -63,9 +68,10 @@ def check_contract_version(api_version: int, openapi_path: Path = OPENAPI) -> No
     documented = json.loads(openapi_path.read_text())["paths"]
     if generated != api_version or resource_path(api_version) not in documented:
         raise ConfigError(
-            "api.version",
+            API_VERSION_SETTING,
             f"is {api_version} but {openapi_path} was generated for API version {generated} "
-            f"(paths {', '.join(documented)}); run {REGENERATE} and commit it",
+            f"(paths {', '.join(documented)}); run {REGENERATE} and commit it, or set {API_VERSION_SETTING} "
+            f"back to {generated}",
         )
 
 
@@ -181,6 +187,7 @@ def gateway_response_body(code: str, message: str | None) -> str:
 class PredictionApi(Construct):
     """REST API with request validation, API-key usage plans (or IAM auth), JSON errors and JSON access logs.
 
+    Its request and response models are the contract generated from the model card, read from `contract_dir`.
     Exposes `api`, `stage` and `api_name`.
     """
 
@@ -195,9 +202,10 @@ class PredictionApi(Construct):
         logs_key: kms.IKey,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
+        contract_dir: Path = CONTRACT_DIR,
     ) -> None:
         super().__init__(scope, construct_id)
-        check_contract_version(settings.version)
+        check_contract_version(settings.version, contract_dir / OPENAPI.name)
         stack = Stack.of(self)
         self.api_name = api_name
         access_logs = encrypted_log_group(
@@ -306,9 +314,7 @@ class PredictionApi(Construct):
                     # Lets data capture and ground-truth labels be joined on the API's request id.
                     f"integration.request.header.{INFERENCE_ID_HEADER}": "context.requestId",
                 },
-                request_templates={
-                    "application/json": request_template(marks_test_traffic=self.test_key is not None)
-                },
+                request_templates={"application/json": request_template(marks_test_traffic=self.test_key is not None)},
                 integration_responses=[
                     apigw.IntegrationResponse(status_code="200"),
                     apigw.IntegrationResponse(
@@ -335,15 +341,17 @@ class PredictionApi(Construct):
                 ],
             ),
         )
-        schema = json.loads(REQUEST_SCHEMA.read_text())
-        request_model = apigw.CfnModel(
-            self,
-            "PredictRequestModel",
-            rest_api_id=self.api.rest_api_id,
-            content_type="application/json",
-            name="PredictRequest",
-            schema=schema,
-            description="Generated from the feature schema",
+        request_model, response_model = (
+            apigw.CfnModel(
+                self,
+                f"{name}Model",
+                rest_api_id=self.api.rest_api_id,
+                content_type="application/json",
+                name=name,
+                schema=json.loads((contract_dir / file).read_text()),
+                description=f"Generated from the model card ({file})",
+            )
+            for name, file in (("PredictRequest", REQUEST_SCHEMA), ("PredictResponse", RESPONSE_SCHEMA))
         )
         validator = self.api.add_request_validator(
             "BodyValidator", validate_request_body=True, validate_request_parameters=True
@@ -356,9 +364,21 @@ class PredictionApi(Construct):
             authorization_type=apigw.AuthorizationType.IAM if settings.auth == "iam" else apigw.AuthorizationType.NONE,
             request_validator=validator,
             request_models={"application/json": apigw.Model.from_model_name(self, "RequestModel", request_model.ref)},
-            method_responses=[apigw.MethodResponse(status_code=code) for code in ("200", "400", "429", "502")],
+            # The 200 answer's model documents the task's prediction fields. A model allows "basic request
+            # validation", mapping templates and "a user-defined data type (UDT) when you generate an SDK" (API
+            # Gateway Developer Guide, "Data models for REST APIs", models-mappings-models.html): the response model
+            # types the SDK's answer; API Gateway does not validate responses.
+            method_responses=[
+                apigw.MethodResponse(
+                    status_code="200",
+                    response_models={
+                        "application/json": apigw.Model.from_model_name(self, "ResponseModel", response_model.ref)
+                    },
+                ),
+                *(apigw.MethodResponse(status_code=code) for code in ("400", "429", "502")),
+            ],
         )
-        self.method.node.add_dependency(request_model)
+        self.method.node.add_dependency(request_model, response_model)
 
         if settings.auth == "api_key":
             for tier, plan in settings.usage_plans.items():

@@ -1,7 +1,12 @@
 """Smoke and load test of a deployed prediction API: the contract cases, then a bounded, paced load test.
 
     python -m scripts.smoke_test --url https://<api>.execute-api.<region>.amazonaws.com/api/v1/predict \
-        --api-key KEY [--rows 5] [--requests 200 --concurrency 4 --rate 30 --p99-ms 1000 --time-budget-s 120]
+        --api-key KEY [--card model_container/dist/metadata.json] [--rows 5] \
+        [--requests 200 --concurrency 4 --rate 30 --p99-ms 1000 --time-budget-s 120]
+
+The model card (the metadata.json the pipeline's build wrote) gives the sample rows (inside its features' training
+ranges) and what a prediction must be for its task: binary a class index and a probability in [0, 1]; multiclass a
+class index and one probability per class name of the card, summing to 1; regression a finite value.
 
 Use the pipeline's test key (<prefix>-api-pipeline-tests): the gateway marks that key's requests as test traffic,
 which the drift job leaves out (README "Test traffic"). --rate paces the load below that key's usage plan; a 429
@@ -27,7 +32,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-FEATURE_SCHEMA = Path(__file__).resolve().parents[1] / "model_container" / "contract" / "feature_schema.json"
+from model_container.card import BINARY, REGRESSION, CardError, ModelCard
+
+MODEL_CARD = Path(__file__).resolve().parents[1] / "model_container" / "dist" / "metadata.json"
+# The container rounds each probability to 6 decimals: k of them sum to 1 within k * 5e-7, plus float32 error.
+PROBABILITY_SUM_TOLERANCE = 1e-4
 # /<stage>/v<major>/predict (ml_constructs/prediction_api.py public_url), or /v<major>/predict behind a custom domain's
 # base path mapping; the version is said once: a stage named like a version (…/v1/v1/predict) is the old double URL.
 PREDICT_PATH = re.compile(r"^(/(?!v\d+/)[^/]+)*/v\d+/predict$")
@@ -182,26 +191,58 @@ class CaseResult:
     detail: str
 
 
-def _predictions_ok(response: Response, rows: int) -> str | None:
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _probability(value: Any) -> bool:
+    return _number(value) and 0 <= value <= 1
+
+
+def _class_problem(p: dict[str, Any], card: ModelCard) -> str | None:
+    """What is wrong with a classifier's prediction of `card`'s task, or None."""
+    label = p.get("label")
+    if not (isinstance(label, int) and not isinstance(label, bool) and 0 <= label < card.classes):
+        return f"label {label!r} is not a class index 0..{card.classes - 1}"
+    if card.task == BINARY:
+        return None if _probability(p.get("probability")) else f"probability {p.get('probability')!r} not in [0, 1]"
+    probabilities = p.get("probabilities")
+    if not isinstance(probabilities, dict) or sorted(probabilities) != sorted(card.label_names):
+        return f"probabilities {probabilities!r} are not one per class of the card ({', '.join(card.label_names)})"
+    if not all(_probability(v) for v in probabilities.values()):
+        return f"probabilities {probabilities!r} are not all in [0, 1]"
+    if abs(sum(probabilities.values()) - 1) > PROBABILITY_SUM_TOLERANCE:
+        return f"probabilities sum to {sum(probabilities.values())}, not 1"
+    return None
+
+
+def prediction_problem(p: Any, card: ModelCard) -> str | None:
+    """None if `p` is one prediction of the card's task (common serving contract), else what is wrong."""
+    if not isinstance(p, dict):
+        return "not an object"
+    if not isinstance(p.get("model_version"), str) or not p["model_version"]:
+        return "model_version is not a non-empty string"
+    if card.task == REGRESSION:
+        return None if _number(p.get("value")) else f"value {p.get('value')!r} is not a finite number"
+    return _class_problem(p, card)
+
+
+def _predictions_ok(response: Response, rows: int, card: ModelCard) -> str | None:
     """None if the 200 body has one well-formed prediction per row, else what is wrong."""
     body = response.json()
     predictions = body.get("predictions") if isinstance(body, dict) else None
     if not isinstance(predictions, list) or len(predictions) != rows:
         return f"expected {rows} prediction(s), got {response.body[:200]!r}"
-    for p in predictions:
-        if not (
-            isinstance(p, dict)
-            and p.get("label") in (0, 1)
-            and isinstance(p.get("probability"), int | float)
-            and 0 <= p["probability"] <= 1
-        ):
-            return f"malformed prediction {p!r}"
+    for index, p in enumerate(predictions):
+        problem = prediction_problem(p, card)
+        if problem:
+            return f"malformed {card.task} prediction {index} ({problem}): {p!r}"[:400]
     return None
 
 
-def _case_result(case: Case, response: Response, rows: int) -> CaseResult:
+def _case_result(case: Case, response: Response, rows: int, card: ModelCard) -> CaseResult:
     if case.reaches_model:
-        problem = f"status {response.status}" if response.status != 200 else _predictions_ok(response, rows)
+        problem = f"status {response.status}" if response.status != 200 else _predictions_ok(response, rows, card)
         return CaseResult(case.name, problem is None, response.status, problem or "ok")
     if not case.with_key:
         ok = response.status == 403
@@ -218,13 +259,17 @@ def _case_result(case: Case, response: Response, rows: int) -> CaseResult:
 
 
 def run_cases(
-    client: ApiClient, rows: list[list[float]], pacer: Pacer | None = None, attempts: int = DEFAULT_ATTEMPTS
+    client: ApiClient,
+    card: ModelCard,
+    rows: list[list[float]],
+    pacer: Pacer | None = None,
+    attempts: int = DEFAULT_ATTEMPTS,
 ) -> list[CaseResult]:
     results = []
     for case in contract_cases(rows):
         response, _ = post_paced(client, case.body, pacer or Pacer(None), attempts, with_key=case.with_key)
         rows_sent = len(json.loads(case.body)["instances"]) if case.reaches_model else 0
-        results.append(_case_result(case, response, rows_sent))
+        results.append(_case_result(case, response, rows_sent, card))
     return results
 
 
@@ -338,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the load test stops after this (default: 120 s, or 1.5 x requests / rate + 30 s when paced if longer)",
     )
     parser.add_argument("--timeout-s", type=float, default=10.0, help="per request")
-    parser.add_argument("--feature-schema", type=Path, default=FEATURE_SCHEMA)
+    parser.add_argument(
+        "--card", type=Path, default=MODEL_CARD, help="the model card of the deployed build (metadata.json or its dir)"
+    )
     return parser
 
 
@@ -350,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be positive")
     budget_s = args.time_budget_s if args.time_budget_s is not None else default_budget_s(args.requests, args.rate)
-    rows = sample_rows(json.loads(args.feature_schema.read_text()), args.rows)
+    try:
+        card = ModelCard.load(args.card)
+    except CardError as error:
+        parser.error(f"--card: {error} (pass --card with the build's metadata.json, or run make model)")
+    rows = sample_rows(card.feature_schema, args.rows)
     # The public API's path only: the latency gate drives the same client against the container's /invocations.
     if not PREDICT_PATH.match(urlsplit(args.url).path):
         parser.error(
@@ -362,14 +413,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     try:
-        cases = run_cases(client, rows, Pacer(args.rate), args.max_attempts)
+        cases = run_cases(client, card, rows, Pacer(args.rate), args.max_attempts)
     except (OSError, http.client.HTTPException) as error:
         print(f"smoke_test: cannot reach {args.url}: {error}", file=sys.stderr)
         return 1
     finally:
         client.close()
     failures = [f"case '{c.name}': status {c.status}, {c.detail}" for c in cases if not c.passed]
-    report: dict[str, Any] = {"url": args.url, "cases": [asdict(c) for c in cases]}
+    report: dict[str, Any] = {
+        "url": args.url,
+        "model": {"name": card.name, "version": card.version, "task": card.task},
+        "cases": [asdict(c) for c in cases],
+    }
     if args.requests and not failures:  # no load on an API that already breaks its contract
         load = run_load(
             args.url,

@@ -1,4 +1,4 @@
-"""The feature contract shared by the API Gateway model, the OpenAPI document and the container."""
+"""The API contract: generated from the model card (metadata.json) for the API Gateway, consumers and the container."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import orjson
 
 CONTRACT_DIR = Path(__file__).parent
 FEATURE_SCHEMA_PATH = CONTRACT_DIR / "feature_schema.json"
+# The card of the model package `make model` leaves in model_container/dist: what the contract is generated from.
+DEFAULT_CARD = CONTRACT_DIR.parent / "dist" / "metadata.json"
 
 
 def load_feature_schema(path: Path = FEATURE_SCHEMA_PATH) -> dict[str, Any]:

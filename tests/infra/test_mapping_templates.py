@@ -551,7 +551,8 @@ def test_a_contract_of_another_version_than_api_version_fails_synth_naming_the_s
     stack = Stack(App(), "Api")
     with pytest.raises(ConfigError) as raised:
         api_of_version(stack, 2)
-    assert raised.value.key == "api.version" and "make contracts" in str(raised.value)
+    assert raised.value.key == "ml-platform.defaults.api.version" and "make contracts" in str(raised.value)
+    assert "config key 'ml-platform.defaults.api.version'" in str(raised.value)
 
 
 def test_api_version_2_serves_v2_predict_on_the_same_stage(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -559,13 +560,10 @@ def test_api_version_2_serves_v2_predict_on_the_same_stage(tmp_path, monkeypatch
     from aws_cdk.assertions import Template
 
     from ml_constructs.prediction_api import public_url
-    from model_container.contract import CONTRACT_DIR
     from model_container.contract.generate import main as generate
 
     contract = tmp_path / "model_container" / "contract"
-    contract.mkdir(parents=True)
-    (contract / "feature_schema.json").write_bytes((CONTRACT_DIR / "feature_schema.json").read_bytes())
-    assert generate(["--dir", str(contract), "--api-version", "2"]) == 0
+    assert generate(["--dir", str(contract), "--api-version", "2"]) == 0  # from the default card
     monkeypatch.chdir(tmp_path)  # the construct reads the contract relative to the app's directory, as cdk does
     stack = Stack(App(), "Api")
     api_of_version(stack, 2)

@@ -20,10 +20,13 @@ from typing import Any
 
 import pytest
 
+from model_container.card import ModelCard
 from scripts import smoke_test
-from scripts.smoke_test import main
+from scripts.smoke_test import MODEL_CARD, main
 
 KEY = "pipeline-test-key"
+# The default build's card: what the smoke test reads when no --card is given.
+CARD = ModelCard.load(MODEL_CARD)
 
 
 class Bucket:
@@ -84,7 +87,7 @@ class ThrottledApi(BaseHTTPRequestHandler):
         if sporadic or not self.bucket.take():
             return self.reply(429, {"error": {"code": "throttled", "message": "retry", "request_id": "r"}})
         self.quota_left[0] -= 1
-        predictions = [{"label": 1, "probability": 0.9, "model_version": "1.0.0"} for _ in body["instances"]]
+        predictions = [CARD.response_example() for _ in body["instances"]]
         self.reply(200, {"predictions": predictions})
 
 
