@@ -11,23 +11,41 @@ from typing import Any
 import boto3
 import pytest
 from drift_engine.baseline_store import AmbiguousBaseline, BaselineNotFound, load_baseline, served_content_hash
+from drift_engine.model_output import ModelOutput
 from moto import mock_aws
 
 from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
+from model_container.card import ModelCard
 from scripts.publish_baseline import publish
+from tests.model_packages import model_package
 from tests.release_table import create_release_table
 
+__all__ = ["model_package"]  # the imported fixture, requested by name below
+
 BUCKET, PREFIX, ENDPOINT = "artifacts", "baselines/", "mlapi-prod-endpoint"
-SCHEMA = {"features": [{"name": "a", "minimum": 0.0}, {"name": "b", "minimum": 0.0}]}
+SCHEMA = {
+    "features": [{"name": "a", "minimum": 0.0, "maximum": 10.0}, {"name": "b", "minimum": 0.0, "maximum": 10.0}],
+    "max_batch_rows": 100,
+}
 
 
 def build(root: Path, model: bytes, version: str, baseline: str) -> tuple[Path, str]:
-    """A build as publish_baseline reads it; returns (dist, content hash)."""
+    """A binary model's package as publish_baseline reads it (a valid card); returns (dist, content hash)."""
     root.mkdir(parents=True)
     digest = hashlib.sha256(model).hexdigest()
     (root / "model.onnx").write_bytes(model)
     (root / "baseline.csv").write_text(baseline)
-    metadata = {"model_version": version, "content_sha256": digest, "feature_schema": SCHEMA}
+    rows = len(baseline.splitlines())
+    (root / "baseline_predictions.csv").write_text("0.500000\n" * rows)
+    (root / "holdout.csv").write_text("".join(f"1,{line}\n" for line in baseline.splitlines()))
+    metadata = {
+        "model_name": "store-test-model",
+        "model_version": version,
+        "task": "binary_classification",
+        "labels": {"0": "no", "1": "yes"},
+        "content_sha256": digest,
+        "feature_schema": SCHEMA,
+    }
     (root / "metadata.json").write_text(json.dumps(metadata))
     return root, digest
 
@@ -101,3 +119,20 @@ def test_an_older_publication_under_its_version_is_still_read(aws: tuple[Any, An
         load_baseline(s3, BUCKET, PREFIX, "0.8.0")
     with pytest.raises(BaselineNotFound):  # a hash nothing was published under
         load_baseline(s3, BUCKET, PREFIX, "0.9.0", content_hash="cd" * 8)
+
+
+def test_a_published_example_package_is_read_as_its_cards_task(aws: tuple[Any, Any], model_package: Path) -> None:
+    """publish_baseline's layout for every task: the job reads the card's task and classes from metadata.json and
+    baseline_predictions.csv in its width (one column, or one per class)."""
+    s3, _ = aws
+    card = ModelCard.load(model_package)
+    publish(model_package, BUCKET, s3, contract_dir=model_package.parent / "contract")
+    baseline = load_baseline(s3, BUCKET, PREFIX, card.version, content_hash=card.content_sha256)
+    assert baseline.output == ModelOutput.from_metadata(dict(card.raw))
+    assert (baseline.output.task, list(baseline.output.label_names)) == (card.task, card.label_names)
+    assert baseline.feature_names == card.feature_names
+    rows = len((model_package / "baseline.csv").read_text().splitlines())
+    assert baseline.values.shape == (rows, card.width)
+    scores = baseline.prediction_scores
+    assert scores is not None
+    assert scores.shape == ((rows, card.classes) if card.task == "multiclass_classification" else (rows,))

@@ -78,22 +78,22 @@ SHAPES = {
 }
 
 
-@pytest.mark.parametrize("other", list(SHAPES))
-def test_a_response_of_another_tasks_shape_is_malformed(model_package: Path, other: str) -> None:
+def test_a_response_of_another_tasks_shape_is_malformed(model_package: Path) -> None:
     card = ModelCard.load(model_package)
-    if other == card.task:
-        pytest.skip("the package's own shape is read above")
     output = ModelOutput.from_metadata(dict(card.raw))
-    item, row = SHAPES[other]
-    as_json = decode_predictions({"data": json.dumps({"predictions": [item]}), "encoding": "JSON"})
-    as_csv = _decoded(row.format(v=card.version), "text/csv")
-    for prediction in (*as_json, *as_csv):
-        if card.task == "binary_classification" and prediction.cells == (151.25,):
-            # One CSV number is a binary probability: this one is outside [0, 1], so it is counted out of range.
-            assert output.read(prediction).score == 151.25
-            continue
-        with pytest.raises(MalformedPayload):
-            output.read(prediction)
+    others = [task for task in SHAPES if task != card.task]
+    assert len(others) == 2
+    for other in others:
+        item, row = SHAPES[other]
+        as_json = decode_predictions({"data": json.dumps({"predictions": [item]}), "encoding": "JSON"})
+        as_csv = _decoded(row.format(v=card.version), "text/csv")
+        for prediction in (*as_json, *as_csv):
+            if card.task == "binary_classification" and prediction.cells == (151.25,):
+                # One CSV number is a binary probability: this one is outside [0, 1], counted out of range.
+                assert output.read(prediction).score == 151.25
+                continue
+            with pytest.raises(MalformedPayload):
+                output.read(prediction)
 
 
 def test_the_job_counts_another_tasks_records_as_malformed(model_package: Path) -> None:
