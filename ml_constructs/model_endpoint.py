@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from aws_cdk import ArnFormat, IgnoreMode, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -21,7 +22,7 @@ from constructs import Construct
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.physical_names import name_by_create_only_properties
-from model_container.card import BINARY, CARD_FILE, CardError, ModelCard
+from model_container.card import CARD_FILE, CardError, ModelCard, Task
 from platform_config import EndpointSettings, ModelSource
 
 CAPTURE_PREFIX = "capture"
@@ -41,7 +42,7 @@ class ModelRelease:
     name: str
     version: str
     content_hash: str
-    task: str = BINARY
+    task: Task = "binary_classification"  # card.BINARY, as a Literal
     description: str = ""
     # Class names in label order (empty for regression): a multiclass batch output's probability columns.
     label_names: tuple[str, ...] = ()
@@ -56,7 +57,7 @@ class ModelRelease:
             name=card.name,
             version=card.version,
             content_hash=card.content_sha256,
-            task=card.task,
+            task=cast(Task, card.task),  # validated: one of TASKS
             description=card.description,
             label_names=tuple(card.label_names),
         )

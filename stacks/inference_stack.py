@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
@@ -20,15 +21,20 @@ from ml_constructs.endpoint_autoscaling import EndpointAutoscaling
 from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint, ModelRelease
 from ml_constructs.model_monitor import ModelMonitorSchedule
 from ml_constructs.platform_function import FunctionPlacement
-from ml_constructs.prediction_api import STAGE_NAME, PredictionApi
+from ml_constructs.prediction_api import CONTRACT_DIR, STAGE_NAME, PredictionApi
 from ml_constructs.private_network import PrivateNetwork
 from ml_constructs.release_safety import ReleaseSafety
 from ml_constructs.training_runner import add_training_runner, pipeline_training
+from model_container.card import ModelCard
 from platform_config import EnvironmentSettings
 
 
 class InferenceStack(Stack):
-    """WAF → API Gateway → SageMaker runtime → endpoint in private subnets; alarms guard every release."""
+    """WAF → API Gateway → SageMaker runtime → endpoint in private subnets; alarms guard every release.
+
+    The model is the package in `settings.model.artifact_dir` (`make model`), named, tagged and monitored as its
+    card says; the API's request and response models are the contract generated from that card (`contract_dir`).
+    """
 
     def __init__(
         self,
@@ -46,12 +52,16 @@ class InferenceStack(Stack):
         reports_bucket_name: str,
         removal_policy: RemovalPolicy,
         commit: str,
+        contract_dir: Path = CONTRACT_DIR,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         prefix = settings.resource_prefix()
         endpoint_name, api_name = f"{prefix}-endpoint", f"{prefix}-api"
-        release = ModelRelease.from_metadata_dir(settings.model.artifact_dir)
+        # The card of the package `make model` built is the one source of the model's name, version, task,
+        # features and acceptance: names, tags, alarms, the drift job and the batch output follow it.
+        card = ModelCard.load(settings.model.artifact_dir)
+        release = ModelRelease.from_card(card)
 
         self.alarms = EndpointAlarms(
             self,
@@ -68,6 +78,8 @@ class InferenceStack(Stack):
             model_version=release.version,
             max_instances=settings.endpoint.max_capacity,
             instance_vcpus=settings.endpoint.vcpus,
+            task=release.task,
+            class_names=release.label_names,
         )
         self.model_endpoint = ModelEndpoint(
             self,
@@ -109,6 +121,7 @@ class InferenceStack(Stack):
             logs_key=logs_key,
             log_retention_days=settings.api.access_log_retention_days,
             removal_policy=removal_policy,
+            contract_dir=contract_dir,
         )
         self.api.node.add_dependency(self.model_endpoint.endpoint)
         placement = FunctionPlacement(
@@ -170,6 +183,9 @@ class InferenceStack(Stack):
                 topic=self.alarms.topic,
                 placement=placement,
                 release_table_name=release_table_name,
+                task=release.task,
+                acceptance=card.acceptance,
+                feature_names=card.feature_names,
             )
         if self.drift.alarms:
             self.alarms.dashboard.add_widgets(

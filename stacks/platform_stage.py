@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import Environment, RemovalPolicy, Stage, Tags
 from constructs import Construct
 
 from ml_constructs.nag import record_acknowledgements_in_templates
+from ml_constructs.prediction_api import CONTRACT_DIR
 from platform_config import EnvironmentSettings
 from stacks.account_stack import AccountStack
 from stacks.data_stack import DataStack
@@ -16,10 +18,18 @@ from stacks.network_stack import NetworkStack
 
 
 class PlatformStage(Stage):
-    """All stacks of one environment, tagged with project and environment; exposes `settings`."""
+    """All stacks of one environment, tagged with project and environment; exposes `settings`. Its API deploys the
+    contract in `contract_dir` (the one generated from the model card, which app_builder checks)."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, commit: str, **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        commit: str,
+        contract_dir: Path = CONTRACT_DIR,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             scope, construct_id, env=Environment(account=settings.account, region=settings.region), **kwargs
@@ -61,6 +71,7 @@ class PlatformStage(Stage):
             reports_bucket_name=self.data.stores.monitoring_bucket_name,
             removal_policy=removal,
             commit=commit,
+            contract_dir=contract_dir,
         )
         # API Gateway refuses access logging until the account has its CloudWatch role.
         self.inference.add_stack_dependency(self.account_stack)

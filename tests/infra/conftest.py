@@ -12,18 +12,22 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
+from model_container.card import ModelCard
 from stacks.app_builder import build_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANT_MODULES = {"test_model_monitor.py", "test_drift_task.py", "test_reachability_variant.py"}
+TASK_MODULES = {"test_model_release.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Keep every infra test on one xdist worker so the app is synthesized once, not once per worker.
     for item in items:
         if "tests/infra/" in str(item.path):
-            # The variant synth (see `variant`) runs beside the main synth, on the other worker.
+            # The variant synth (see `variant`) runs beside the main synth, on the other worker; the per-task
+            # synths (test_model_release.py) need neither session synth, so they go wherever a worker is free.
             group = "synth-variant" if item.path.name in VARIANT_MODULES else "synth"
+            group = "synth-tasks" if item.path.name in TASK_MODULES else group
             item.add_marker(pytest.mark.xdist_group(group))
 
 
@@ -80,7 +84,7 @@ class Variant:
 @pytest.fixture(scope="session")
 def variant(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Variant:
     context = copy.deepcopy(cdk_context)
-    version = json.loads((ROOT / "model_container" / "dist" / "metadata.json").read_text())["model_version"]
+    version = ModelCard.load(ROOT / "model_container" / "dist").version
     environments = context["ml-platform"]["environments"]
     environments["dev"].setdefault("monitoring", {}).update(
         engine="model_monitor",
