@@ -309,12 +309,14 @@ def read_csv_data(uri: str, task: str, target: str) -> tuple[list[str], np.ndarr
     header = [cell.strip() for cell in lines[0].split(",")] if lines else []
     if column not in header:
         raise BuildInputError(f"model.source.data {uri}: the header has no {column!r} column")
+    cells = [line.split(",") for line in lines[1:]]
+    for number, row in enumerate(cells, start=2):
+        if len(row) != len(header):
+            raise BuildInputError(f"model.source.data {uri}:{number}: {len(row)} cells, the header has {len(header)}")
     try:
-        rows = np.array([[float(cell) for cell in line.split(",")] for line in lines[1:]], dtype=np.float64)
+        rows = np.array([[float(cell) for cell in row] for row in cells], dtype=np.float64).reshape(-1, len(header))
     except ValueError as error:
         raise BuildInputError(f"model.source.data {uri}: a cell is not a number ({error})") from None
-    if rows.ndim != 2 or rows.shape[1] != len(header):
-        raise BuildInputError(f"model.source.data {uri}: every row needs {len(header)} cells")
     at = header.index(column)
     names = header[:at] + header[at + 1 :]
     return names, np.delete(rows, at, axis=1), rows[:, at]
