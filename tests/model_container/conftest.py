@@ -59,7 +59,7 @@ class ServerProcess:
     """A model server started with the image's entry point; its stdout goes to a log file."""
 
     def __init__(self, model_dir: Path, log_dir: Path, workers: int = 2, **env: str) -> None:
-        self.port = free_port()
+        self.port, self.model_dir = free_port(), model_dir
         self.log_path = log_dir / f"server-{self.port}.log"
         environment = {
             **os.environ,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from model_container.card import BINARY, MULTICLASS, ModelCard
 from tests.model_container.batch_driver import MB, BatchDriver, TransformJob, container_environment
 
 # Real server processes; the real-time `server` fixture is shared with the other server tests of this group.
@@ -38,23 +39,33 @@ def csv_file(rows: list[list[float]]) -> bytes:
     return "".join(",".join(repr(v) for v in row) + "\n" for row in rows).encode()
 
 
-def realtime(server, rows: list[list[float]]) -> list[dict[str, Any]]:
-    """The real-time answers for `rows`, from the real-time server (10,000 rows per request at most)."""
+def realtime(server, rows: list[list[float]], cap: int | None = None) -> list[dict[str, Any]]:
+    """The real-time answers for `rows`, from the real-time server, in requests of the card's row cap at most."""
+    cap = cap or ModelCard.load(server.model_dir).max_batch_rows
     predictions: list[dict[str, Any]] = []
-    for start in range(0, len(rows), 10_000):
-        status, body = server.invoke({"instances": rows[start : start + 10_000]})
+    for start in range(0, len(rows), cap):
+        status, body = server.invoke({"instances": rows[start : start + cap]})
         assert status == 200
         predictions += body["predictions"]  # type: ignore[index]
     return predictions
 
 
-def parse_csv_output(output: bytes) -> list[dict[str, Any]]:
+def parse_csv_output(output: bytes, card: ModelCard) -> list[dict[str, Any]]:
+    """Batch CSV lines back into the real-time objects, by the card's task."""
     lines = output.decode().split("\n")
     assert lines[-1] == "", "AssembleWith=Line output ends with a line break"
-    return [
-        {"label": int(label), "probability": float(p), "model_version": version}
-        for label, p, version in (line.split(",") for line in lines[:-1])
-    ]
+    predictions = []
+    for cells in (line.split(",") for line in lines[:-1]):
+        prediction: dict[str, Any]
+        if card.task == BINARY:
+            prediction = {"label": int(cells[0]), "probability": float(cells[1])}
+        elif card.task == MULTICLASS:
+            probabilities = dict(zip(card.label_names, map(float, cells[1:-1]), strict=True))
+            prediction = {"label": int(cells[0]), "probabilities": probabilities}
+        else:
+            prediction = {"value": float(cells[0])}
+        predictions.append(prediction | {"model_version": cells[-1]})
+    return predictions
 
 
 def test_the_driver_takes_the_containers_execution_parameters_where_the_job_sets_none(batch_server) -> None:
@@ -85,7 +96,7 @@ def test_csv_file_in_concurrent_mini_batches_equals_the_realtime_predictions_in_
     assert len(sent.mini_batch_records) >= 3 and sum(sent.mini_batch_records) == len(distinct_rows)
     assert sent.max_in_flight > 1, "the mini-batches were really sent concurrently"
     output = (tmp_path / "out" / "scores.csv.out").read_bytes()
-    assert parse_csv_output(output) == realtime(server, distinct_rows)
+    assert parse_csv_output(output, ModelCard.load(server.model_dir)) == realtime(server, distinct_rows)
 
 
 def test_jsonlines_file_single_record_strategy(batch_server, server, holdout_rows, feature_schema) -> None:
@@ -156,3 +167,25 @@ def test_a_malformed_line_fails_its_file_with_the_line_named(batch_server, disti
     assert error["code"] == "wrong_type" and error["message"].startswith(f"line {error['line']} ")
     assert int(first_line) + error["line"] - 1 == bad_line
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["fine.csv.out"]
+
+
+def test_each_tasks_batch_output_is_its_realtime_answers_in_order(
+    task_package, task_servers, start_server, tmp_path: Path
+) -> None:
+    """Per task: a CSV file through the driver in concurrent mini-batches gives the task's CSV lines, line i the
+    real-time answer to input line i; JSON Lines output gives the real-time objects."""
+    process = start_server(task_package.model_dir, workers=1, **container_environment(JOB)).wait_ready()
+    try:
+        rows = [
+            [v * (1 + (i % 97) / 10_000) for v in task_package.rows[i % len(task_package.rows)]] for i in range(3000)
+        ]
+        job = TransformJob(max_payload_mb=1, max_concurrent_transforms=2)
+        result = BatchDriver(process.port, job).transform_data("rows.csv", csv_file(rows))
+        assert result.error is None and result.output is not None
+        expected = realtime(task_servers(task_package), rows, task_package.card.max_batch_rows)
+        assert parse_csv_output(result.output, task_package.card) == expected
+        lines_job = TransformJob(content_type="text/csv", accept="application/jsonlines", max_payload_mb=1)
+        as_lines = BatchDriver(process.port, lines_job).transform_data("rows.csv", csv_file(rows[:50]))
+        assert [json.loads(line) for line in as_lines.output.splitlines()] == expected[:50]  # type: ignore[union-attr]
+    finally:
+        process.stop()
