@@ -116,3 +116,28 @@ def test_the_prefix_is_the_one_the_api_marks_and_the_drift_job_skips() -> None:
     from model_container.monitoring.record_preprocessor import TEST_INFERENCE_ID_PREFIX as filtered
 
     assert marked == skipped == filtered
+
+
+@pytest.mark.parametrize(
+    ("prediction", "handed_over"),
+    [
+        ({"label": 2, "probabilities": {"a": 0.1, "b": 0.2, "c": 0.7}}, {"label": 2}),
+        ({"label": 0, "probabilities": {"a": 0.9, "b": 0.05, "c": 0.05}}, {"label": 0}),
+        ({"value": 151.25}, {"value": 151.25}),
+        ({"value": -3}, {"value": -3.0}),
+        ({"label": True, "probabilities": {"a": 1.0}}, None),  # a boolean is not a class index
+        ({"label": -1, "probabilities": {"a": 1.0}}, None),
+        ({"label": 1, "probabilities": [0.2, 0.8]}, None),
+        ({"value": "151"}, None),
+        ({"value": None}, None),
+        ({"value": False}, None),
+        ({"label": 2, "probability": 0.9}, None),  # binary labels are 0 or 1
+    ],
+)
+def test_in_model_quality_mode_each_task_hands_over_its_problem_types_attributes(
+    handler: Any, monkeypatch: pytest.MonkeyPatch, prediction: dict[str, Any], handed_over: dict[str, Any] | None
+) -> None:
+    """Multiclass: the class index (MulticlassClassification); regression: the value (Regression)."""
+    monkeypatch.setenv("RECORD_MODE", "model_quality")
+    output = json.dumps({"predictions": [prediction | {"model_version": "4.0.2"}]})
+    assert handler(record("[]", "application/json", output=output)) == (handed_over or [])
