@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -351,12 +352,13 @@ def test_served_metrics_are_the_tasks(task_package: Package, task_servers) -> No
     server, card = task_servers(task_package), task_package.card
     assert server.invoke({"instances": task_package.rows[:4]})[0] == 200
     wanted = {BINARY: "MeanPositiveProbability", REGRESSION: "MeanPredictedValue", MULTICLASS: "Rows"}[card.task]
-    records = server.wait_for("metrics")
-    deadline_records = [r for r in records if wanted in r]
-    if not deadline_records:
-        records = server.wait_for("metrics", len(records) + 1)
-        deadline_records = [r for r in records if wanted in r]
-    assert deadline_records and deadline_records[-1]["ModelVersion"] == card.version
+    deadline = time.monotonic() + 10
+    while not (with_rows := [r for r in server.events("metrics") if r.get(wanted) and r["Rows"]]):
+        assert time.monotonic() < deadline, f"no metrics record with {wanted} and rows"
+        time.sleep(0.1)
+    assert with_rows[-1]["ModelVersion"] == card.version
     if card.task == MULTICLASS:
         shares = server.wait_for("class_metrics", card.classes)
         assert {r["PredictedClass"] for r in shares} == set(card.label_names)
+    else:
+        assert not server.events("class_metrics")
