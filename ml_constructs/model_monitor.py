@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ml_constructs.model_quality_monitor import ModelQualitySchedule, monitoring
 from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.physical_names import name_by_create_only_properties
 from ml_constructs.platform_function import FunctionPlacement, terminal_dead_letter_queue
+from model_container.card import Task
 from platform_config import MonitoringSettings
 
 ANALYZER_REGISTRIES = Path(__file__).with_name("model_monitor_images.json")
@@ -32,6 +34,10 @@ MONITORING_EXECUTION = {"source": ["aws.sagemaker"], "detail_type": ["SageMaker 
 FAILED_OR_VIOLATIONS = {
     "$or": [{"ProcessingJobStatus": ["Failed"]}, {"ExitMessage": [{"prefix": "CompletedWithViolations"}]}]
 }
+
+
+def _contract_features() -> list[str]:
+    return [f["name"] for f in json.loads(FEATURE_SCHEMA.read_text())["features"]]
 
 
 def analyzer_image(region: str) -> str:
@@ -47,6 +53,9 @@ class ModelMonitorSchedule(Construct):
     """Exposes `role`, and once the model version has a baseline: `job_definition`, `schedule`, `alarms`, `rule`,
     and `model_quality` (ModelQualitySchedule) with `model_monitor.model_quality` and a ground-truth prefix.
 
+    `task`, `acceptance` and `feature_names` are the served model's card's (model_container/card.py): the
+    model-quality job's problem type and alarms follow the task and acceptance, the drift alarms the feature order of
+    the baseline (default: model_container/contract/feature_schema.json).
     Without a baseline nothing is scheduled; synth warns with the command that creates one."""
 
     def __init__(
@@ -64,9 +73,13 @@ class ModelMonitorSchedule(Construct):
         monitoring_bucket_name: str,
         topic: sns.ITopic,
         placement: FunctionPlacement,
+        task: Task = "binary_classification",  # a card without task
+        acceptance: Mapping[str, Mapping[str, float]] | None = None,
+        feature_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        self.feature_names = list(feature_names or _contract_features())
         monitor = settings.model_monitor
         image = analyzer_image(stack.region)
         version_prefix = f"model-monitor/{endpoint_name}/{model_version}"
@@ -208,6 +221,8 @@ class ModelMonitorSchedule(Construct):
                 preprocessor_uri=preprocessor_uri,
                 reports_uri=self.reports_uri,
                 settings=monitor,
+                task=task,
+                acceptance=acceptance or {},
                 min_accuracy=settings.min_accuracy,
                 placement=placement,
                 subnet_ids=subnet_ids,
@@ -237,7 +252,7 @@ class ModelMonitorSchedule(Construct):
             self.rule.add_target(targets.EventBus(bus, dead_letter_queue=self.dead_letter_queue))
         self.alarms = self._alarms(prefix, monitor.drift_threshold, endpoint_name, schedule_name, model_version, topic)
         if self.model_quality:
-            self.alarms["model-accuracy"] = self.model_quality.alarm
+            self.alarms |= self.model_quality.alarms
 
     def _role(
         self,
@@ -328,7 +343,7 @@ class ModelMonitorSchedule(Construct):
         topic: sns.ITopic,
     ) -> dict[str, cloudwatch.Alarm]:
         """Per feature, on the drift distance Model Monitor publishes; same names as the built-in engine's."""
-        features = [f["name"] for f in json.loads(FEATURE_SCHEMA.read_text())["features"]]
+        features = self.feature_names
         return {
             f"drift-{feature}": topic_alarm(
                 self,

@@ -1,8 +1,12 @@
-"""Model Monitor model-quality schedule: captured predictions joined with ground-truth labels, accuracy alarm."""
+"""Model Monitor model-quality schedule: captured predictions joined with ground-truth labels, per task, and the
+quality alarms the task's metrics allow."""
 
 from __future__ import annotations
 
-from aws_cdk import CfnResource, Duration
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aws_cdk import Annotations, CfnResource, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -10,21 +14,56 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ml_constructs.drift_monitor import quality_alarms
 from ml_constructs.endpoint_alarms import topic_alarm
 from ml_constructs.physical_names import name_by_create_only_properties
 from ml_constructs.platform_function import FunctionPlacement
+from model_container.card import BINARY, MULTICLASS, REGRESSION, Task
 from platform_config.settings import ModelMonitorSettings
 
 METRICS_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
 Q = sagemaker.CfnModelQualityJobDefinition
 
 
-class ModelQualitySchedule(Construct):
-    """Hourly BinaryClassification job on the hour before last (labels arrive within an hour).
+@dataclass(frozen=True)
+class QualityInput:
+    """A task's Model Monitor problem type and where the analyzer finds the prediction in the record preprocessor's
+    object (model_container/monitoring/record_preprocessor.py, `model_quality` mode)."""
 
-    The container answers one flat object per row ({"label", "probability", ...}); the record preprocessor in
-    `model_quality` mode hands the analyzer that object for single-row requests, whose event id the
-    ground-truth records name. Exposes `job_definition`, `schedule` and `alarm`."""
+    problem_type: str
+    inference_attribute: str
+    probability_attribute: str | None = None
+    probability_threshold: float | None = None
+
+
+# ModelQualityAppSpecification.ProblemType and EndpointInput (SageMaker API reference; "Monitor model quality" in
+# the Developer Guide): every problem type reads the prediction at InferenceAttribute; a binary classifier's
+# probability of the positive class is at ProbabilityAttribute, which ProbabilityThresholdAttribute turns into a
+# label (0.5: the container's own rule), so precision/recall/AUC are computed from it. The preprocessor answers
+# {"label", "probability"} (binary), {"label"} (the class index, multiclass) or {"value"} (regression).
+QUALITY_INPUTS: dict[str, QualityInput] = {
+    BINARY: QualityInput("BinaryClassification", "label", "probability", 0.5),
+    MULTICLASS: QualityInput("MulticlassClassification", "label"),
+    REGRESSION: QualityInput("Regression", "value"),
+}
+# The CloudWatch metrics a model-quality job publishes per problem type ("Model quality metrics and Amazon CloudWatch
+# monitoring"), by our card's metric names: Model Monitor calls ROC AUC `auc`, and computes no macro-F1 or
+# worst-class recall (the built-in engine, ml_constructs/drift_monitor.py, alarms on those).
+PUBLISHED = {
+    BINARY: {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "roc_auc": "auc"},
+    MULTICLASS: {"accuracy": "accuracy"},
+    REGRESSION: {"rmse": "rmse", "mae": "mae", "r2": "r2"},
+}
+
+
+class ModelQualitySchedule(Construct):
+    """Hourly job of the model's task on the hour before last (labels arrive within an hour).
+
+    The record preprocessor in `model_quality` mode hands the analyzer the prediction of single-row requests, whose
+    event id the ground-truth records name. One alarm per quality bound the job can watch: the card's acceptance
+    bounds (the model gate's thresholds), with accuracy >= monitoring.min_accuracy (classifiers) and R² >= 0
+    (regression) when the card sets none (ml_constructs/drift_monitor.py quality_alarms, as the built-in engine).
+    Exposes `job_definition`, `schedule`, `alarms` ({"model-<metric>": alarm}) and `alarm` (the first)."""
 
     def __init__(
         self,
@@ -40,6 +79,8 @@ class ModelQualitySchedule(Construct):
         preprocessor_uri: str,
         reports_uri: str,
         settings: ModelMonitorSettings,
+        task: Task,
+        acceptance: Mapping[str, Mapping[str, float]],
         min_accuracy: float,
         placement: FunctionPlacement,
         subnet_ids: list[str],
@@ -47,6 +88,9 @@ class ModelQualitySchedule(Construct):
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
+        if task not in QUALITY_INPUTS:
+            raise ValueError(f"task {task!r}: Model Monitor's model quality knows {', '.join(QUALITY_INPUTS)}")
+        quality = QUALITY_INPUTS[task]
         key = placement.data_key.key_arn
         self.job_definition = Q(
             self,
@@ -54,7 +98,7 @@ class ModelQualitySchedule(Construct):
             role_arn=role.role_arn,
             model_quality_app_specification=Q.ModelQualityAppSpecificationProperty(
                 image_uri=image,
-                problem_type="BinaryClassification",
+                problem_type=quality.problem_type,
                 record_preprocessor_source_uri=preprocessor_uri,
                 environment={"RECORD_MODE": "model_quality", "publish_cloudwatch_metrics": "Enabled"},
             ),
@@ -62,9 +106,9 @@ class ModelQualitySchedule(Construct):
                 endpoint_input=Q.EndpointInputProperty(
                     endpoint_name=endpoint_name,
                     local_path="/opt/ml/processing/input/endpoint",
-                    inference_attribute="label",
-                    probability_attribute="probability",
-                    probability_threshold_attribute=0.5,
+                    inference_attribute=quality.inference_attribute,
+                    probability_attribute=quality.probability_attribute,
+                    probability_threshold_attribute=quality.probability_threshold,
                     start_time_offset="-PT2H",
                     end_time_offset="-PT1H",
                     s3_input_mode="File",
@@ -115,23 +159,58 @@ class ModelQualitySchedule(Construct):
             monitoring_type="ModelQuality",
             expression=settings.schedule_expression,
         )
-        self.alarm = topic_alarm(
-            self,
-            "Accuracy",
-            topic=topic,
-            alarm_name=f"{prefix}-model-accuracy",
-            metric=cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
-                metric_name="accuracy",
-                statistic="Minimum",
-                dimensions_map={"Endpoint": endpoint_name, "MonitoringSchedule": schedule_name},
-                period=Duration.hours(1),
-            ),
-            threshold=min_accuracy,
-            comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            evaluation_periods=1,
-            description=f"{prefix}: accuracy on labelled traffic below {min_accuracy} (Model Monitor)",
-        )
+        self.alarms = self._alarms(prefix, endpoint_name, schedule_name, task, acceptance, min_accuracy, topic)
+        self.alarm = next(iter(self.alarms.values()))
+
+    def _alarms(
+        self,
+        prefix: str,
+        endpoint_name: str,
+        schedule_name: str,
+        task: str,
+        acceptance: Mapping[str, Mapping[str, float]],
+        min_accuracy: float,
+        topic: sns.ITopic,
+    ) -> dict[str, cloudwatch.Alarm]:
+        published = PUBLISHED[task]
+        bounds = quality_alarms(task, acceptance, min_accuracy)
+        unwatched = [bound.metric for bound in bounds if bound.metric not in published]
+        if unwatched:
+            Annotations.of(self).add_warning_v2(
+                "ml-platform:model-monitor-unwatched-metric",
+                f"Model Monitor computes no {', '.join(unwatched)} for a {task} model: the card's acceptance of "
+                "them is held by the model gate only (monitoring.engine 'builtin' alarms on them on labelled "
+                "traffic).",
+            )
+        alarms = {}
+        for bound in bounds:
+            if bound.metric not in published:
+                continue
+            name = f"model-{bound.metric.replace('_', '-')}"
+            below = bound.side == "min"
+            alarms[name] = topic_alarm(
+                self,
+                "Accuracy" if bound.metric == "accuracy" else name,  # the accuracy alarm's id predates the others
+                topic=topic,
+                alarm_name=f"{prefix}-{name}",
+                metric=cloudwatch.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name=published[bound.metric],
+                    statistic="Minimum" if below else "Maximum",
+                    dimensions_map={"Endpoint": endpoint_name, "MonitoringSchedule": schedule_name},
+                    period=Duration.hours(1),
+                ),
+                threshold=bound.threshold,
+                comparison=(
+                    cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+                    if below
+                    else cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+                ),
+                evaluation_periods=1,
+                description=f"{prefix}: {bound.metric} on labelled traffic {'below' if below else 'above'} "
+                f"{bound.threshold} (Model Monitor, {task})",
+            )
+        return alarms
 
 
 def monitoring_schedule(

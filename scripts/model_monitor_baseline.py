@@ -4,8 +4,11 @@
         --stack mlapi-prod-inference [--region eu-west-1] [--wait]
     (or, without --stack: --bucket --endpoint --role-arn --kms-key-arn --subnets --security-group-ids)
 
-Uploads the build's header-less baseline.csv and the record preprocessor (with the version's feature order),
-then starts a processing job with the SageMaker SDK's DefaultModelMonitor.suggest_baseline on the same
+Any task (the model card, metadata.json, says which): the data-quality baseline is of the card's features, whatever
+the model predicts; the model-quality schedule's problem type follows the card's task in the CDK construct
+(ml_constructs/model_quality_monitor.py) and needs no baseline. Uploads the build's header-less baseline.csv (checked
+to have the card's width) and the record preprocessor (with the version's feature order), then starts a processing
+job with the SageMaker SDK's DefaultModelMonitor.suggest_baseline on the same
 network and keys as the monitoring schedule; --stack reads those from the inference stack's
 ModelMonitorBaseline output. Everything goes under
 s3://BUCKET/model-monitor/ENDPOINT/VERSION/. Once the job has finished, list VERSION in
@@ -27,6 +30,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+from model_container.card import CardError, ModelCard
+
 # Imported as a file to render, never run here: the analyzer executes it inside SageMaker.
 from model_container.monitoring import record_preprocessor
 
@@ -41,14 +46,21 @@ def monitor_prefix(endpoint: str, version: str) -> str:
 
 
 def read_build(dist: Path) -> tuple[dict[str, Any], bytes]:
+    """The card (validated) and baseline.csv, whose rows must have the card's width: the analyzer names column i
+    `_c{i}` and the drift alarms name feature i of the card."""
     try:
-        metadata = json.loads((dist / "metadata.json").read_text())
+        card = ModelCard.load(dist / "metadata.json")
         baseline = (dist / "baseline.csv").read_bytes()
-        if not (metadata.get("model_version") and metadata.get("feature_schema", {}).get("features")):
-            raise ValueError("metadata.json lacks model_version or feature_schema.features")
-    except (OSError, ValueError) as error:
+    except (CardError, OSError) as error:
         raise SystemExit(f"model_monitor_baseline: cannot read the build in {dist}: {error}") from None
-    return metadata, baseline
+    first = baseline.split(b"\n", 1)[0].strip()
+    width = len(first.split(b",")) if first else 0
+    if width != card.width:
+        raise SystemExit(
+            f"model_monitor_baseline: {dist}/baseline.csv has {width} columns; the model card "
+            f"{card.name} {card.version} has {card.width} features"
+        )
+    return dict(card.raw), baseline
 
 
 def upload_inputs(s3: Any, bucket: str, prefix: str, metadata: dict[str, Any], baseline: bytes, kms_key: str) -> None:
@@ -183,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     summary = {
         "model_version": args.version,
+        "task": ModelCard.from_dict(metadata).task,
+        "features": len(metadata["feature_schema"]["features"]),
         "processing_job": args.job_name,
         "statistics": f"s3://{args.bucket}/{prefix}/baseline/statistics.json",
         "constraints": f"s3://{args.bucket}/{prefix}/baseline/constraints.json",

@@ -16,15 +16,17 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 from ml_constructs.model_monitor import ModelMonitorSchedule, analyzer_image
 from ml_constructs.platform_function import FunctionPlacement
+from model_container.card import ModelCard
 from platform_config.loader import build
 from platform_config.settings import MonitoringSettings
+from tests import model_packages
 from tests.infra.conftest import Variant
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = json.loads((ROOT / "model_container" / "dist" / "metadata.json").read_text())["model_version"]
-FEATURES = [
-    f["name"] for f in json.loads((ROOT / "model_container/contract/feature_schema.json").read_text())["features"]
-]
+CARD = ModelCard.load(ROOT / "model_container" / "dist")  # the default model the variants synthesize
+VERSION = CARD.version
+FEATURES = CARD.feature_names
+model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +157,8 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return [actions] if isinstance(actions, str) else actions
 
 
-def test_without_a_baseline_nothing_is_scheduled_and_synth_says_what_to_run() -> None:
+def monitor_stack(monitoring: dict[str, Any], version: str, **card_props: Any) -> Stack:
+    """One ModelMonitorSchedule in a stack of its own, with a VPC placement (the test environment qa)."""
     app = App()
     stack = Stack(app, "Monitor", env={"account": "123456789012", "region": "us-east-1"})
     vpc = ec2.Vpc(
@@ -178,15 +181,21 @@ def test_without_a_baseline_nothing_is_scheduled_and_synth_says_what_to_run() ->
         "ModelMonitor",
         prefix="mlapi-qa",
         environment_name="qa",
-        settings=build(MonitoringSettings, {"engine": "model_monitor"}, "ml-platform.environments.qa.monitoring"),
+        settings=build(MonitoringSettings, monitoring, "ml-platform.environments.qa.monitoring"),
         endpoint_name="mlapi-qa-endpoint",
-        model_version="2.0.0",
+        model_version=version,
         capture_bucket_name="capture",
         capture_prefix="capture",
         monitoring_bucket_name="monitoring",
         topic=sns.Topic(stack, "Topic"),
         placement=placement,
+        **card_props,
     )
+    return stack
+
+
+def test_without_a_baseline_nothing_is_scheduled_and_synth_says_what_to_run() -> None:
+    stack = monitor_stack({"engine": "model_monitor"}, "2.0.0")
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::SageMaker::MonitoringSchedule", 0)
     template.resource_count_is("AWS::SageMaker::DataQualityJobDefinition", 0)
@@ -270,3 +279,57 @@ def test_the_baseline_step_may_pass_only_the_model_monitor_role_to_sagemaker() -
         jobs["Resource"] == "arn:aws:sagemaker:eu-west-1:123456789012:processing-job/mlapi-staging-endpoint-baseline-*"
     )
     assert jobs["Resource"] in wildcards and len(wildcards) == 4
+
+
+# Model Monitor's problem type and the record preprocessor's attributes per task (SageMaker API reference,
+# ModelQualityAppSpecification.ProblemType and EndpointInput).
+QUALITY = {
+    "binary_classification": ("BinaryClassification", "label", "probability"),
+    "multiclass_classification": ("MulticlassClassification", "label", None),
+    "regression": ("Regression", "value", None),
+}
+PUBLISHED = {"accuracy", "precision", "recall", "roc_auc", "rmse", "mae", "r2"}  # Model Monitor's, by our names
+
+
+def test_every_task_gets_its_problem_type_its_cards_quality_alarms_and_its_features_drift_alarms(
+    model_package: Path,
+) -> None:
+    card = ModelCard.load(model_package)
+    monitoring = {
+        "engine": "model_monitor",
+        "ground_truth_prefix": "ground-truth",
+        "min_accuracy": 0.8,
+        "model_monitor": {"baselined_versions": [card.version], "model_quality": True},
+    }
+    stack = monitor_stack(
+        monitoring, card.version, task=card.task, acceptance=card.acceptance, feature_names=card.feature_names
+    )
+    template = Template.from_stack(stack)
+    [definition] = template.find_resources("AWS::SageMaker::ModelQualityJobDefinition").values()
+    problem, inference, probability = QUALITY[card.task]
+    assert definition["Properties"]["ModelQualityAppSpecification"]["ProblemType"] == problem
+    endpoint = definition["Properties"]["ModelQualityJobInput"]["EndpointInput"]
+    assert endpoint["InferenceAttribute"] == inference and endpoint.get("ProbabilityAttribute") == probability
+    assert ("ProbabilityThresholdAttribute" in endpoint) is (probability is not None)
+    alarms = {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in template.find_resources(
+            "AWS::CloudWatch::Alarm", {"Properties": {"Namespace": "aws/sagemaker/Endpoints/model-metrics"}}
+        ).values()
+    }
+    bounds = {name: bound for name, bound in card.acceptance.items() if name in PUBLISHED}
+    defaults = {"r2": {"min": 0.0}} if card.task == "regression" else {"accuracy": {"min": 0.8}}
+    expected = {**defaults, **bounds}
+    assert set(alarms) == {f"mlapi-qa-model-{name.replace('_', '-')}" for name in expected}
+    for name, bound in expected.items():
+        alarm = alarms[f"mlapi-qa-model-{name.replace('_', '-')}"]
+        ((side, limit),) = bound.items()
+        assert alarm["MetricName"] == {"roc_auc": "auc"}.get(name, name) and alarm["Threshold"] == limit
+        assert alarm["ComparisonOperator"] == ("LessThanThreshold" if side == "min" else "GreaterThanThreshold")
+    unwatched = sorted(set(card.acceptance) - PUBLISHED)
+    warnings = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("Model Monitor computes no"))
+    assert bool(warnings) is bool(unwatched)
+    drift = template.find_resources(
+        "AWS::CloudWatch::Alarm", {"Properties": {"Namespace": "aws/sagemaker/Endpoints/data-metrics"}}
+    )
+    assert {a["Properties"]["AlarmName"] for a in drift.values()} == {f"mlapi-qa-drift-{f}" for f in card.feature_names}

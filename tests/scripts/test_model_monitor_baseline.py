@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,12 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from model_container.card import ModelCard
 from scripts import model_monitor_baseline
 from scripts.model_monitor_baseline import main
+from tests import model_packages
+
+model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 
 REGION, BUCKET, ENDPOINT = "eu-west-1", "mlapi-dev-monitoring-123456789012-eu-west-1", "mlapi-dev-endpoint"
 KEY = f"arn:aws:kms:{REGION}:123456789012:key/0000"
@@ -30,6 +35,12 @@ STACK_OUTPUTS = [
         ),
     },
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dist() -> Path:
+    """The binary example package (the default model)."""
+    return model_packages.example_package("breast_cancer")
 
 
 @pytest.fixture
@@ -86,14 +97,15 @@ def test_the_sdk_baseline_job_runs_on_the_builds_data_with_the_schedules_network
     aws: Any, dist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     s3, requests, _ = aws
+    card = ModelCard.load(dist)
     assert run(dist) == 0
     summary = json.loads(capsys.readouterr().out)
-    prefix = f"model-monitor/{ENDPOINT}/1.0.0"
+    prefix = f"model-monitor/{ENDPOINT}/{card.version}"
     assert summary["statistics"] == f"s3://{BUCKET}/{prefix}/baseline/statistics.json"
     assert "monitoring.model_monitor.baselined_versions" in summary["next"]
 
     [request] = requests
-    assert request["ProcessingJobName"] == "mlapi-dev-endpoint-baseline-1-0-0"
+    assert request["ProcessingJobName"] == f"mlapi-dev-endpoint-baseline-{card.version.replace('.', '-')}"
     assert request["RoleArn"] == ROLE
     account = json.loads(IMAGES.read_text())[REGION]
     assert request["AppSpecification"]["ImageUri"] == (
@@ -118,8 +130,7 @@ def test_the_sdk_baseline_job_runs_on_the_builds_data_with_the_schedules_network
     assert uploaded["Body"].read() == (dist / "baseline.csv").read_bytes()
     assert uploaded["ServerSideEncryption"] == "aws:kms"
     script = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/record_preprocessor.py")["Body"].read().decode()
-    names = [f["name"] for f in json.loads((dist / "metadata.json").read_text())["feature_schema"]["features"]]
-    assert script.rstrip().endswith(f"FEATURE_NAMES = {json.dumps(names)}")
+    assert script.rstrip().endswith(f"FEATURE_NAMES = {json.dumps(card.feature_names)}")
 
 
 def test_an_unbuilt_model_is_refused_before_any_aws_call(aws: Any, tmp_path: Path) -> None:
@@ -181,3 +192,33 @@ def test_with_wait_a_failed_job_exits_1_and_a_finished_one_reports_completed(
     job_outcome.update(ProcessingJobStatus="Failed", FailureReason="ClientError: baseline.csv has 0 rows")
     assert run(dist, "--wait", "--job-name", "baseline-failed") == 1
     assert "the baseline job failed" in capsys.readouterr().err
+
+
+def test_every_task_is_baselined_on_its_cards_features(
+    aws: Any, model_package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3, requests, _ = aws
+    card = ModelCard.load(model_package)
+    assert run(model_package) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["task"], summary["features"], summary["model_version"]) == (card.task, card.width, card.version)
+    prefix = f"model-monitor/{ENDPOINT}/{card.version}"
+    uploaded = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/input/baseline.csv")["Body"].read()
+    assert uploaded == (model_package / "baseline.csv").read_bytes()
+    assert len(uploaded.splitlines()[0].split(b",")) == card.width
+    script = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/record_preprocessor.py")["Body"].read().decode()
+    assert script.rstrip().endswith(f"FEATURE_NAMES = {json.dumps(card.feature_names)}")
+    assert len(requests) == 1
+
+
+def test_a_baseline_of_another_width_than_the_card_is_refused_before_any_aws_call(
+    aws: Any, dist: Path, tmp_path: Path
+) -> None:
+    _, requests, _ = aws
+    package = tmp_path / "package"
+    shutil.copytree(dist, package)
+    (package / "baseline.csv").write_text("1.0,2.0\n")
+    card = ModelCard.load(package)
+    with pytest.raises(SystemExit, match=f"baseline.csv has 2 columns; the model card .* has {card.width} features"):
+        run(package)
+    assert requests == []
