@@ -29,6 +29,7 @@ from moto import mock_aws
 
 from lambda_src.releases.release_history.repository import ReleaseRepository, Status
 from ml_constructs.endpoint_alarms import ROLLBACK_ALARMS  # the synthesized alarms' names
+from model_container.card import ModelCard
 from scripts import autoscaling_guard, bake_check, model_gate, publish_baseline, register_release
 from tests.release_table import create_release_table
 
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 PIPELINE, EXECUTION = "mlapi-pipeline-delivery", "exec-1"
 APPROVALS = ["DataScienceApproval", "OperationsApproval", "ProductApproval"]
-THRESHOLDS, TOLERANCE = "accuracy=0.93,roc_auc=0.97", "0.01"  # platform_config PipelineSettings defaults
+TOLERANCE = "0.01"  # platform_config PipelineSettings default; the thresholds are the card's acceptance
 
 
 def names(env: str) -> dict[str, str]:
@@ -77,7 +78,7 @@ def model_gate_step() -> int:
 
 def run_gate(prod: dict[str, str]) -> int:
     return model_gate.main(
-        ["--dist", "model_container/dist", "--thresholds-kv", THRESHOLDS, "--tolerance", TOLERANCE,
+        ["--dist", "model_container/dist", "--tolerance", TOLERANCE,
          "--endpoint", prod["endpoint"], "--table", prod["table"], "--artifacts-bucket", prod["bucket"],
          "--report", "reports/model-gate/model-gate.json"]
     )  # fmt: skip
@@ -428,7 +429,7 @@ def test_a_second_run_compares_with_the_live_release_and_restores_autoscaling(
 # ---- (c) a retraining run --------------------------------------------------------------------------------------------
 def retrained_build(dist: Path, tmp_path: Path) -> Path:
     """A retraining build (model_container/build_model.py with a dataset): the bundled rows plus 40 captured
-    patients a little larger than the bundled ones, with their true labels; version 1.1.0 from the parent."""
+    patients a little larger than the bundled ones, with their true labels; the parent's next minor version."""
     from model_container.build_model import build
     from model_container.contract import load_feature_schema
     from model_container.dataset import snapshot as snapshots
@@ -460,20 +461,21 @@ def test_a_retraining_run_is_judged_on_fresh_labels_and_keeps_the_live_baseline(
     for env in ("staging", "prod"):
         run_stage(account, env, capsys)
 
+    live = ModelCard.from_dict(live_metadata)
     monkeypatch.setenv("RETRAINING", "true")
-    monkeypatch.setenv("RETRAINING_REASON", "drift on mlapi-prod-endpoint model 1.0.0")
+    monkeypatch.setenv("RETRAINING_REASON", f"drift on mlapi-prod-endpoint model {live.version}")
     metadata = account.synth(retrained_build(dist, tmp_path / "retraining"))
-    assert metadata["model_version"] == "1.1.0"
+    assert metadata["model_version"] == f"{live.major}.{int(live.version.split('.')[1]) + 1}.0"  # the next minor
     assert model_gate_step() == 0, capsys.readouterr().err
     report = gate_report()
     holdout_rows = len(Path("model_container/dist/holdout.csv").read_text().splitlines())
     assert report["trigger"]["retraining"] is True
-    # The live 1.0.0 is measured on the retraining holdout (with the captured rows), not on its own old one.
-    assert report["live"]["model_version"] == "1.0.0"
+    # The live model is measured on the retraining holdout (with the captured rows), not on its own old one.
+    assert report["live"]["model_version"] == live.version
     assert report["live"]["metrics_source"] == (
         f"scored on the candidate's holdout ({holdout_rows} rows), as the candidate"
     )
-    assert report["live"]["metrics"] != {k: live_metadata["holdout_metrics"][k] for k in model_gate.METRICS}
+    assert {k: report["live"]["metrics"][k] for k in live.metrics} != {k: live.holdout_metrics[k] for k in live.metrics}
 
     # Prod's publication comes before the deploy: the live model's baseline stays as it was.
     prod = names("prod")
@@ -484,8 +486,8 @@ def test_a_retraining_run_is_judged_on_fresh_labels_and_keeps_the_live_baseline(
     assert register_release_step("prod") == 0
     assert s3.get_object(Bucket=prod["bucket"], Key=live_root + "baseline.csv")["Body"].read() == before
 
-    # While the candidate deploys, the drift job attributes 1.0.0 traffic to the live model's baseline, and after
-    # it goes live, 1.1.0 traffic to the candidate's.
+    # While the candidate deploys, the drift job attributes the live version's traffic to the live model's baseline,
+    # and after it goes live, the candidate version's traffic to the candidate's.
     sys.path.append(str(REPO / "lambda_src" / "drift_monitor"))
     from drift_engine.baseline_store import load_baseline, served_content_hash
 
@@ -495,8 +497,8 @@ def test_a_retraining_run_is_judged_on_fresh_labels_and_keeps_the_live_baseline(
         served = served_content_hash(table, prod["endpoint"], version)
         return load_baseline(s3, prod["bucket"], "baselines/", version, content_hash=served).content_hash
 
-    assert drift_baseline("1.0.0") == live_metadata["content_sha256"]
+    assert drift_baseline(live.version) == live_metadata["content_sha256"]
     release_id = account.deploy_inference("prod")
     account.release_goes_live("prod", release_id)
-    assert drift_baseline("1.1.0") == metadata["content_sha256"]
-    assert drift_baseline("1.0.0") == live_metadata["content_sha256"]  # superseded, still its own
+    assert drift_baseline(metadata["model_version"]) == metadata["content_sha256"]
+    assert drift_baseline(live.version) == live_metadata["content_sha256"]  # superseded, still its own
