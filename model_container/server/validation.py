@@ -1,7 +1,7 @@
 """Strict request parsing: JSON and CSV bodies into a float32 feature matrix.
 
-Every rule comes from the feature schema (model_container/contract/feature_schema.json, also
-embedded in the model's metadata.json), the same source as the API Gateway request model.
+Every rule comes from the model card's feature_schema (metadata.json in the model package: feature names, order
+and ranges, max_batch_rows), the same source as the API Gateway request model; errors name the card's features.
 """
 
 from __future__ import annotations
