@@ -362,3 +362,15 @@ def test_served_metrics_are_the_tasks(task_package: Package, task_servers) -> No
         assert {r["PredictedClass"] for r in shares} == set(card.label_names)
     else:
         assert not server.events("class_metrics")
+
+
+def test_a_binary_cards_positive_label_picks_the_probability_reported(packages, tmp_path: Path) -> None:
+    item = packages("binary")
+    other = 1 - int(item.card.positive_label or 0)
+    flipped = LoadedModel.load(broken_copy(item, tmp_path, positive_label=other))
+    rows = np.array(item.rows[:20], dtype=np.float32)
+    scores, labels = flipped.predict(rows)
+    expected = reference(item, item.rows[:20])
+    assert labels == [e["label"] for e in expected]
+    assert np.allclose(scores, [1 - e["probability"] for e in expected], atol=2e-6)
+    assert flipped.tally(scores, labels).positives == sum(label == other for label in labels)
