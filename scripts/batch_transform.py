@@ -7,7 +7,10 @@
 `start` starts an execution of the environment's `{prefix}-batch` state machine (ml_constructs/batch_inference.py):
 one SageMaker Batch Transform job of the endpoint's current model over `--input` (an S3 prefix under the
 environment's batch input prefix; default: all of it), written to `<output prefix><execution name>/`, one
-`<file>.out` per input file with one prediction line per input line. With --wait it follows the execution to its
+`<file>.out` per input file with one prediction line per input line, whose fields follow the model's task (the
+execution reports them as `output_fields`: text/csv binary `label,probability,model_version`, multiclass
+`label,<one probability per class name>,model_version`, regression `value,model_version`; JSON Lines the objects'
+keys). With --wait it follows the execution to its
 end, as `status` does. `status` takes an execution ARN, or an execution name with --env-prefix, and prints its
 state, its transform job and where the results are, or why it failed: the state machine's error, and for a failed
 job SageMaker's FailureReason (the task's cause is the job's DescribeTransformJob record).
@@ -104,6 +107,8 @@ def report(execution: dict[str, Any], out: Callable[[str], None]) -> int:
         out(f"  job     {transform.get('job_name', result.get('job_name'))} ({transform.get('status', '?')})")
         out(f"  model   {transform.get('model', '?')}")
         out(f"  output  {transform.get('output', result.get('output'))}  (<input file>.out per input file)")
+        fields = result.get("output_fields")
+        out(f"  fields  {fields}" if fields else "  fields  (not reported: a state machine older than output_fields)")
         return 0
     if status in FINISHED_BADLY:
         out(f"  error   {execution.get('error', status)}")

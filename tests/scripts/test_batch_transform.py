@@ -20,7 +20,11 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.models import stepfunctions_backends
 
+from model_container.card import ModelCard
 from scripts import batch_transform
+from tests import model_packages
+
+model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 
 REGION, PREFIX = "eu-west-1", "mlapi-dev"
 BUCKET = f"{PREFIX}-artifacts-{DEFAULT_ACCOUNT_ID}-{REGION}"
@@ -46,7 +50,17 @@ def execution(arn: str) -> Any:
     return stepfunctions_backends[DEFAULT_ACCOUNT_ID][REGION].describe_execution(arn)
 
 
-def succeed(arn: str) -> None:
+def output_fields(card: ModelCard) -> str:
+    """An output line's text/csv fields for the card's task (README "Serving contract", batch)."""
+    fields = {
+        "binary_classification": ["label", "probability"],
+        "multiclass_classification": ["label", *card.label_names],
+        "regression": ["value"],
+    }[card.task]
+    return ",".join([*fields, "model_version"])
+
+
+def succeed(arn: str, fields: str | None = "label,probability,model_version") -> None:
     """End `arn` as the state machine does after ReportSuccess: the state it carried, the job's summary in it."""
     run = execution(arn)
     name = run.name
@@ -57,6 +71,7 @@ def succeed(arn: str) -> None:
             "job_name": f"{PREFIX}-batch-0b9f",
             "output": f"s3://{BUCKET}/batch/output/{name}/",
             "execution": name,
+            **({"output_fields": fields} if fields else {}),
             "transform": {
                 "job_name": f"{PREFIX}-batch-0b9f",
                 "status": "Completed",
@@ -184,3 +199,20 @@ def test_aws_errors_exit_3(aws, capsys) -> None:
     # Step Functions refuses a malformed execution ARN (InvalidArn): an AWS error, not a missing execution.
     assert batch_transform.main(["status", "arn:aws:states:eu-west-1:not-an-execution"], session=aws) == 3
     assert capsys.readouterr().err.startswith("batch_transform: AWS error: ")
+
+
+def test_status_of_a_finished_run_says_what_each_output_line_holds_for_the_models_task(
+    aws, capsys, model_package
+) -> None:
+    fields = output_fields(ModelCard.load(model_package))
+    assert batch_transform.main(["start", "--env-prefix", PREFIX, "--name", "run-fields"], session=aws) == 0
+    arn = started_arn(capsys.readouterr().out)
+    succeed(arn, fields)
+    assert batch_transform.main(["status", arn], session=aws) == 0
+    assert f"  fields  {fields}" in capsys.readouterr().out.splitlines()
+    # An execution of a state machine from before output_fields says so rather than guess.
+    assert batch_transform.main(["start", "--env-prefix", PREFIX, "--name", "run-old"], session=aws) == 0
+    arn = started_arn(capsys.readouterr().out)
+    succeed(arn, None)
+    assert batch_transform.main(["status", arn], session=aws) == 0
+    assert "not reported: a state machine older than output_fields" in capsys.readouterr().out
