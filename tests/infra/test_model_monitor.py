@@ -19,14 +19,12 @@ from ml_constructs.platform_function import FunctionPlacement
 from model_container.card import ModelCard
 from platform_config.loader import build
 from platform_config.settings import MonitoringSettings
-from tests import model_packages
 from tests.infra.conftest import Variant
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = ModelCard.load(ROOT / "model_container" / "dist")  # the default model the variants synthesize
 VERSION = CARD.version
 FEATURES = CARD.feature_names
-model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,6 @@ from moto.stepfunctions.models import stepfunctions_backends
 
 from model_container.card import ModelCard
 from scripts import batch_transform
-from tests import model_packages
-
-model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 
 REGION, PREFIX = "eu-west-1", "mlapi-dev"
 BUCKET = f"{PREFIX}-artifacts-{DEFAULT_ACCOUNT_ID}-{REGION}"

@@ -26,7 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "model_container" / "contract"
 REGION = "eu-west-1"
 example_package = model_packages.example_package
-model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 AWS_ARGS = ["--endpoint", "ep", "--table", "releases", "--artifacts-bucket", "artifacts"]
 
 

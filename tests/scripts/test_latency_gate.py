@@ -15,8 +15,6 @@ from model_container.card import ModelCard
 from scripts.latency_gate import main, request_rows
 from tests import model_packages
 
-model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
-
 
 @pytest.fixture(scope="module")
 def dist() -> Path:

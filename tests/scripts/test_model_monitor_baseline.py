@@ -17,8 +17,6 @@ from scripts import model_monitor_baseline
 from scripts.model_monitor_baseline import main
 from tests import model_packages
 
-model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
-
 REGION, BUCKET, ENDPOINT = "eu-west-1", "mlapi-dev-monitoring-123456789012-eu-west-1", "mlapi-dev-endpoint"
 KEY = f"arn:aws:kms:{REGION}:123456789012:key/0000"
 ROLE = "arn:aws:iam::123456789012:role/mlapi-dev-model-monitor"

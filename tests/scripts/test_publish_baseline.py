@@ -15,9 +15,6 @@ from moto import mock_aws
 
 from model_container.card import ModelCard
 from scripts.publish_baseline import FILES, baseline_root, main, publish
-from tests import model_packages
-
-model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
 
 
 def make_build(root: Path, model: bytes = b"onnx-bytes", version: str = "1.2.3", commit: str = "c1") -> Path:

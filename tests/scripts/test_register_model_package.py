@@ -27,8 +27,6 @@ from model_container.card import ModelCard
 from scripts import register_model_package as rmp
 from tests import model_packages
 
-model_package = model_packages.model_package  # the fixture: binary, multiclass and regression examples
-
 REGION, ACCOUNT, GROUP = "eu-west-1", "123456789012", "mlapi-models"
 BUCKET = f"mlapi-prod-registry-{ACCOUNT}-{REGION}"  # ml_constructs/model_registry.py metrics_bucket_name
 PIPELINE, STAGE, EXECUTION = "mlapi-pipeline-delivery", "prod", "6e4b6c33-0c0b-4c43-8e7a-1f1e1a6b3c11"
