@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from aws_cdk import ArnFormat, IgnoreMode, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -119,12 +120,14 @@ class ModelEndpoint(Construct):
         rollback_alarms: Sequence[cloudwatch.IAlarm] = (),
         deployment_config: sagemaker.CfnEndpoint.DeploymentConfigProperty | None = None,
         commit: str = "unknown",
+        model_source: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.endpoint_name = endpoint_name
         self.variant_name = VARIANT_NAME
         self.release = release
+        self.model_source = model_source
         self.role = iam.Role(
             self,
             "ExecutionRole",
@@ -302,7 +305,7 @@ class ModelEndpoint(Construct):
             file="model_container/Dockerfile",
             # The image's labels name the model the card names (a build arg is a plain string: synth needs no
             # Docker, and a new version or description is a new image asset hash).
-            build_args=self.release.image_build_args,
+            build_args={**self.release.image_build_args, **model_source_build_arg(self.model_source)},
             exclude=_docker_ignore_patterns(),
             ignore_mode=IgnoreMode.DOCKER,
             platform=ecr_assets.Platform.LINUX_AMD64,
@@ -318,6 +321,12 @@ class ModelEndpoint(Construct):
             ),
             iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
         )
+
+
+def model_source_build_arg(source: Mapping[str, Any] | None) -> dict[str, str]:
+    """The Dockerfile's build stage builds the configured model.source (cdk.json has no place in the image's
+    context): without it the image bakes the default model, whose contract check fails for another model."""
+    return {"MODEL_SOURCE": json.dumps(dict(source), sort_keys=True)} if source else {}
 
 
 def _docker_ignore_patterns() -> list[str]:

@@ -83,9 +83,7 @@ class TrainingRunner(Construct):
         check_job_names(prefix)
         self.key_prefix = "training/"
         bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
-        self.objects = {
-            part: f"{bucket_arn}/{self.key_prefix}{part}/*" for part in ("datasets", "jobs", "checkpoints")
-        }
+        self.objects = {part: f"{bucket_arn}/{self.key_prefix}{part}/*" for part in ("datasets", "jobs", "checkpoints")}
         self.checkpoint_uri = f"s3://{bucket_name}/{self.key_prefix}checkpoints/"
         self.job_arns = stack.format_arn(
             service="sagemaker", resource="training-job", resource_name=f"{self.name_prefix}-*"
@@ -331,6 +329,7 @@ def add_training_runner(
     data_key: kms.IKey,
     bucket_name: str,
     logs: LogPolicy,
+    build_args: Mapping[str, str] | None = None,
 ) -> TrainingRunner:
     """The Dockerfile's `train` target as an image asset (linux/amd64: SageMaker's ml.* x86 instances, whatever
     machine deploys), the runner in the environment's inference subnets, and the `TrainingJobArguments` output
@@ -341,6 +340,8 @@ def add_training_runner(
         directory=".",
         file="model_container/Dockerfile",
         target="train",
+        # MODEL_SOURCE: the train target's build stage builds the configured model (model_endpoint.py).
+        build_args=dict(build_args or {}),
         exclude=_docker_ignore_patterns(),
         ignore_mode=IgnoreMode.DOCKER,
         platform=ecr_assets.Platform.LINUX_AMD64,
@@ -384,4 +385,3 @@ def job_arguments_parameter(prefix: str) -> str:
 def _docker_ignore_patterns() -> list[str]:
     lines = (line.strip() for line in DOCKER_IGNORE.read_text().splitlines())
     return [line for line in lines if line and not line.startswith("#")]
-

@@ -18,7 +18,13 @@ from ml_constructs.drift_monitor import DriftMonitor
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.endpoint_alarms import EndpointAlarms
 from ml_constructs.endpoint_autoscaling import EndpointAutoscaling
-from ml_constructs.model_endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint, ModelRelease
+from ml_constructs.model_endpoint import (
+    CAPTURE_PREFIX,
+    VARIANT_NAME,
+    ModelEndpoint,
+    ModelRelease,
+    model_source_build_arg,
+)
 from ml_constructs.model_monitor import ModelMonitorSchedule
 from ml_constructs.platform_function import FunctionPlacement
 from ml_constructs.prediction_api import CONTRACT_DIR, STAGE_NAME, PredictionApi
@@ -26,7 +32,7 @@ from ml_constructs.private_network import PrivateNetwork
 from ml_constructs.release_safety import ReleaseSafety
 from ml_constructs.training_runner import add_training_runner, pipeline_training
 from model_container.card import ModelCard
-from platform_config import EnvironmentSettings
+from platform_config import CONTEXT_KEY, EnvironmentSettings
 
 
 class InferenceStack(Stack):
@@ -62,6 +68,9 @@ class InferenceStack(Stack):
         # features and acceptance: names, tags, alarms, the drift job and the batch output follow it.
         card = ModelCard.load(settings.model.artifact_dir)
         release = ModelRelease.from_card(card)
+        # cdk.json's ml-platform.defaults.model.source, as the Dockerfile's build stage takes it (MODEL_SOURCE).
+        context = self.node.try_get_context(CONTEXT_KEY) or {}
+        model_source = context.get("defaults", {}).get("model", {}).get("source")
 
         self.alarms = EndpointAlarms(
             self,
@@ -96,6 +105,7 @@ class InferenceStack(Stack):
             capture_bucket_name=capture_bucket_name,
             logs=LogPolicy(logs_key, settings.data.log_retention_days, removal_policy),
             commit=commit,
+            model_source=model_source,
             rollback_alarms=self.alarms.rollback_alarms,
             deployment_config=blue_green_deployment(
                 settings.deployment,
@@ -159,6 +169,9 @@ class InferenceStack(Stack):
                 monitoring_bucket_name=reports_bucket_name,
                 topic=self.alarms.topic,
                 placement=placement,
+                task=release.task,
+                acceptance=card.acceptance,
+                feature_names=card.feature_names,
             )
             self.drift.node.add_dependency(self.model_endpoint.endpoint)
             CfnOutput(
@@ -217,6 +230,7 @@ class InferenceStack(Stack):
                 data_key=data_key,
                 bucket_name=artifacts_bucket_name,
                 logs=LogPolicy(logs_key, settings.data.log_retention_days, removal_policy),
+                build_args=model_source_build_arg(model_source),
             )
         self.firewall = ApiFirewall(
             self,

@@ -40,6 +40,7 @@ from moto.events.models import EventPattern, EventPatternParser
 from ml_constructs import retraining_trigger
 from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.platform_function import FunctionPlacement
+from model_container.card import MULTICLASS, REGRESSION, ModelCard
 from platform_config import load_environments, load_pipeline
 from scripts import smoke_test
 from scripts.publish_baseline import publish
@@ -177,18 +178,41 @@ def capture_record(body: bytes, response: dict[str, Any], inference: str) -> str
     )
 
 
-def served(body: bytes, version: str, scores: list[float] | None = None) -> dict[str, Any]:
+def prediction(card: ModelCard, score: list[float], version: str) -> dict[str, Any]:
+    """One answer of the container for the card's task (the serving contract), from a baseline_predictions.csv
+    row: P(positive) (binary), one probability per class (multiclass), or the value (regression)."""
+    if card.task == REGRESSION:
+        return {"value": score[0], "model_version": version}
+    if card.task == MULTICLASS:
+        label = max(range(len(score)), key=score.__getitem__)
+        return {
+            "label": label,
+            "probabilities": dict(zip(card.label_names, score, strict=True)),
+            "model_version": version,
+        }
+    return {"label": int(score[0] >= 0.5), "probability": score[0], "model_version": version}
+
+
+def served(body: bytes, version: str, scores: list[list[float]] | None = None) -> dict[str, Any]:
+    """The response to `body`: `scores` per row, or else one confident answer for every row (test traffic)."""
+    card = ModelCard.load(DIST)
     rows = json.loads(body)["instances"]
-    probabilities = scores or [0.9] * len(rows)
-    return {
-        "predictions": [{"label": int(p >= 0.5), "probability": p, "model_version": version} for p in probabilities]
-    }
+    if scores is None:
+        confident = [0.9] if card.task != MULTICLASS else [0.9, *[0.1 / (card.classes - 1)] * (card.classes - 1)]
+        scores = [baseline_scores()[0] if card.task == REGRESSION else confident] * len(rows)
+    return {"predictions": [prediction(card, score, version) for score in scores]}
+
+
+def baseline_scores() -> list[list[float]]:
+    """baseline_predictions.csv: one row per baseline row (one column, or one per class for multiclass)."""
+    lines = (DIST / "baseline_predictions.csv").read_text().splitlines()
+    return [[float(v) for v in line.split(",")] for line in lines if line]
 
 
 def ordinary_traffic(version: str, key_id: str, integration: dict[str, Any]) -> list[str]:
     """Consumers' requests drawn from the build's own baseline rows and scores: no drift of their own."""
     rows = [[float(v) for v in line.split(",")] for line in (DIST / "baseline.csv").read_text().splitlines()]
-    scores = [float(v) for v in (DIST / "baseline_predictions.csv").read_text().split()]
+    scores = baseline_scores()
     lines = []
     for start in range(0, len(rows), 5):
         body = json.dumps({"instances": rows[start : start + 5]}).encode()
@@ -272,9 +296,9 @@ def run_job(s3: Any, env: dict[str, str], lines: list[str]) -> DriftRun:
 
 def pipeline_traffic(synthesized, env: str, requests: int, key_id: str) -> list[str]:
     """What one smoke-test run leaves in `env`'s data capture, through the API's marking for `key_id`."""
-    version = json.loads((DIST / "metadata.json").read_text())["model_version"]
+    version = ModelCard.load(DIST).version
     integration = predict_integration(synthesized, env)
-    rows = smoke_test.sample_rows(json.loads(smoke_test.FEATURE_SCHEMA.read_text()), 5)  # the pipeline's --rows
+    rows = smoke_test.sample_rows(ModelCard.load(DIST).feature_schema, 5)  # the pipeline's --rows
     return [
         capture_record(body, served(body, version), inference_id(integration, key_id, body, {}))
         for body in smoke_test.model_bodies(rows, requests)
@@ -297,7 +321,7 @@ def test_the_staging_load_test_raises_no_drift_event(synthesized, config, aws) -
 def test_the_production_verification_is_left_out_of_production_drift(synthesized, aws) -> None:
     key = pipeline_test_key(synthesized, "prod")
     integration = predict_integration(synthesized, "prod")
-    version = json.loads((DIST / "metadata.json").read_text())["model_version"]
+    version = ModelCard.load(DIST).version
     consumers = ordinary_traffic(version, api_keys(synthesized, "prod")["mlapi-prod-api-standard"], integration)
     verification = pipeline_traffic(synthesized, "prod", VERIFY_REQUESTS, key)
     run = run_job(aws, drift_job_env(synthesized, "prod"), consumers + verification)
@@ -313,11 +337,11 @@ def test_a_consumer_cannot_mark_its_traffic_as_test_traffic(synthesized, aws) ->
     """The same rows from a consumer's key, even with the header set by the client, are analysed and drift."""
     integration = predict_integration(synthesized, "prod")
     standard = api_keys(synthesized, "prod")["mlapi-prod-api-standard"]
-    rows = smoke_test.sample_rows(json.loads(smoke_test.FEATURE_SCHEMA.read_text()), 5)
+    rows = smoke_test.sample_rows(ModelCard.load(DIST).feature_schema, 5)
     body = smoke_test.load_body(rows)
     forged = {"X-Amzn-SageMaker-Inference-Id": "pipeline-test-forged"}
     assert not inference_id(integration, standard, body, forged).startswith("pipeline-test-")
-    version = json.loads((DIST / "metadata.json").read_text())["model_version"]
+    version = ModelCard.load(DIST).version
     lines = [
         capture_record(b, served(b, version), inference_id(integration, standard, b, forged))
         for b in smoke_test.model_bodies(rows, VERIFY_REQUESTS)
@@ -361,8 +385,9 @@ def drift_event(env: Any, account: str) -> dict[str, Any]:
         {"ENDPOINT_NAME": f"{env.resource_prefix()}-endpoint", "CAPTURE_BUCKET": "c", "BASELINE_BUCKET": "b",
          "REPORT_BUCKET": "r"}
     )  # fmt: skip
-    drifted = FeatureDrift("mean_radius", ALARM, 100, 0.0, 0.0, 3.8, 0.9, 0.0, ["psi 3.800 >= alarm 0.25"])
-    report = VersionReport("1.0.0", "drift_detected", rows=100, features=[drifted])
+    card = ModelCard.load(DIST)  # the served model's first feature drifted
+    drifted = FeatureDrift(card.feature_names[0], ALARM, 100, 0.0, 0.0, 3.8, 0.9, 0.0, ["psi 3.800 >= alarm 0.25"])
+    report = VersionReport(card.version, "drift_detected", rows=100, features=[drifted])
     recorder = Recorder()
     publish_drift_events(recorder, settings, WINDOW, [report])
     [entry] = recorder.entries

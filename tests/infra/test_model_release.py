@@ -210,3 +210,12 @@ def test_an_environment_synthesizes_for_a_multiclass_and_a_regression_model(tmp_
     others = {m for task, names in PREDICTION_METRICS.items() if task != card.task for m in names}
     assert all(metric in body for metric in PREDICTION_METRICS[card.task])
     assert not any(metric in body for metric in others - set(PREDICTION_METRICS[card.task]))
+
+
+def test_the_configured_model_source_reaches_the_image_build_as_json() -> None:
+    from ml_constructs.model_endpoint import model_source_build_arg
+
+    source = {"train": "model_container.models.wine.train:train", "data": "model_container.models.wine.train:load"}
+    [(name, value)] = model_source_build_arg(source).items()
+    assert name == "MODEL_SOURCE" and json.loads(value) == source
+    assert model_source_build_arg(None) == {}  # unset: the Dockerfile builds its default source
