@@ -23,6 +23,7 @@ from aws_cdk import aws_kms as kms
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.nag import add_rule_packs
 from ml_constructs.training_runner import TrainingRunner
+from model_container.card import ModelCard
 from platform_config.settings import TrainingSettings
 from scripts import training_job
 from tests.infra.cfn_resolve import Resolver
@@ -34,6 +35,13 @@ JOB_ARGUMENTS_OUTPUT = "TrainingJobArguments"
 SETTINGS = TrainingSettings(runner="sagemaker", spot=True, max_runtime_seconds=1800, max_wait_seconds=2400)
 # training.runner: sagemaker with waits that fit the Synth step (TrainingSettings refuses the defaults' 2 hours).
 FITS = {"runner": "sagemaker", "max_runtime_seconds": 1800, "max_wait_seconds": 2400}
+# What a retraining plan trains: the default source, at the next minor of the build's card.
+SOURCE = {
+    "train": "model_container.models.breast_cancer.train:train",
+    "data": "model_container.models.breast_cancer.train:load",
+}
+_CARD = ModelCard.load(Path(__file__).resolve().parents[2] / "model_container" / "dist")
+NEXT_VERSION = f"{_CARD.major}.{int(_CARD.version.split('.')[1]) + 1}.0"
 
 
 class Small:
@@ -154,10 +162,11 @@ def test_the_job_arguments_make_a_spot_isolated_vpc_kms_request_with_checkpoints
     argv = [part for argument in runner.job_arguments("IMAGE") for part in shlex.split(argument)]
     args = training_job.build_parser().parse_args(["--dataset", "build/snapshot", *argv, "--commit", "c"])
     name = training_job.job_name(args.name_prefix, "ab" * 32, datetime(2026, 12, 1, tzinfo=UTC))
+
     class Snapshot:
         content_sha256 = "ab" * 32
 
-    plan = training_job.Plan(snapshot=Snapshot(), parent=None, version="1.1.0")  # type: ignore[arg-type]
+    plan = training_job.Plan(snapshot=Snapshot(), parent=None, version=NEXT_VERSION, source=SOURCE)  # type: ignore[arg-type]
     request = training_job.training_job_request(args, name, plan, f"s3://{BUCKET}/training/datasets/x/", None)
     resolve = small.stack.resolve
     assert request["EnableManagedSpotTraining"] is True
@@ -307,7 +316,7 @@ def test_the_output_gives_the_synth_step_a_request_on_this_stacks_runner(wired: 
     class Snapshot:
         content_sha256 = "ab" * 32
 
-    plan = training_job.Plan(snapshot=Snapshot(), parent=None, version="1.1.0")  # type: ignore[arg-type]
+    plan = training_job.Plan(snapshot=Snapshot(), parent=None, version=NEXT_VERSION, source=SOURCE)  # type: ignore[arg-type]
     request = training_job.training_job_request(args, "mlapi-prod-train-x", plan, f"s3://{BUCKET}/training/d/", None)
     [role] = [r for r in wired.template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
     assert request["RoleArn"] == f"arn:aws:iam::123456789012:role/{role['Properties']['RoleName']}"
