@@ -14,6 +14,7 @@ from platform_config.settings import (
     EndpointSettings,
     EnvironmentSettings,
     ModelSource,
+    ModelSourceSpec,
     MonitoringSettings,
     NetworkSettings,
     PipelineSettings,
@@ -33,6 +34,7 @@ __all__ = [
     "EndpointSettings",
     "EnvironmentSettings",
     "ModelSource",
+    "ModelSourceSpec",
     "MonitoringSettings",
     "NetworkSettings",
     "PipelineSettings",
@@ -82,7 +84,20 @@ def load_environments(
                 )
             raw["region"] = default_region
         loaded.append(build(EnvironmentSettings, raw, f"{CONTEXT_KEY}.environments.{name}"))
+    check_one_model_source(loaded)
     return select_environments(loaded, selected)
+
+
+def check_one_model_source(environments: list[EnvironmentSettings]) -> None:
+    """Every environment serves the model the pipeline promotes: one model.source (set it under defaults)."""
+    first = environments[0]
+    for env in environments[1:]:
+        if env.model.source != first.model.source:
+            raise ConfigError(
+                f"{CONTEXT_KEY}.environments.{env.name}.model.source",
+                f"differs from {first.name}'s ({first.model.source.as_dict()}): every environment serves the model "
+                f"the pipeline promotes; set {CONTEXT_KEY}.defaults.model.source once",
+            )
 
 
 def select_environments(environments: list[EnvironmentSettings], selected: str | None) -> list[EnvironmentSettings]:

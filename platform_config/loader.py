@@ -25,6 +25,9 @@ def build(cls: type[T], data: Any, key: str) -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(key, f"expected an object, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    removed: Mapping[str, str] = getattr(cls, "REMOVED_KEYS", {})
+    for name in sorted(set(data) & set(removed)):
+        raise ConfigError(f"{key}.{name}", removed[name])
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(fields))})")

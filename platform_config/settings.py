@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from platform_config.loader import ConfigError, check
 
@@ -175,21 +175,72 @@ LOG_RETENTION_DAYS = (
 )
 
 
+# The default model.source: the bundled breast-cancer example (model_container/models/breast_cancer).
+DEFAULT_MODEL_TRAIN = "model_container.models.breast_cancer.train:train"
+DEFAULT_MODEL_DATA = "model_container.models.breast_cancer.train:load"
+_ENTRY_POINT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True)
+class ModelSourceSpec:
+    """`model.source`: a training entry point and its data (`train` + `data`), or a pre-built `package` (a
+    directory or s3://bucket/prefix/ holding model.onnx and metadata.json). model_container/build_model.py reads
+    the same key from cdk.json directly (the training image has no CDK); README "Bring your own model"."""
+
+    train: str | None = None
+    data: str | None = None
+    package: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.package is not None:
+            check(self.train is None and self.data is None, "package", "a pre-built package takes no train or data")
+            if self.package.startswith("s3://"):
+                check(
+                    bool(re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", self.package)),
+                    "package",
+                    "must be s3://bucket/prefix/ (the prefix holding model.onnx and metadata.json)",
+                )
+            return
+        check(self.train is not None, "train", "is required (or give package alone)")
+        check(self.data is not None, "data", "is required with train: 'package.module:function' or a CSV path/URI")
+        check(bool(_ENTRY_POINT.fullmatch(str(self.train))), "train", "must be 'package.module:function'")
+
+    @property
+    def is_package(self) -> bool:
+        return self.package is not None
+
+    @property
+    def package_s3_uri(self) -> str | None:
+        """The S3 prefix of a pre-built package (ending in '/'), None otherwise."""
+        if self.package is None or not self.package.startswith("s3://"):
+            return None
+        return self.package if self.package.endswith("/") else self.package + "/"
+
+    def as_dict(self) -> dict[str, str]:
+        """The JSON form build_model takes (--source, the images' MODEL_SOURCE build arg)."""
+        if self.package is not None:
+            return {"package": self.package}
+        return {"train": str(self.train), "data": str(self.data)}
+
+
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the model and the serving image come from: built from this repo (assets) or given URIs."""
+    """The `model` section: where the model comes from (`source`), where `make model` leaves its package
+    (`artifact_dir`, the CDK asset of the endpoint's model data), and an optional pre-built serving image."""
 
+    # Keys of earlier releases, refused with what replaced them (platform_config.loader.build).
+    REMOVED_KEYS: ClassVar[Mapping[str, str]] = {
+        "model_data_s3_uri": "is removed: give a pre-built package as model.source.package (a directory or "
+        "s3://bucket/prefix/ with model.onnx and metadata.json); `make model` installs it into model.artifact_dir",
+    }
+
+    source: ModelSourceSpec = field(
+        default_factory=lambda: ModelSourceSpec(train=DEFAULT_MODEL_TRAIN, data=DEFAULT_MODEL_DATA)
+    )
     artifact_dir: str = "model_container/dist"
-    model_data_s3_uri: str | None = None
     image_uri: str | None = None
 
     def __post_init__(self) -> None:
-        if self.model_data_s3_uri is not None:
-            check(
-                self.model_data_s3_uri.startswith("s3://") and self.model_data_s3_uri.endswith(".tar.gz"),
-                "model_data_s3_uri",
-                "must be an s3:// URI of a .tar.gz",
-            )
         if self.image_uri is not None:
             check(
                 bool(
@@ -938,13 +989,18 @@ class TrainingSettings:
 class PipelineSettings:
     """The delivery pipeline: where it lives, its source, which environments it deploys, its gates."""
 
+    # Keys of earlier releases, refused with what replaced them (platform_config.loader.build).
+    REMOVED_KEYS: ClassVar[Mapping[str, str]] = {
+        "model_thresholds": "is removed: the model gate's thresholds live in the model card's `acceptance` "
+        '(model_card.json beside the train module, or metadata.json of a package), e.g. {"accuracy": {"min": 0.93}}',
+    }
+
     region: str
     source: PipelineSource
     account: str | None = None
     staging: str = "staging"
     production: str = "prod"
     approval_emails: tuple[str, ...] = ()
-    model_thresholds: Mapping[str, float] = field(default_factory=lambda: {"accuracy": 0.93, "roc_auc": 0.97})
     metric_tolerance: float = 0.01
     load_test_requests: int = 2000
     load_test_concurrency: int = 16
@@ -965,13 +1021,6 @@ class PipelineSettings:
         check(bool(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", self.region)), "region", "is not an AWS region name")
         if self.account is not None:
             check(bool(re.fullmatch(r"\d{12}", self.account)), "account", "must be 12 digits")
-        for metric, threshold in self.model_thresholds.items():
-            check(
-                metric in ("accuracy", "precision", "recall", "roc_auc"),
-                f"model_thresholds.{metric}",
-                "must be one of accuracy, precision, recall, roc_auc",
-            )
-            check(0 < threshold <= 1, f"model_thresholds.{metric}", "must be in (0, 1]")
         check(0 <= self.metric_tolerance < 0.5, "metric_tolerance", "must be in [0, 0.5)")
         for index, email in enumerate(self.approval_emails):
             check(bool(_EMAIL.match(email)), f"approval_emails[{index}]", f"{email!r} is not an email address")

@@ -245,7 +245,7 @@ def test_shipped_pipeline_config_loads_with_its_gates() -> None:
     ("path", "value", "key", "fragment"),
     [
         ("pipeline.production", "qa", "ml-platform.pipeline.production", "names no environment"),
-        ("pipeline.model_thresholds", {"f1": 0.9}, "ml-platform.pipeline.model_thresholds.f1", "must be one of"),
+        ("pipeline.model_thresholds", {"f1": 0.9}, "ml-platform.pipeline.model_thresholds", "is removed"),
         ("pipeline.latency_gate.requests", 2, "ml-platform.pipeline.latency_gate.requests", "at least concurrency"),
         ("pipeline.latency_gate.batch_p99_ms", 0, "ml-platform.pipeline.latency_gate.batch_p99_ms", "> 0"),
         (
