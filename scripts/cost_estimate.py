@@ -219,11 +219,19 @@ def alarms(env: Environment) -> Iterator[Line]:
         yield Line("CloudWatch alarms", cost, cost, f"{standard} standard and {high} high-resolution alarm metrics")
 
 
-def dashboards(env: Environment) -> Iterator[Line]:
-    count = sum(1 for _ in env.of_type("AWS::CloudWatch::Dashboard"))
+def _per_resource(env: Environment, kind: str, item: str, price_key: str, note: str) -> Iterator[Line]:
+    """A flat monthly price per resource of `kind` (dashboards, keys)."""
+    count = sum(1 for _ in env.of_type(kind))
     if count:
-        cost = count * env.price("cloudwatch_dashboard_per_month")
-        yield Line("CloudWatch dashboards", cost, cost, f"{count}; an account's first 3 are free")
+        cost = count * env.price(price_key)
+        yield Line(item, cost, cost, f"{count} {note}")
+
+
+def dashboards(env: Environment) -> Iterator[Line]:
+    note = "dashboard(s); an account's first 3 are free"
+    yield from _per_resource(
+        env, "AWS::CloudWatch::Dashboard", "CloudWatch dashboards", "cloudwatch_dashboard_per_month", note
+    )
 
 
 def _request_log_share(env: Environment) -> float:
@@ -301,10 +309,8 @@ def scheduled_jobs(env: Environment) -> Iterator[Line]:
 
 
 def keys(env: Environment) -> Iterator[Line]:
-    count = sum(1 for _ in env.of_type("AWS::KMS::Key"))
-    if count:
-        cost = count * env.price("kms_key_per_month")
-        yield Line("KMS keys", cost, cost, f"{count} customer-managed keys; requests not counted")
+    note = "customer-managed keys; requests not counted"
+    yield from _per_resource(env, "AWS::KMS::Key", "KMS keys", "kms_key_per_month", note)
 
 
 def trails(env: Environment) -> Iterator[Line]:
