@@ -18,12 +18,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 CARD_FILE = "metadata.json"
-BINARY, MULTICLASS, REGRESSION = "binary_classification", "multiclass_classification", "regression"
-TASKS = (BINARY, MULTICLASS, REGRESSION)
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
+BINARY: Final = "binary_classification"
+MULTICLASS: Final = "multiclass_classification"
+REGRESSION: Final = "regression"
+TASKS = (BINARY, MULTICLASS, REGRESSION)
 SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?")
 MODEL_NAME = re.compile(r"[a-z][a-z0-9-]{1,46}[a-z0-9]")
 
@@ -229,7 +231,7 @@ class ModelCard:
             "must be a positive integer",
         )
         if self.is_classifier:
-            labels = raw.get("labels")
+            labels: dict[str, Any] = raw.get("labels") or {}
             _need(
                 isinstance(labels, dict) and sorted(labels) == sorted(str(i) for i in range(len(labels))),
                 "labels",
