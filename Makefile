@@ -12,7 +12,11 @@ export CDK_DISABLE_VERSION_CHECK := true
 CDK_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: synth test lint model bench bench-drift contracts contracts-check security-report clean deps
+.PHONY: help synth test lint model bench bench-drift contracts contracts-check security-report clean deps
+
+## help: list the targets a user runs
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
 deps: $(VENV)/.deps-stamp node_modules/.deps-stamp
 
@@ -46,16 +50,17 @@ $(MODEL_DIST)/metadata.json: $(VENV)/.deps-stamp $(MODEL_SOURCES) $(MODEL_PACKAG
 ## model: build the model, its metadata, baseline and holdout sets into model_container/dist, then the contract
 model: $(MODEL_DIST)/metadata.json contracts
 
-## contracts: regenerate the API contract from the feature schema the model build wrote (synth refuses a stale one)
+## contracts: regenerate the API contract (request and response models, OpenAPI) from the model card (synth refuses a stale one)
 contracts: $(MODEL_DIST)/metadata.json
 	$(BIN)/python -m model_container.contract.generate
 
-## synth: synthesize every environment offline, run all nag packs and cfn-lint, print a summary
+## synth: synthesize every environment offline, run all nag packs and cfn-lint, print a summary, redraw docs/architecture.md
 synth: deps model
 	rm -rf cdk.out
 	npx cdk synth --no-notices --quiet $(CDK_ARGS)
 	$(BIN)/cfn-lint
 	$(BIN)/python -m scripts.synth_summary cdk.out
+	$(BIN)/python -m scripts.architecture_diagram --cloud-assembly cdk.out --out docs/architecture.md
 
 ## test: run the whole suite (installs what is missing first)
 test: deps model $(CHECKOV_VENV)/bin/checkov
@@ -67,7 +72,7 @@ security-report: deps model $(CHECKOV_VENV)/bin/checkov
 	npx cdk synth --no-notices --quiet $(CDK_ARGS)
 	$(BIN)/python scripts/security_report.py --cloud-assembly cdk.out --out reports
 
-## contracts-check: fail if the committed API contract differs from the one generated from the feature schema
+## contracts-check: fail if the committed API contract differs from the one generated from the model card
 contracts-check: deps
 	$(BIN)/python -m model_container.contract.generate --check
 
