@@ -12,7 +12,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 CDK_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help synth test lint model bench bench-drift contracts contracts-check security-report clean deps
+.PHONY: help synth test lint model bench bench-drift contracts contracts-check security-report cost clean deps
 
 ## help: list the targets a user runs
 help:
@@ -71,6 +71,13 @@ security-report: deps model $(CHECKOV_VENV)/bin/checkov
 	rm -rf cdk.out
 	npx cdk synth --no-notices --quiet $(CDK_ARGS)
 	$(BIN)/python scripts/security_report.py --cloud-assembly cdk.out --out reports
+
+## cost: synth, then the monthly estimate per environment at idle and at RPS requests/s (default 50; prices: docs/prices)
+RPS ?= 50
+cost: deps model
+	rm -rf cdk.out
+	npx cdk synth --no-notices --quiet $(CDK_ARGS)
+	$(BIN)/python -m scripts.cost_estimate --cloud-assembly cdk.out --rps $(RPS)
 
 ## contracts-check: fail if the committed API contract differs from the one generated from the model card
 contracts-check: deps
