@@ -9,6 +9,7 @@ from platform_config.loader import ConfigError, build, deep_merge
 from platform_config.settings import (
     AlarmSettings,
     ApiSettings,
+    CostSettings,
     DataSettings,
     DeploymentSettings,
     EndpointSettings,
@@ -29,6 +30,7 @@ __all__ = [
     "AlarmSettings",
     "ApiSettings",
     "ConfigError",
+    "CostSettings",
     "DataSettings",
     "DeploymentSettings",
     "EndpointSettings",

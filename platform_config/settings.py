@@ -97,6 +97,7 @@ class EnvironmentSettings:
     lambdas: LambdaSettings = field(default_factory=lambda: LambdaSettings())
     monitoring: MonitoringSettings = field(default_factory=lambda: MonitoringSettings())
     batch: BatchSettings = field(default_factory=lambda: BatchSettings())
+    cost: CostSettings = field(default_factory=lambda: CostSettings())
     alarm_emails: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -750,6 +751,50 @@ class BatchSettings:
             "must not overlap input_prefix (a job would read earlier outputs as input)",
         )
         check(10 <= self.timeout_minutes <= 2880, "timeout_minutes", "must be between 10 and 2880 (48 hours)")
+
+
+# AWS Budgets: "A budget can have up to ten notifications. Each notification must have at least one subscriber. A
+# notification can have one SNS subscriber and up to 10 email subscribers" (Budgets API reference, Notification).
+BUDGET_MAX_NOTIFICATIONS = 10
+BUDGET_MAX_EMAIL_SUBSCRIBERS = 10
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """The environment's monthly cost budget and anomaly alerts (ml_constructs/cost_alerts.py).
+
+    Each percentage of `actual_threshold_percent` and `forecast_threshold_percent` is a budget notification (actual
+    or forecasted spend above that share of `monthly_budget_usd`) to the environment's alarm topic and `emails`;
+    anomalies of at least `anomaly_impact_usd` go to the topic at once and to `emails` in a daily summary."""
+
+    monthly_budget_usd: float = 1000.0
+    actual_threshold_percent: tuple[float, ...] = (80.0, 100.0)
+    forecast_threshold_percent: tuple[float, ...] = (100.0,)
+    emails: tuple[str, ...] = ()
+    anomaly_impact_usd: float = 50.0
+
+    def __post_init__(self) -> None:
+        check(self.monthly_budget_usd > 0, "monthly_budget_usd", "must be a positive amount of USD")
+        for key in ("actual_threshold_percent", "forecast_threshold_percent"):
+            values: tuple[float, ...] = getattr(self, key)
+            for index, value in enumerate(values):
+                check(0 < value <= 1000, f"{key}[{index}]", f"{value} is not a percentage of the budget in (0, 1000]")
+                check(value not in values[:index], f"{key}[{index}]", f"{value} is listed twice")
+        count = len(self.actual_threshold_percent) + len(self.forecast_threshold_percent)
+        check(count >= 1, "actual_threshold_percent", "a budget without a threshold notifies nobody: give one or more")
+        check(
+            count <= BUDGET_MAX_NOTIFICATIONS,
+            "forecast_threshold_percent",
+            f"{count} thresholds in all, over the {BUDGET_MAX_NOTIFICATIONS} notifications AWS Budgets allows a budget",
+        )
+        check(
+            len(self.emails) <= BUDGET_MAX_EMAIL_SUBSCRIBERS,
+            "emails",
+            f"at most {BUDGET_MAX_EMAIL_SUBSCRIBERS} (a budget notification's e-mail subscribers)",
+        )
+        for index, email in enumerate(self.emails):
+            check(bool(_EMAIL.match(email)), f"emails[{index}]", f"{email!r} is not an email address")
+        check(self.anomaly_impact_usd >= 0, "anomaly_impact_usd", "must be a non-negative amount of USD")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from ml_constructs.api_firewall import ApiFirewall
 from ml_constructs.batch_inference import BatchInference
+from ml_constructs.cost_alerts import CostAlerts
 from ml_constructs.deployment_guardrail import blue_green_deployment
 from ml_constructs.drift_monitor import DriftMonitor
 from ml_constructs.encrypted_logs import LogPolicy
@@ -90,6 +91,11 @@ class InferenceStack(Stack):
             task=release.task,
             class_names=release.label_names,
         )
+        # The environment's monthly budget and cost anomaly alerts, to the alarm topic and settings.cost.emails.
+        self.cost_alerts = CostAlerts(
+            self, "CostAlerts", prefix=prefix, environment_name=settings.name, settings=settings.cost,
+            topic=self.alarms.topic, topic_key=logs_key,
+        )  # fmt: skip
         self.model_endpoint = ModelEndpoint(
             self,
             "Model",
