@@ -47,7 +47,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -385,7 +385,7 @@ def _round_outward(value: float, quantum: float, up: bool) -> float:
 
 
 def feature_schema(
-    names: list[str], x_train: np.ndarray, description: str, task: str = BINARY, classes: int = 2
+    names: list[str], x_train: np.ndarray, description: str, task: str = BINARY, label_names: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The card's feature_schema: names in model input order, accepted ranges from the training rows."""
     features = []
@@ -412,7 +412,7 @@ def feature_schema(
         "description": description,
         "range_rule": f"training min/max widened by {RANGE_MARGIN} x training span per side, "
         "floored at 0 for non-negative features, rounded outward",
-        "max_batch_rows": max_batch_rows(len(names), task, classes),
+        "max_batch_rows": max_batch_rows(names, task, label_names),
         "features": features,
     }
 
@@ -765,7 +765,7 @@ def train_on_source(source: TrainingSource, params: dict[str, Any], commit: str)
     """The default build: the source's data, a stratified (classifiers) or plain (regression) holdout."""
     data = source.data()
     x_train, x_test, y_train, y_test = split(data, params["holdout_fraction"], params["seed"], source.classifier)
-    schema = feature_schema(data.names, x_train, source.features_description, source.task, len(source.label_names))
+    schema = feature_schema(data.names, x_train, source.features_description, source.task, source.label_names)
     snapshot = source_snapshot(data, FeatureContract.from_schema(schema))
     snapshot = snapshots.Snapshot(
         snapshot.feature_names,

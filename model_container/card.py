@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -39,11 +39,21 @@ METRICS: dict[str, dict[str, bool]] = {
 # The ONNX outputs a task's graph must have, in order (the card's onnx.outputs names them).
 OUTPUT_ROLES = {BINARY: ("label", "probabilities"), MULTICLASS: ("label", "probabilities"), REGRESSION: ("value",)}
 
-# SageMaker real-time inference takes a request payload of at most 6 MB (InvokeEndpoint: "Body ... Maximum length
-# of 6291456"). A JSON row costs at most ~20 bytes a value (a float32 printed in full plus a separator), and the
-# response row is bounded by RESPONSE_ROW_BYTES; the container's own cap stays at MAX_BATCH_ROWS.
+# SageMaker real-time inference takes a request body of at most 6 MB, and answers with a body of at most the same
+# ("Body ... Maximum length of 6291456", SageMaker Runtime API reference, InvokeEndpoint,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html; botocore's
+# sagemaker-runtime model gives Body max 6291456 for the request and the response). The batch cap must hold for the
+# widest request the contract accepts and for the widest answer the container gives:
+# - a request row in its widest form, a named-feature object `{"<name>": <value>, ...}` (wider than the array form
+#   `[<value>, ...]` by the names), each value at most VALUE_BYTES wide (the shortest round-trip form of any finite
+#   double, e.g. `-2.2250738585072014e-308`, is 24 characters), with json.dumps' default ", " and ": " separators;
+# - an answer row with the card's real class names (JSON-escaped) and a model_version of at most VERSION_BYTES.
+# A client that pads numbers with digits past round-trip precision or pretty-prints its JSON is outside the bound.
+# The container's own cap stays at MAX_BATCH_ROWS.
 PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
-BYTES_PER_VALUE = 20
+VALUE_BYTES = 24
+VERSION_BYTES = 64
+ENVELOPE_BYTES = 64  # {"instances": []} / {"predictions": []}, with room to spare
 MAX_BATCH_ROWS = 10_000
 
 
@@ -51,20 +61,30 @@ class CardError(ValueError):
     """A model card that is missing, unreadable or inconsistent; the message names the field."""
 
 
-def response_row_bytes(task: str, classes: int) -> int:
-    """An upper bound on one prediction object's JSON size (model_version up to 32 characters)."""
-    base = 60  # {"label":...,"model_version":"..."}
-    if task == BINARY:
-        return base + 24
+def request_row_bytes(feature_names: Sequence[str]) -> int:
+    """An upper bound on one request row's JSON size in its widest form (object rows), separator included."""
+    # '"<name>": <value>, ' per feature, '{' '}' and the ', ' before the next row
+    return sum(len(json.dumps(name)) + 2 + VALUE_BYTES + 2 for name in feature_names) + 4
+
+
+def response_row_bytes(task: str, label_names: Sequence[str] = ()) -> int:
+    """An upper bound on one prediction object's JSON size (orjson, compact), separator included."""
+    base = len('{"model_version":"",}') + VERSION_BYTES + 1  # the trailing ',' before the next row
     if task == MULTICLASS:
-        return base + 40 * classes  # "<name up to 24>":0.123456,
-    return base + 24
+        # "label":<index>,"probabilities":{"<name>":<p>,...}
+        label = len('"label":,') + len(str(max(0, len(label_names) - 1)))
+        per_class = sum(len(json.dumps(name)) + 1 + VALUE_BYTES + 1 for name in label_names)
+        return base + label + len('"probabilities":{},') + per_class
+    if task == REGRESSION:
+        return base + len('"value":,') + VALUE_BYTES
+    return base + len('"label":1,"probability":,') + VALUE_BYTES
 
 
-def max_batch_rows(width: int, task: str = BINARY, classes: int = 2) -> int:
-    """Rows per request that fit the 6 MB payload both ways, at most MAX_BATCH_ROWS."""
-    per_row = max(width * BYTES_PER_VALUE, response_row_bytes(task, classes))
-    return max(1, min(MAX_BATCH_ROWS, PAYLOAD_LIMIT_BYTES // per_row))
+def max_batch_rows(feature_names: Sequence[str], task: str = BINARY, label_names: Sequence[str] = ()) -> int:
+    """Rows per request that fit the 6 MB body both ways (widest request row, widest answer row), at most
+    MAX_BATCH_ROWS. The one implementation of the cap: the card's validate() holds max_batch_rows to it."""
+    per_row = max(request_row_bytes(feature_names), response_row_bytes(task, label_names))
+    return max(1, min(MAX_BATCH_ROWS, (PAYLOAD_LIMIT_BYTES - ENVELOPE_BYTES) // per_row))
 
 
 def _need(condition: bool, field: str, problem: str) -> None:
@@ -230,6 +250,7 @@ class ModelCard:
             "feature_schema.max_batch_rows",
             "must be a positive integer",
         )
+        _need(len(raw["model_version"]) <= VERSION_BYTES, "model_version", f"must be at most {VERSION_BYTES} long")
         if self.is_classifier:
             labels: dict[str, Any] = raw.get("labels") or {}
             _need(
@@ -268,6 +289,13 @@ class ModelCard:
                 f"{metric} is {'higher' if self.metrics[metric] else 'lower'}-is-better: use "
                 f"{'min' if self.metrics[metric] else 'max'}",
             )
+        limit = max_batch_rows(names, self.task, self.label_names)
+        _need(
+            rows <= limit,
+            "feature_schema.max_batch_rows",
+            f"{rows} is above {limit}: at most {limit} rows of these {len(names)} features fit SageMaker's 6 MB "
+            "InvokeEndpoint body both as named-feature objects and in the answer",
+        )
 
     def response_example(self) -> dict[str, Any]:
         """One prediction as the container answers it, for documentation."""

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from model_container import build_model, evaluation
-from model_container.card import CARD_FILE, REGRESSION, CardError, ModelCard, max_batch_rows
+from model_container.card import CARD_FILE, REGRESSION, CardError, ModelCard
 
 REQUIRED = ("model.onnx", CARD_FILE, "baseline.csv", "holdout.csv")
 OPTIONAL = ("baseline_predictions.csv",)
@@ -116,12 +116,7 @@ def _card(files: Mapping[str, bytes]) -> ModelCard:
             f"{CARD_FILE}: model card field 'content_sha256' is {card.content_sha256!r}, "
             f"model.onnx's sha256 is {digest}"
         )
-    limit = max_batch_rows(card.width, card.task, card.classes)
-    if card.max_batch_rows > limit:
-        raise BuildInputError(
-            f"{CARD_FILE}: model card field 'feature_schema.max_batch_rows' {card.max_batch_rows} is above {limit}, "
-            "the rows of this width that fit SageMaker's 6 MB payload"
-        )
+    # The batch cap (feature_schema.max_batch_rows) is held to the 6 MB body by ModelCard.validate() above.
     return card
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from model_container.card import BINARY, MULTICLASS, CardError, ModelCard, max_batch_rows
+from model_container.card import BINARY, MULTICLASS, ModelCard
 from model_container.contract import CONTRACT_DIR, DEFAULT_CARD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,21 +75,6 @@ EXECUTION_PARAMETERS_SCHEMA: dict[str, Any] = {
 
 
 # ---- request ------------------------------------------------------------------------------------------------
-def check_batch_cap(card: ModelCard) -> None:
-    """The request model's maxItems is the card's max_batch_rows: refuse one that cannot fit the 6 MB payload.
-
-    SageMaker InvokeEndpoint takes a request body of at most 6 MB ("Body ... Maximum length of 6291456", SageMaker
-    API reference, InvokeEndpoint, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html);
-    model_container/card.py max_batch_rows derives the rows that fit from the row width and the task's answer size.
-    """
-    limit = max_batch_rows(card.width, card.task, card.classes)
-    if card.max_batch_rows > limit:
-        raise CardError(
-            f"model card field 'feature_schema.max_batch_rows': {card.max_batch_rows} rows of {card.width} features "
-            f"do not fit SageMaker's 6 MB InvokeEndpoint payload; at most {limit} (card.max_batch_rows)"
-        )
-
-
 def feature_property(feature: dict[str, Any]) -> dict[str, Any]:
     return {"type": "number", "minimum": feature["minimum"], "maximum": feature["maximum"]}
 
@@ -522,7 +507,6 @@ def container_openapi(card: ModelCard) -> dict[str, Any]:
 
 def generated_files(card: ModelCard, api_version: int | None = None) -> dict[str, bytes]:
     """The generated documents of `card` for API major `api_version` (default: api.version in cdk.json)."""
-    check_batch_cap(card)
     api_version = configured_api_version() if api_version is None else api_version
     documents = {
         "request.schema.json": request_schema(card),

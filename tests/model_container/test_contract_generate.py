@@ -273,7 +273,14 @@ def rename_model(raw: dict[str, Any]) -> None:
 
 
 def add_feature(raw: dict[str, Any]) -> None:
-    raw["feature_schema"]["features"].append({**raw["feature_schema"]["features"][0], "name": "one_more"})
+    from model_container.card import max_batch_rows
+
+    schema = raw["feature_schema"]
+    schema["features"].append({**schema["features"][0], "name": "one_more"})
+    # a wider row fits fewer rows in the 6 MB body: the card that adds a feature lowers its cap with it
+    schema["max_batch_rows"] = max_batch_rows(
+        [f["name"] for f in schema["features"]], raw["task"], list(raw["labels"].values())
+    )
 
 
 @pytest.mark.parametrize(
@@ -363,7 +370,7 @@ def test_a_card_that_does_not_fit_the_contract_fails_the_generator_naming_the_fi
     from model_container.card import max_batch_rows
 
     card = tmp_path / "metadata.json"
-    limit = max_batch_rows(WIDTH, CARD.task, CARD.classes)
+    limit = max_batch_rows(NAMES, CARD.task, CARD.label_names)
     card.write_text(json.dumps({**CARD.raw, "feature_schema": {**SCHEMA, "max_batch_rows": limit + 1}}))
     assert main(["--dir", str(tmp_path / "out"), "--card", str(card)]) == 2
     err = capsys.readouterr().err

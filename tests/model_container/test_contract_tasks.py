@@ -76,7 +76,9 @@ def test_the_request_model_is_the_cards_features_in_order(model_package: Path, c
 
 def test_the_batch_cap_is_the_cards_and_fits_the_payload(model_package: Path, card: ModelCard) -> None:
     instances = document(model_package, "request.schema.json")["properties"]["instances"]
-    assert instances["maxItems"] == card.max_batch_rows <= max_batch_rows(card.width, card.task, card.classes)
+    assert (
+        instances["maxItems"] == card.max_batch_rows <= max_batch_rows(card.feature_names, card.task, card.label_names)
+    )
     assert str(card.max_batch_rows) in document(model_package, "openapi.json")["info"]["description"]
 
 

@@ -51,7 +51,7 @@ def test_the_package_has_every_file_and_a_valid_card(model_package: Path) -> Non
     assert card.content_sha256 == hashlib.sha256((model_package / "model.onnx").read_bytes()).hexdigest()
     assert raw["lineage"]["kind"] == "source" and raw["lineage"]["parent_version"] is None
     assert raw["lineage"]["parameters"] == raw["training"]
-    assert card.max_batch_rows == max_batch_rows(card.width, card.task, card.classes)
+    assert card.max_batch_rows == max_batch_rows(card.feature_names, card.task, card.label_names)
 
 
 def source_dir(package: Path) -> str:
