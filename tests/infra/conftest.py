@@ -20,6 +20,11 @@ VARIANT_MODULES = {"test_model_monitor.py", "test_drift_task.py", "test_reachabi
 TASK_MODULES = {"test_model_release.py"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist registers this marker; without xdist (`-p no:xdist`, one process) the suite must still collect.
+    config.addinivalue_line("markers", "xdist_group(name): run on the xdist worker that holds this group")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Keep every infra test on one xdist worker so the app is synthesized once, not once per worker.
     for item in items:
@@ -56,7 +61,8 @@ def cdk_context() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def synthesized(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app = App(context=cdk_context, outdir=str(outdir))
+    # Construct paths in the templates, as the CDK CLI writes them: the architecture picture is drawn from them.
+    app = App(context={**cdk_context, "aws:cdk:enable-path-metadata": True}, outdir=str(outdir))
     stages = build_stages(app, default_account="123456789012", default_region=None)
     assembly = app.synth()  # raises if any nag pack reports an unacknowledged finding
     templates = {}
