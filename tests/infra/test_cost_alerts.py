@@ -290,3 +290,21 @@ def test_no_threshold_at_all_fails_naming_the_key() -> None:
     context["defaults"]["cost"]["forecast_threshold_percent"] = []
     with pytest.raises(ConfigError, match=r"environments\.dev\.cost\.actual_threshold_percent'.*notifies nobody"):
         load_environments(context)
+
+
+# Cheaper defaults that cost no safety (issue 20), each measured with `make cost` (README "Cost"):
+# - the API's access and execution logs are kept as long as the environment's other logs in dev (30 days) and
+#   staging (90); production keeps a year.
+API_LOG_RETENTION = {"dev": 30, "staging": 90, "prod": 365}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_api_logs_are_kept_per_environment(synthesized: Synthesized, env: str) -> None:
+    groups = {
+        logical_id: group["Properties"]["RetentionInDays"]
+        for logical_id, group in synthesized.resources(env, "inference", "AWS::Logs::LogGroup").items()
+        if logical_id.startswith(("ApiAccessLogs", "ApiExecutionLogs"))
+    }
+    assert len(groups) == 2, groups
+    assert set(groups.values()) == {API_LOG_RETENTION[env]}
+    assert environment_settings(env, synthesized.context).api.access_log_retention_days == API_LOG_RETENTION[env]
