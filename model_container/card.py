@@ -56,6 +56,19 @@ VERSION_BYTES = 64
 ENVELOPE_BYTES = 64  # {"instances": []} / {"predictions": []}, with room to spare
 MAX_BATCH_ROWS = 10_000
 
+# Class names become CloudWatch dimension values (the container's EMF `PredictedClass`, the drift job's
+# PutMetricData `Class`, the dashboards' and alarms' dimensions): "Dimension values must contain only ASCII characters
+# and must include at least one non-whitespace character. ASCII control characters are not supported" (CloudWatch API
+# reference, Dimension, https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_Dimension.html: 1-1024);
+# an alarm's dimension value is "from 1-255 characters in length" (AWS::CloudWatch::Alarm Dimension, CDK
+# CfnAlarm.DimensionProperty, https://docs.aws.amazon.com/cdk/api/v2/docs/aws-cdk-lib.aws_cloudwatch.CfnAlarm.DimensionProperty.html),
+# the stricter bound, taken here.
+LABEL_NAME = re.compile(r"[\x20-\x7e]{1,255}")
+# One metric stream per class: the container's PredictedClassShare EMF records stop at MAX_CLASS_SHARES classes
+# (model_container/server/metrics.py; the rest would share "(other classes)", which the dashboards cannot tell
+# apart) and the drift job publishes ClassRecall per class. A card has at most this many classes.
+MAX_CLASSES = 50
+
 
 class CardError(ValueError):
     """A model card that is missing, unreadable or inconsistent; the message names the field."""
@@ -262,7 +275,25 @@ class ModelCard:
             count_ok = len(labels) == 2 if self.task == BINARY else len(labels) >= 3
             _need(count_ok, "labels", f"a {self.task} model has {expected} classes")
             _need(all(isinstance(v, str) and v for v in labels.values()), "labels", "names must be strings")
+            for index, value in sorted(labels.items(), key=lambda item: int(item[0])):
+                _need(
+                    bool(LABEL_NAME.fullmatch(value)) and not value.isspace(),
+                    f"labels.{index}",
+                    f"{value!r} is not a CloudWatch dimension value: 1-255 printable ASCII characters, not blank",
+                )
+            _need(
+                len(labels) <= MAX_CLASSES,
+                "labels",
+                f"{len(labels)} classes; at most {MAX_CLASSES} (one CloudWatch metric stream per class)",
+            )
             _need(len(set(labels.values())) == len(labels), "labels", "names must be unique")
+            if self.task == BINARY and "positive_label" in raw:
+                positive = raw["positive_label"]
+                _need(
+                    isinstance(positive, int) and not isinstance(positive, bool) and positive in (0, 1),
+                    "positive_label",
+                    f"{positive!r}: must be the class index 0 or 1 (an integer)",
+                )
         else:
             _need(
                 isinstance(raw.get("target"), dict) and bool(raw["target"].get("name")),
