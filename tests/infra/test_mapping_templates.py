@@ -346,7 +346,7 @@ def container_error(status: int, message: str, **where: Any) -> str:
 def upstream_responses() -> Iterator[tuple[int, str]]:
     """(status, body) SageMaker runtime can answer API Gateway with, as the selection patterns see them."""
     for message in MESSAGES:
-        yield 424, model_error(400, container_error(400, message, row=0, field="mean_radius"))
+        yield 424, model_error(400, container_error(400, message, row=0, field="feature_3"))
         yield 424, model_error(413, container_error(413, message))
         yield 424, model_error(400, message)  # a 4xx whose body is not the container's envelope
         yield 424, model_error(500, container_error(500, message))
@@ -397,7 +397,7 @@ def model_error_template(synthesized, env: str = "dev") -> str:
 
 @pytest.mark.parametrize("message", MESSAGES)
 def test_a_container_4xx_error_passes_through_whole_with_its_status(synthesized, message: str) -> None:
-    original = container_error(400, message, row=3, field="mean_radius")
+    original = container_error(400, message, row=3, field="feature_3")
     rendered = render_vtl(model_error_template(synthesized), body=model_error(400, original))
     assert json.loads(rendered.body) == json.loads(original)
     assert rendered.status_override == 400

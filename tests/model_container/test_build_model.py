@@ -78,7 +78,7 @@ def test_metadata_describes_the_configured_model(model_build) -> None:
 
 
 def test_safe_identifier() -> None:
-    assert safe_identifier("mean radius") == "mean_radius"
+    assert safe_identifier("cell size") == "cell_size"
     assert safe_identifier(" Worst  fractal-dimension ") == "worst_fractal_dimension"
 
 

@@ -18,7 +18,7 @@ DRIFT = {
         "endpointName": "mlapi-prod-endpoint",
         "modelVersion": "1.0.0",
         "window": {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"},
-        "driftedFeatures": [{"feature": "mean_radius", "psi": 0.83}, {"feature": "mean_texture", "psi": 0.4}],
+        "driftedFeatures": [{"feature": "feature_3", "psi": 0.83}, {"feature": "feature_7", "psi": 0.4}],
     },
 }
 MONITOR = {
@@ -52,7 +52,7 @@ def test_drift_starts_a_retraining_run_with_the_reason_and_the_event_id_as_token
     )
     reason = (
         "drift on mlapi-prod-endpoint model 1.0.0 in [2026-11-25T12:00:00Z, 2026-11-25T13:00:00Z): "
-        "mean_radius (psi 0.83), mean_texture (psi 0.4)"
+        "feature_3 (psi 0.83), feature_7 (psi 0.4)"
     )
     codepipeline.stubber.add_response(
         "start_pipeline_execution",

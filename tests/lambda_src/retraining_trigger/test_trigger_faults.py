@@ -30,7 +30,7 @@ ENVIRONMENT = {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "AWS_ACCESS_K
                "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_SERVICE_NAME": "retraining-trigger"}
 
 
-def drift(event_id: str | None, feature: str = "mean_radius") -> dict[str, Any]:
+def drift(event_id: str | None, feature: str = "feature_3") -> dict[str, Any]:
     event = {"id": event_id, "source": "ml-platform.drift-monitor", "detail-type": "Model Drift Detected",
              "detail": {"endpointName": "mlapi-prod-endpoint", "modelVersion": "1.0.0",
                         "window": {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"},
@@ -105,7 +105,7 @@ EPISODE = _scenario(
     "trigger_drift_episode",
     Step("drift", lambda w: w.decide(drift("ev-1"), "req-1")),
     Step("redelivered", lambda w: w.decide(drift("ev-1"), "req-2")),
-    Step("more drift", lambda w: w.decide(drift("ev-2", "mean_texture"), "req-3")),
+    Step("more drift", lambda w: w.decide(drift("ev-2", "feature_7"), "req-3")),
 )
 SCENARIOS = [DRIFT_STARTS_RUN, WITHOUT_ID, MONITOR_VIOLATIONS, EPISODE]
 

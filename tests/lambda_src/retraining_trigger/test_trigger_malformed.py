@@ -27,7 +27,7 @@ DRIFT = {
     "detail-type": "Model Drift Detected",
     "detail": {"endpointName": "mlapi-prod-endpoint", "modelVersion": "1.0.0",
                "window": {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"},
-               "driftedFeatures": [{"feature": "mean_radius", "psi": 0.83}]},
+               "driftedFeatures": [{"feature": "feature_3", "psi": 0.83}]},
 }
 
 
@@ -47,8 +47,8 @@ def test_an_execution_gone_between_list_and_get_does_not_abort_the_trigger() -> 
     ({**DRIFT["detail"], "driftedFeatures": None}, "drift on mlapi-prod-endpoint model 1.0.0 in "
                                                    "[2026-11-25T12:00:00Z, 2026-11-25T13:00:00Z): no feature named"),
     ({**DRIFT["detail"], "window": "last hour"}, "drift on mlapi-prod-endpoint model 1.0.0 in [last hour]: "
-                                                 "mean_radius (psi 0.83)"),
-    ({"driftedFeatures": "mean_radius", "window": None, "endpointName": None}, "drift on ? model ? in [?, ?): "
+                                                 "feature_3 (psi 0.83)"),
+    ({"driftedFeatures": "feature_3", "window": None, "endpointName": None}, "drift on ? model ? in [?, ?): "
                                                                                 "no feature named"),
 ])
 def test_malformed_drift_details_are_described_not_crashed_on(detail: Any, expected: str) -> None:
