@@ -275,10 +275,10 @@ class ModelCard:
             count_ok = len(labels) == 2 if self.task == BINARY else len(labels) >= 3
             _need(count_ok, "labels", f"a {self.task} model has {expected} classes")
             _need(all(isinstance(v, str) and v for v in labels.values()), "labels", "names must be strings")
-            for index, value in sorted(labels.items(), key=lambda item: int(item[0])):
+            for key, value in sorted(labels.items(), key=lambda item: int(item[0])):
                 _need(
                     bool(LABEL_NAME.fullmatch(value)) and not value.isspace(),
-                    f"labels.{index}",
+                    f"labels.{key}",
                     f"{value!r} is not a CloudWatch dimension value: 1-255 printable ASCII characters, not blank",
                 )
             _need(
