@@ -24,10 +24,18 @@ from ml_constructs.nag import acknowledge, wildcard_finding
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
 from ml_constructs.prediction_api import TEST_INFERENCE_ID_PREFIX
 from ml_constructs.release_history_table import STATUS_INDEX
-from model_container.card import BINARY, METRICS, REGRESSION, Task
+from model_container.card import BINARY, METRICS, REGRESSION, CardError, Task
 from platform_config import MonitoringSettings
 
 CODE_DIR = "lambda_src/drift_monitor"
+# CloudFormation quotas: "Maximum number of resources that you can declare in your AWS CloudFormation template - 500
+# resources" (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html). Either
+# drift engine declares one `drift-<feature>` alarm per card feature in the inference stack, and nothing else grows
+# with the width (measured: 138-145 resources at 30 features, dev to prod, so ~110 besides the feature alarms; each
+# feature adds exactly one, tests/infra/test_drift_monitor.py). A card wider than this is refused at synth, naming
+# the card field, leaving ~90 resources of headroom for the rest of the stack, rather than failing later with CDK's
+# generic "Number of resources ... is greater than allowed maximum of 500" or silently leaving features unwatched.
+MAX_ALARMED_FEATURES = 300
 FEATURE_SCHEMA = Path("model_container/contract/feature_schema.json")
 METRICS_NAMESPACE = "MlApi/ModelDrift"
 DRIFT_EVENT_SOURCE = "ml-platform.drift-monitor"
@@ -58,6 +66,17 @@ class QualityAlarm:
     metric_name: str
     side: str  # "min": alarm below it; "max": alarm above it
     threshold: float
+
+
+def check_feature_alarms(feature_names: Sequence[str]) -> list[str]:
+    """The card's features, each of which gets a drift alarm; refuses a width past MAX_ALARMED_FEATURES."""
+    if len(feature_names) > MAX_ALARMED_FEATURES:
+        raise CardError(
+            f"model card field 'feature_schema.features': {len(feature_names)} features; the inference stack "
+            f"declares one drift alarm per feature and holds at most {MAX_ALARMED_FEATURES} of them within "
+            "CloudFormation's 500 resources per stack (reduce the model's inputs, e.g. select or embed features)"
+        )
+    return list(feature_names)
 
 
 def quality_alarms(task: str, acceptance: Mapping[str, Mapping[str, float]], min_accuracy: float) -> list[QualityAlarm]:
@@ -115,7 +134,7 @@ class DriftMonitor(Construct):
         super().__init__(scope, construct_id)
         self.model_task = task
         self.quality = quality_alarms(task, acceptance or {}, settings.min_accuracy)
-        self.feature_names = (
+        self.feature_names = check_feature_alarms(
             list(feature_names)
             if feature_names is not None
             else [f["name"] for f in json.loads(FEATURE_SCHEMA.read_text())["features"]]

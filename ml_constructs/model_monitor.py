@@ -16,6 +16,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ml_constructs.drift_monitor import check_feature_alarms
 from ml_constructs.endpoint_alarms import topic_alarm
 from ml_constructs.model_endpoint import sagemaker_vpc_statements
 from ml_constructs.model_quality_monitor import ModelQualitySchedule, monitoring_schedule
@@ -79,7 +80,7 @@ class ModelMonitorSchedule(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.feature_names = list(feature_names or _contract_features())
+        self.feature_names = check_feature_alarms(list(feature_names or _contract_features()))
         monitor = settings.model_monitor
         image = analyzer_image(stack.region)
         version_prefix = f"model-monitor/{endpoint_name}/{model_version}"

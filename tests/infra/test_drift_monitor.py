@@ -288,3 +288,26 @@ def test_quality_alarms_without_acceptance_use_the_documented_defaults() -> None
     ]
     with pytest.raises(ValueError, match="a regression model's metrics are rmse, mae, r2"):
         quality_alarms("regression", {"accuracy": {"min": 0.9}}, 0.9)
+
+
+def test_each_feature_adds_one_resource_and_a_card_past_the_cap_is_refused_naming_the_field(tmp_path: Path) -> None:
+    """CloudFormation declares at most 500 resources per template (CloudFormation User Guide, "CloudFormation quotas",
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html): the width's share of
+    the inference stack is measured here, and a card past MAX_ALARMED_FEATURES is refused at synth."""
+    from types import SimpleNamespace
+
+    from ml_constructs.drift_monitor import MAX_ALARMED_FEATURES, check_feature_alarms
+    from model_container.card import CardError
+    from tests.model_packages import example_package
+
+    card = ModelCard.load(example_package("breast_cancer"))
+
+    def wide(width: int) -> Any:
+        names = [f"feature_{i}" for i in range(width)]
+        return SimpleNamespace(version=card.version, task=card.task, acceptance=card.acceptance, feature_names=names)
+
+    resources = {w: len(monitor_template(wide(w), tmp_path / str(w)).to_json()["Resources"]) for w in (10, 20)}
+    assert resources[20] - resources[10] == 10  # one drift alarm a feature, nothing else
+    assert len(check_feature_alarms(wide(MAX_ALARMED_FEATURES).feature_names)) == MAX_ALARMED_FEATURES
+    with pytest.raises(CardError, match=rf"'feature_schema\.features': {MAX_ALARMED_FEATURES + 1} features.*500"):
+        monitor_template(wide(MAX_ALARMED_FEATURES + 1), tmp_path / "wide")

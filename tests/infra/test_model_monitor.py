@@ -331,3 +331,20 @@ def test_every_task_gets_its_problem_type_its_cards_quality_alarms_and_its_featu
         "AWS::CloudWatch::Alarm", {"Properties": {"Namespace": "aws/sagemaker/Endpoints/data-metrics"}}
     )
     assert {a["Properties"]["AlarmName"] for a in drift.values()} == {f"mlapi-qa-drift-{f}" for f in card.feature_names}
+
+
+def test_each_feature_adds_one_alarm_and_a_card_past_the_cap_is_refused_naming_the_field() -> None:
+    """One drift alarm a feature counts against CloudFormation's 500 resources per template (CloudFormation quotas,
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html)."""
+    from ml_constructs.drift_monitor import MAX_ALARMED_FEATURES
+    from model_container.card import CardError
+
+    monitoring = {"engine": "model_monitor", "model_monitor": {"baselined_versions": [VERSION]}}
+
+    def resources(width: int) -> int:
+        stack = monitor_stack(monitoring, VERSION, feature_names=[f"feature_{i}" for i in range(width)])
+        return len(Template.from_stack(stack).to_json()["Resources"])
+
+    assert resources(20) - resources(10) == 10
+    with pytest.raises(CardError, match=rf"'feature_schema\.features': {MAX_ALARMED_FEATURES + 1} features.*500"):
+        monitor_stack(monitoring, VERSION, feature_names=[f"feature_{i}" for i in range(MAX_ALARMED_FEATURES + 1)])
