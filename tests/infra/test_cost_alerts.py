@@ -294,8 +294,12 @@ def test_no_threshold_at_all_fails_naming_the_key() -> None:
 
 # Cheaper defaults that cost no safety (issue 20), each measured with `make cost` (README "Cost"):
 # - the API's access and execution logs are kept as long as the environment's other logs in dev (30 days) and
-#   staging (90); production keeps a year.
+#   staging (90); production keeps a year;
+# - dev and staging capture a fifth of their requests: only production's captured traffic feeds retraining
+#   (pipeline.training, README "train"), and staging's traffic is mostly the pipeline's own test requests, which the
+#   drift job leaves out anyway; production captures everything.
 API_LOG_RETENTION = {"dev": 30, "staging": 90, "prod": 365}
+CAPTURE_PERCENT = {"dev": 20, "staging": 20, "prod": 100}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -308,3 +312,11 @@ def test_api_logs_are_kept_per_environment(synthesized: Synthesized, env: str) -
     assert len(groups) == 2, groups
     assert set(groups.values()) == {API_LOG_RETENTION[env]}
     assert environment_settings(env, synthesized.context).api.access_log_retention_days == API_LOG_RETENTION[env]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_data_capture_samples_dev_and_staging_and_keeps_all_of_production(synthesized: Synthesized, env: str) -> None:
+    _, config = only(synthesized.resources(env, "inference", "AWS::SageMaker::EndpointConfig"))
+    capture = config["Properties"]["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["InitialSamplingPercentage"] == CAPTURE_PERCENT[env]
