@@ -32,7 +32,7 @@ def budget_tag_filter(environment_name: str) -> dict[str, list[str]]:
 class CostAlerts(Construct):
     """`budget`: monthly COST budget on the environment's tag, ACTUAL and FORECASTED percentage notifications to
     `topic` and `settings.emails`; `monitor` + `subscriptions`: Cost Anomaly Detection on the same tag, to `topic` at
-    once and to the e-mails daily.
+    once and to the e-mails daily (unless `settings.anomaly_alerts` is false: None and []).
 
     Regions: AWS Budgets and Cost Explorer are global services; CloudFormation registers AWS::Budgets::Budget,
     AWS::CE::AnomalyMonitor and AWS::CE::AnomalySubscription in the environment's region (cfn-lint's eu-west-1 and
@@ -145,10 +145,22 @@ class CostAlerts(Construct):
             ],
         )
 
+        self.monitor: ce.CfnAnomalyMonitor | None = None
+        self.subscriptions: list[ce.CfnAnomalySubscription] = []
+        if settings.anomaly_alerts:
+            self._anomaly_alerts(prefix, environment_name, settings, topic)
+        if topic_policy is not None:
+            self.budget.node.add_dependency(topic_policy)
+            for subscription in self.subscriptions:
+                subscription.node.add_dependency(topic_policy)
+
+    def _anomaly_alerts(self, prefix: str, environment_name: str, settings: CostSettings, topic: sns.Topic) -> None:
         # A customer managed (CUSTOM) monitor on the environment tag: it watches this environment's spend in
-        # aggregate. A DIMENSIONAL SERVICE monitor would watch the whole account's services, and a monitor on the
-        # project tag would repeat every alert once per environment sharing an account (CE API reference,
-        # AnomalyMonitor: MonitorType, MonitorSpecification).
+        # aggregate (CE API reference, AnomalyMonitor: MonitorType, MonitorSpecification). Not DIMENSIONAL SERVICE:
+        # an account holds one monitor per dimension (CloudFormation coverage roadmap issue 2515, "Limit exceeded on
+        # dimensional spend monitor creation"), so a second environment in the account would fail to deploy, and
+        # it watches the whole account. Not the project tag: every alert would repeat once per environment of the
+        # account.
         self.monitor = ce.CfnAnomalyMonitor(
             self,
             "Monitor",
@@ -195,7 +207,3 @@ class CostAlerts(Construct):
                     threshold_expression=impact,
                 )
             )
-        if topic_policy is not None:
-            self.budget.node.add_dependency(topic_policy)
-            for subscription in self.subscriptions:
-                subscription.node.add_dependency(topic_policy)

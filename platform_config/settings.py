@@ -772,6 +772,9 @@ class CostSettings:
     forecast_threshold_percent: tuple[float, ...] = (100.0,)
     emails: tuple[str, ...] = ()
     anomaly_impact_usd: float = 50.0
+    # False leaves out the anomaly monitor and its subscriptions (the budget stays): where a tag monitor cannot be
+    # created, e.g. an organization's member account without access to cost allocation tags.
+    anomaly_alerts: bool = True
 
     def __post_init__(self) -> None:
         check(self.monthly_budget_usd > 0, "monthly_budget_usd", "must be a positive amount of USD")

@@ -238,6 +238,13 @@ def test_cost_emails_get_every_budget_notification_and_a_daily_anomaly_summary()
     )
 
 
+def test_anomaly_alerts_can_be_left_out_and_the_budget_stays() -> None:
+    template = small_stack(CostSettings(anomaly_alerts=False, emails=("finance@example.com",)))
+    template.resource_count_is("AWS::CE::AnomalyMonitor", 0)
+    template.resource_count_is("AWS::CE::AnomalySubscription", 0)
+    template.resource_count_is("AWS::Budgets::Budget", 1)
+
+
 def test_an_imported_topic_key_fails_synth_instead_of_dropping_the_key_grant() -> None:
     with pytest.raises(ValueError, match="imported"):
         small_stack(CostSettings(), imported_key=True)
@@ -275,6 +282,7 @@ def context_with(path: str, value: Any) -> dict[str, Any]:
         ),
         ("environments.dev.cost.budget", 5, "environments.dev.cost.budget", "unknown key"),
         ("environments.dev.cost.anomaly_impact_usd", -1, "environments.dev.cost.anomaly_impact_usd", "non-negative"),
+        ("environments.dev.cost.anomaly_alerts", "no", "environments.dev.cost.anomaly_alerts", "true or false"),
     ],
 )
 def test_bad_cost_settings_fail_naming_the_dotted_key(path: str, value: Any, key: str, fragment: str) -> None:
