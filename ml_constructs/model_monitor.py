@@ -56,7 +56,9 @@ class ModelMonitorSchedule(Construct):
 
     `task`, `acceptance` and `feature_names` are the served model's card's (model_container/card.py): the
     model-quality job's problem type and alarms follow the task and acceptance, the drift alarms the feature order of
-    the baseline (default: model_container/contract/feature_schema.json).
+    the baseline (default: model_container/contract/feature_schema.json). `positive_label` is a binary card's: for 0,
+    the model-quality job is handed P(label = 1) and alarms on accuracy and AUC, not on precision and recall
+    (ml_constructs/model_quality_monitor.py CLASS_ONE_ONLY).
     Without a baseline nothing is scheduled; synth warns with the command that creates one."""
 
     def __init__(
@@ -77,6 +79,7 @@ class ModelMonitorSchedule(Construct):
         task: Task = "binary_classification",  # a card without task
         acceptance: Mapping[str, Mapping[str, float]] | None = None,
         feature_names: Sequence[str] | None = None,
+        positive_label: int = 1,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -225,6 +228,7 @@ class ModelMonitorSchedule(Construct):
                 task=task,
                 acceptance=acceptance or {},
                 min_accuracy=settings.min_accuracy,
+                positive_label=positive_label,
                 placement=placement,
                 subnet_ids=subnet_ids,
                 security_group=placement.security_group,

@@ -54,6 +54,13 @@ PUBLISHED = {
     MULTICLASS: {"accuracy": "accuracy"},
     REGRESSION: {"rmse": "rmse", "mae": "mae", "r2": "r2"},
 }
+# Model Monitor's binary metrics take class 1 as the positive class (EndpointInput has no field naming it,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_EndpointInput.html; "Model quality metrics",
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html: precision and recall of
+# "1"). For a card whose positive_label is 0 the preprocessor hands over P(label = 1) (POSITIVE_LABEL), so accuracy and
+# AUC (symmetric under swapping the class and its score) are the model's; precision and recall would be of the other
+# class than the card's acceptance bounds, so no alarm reads them.
+CLASS_ONE_ONLY = ("precision", "recall")
 
 
 class ModelQualitySchedule(Construct):
@@ -86,10 +93,17 @@ class ModelQualitySchedule(Construct):
         subnet_ids: list[str],
         security_group: ec2.ISecurityGroup,
         topic: sns.ITopic,
+        positive_label: int = 1,
     ) -> None:
         super().__init__(scope, construct_id)
         if task not in QUALITY_INPUTS:
             raise ValueError(f"task {task!r}: Model Monitor's model quality knows {', '.join(QUALITY_INPUTS)}")
+        if positive_label not in (0, 1) or isinstance(positive_label, bool):
+            raise ValueError(f"model card field 'positive_label': {positive_label!r}, must be 0 or 1")
+        self.positive_label = positive_label if task == BINARY else 1
+        environment = {"RECORD_MODE": "model_quality", "publish_cloudwatch_metrics": "Enabled"}
+        if self.positive_label != 1:
+            environment["POSITIVE_LABEL"] = str(self.positive_label)
         quality = QUALITY_INPUTS[task]
         key = placement.data_key.key_arn
         self.job_definition = Q(
@@ -100,7 +114,7 @@ class ModelQualitySchedule(Construct):
                 image_uri=image,
                 problem_type=quality.problem_type,
                 record_preprocessor_source_uri=preprocessor_uri,
-                environment={"RECORD_MODE": "model_quality", "publish_cloudwatch_metrics": "Enabled"},
+                environment=environment,
             ),
             model_quality_job_input=Q.ModelQualityJobInputProperty(
                 endpoint_input=Q.EndpointInputProperty(
@@ -173,14 +187,21 @@ class ModelQualitySchedule(Construct):
         topic: sns.ITopic,
     ) -> dict[str, cloudwatch.Alarm]:
         published = PUBLISHED[task]
+        if self.positive_label != 1:
+            published = {name: metric for name, metric in published.items() if name not in CLASS_ONE_ONLY}
         bounds = quality_alarms(task, acceptance, min_accuracy)
         unwatched = [bound.metric for bound in bounds if bound.metric not in published]
         if unwatched:
+            why = (
+                f"computes {', '.join(m for m in unwatched if m in CLASS_ONE_ONLY)} of class 1 only and the card's "
+                "positive_label is 0"
+                if self.positive_label != 1 and any(m in CLASS_ONE_ONLY for m in unwatched)
+                else f"computes no {', '.join(unwatched)} for a {task} model"
+            )
             Annotations.of(self).add_warning_v2(
                 "ml-platform:model-monitor-unwatched-metric",
-                f"Model Monitor computes no {', '.join(unwatched)} for a {task} model: the card's acceptance of "
-                "them is held by the model gate only (monitoring.engine 'builtin' alarms on them on labelled "
-                "traffic).",
+                f"Model Monitor {why}: the card's acceptance of {', '.join(unwatched)} is held by the model gate "
+                "only (monitoring.engine 'builtin' alarms on them on labelled traffic).",
             )
         alarms = {}
         for bound in bounds:

@@ -13,6 +13,14 @@ id, so a multi-row request cannot be matched with labels row by row and is skipp
     binary_classification      {"label", "probability"}  BinaryClassification (label, probability of the positive)
     multiclass_classification  {"label"}                 MulticlassClassification (the predicted class index)
     regression                 {"value"}                 Regression (the predicted value)
+A binary card's positive class may be 0 (`positive_label`), while Model Monitor's binary metrics have class 1 as
+the positive class (EndpointInput has no field naming it: ProbabilityThresholdAttribute is "The threshold for the
+class probability to be evaluated as a positive result", and the metrics page's confusion matrix is keyed "0"/"1" with
+precision and recall of "1", https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_EndpointInput.html). The
+job definition sets POSITIVE_LABEL from the card, and the probability handed over is always P(label = 1):
+`probability` when the card's positive class is 1, `1 - probability` when it is 0. Then accuracy and AUC are those of
+the card's model; precision and recall stay class 1's, so no alarm reads them for such a card
+(ml_constructs/model_quality_monitor.py).
 Model Monitor computes a problem type's metrics from these ("Monitor model quality" and "Model quality metrics",
 https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality.html and
 https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html).
@@ -101,6 +109,8 @@ def prediction_of(data: str) -> dict[str, Any] | None:
         return None
     if label not in (0, 1) or not _is_number(probability):
         return None
+    if os.environ.get("POSITIVE_LABEL", "1") == "0":  # the response's probability is P(label = 0)
+        return {"label": label, "probability": round(1.0 - float(probability), 6)}
     return {"label": label, "probability": float(probability)}
 
 

@@ -348,3 +348,41 @@ def test_each_feature_adds_one_alarm_and_a_card_past_the_cap_is_refused_naming_t
     assert resources(20) - resources(10) == 10
     with pytest.raises(CardError, match=rf"'feature_schema\.features': {MAX_ALARMED_FEATURES + 1} features.*500"):
         monitor_stack(monitoring, VERSION, feature_names=[f"feature_{i}" for i in range(MAX_ALARMED_FEATURES + 1)])
+
+
+@pytest.mark.parametrize("positive_label", [0, 1])
+def test_a_positive_label_0_card_alarms_only_on_what_model_monitor_computes_for_its_class(positive_label: int) -> None:
+    """Model Monitor's binary precision and recall are of class 1 ("Model quality metrics",
+    https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html; EndpointInput has no
+    positive-class field, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_EndpointInput.html): with
+    positive_label 0 the job gets P(label = 1) (POSITIVE_LABEL) and alarms on accuracy and AUC only."""
+    acceptance = {"accuracy": {"min": 0.9}, "precision": {"min": 0.9}, "recall": {"min": 0.9}, "roc_auc": {"min": 0.95}}
+    monitoring = {
+        "engine": "model_monitor",
+        "ground_truth_prefix": "ground-truth",
+        "model_monitor": {"baselined_versions": [VERSION], "model_quality": True},
+    }
+    stack = monitor_stack(
+        monitoring,
+        VERSION,
+        task="binary_classification",
+        acceptance=acceptance,
+        feature_names=FEATURES,
+        positive_label=positive_label,
+    )
+    template = Template.from_stack(stack)
+    [definition] = template.find_resources("AWS::SageMaker::ModelQualityJobDefinition").values()
+    environment = definition["Properties"]["ModelQualityAppSpecification"]["Environment"]
+    assert environment.get("POSITIVE_LABEL", "1") == str(positive_label)
+    watched = {
+        a["Properties"]["MetricName"]
+        for a in template.find_resources(
+            "AWS::CloudWatch::Alarm", {"Properties": {"Namespace": "aws/sagemaker/Endpoints/model-metrics"}}
+        ).values()
+    }
+    warnings = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("of class 1 only"))
+    if positive_label == 1:
+        assert watched == {"accuracy", "precision", "recall", "auc"} and not warnings
+    else:
+        assert watched == {"accuracy", "auc"}
+        assert warnings and "precision, recall" in str(warnings[0].entry.data)

@@ -141,3 +141,18 @@ def test_in_model_quality_mode_each_task_hands_over_its_problem_types_attributes
     monkeypatch.setenv("RECORD_MODE", "model_quality")
     output = json.dumps({"predictions": [prediction | {"model_version": "4.0.2"}]})
     assert handler(record("[]", "application/json", output=output)) == (handed_over or [])
+
+
+def test_a_positive_label_0_card_hands_model_monitor_the_probability_of_class_1(
+    handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Model Monitor's binary metrics take class 1 as positive (EndpointInput names no positive class,
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_EndpointInput.html); the container answers
+    P(label = positive_label), so for positive_label 0 the preprocessor hands over its complement."""
+    monkeypatch.setenv("RECORD_MODE", "model_quality")
+    monkeypatch.setenv("POSITIVE_LABEL", "0")
+    # label 0 with P(label = 0) = 0.973214: class 1 has 0.026786, below the job's 0.5 threshold, as the label says
+    output = json.dumps({"predictions": [{"label": 0, "probability": 0.973214, "model_version": "4.0.2"}]})
+    assert handler(record("[]", "application/json", output=output)) == {"label": 0, "probability": 0.026786}
+    monkeypatch.setenv("POSITIVE_LABEL", "1")
+    assert handler(record("[]", "application/json", output=output)) == {"label": 0, "probability": 0.973214}
