@@ -79,7 +79,7 @@ class ModelMonitorSchedule(Construct):
         task: Task = "binary_classification",  # a card without task
         acceptance: Mapping[str, Mapping[str, float]] | None = None,
         feature_names: Sequence[str] | None = None,
-        positive_label: int = 1,
+        positive_label: int | None = 1,  # a binary card's (ModelCard.positive_label; None for other tasks)
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)

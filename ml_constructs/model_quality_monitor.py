@@ -93,11 +93,12 @@ class ModelQualitySchedule(Construct):
         subnet_ids: list[str],
         security_group: ec2.ISecurityGroup,
         topic: sns.ITopic,
-        positive_label: int = 1,
+        positive_label: int | None = 1,
     ) -> None:
         super().__init__(scope, construct_id)
         if task not in QUALITY_INPUTS:
             raise ValueError(f"task {task!r}: Model Monitor's model quality knows {', '.join(QUALITY_INPUTS)}")
+        positive_label = 1 if positive_label is None else positive_label
         if positive_label not in (0, 1) or isinstance(positive_label, bool):
             raise ValueError(f"model card field 'positive_label': {positive_label!r}, must be 0 or 1")
         self.positive_label = positive_label if task == BINARY else 1
