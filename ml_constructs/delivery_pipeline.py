@@ -44,7 +44,9 @@ from ml_constructs.pipeline_steps import (
     RegistryTarget,
     RetrainingInputs,
     approval_shortcuts_step,
+    data_read,
     grant_use_connection,
+    model_data_uri,
     model_monitor_baseline_step,
     model_package_approval_step,
     model_package_check_step,
@@ -477,15 +479,22 @@ class DeliveryPipeline(Construct):
         )
 
     def _package_read(self, production: Stage, partition: str) -> list[iam.PolicyStatement]:
-        """With a pre-built S3 package as the model source, the Synth step's role reads that prefix (and only it);
-        a training entry point or a package directory in the repository needs no grant."""
+        """With a pre-built S3 package as the model source, the Synth step's role reads and lists that prefix (and
+        only it, pipeline_steps.package_read); with an S3 CSV as a training entry point's data, it reads that object
+        (data_read). A package directory, an entry point's loader or a CSV in the repository needs no grant."""
         environment = getattr(production, "settings", None)
-        package = model_package_uri(environment) if environment is not None else None
-        if not package or not package.startswith("s3://"):
+        if environment is None:
             return []
-        statement, objects = package_read(package, partition)
-        self.guard_wildcards.append(objects)
-        return [statement]
+        statements: list[iam.PolicyStatement] = []
+        package = model_package_uri(environment)
+        if package and package.startswith("s3://"):
+            reads, objects = package_read(package, partition)
+            self.guard_wildcards.append(objects)
+            statements.extend(reads)
+        data = model_data_uri(environment)
+        if data:
+            statements.append(data_read(data, partition))
+        return statements
 
     def _retraining_inputs(
         self,

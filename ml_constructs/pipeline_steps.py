@@ -44,20 +44,58 @@ def model_package_uri(environment: EnvironmentSettings) -> str | None:
     return getattr(source, "package", None)
 
 
-def package_read(package_uri: str, partition: str) -> tuple[iam.PolicyStatement, str]:
-    """The read `make model` needs of a pre-built S3 model package (`model.source.package: s3://bucket/prefix/`):
-    s3:GetObject on the objects under that prefix and nothing else (Amazon S3 API Reference, GetObject,
-    Permissions: "To use GetObject, you must have the READ access to the object"; the download fetches the
-    package's files by name, so it lists nothing). Returns the statement and its wildcard resource (to acknowledge).
-    """
-    if not package_uri.startswith("s3://"):
-        raise ValueError(f"model.source.package: {package_uri!r} is not an s3:// URI")
-    bucket, _, prefix = package_uri.removeprefix("s3://").partition("/")
+def model_data_uri(environment: EnvironmentSettings) -> str | None:
+    """The configured training data when it is an S3 CSV (`model.source.data: s3://bucket/key.csv`), else None."""
+    source = getattr(environment.model, "source", None)
+    data = getattr(source, "data", None)
+    return data if isinstance(data, str) and data.startswith("s3://") else None
+
+
+def _bucket_and_key(uri: str, field: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"{field}: {uri!r} is not an s3:// URI")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket:
-        raise ValueError(f"model.source.package: {package_uri!r} names no bucket")
+        raise ValueError(f"{field}: {uri!r} names no bucket")
+    return bucket, key
+
+
+def package_read(package_uri: str, partition: str) -> tuple[list[iam.PolicyStatement], str]:
+    """The read `make model` needs of a pre-built S3 model package (`model.source.package: s3://bucket/prefix/`):
+    s3:GetObject on the objects under that prefix ("To use GetObject, you must have the READ access to the object"),
+    and s3:ListBucket on the bucket held to that prefix by the s3:prefix condition, so an absent optional file
+    (baseline_predictions.csv) reads as 404, not 403: "If you have the s3:ListBucket permission on the bucket, Amazon
+    S3 returns an HTTP status code 404 Not Found error. If you don't have the s3:ListBucket permission, Amazon S3
+    returns an HTTP status code 403 Access Denied error" (Amazon S3 API Reference, GetObject, Permissions,
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html); model_container/package.py also lists the
+    one key when GetObject answers 403. Returns the statements and the objects' wildcard resource (to acknowledge).
+
+    A package bucket encrypted with a customer managed KMS key also needs kms:Decrypt for the reader ("you need the
+    permission to decrypt the AWS KMS key", https://repost.aws/knowledge-center/decrypt-kms-encrypted-objects-s3):
+    the config names no such key, so that key's policy must allow the pipeline's Synth role kms:Decrypt (with
+    kms:ViaService s3.<region>.amazonaws.com), or the bucket uses SSE-S3 / the aws/s3 key
+    (model_container/README.md, "Pre-built packages in S3")."""
+    bucket, prefix = _bucket_and_key(package_uri, "model.source.package")
     prefix = prefix.rstrip("/")
     objects = f"arn:{partition}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
-    return iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects]), objects
+    read = iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects])
+    listing = iam.PolicyStatement(
+        actions=["s3:ListBucket"],
+        resources=[f"arn:{partition}:s3:::{bucket}"],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"] if prefix else ["*"]}},
+    )
+    return [read, listing], objects
+
+
+def data_read(data_uri: str, partition: str) -> iam.PolicyStatement:
+    """The read `make model` needs of an S3 training CSV (`model.source.data: s3://bucket/key.csv`): s3:GetObject on
+    that one object (Amazon S3 API Reference, GetObject, Permissions,
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html). The file is required, so no listing is
+    needed; an SSE-KMS bucket's key policy must allow kms:Decrypt as for a package (package_read)."""
+    bucket, key = _bucket_and_key(data_uri, "model.source.data")
+    if not key or key.endswith("/"):
+        raise ValueError(f"model.source.data: {data_uri!r} names no object (s3://bucket/key.csv)")
+    return iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:{partition}:s3:::{bucket}/{key}"])
 
 
 def pipeline_source(scope: Construct, source: PipelineSource) -> pipelines.CodePipelineSource:

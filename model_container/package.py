@@ -45,6 +45,19 @@ def _local_reader(directory: Path) -> Callable[[str], bytes | None]:
     return read
 
 
+# What a reader of an S3 package needs (ml_constructs/pipeline_steps.py package_read grants it to the pipeline's Synth
+# role): s3:GetObject on the prefix's objects; s3:ListBucket on the bucket for the prefix, because "If you don't have
+# the s3:ListBucket permission, Amazon S3 returns an HTTP status code 403 Access Denied error" for an absent object
+# (Amazon S3 API Reference, GetObject, Permissions, https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html),
+# and an optional file may be absent; and for a bucket encrypted with a customer managed KMS key, kms:Decrypt on that
+# key ("you need the permission to decrypt the AWS KMS key",
+# https://repost.aws/knowledge-center/decrypt-kms-encrypted-objects-s3), which the key's policy must allow.
+S3_READ_NEEDS = (
+    "the reader needs s3:GetObject on the prefix's objects, s3:ListBucket on the bucket for the prefix (without it "
+    "S3 answers 403 for an absent file) and, for an SSE-KMS bucket, kms:Decrypt on its key (key policy)"
+)
+
+
 def _s3_reader(uri: str, s3: Any = None) -> Callable[[str], bytes | None]:
     """Files under the prefix, read with the default credentials (the pipeline's Synth role may read it)."""
     import boto3
@@ -56,15 +69,25 @@ def _s3_reader(uri: str, s3: Any = None) -> Callable[[str], bytes | None]:
     prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     client = s3 or boto3.client("s3")
 
-    def read(name: str) -> bytes | None:
+    def listed(key: str) -> bool:
+        """Whether `key` exists, by listing it (s3:ListBucket for the prefix), when GetObject answered 403."""
         try:
-            return client.get_object(Bucket=bucket, Key=prefix + name)["Body"].read()  # type: ignore[no-any-return]
+            found = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents") or []
+        except (ClientError, BotoCoreError):
+            return True  # cannot tell: report the GetObject refusal
+        return any(item.get("Key") == key for item in found)
+
+    def read(name: str) -> bytes | None:
+        key = prefix + name
+        try:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404") or (code in ("AccessDenied", "403") and not listed(key)):
                 return None
-            raise BuildInputError(f"s3://{bucket}/{prefix}{name}: cannot read: {error}") from None
+            raise BuildInputError(f"s3://{bucket}/{key}: cannot read ({S3_READ_NEEDS}): {error}") from None
         except BotoCoreError as error:
-            raise BuildInputError(f"s3://{bucket}/{prefix}{name}: cannot read: {error}") from None
+            raise BuildInputError(f"s3://{bucket}/{key}: cannot read: {error}") from None
 
     return read
 

@@ -94,3 +94,60 @@ def test_with_the_sagemaker_runner_a_retraining_run_trains_on_productions_runner
     assert "--runner" not in lineage
     [default], _ = retraining_commands(inputs, TrainingSettings())
     assert "--runner" not in default and "--training-stack" not in default
+
+
+def role_statements(statements: list[Any]) -> list[dict[str, Any]]:
+    from aws_cdk import aws_iam as iam
+
+    stack = Stack(App(), "Reads", env={"account": "123456789012", "region": "eu-west-1"})
+    role = iam.Role(stack, "Synth", assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"))
+    for statement in statements:
+        role.add_to_policy(statement)
+    [policy] = Template.from_stack(stack).find_resources("AWS::IAM::Policy").values()
+    return list(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_an_s3_package_is_read_and_listed_only_under_its_prefix() -> None:
+    """GetObject: "If you don't have the s3:ListBucket permission, Amazon S3 returns an HTTP status code 403 Access
+    Denied error" for an absent object (Amazon S3 API Reference, GetObject, Permissions,
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html): the optional baseline_predictions.csv
+    needs the listing to read as absent."""
+    from ml_constructs.pipeline_steps import package_read
+
+    statements, objects = package_read("s3://model-packages/team/churn/", "aws")
+    assert objects == "arn:aws:s3:::model-packages/team/churn/*"
+    assert role_statements(statements) == [
+        {"Action": "s3:GetObject", "Effect": "Allow", "Resource": "arn:aws:s3:::model-packages/team/churn/*"},
+        {
+            "Action": "s3:ListBucket",
+            "Condition": {"StringLike": {"s3:prefix": ["team/churn/", "team/churn/*"]}},
+            "Effect": "Allow",
+            "Resource": "arn:aws:s3:::model-packages",
+        },
+    ]
+
+
+def test_an_s3_training_csv_is_read_as_that_one_object() -> None:
+    from ml_constructs.pipeline_steps import data_read
+
+    assert role_statements([data_read("s3://datasets/churn/train.csv", "aws")]) == [
+        {"Action": "s3:GetObject", "Effect": "Allow", "Resource": "arn:aws:s3:::datasets/churn/train.csv"}
+    ]
+    with pytest.raises(ValueError, match=r"model\.source\.data: 's3://datasets/churn/' names no object"):
+        data_read("s3://datasets/churn/", "aws")
+
+
+def test_the_synth_step_gets_the_read_of_the_configured_s3_model_source() -> None:
+    from types import SimpleNamespace
+
+    from ml_constructs.pipeline_steps import model_data_uri, model_package_uri
+
+    def environment(**source: str) -> Any:
+        return SimpleNamespace(
+            model=SimpleNamespace(source=SimpleNamespace(**{"package": None, "data": None, **source}))
+        )
+
+    assert model_data_uri(environment(data="s3://datasets/train.csv")) == "s3://datasets/train.csv"
+    assert model_data_uri(environment(data="model_container.models.wine.train:load")) is None
+    assert model_data_uri(environment(data="data/train.csv")) is None
+    assert model_package_uri(environment(package="s3://model-packages/p/")) == "s3://model-packages/p/"

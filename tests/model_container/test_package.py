@@ -166,3 +166,40 @@ def test_an_s3_package_with_a_missing_file_or_another_model_is_refused(s3: Any, 
     with pytest.raises(BuildInputError, match=rf"'content_sha256' is .*, model\.onnx's sha256 is {digest}"):
         package.install(swapped, tmp_path / "dist", tmp_path / "contract", s3=s3)
     assert not (tmp_path / "dist").exists()
+
+
+class RefusingAbsentKeys:
+    """S3 as a reader without s3:ListBucket sees it: GetObject of an absent key is 403 AccessDenied (Amazon S3 API
+    Reference, GetObject, Permissions, https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html)."""
+
+    def __init__(self, s3: Any, can_list: bool) -> None:
+        self.s3, self.can_list = s3, can_list
+
+    def get_object(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.s3.get_object(**kwargs)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "NoSuchKey":
+                raise
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject") from None
+
+    def list_objects_v2(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        if not self.can_list:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
+        return self.s3.list_objects_v2(**kwargs)
+
+
+def test_an_absent_optional_file_answered_403_is_absent_when_the_prefix_can_be_listed(s3: Any, tmp_path: Path) -> None:
+    from tests.model_packages import example_package
+
+    source = example_package("breast_cancer")
+    uri = upload(s3, source, "no-predictions/", drop=("model.tar.gz", "baseline_predictions.csv"))
+    card = package.install(uri, tmp_path / "dist", tmp_path / "contract", s3=RefusingAbsentKeys(s3, can_list=True))
+    assert card["content_sha256"] == ModelCard.load(source).content_sha256
+    assert (tmp_path / "dist" / "baseline_predictions.csv").is_file()  # computed from the model
+    with pytest.raises(BuildInputError, match=r"no-predictions/baseline_predictions\.csv: cannot read .*s3:ListBucket"):
+        package.install(uri, tmp_path / "again", tmp_path / "contract", s3=RefusingAbsentKeys(s3, can_list=False))
