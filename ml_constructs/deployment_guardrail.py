@@ -11,10 +11,10 @@ Endpoint = sagemaker.CfnEndpoint
 
 
 def blue_green_deployment(
-    settings: DeploymentSettings, *, alarms: list[cloudwatch.Alarm], serverless: bool
+    settings: DeploymentSettings, *, alarms: list[cloudwatch.Alarm]
 ) -> Endpoint.DeploymentConfigProperty:
     """Shift traffic per `settings`, keep the old fleet for the bake, roll back if any alarm fires."""
-    routing = "ALL_AT_ONCE" if serverless else settings.traffic_routing  # serverless shifts all at once only
+    routing = settings.traffic_routing
     step = None
     if routing == "CANARY":
         step = Endpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=settings.canary_percent)

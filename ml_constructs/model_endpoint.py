@@ -223,29 +223,16 @@ class ModelEndpoint(Construct):
             # The model's name, not its attribute, so that the config's name digest changes with the model.
             model_name=model_name,
             initial_variant_weight=1.0,
-            **(
-                {
-                    "serverless_config": sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
-                        memory_size_in_mb=settings.serverless.memory_mb,
-                        max_concurrency=settings.serverless.max_concurrency,
-                    )
-                }
-                if settings.serverless
-                else {
-                    "instance_type": settings.instance_type,
-                    "initial_instance_count": settings.initial_instance_count,
-                    "container_startup_health_check_timeout_in_seconds": settings.startup_health_check_timeout_seconds,
-                }
-            ),
+            instance_type=settings.instance_type,
+            initial_instance_count=settings.initial_instance_count,
+            container_startup_health_check_timeout_in_seconds=settings.startup_health_check_timeout_seconds,
         )
         self.endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "Config",
             production_variants=[variant],
-            kms_key_id=None if settings.serverless else data_key.key_arn,
-            data_capture_config=None
-            if settings.serverless
-            else sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+            kms_key_id=data_key.key_arn,
+            data_capture_config=sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
                 enable_capture=settings.data_capture_percent > 0,
                 initial_sampling_percentage=settings.data_capture_percent,
                 destination_s3_uri=capture_bucket.s3_url_for_object(CAPTURE_PREFIX),

@@ -122,8 +122,7 @@ class EnvironmentSettings:
             )
         for index, email in enumerate(self.alarm_emails):
             check(bool(_EMAIL.match(email)), f"alarm_emails[{index}]", f"{email!r} is not an email address")
-        if self.endpoint.serverless is None:  # serverless endpoints shift all at once (deployment_guardrail.py)
-            self._check_traffic_step()
+        self._check_traffic_step()
 
     def _check_traffic_step(self) -> None:
         # SageMaker API reference, TrafficRoutingConfig: CanarySize "must be less than or equal to 50% of the
@@ -274,22 +273,18 @@ class ScheduledScaling:
 
 
 @dataclass(frozen=True)
-class ServerlessSettings:
-    """SageMaker Serverless Inference instead of instances (dev, for cost)."""
-
-    memory_mb: int = 2048
-    max_concurrency: int = 5
-
-    def __post_init__(self) -> None:
-        check(
-            self.memory_mb in (1024, 2048, 3072, 4096, 5120, 6144), "memory_mb", "must be 1024..6144 in steps of 1024"
-        )
-        check(1 <= self.max_concurrency <= 200, "max_concurrency", "must be between 1 and 200")
-
-
-@dataclass(frozen=True)
 class EndpointSettings:
     """SageMaker real-time endpoint: instances, autoscaling and data capture."""
+
+    REMOVED_KEYS: ClassVar[Mapping[str, str]] = {
+        # SageMaker Developer Guide, "Deploy models with Amazon SageMaker Serverless Inference", feature
+        # exclusions: serverless endpoints support neither VPC configuration, network isolation, data capture
+        # nor Model Monitor. Every endpoint here has all four (VPC-only model, isolated container, captured
+        # traffic for the drift job), so a serverless endpoint would fail CreateEndpoint or run unwatched.
+        "serverless": "is not supported: SageMaker Serverless Inference allows no VPC configuration, network "
+        "isolation or data capture, which every endpoint of this platform has; for a cheaper endpoint lower "
+        "endpoint.instance_type and the capacities (README, Cost)",
+    }
 
     instance_type: str = "ml.c6i.large"
     # Two instances at least: SageMaker "strongly recommends" multiple instances per production endpoint so that
@@ -307,7 +302,6 @@ class EndpointSettings:
     scheduled_scaling: tuple[ScheduledScaling, ...] = ()
     data_capture_percent: int = 100
     startup_health_check_timeout_seconds: int = 600
-    serverless: ServerlessSettings | None = None
     # Share of successful, fast requests that get a request log line in the container (errors and slow requests
     # always do; EMF metrics stay exact): MODEL_SERVER_REQUEST_LOG_SAMPLE. A line is ~240 bytes as CloudWatch Logs
     # bills it, ~0.14 USD of ingestion per million requests at 100 %, ~0.0014 at 1 % (model_container/README.md).

@@ -116,18 +116,16 @@ class InferenceStack(Stack):
             deployment_config=blue_green_deployment(
                 settings.deployment,
                 alarms=self.alarms.rollback_alarms,
-                serverless=settings.endpoint.serverless is not None,
             ),
         )
-        if settings.endpoint.serverless is None:
-            EndpointAutoscaling(
-                self,
-                "Autoscaling",
-                endpoint_name=endpoint_name,
-                variant_name=VARIANT_NAME,
-                settings=settings.endpoint,
-                endpoint=self.model_endpoint.endpoint,
-            )
+        EndpointAutoscaling(
+            self,
+            "Autoscaling",
+            endpoint_name=endpoint_name,
+            variant_name=VARIANT_NAME,
+            settings=settings.endpoint,
+            endpoint=self.model_endpoint.endpoint,
+        )
         self.api = PredictionApi(
             self,
             "Api",

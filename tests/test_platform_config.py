@@ -319,8 +319,6 @@ def test_a_traffic_step_over_half_the_instances_fails_naming_the_keys(
         ({"initial_instance_count": 1, "min_capacity": 1}, {"traffic_routing": "ALL_AT_ONCE"}),
         ({"initial_instance_count": 2, "min_capacity": 2}, {"traffic_routing": "CANARY", "canary_percent": 50}),
         ({"initial_instance_count": 2, "min_capacity": 2}, {"traffic_routing": "LINEAR", "linear_step_percent": 50}),
-        # Serverless endpoints always shift all at once (ml_constructs/deployment_guardrail.py).
-        ({"initial_instance_count": 1, "min_capacity": 1, "serverless": {}}, {"traffic_routing": "CANARY"}),
     ],
 )
 def test_valid_traffic_steps_load(endpoint: dict[str, Any], deployment: dict[str, Any]) -> None:
@@ -328,6 +326,15 @@ def test_valid_traffic_steps_load(endpoint: dict[str, Any], deployment: dict[str
     context["environments"]["staging"]["deployment"] = deployment
     [staging] = load_environments(context, selected="staging")
     assert staging.deployment.traffic_routing == deployment["traffic_routing"]
+
+
+def test_serverless_endpoints_are_refused_naming_the_key() -> None:
+    # SageMaker Serverless Inference has no VPC configuration, network isolation or data capture (Serverless
+    # Inference feature exclusions): every endpoint here has all three, so the option would fail at deploy.
+    with pytest.raises(ConfigError) as raised:
+        load_environments(with_change("environments.dev.endpoint", {"serverless": {"memory_mb": 2048}}))
+    assert raised.value.key == "ml-platform.environments.dev.endpoint.serverless"
+    assert "network isolation" in str(raised.value)
 
 
 def test_linear_steps_below_ten_percent_fail() -> None:

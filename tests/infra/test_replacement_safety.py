@@ -24,7 +24,6 @@ from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.model_endpoint import ModelEndpoint, ModelRelease
 from platform_config import EndpointSettings, ModelSource
-from platform_config.settings import ServerlessSettings
 
 DIGEST = re.compile(r"-[0-9a-f]{8}$")
 # Types whose name carries a digest of every create-only property (ml_constructs/physical_names.py).
@@ -188,11 +187,6 @@ CHANGES = [
         dataclasses.replace(
             BASE, settings=dataclasses.replace(BASE.settings, startup_health_check_timeout_seconds=900)
         ),
-        False,
-    ),
-    (
-        "serverless",
-        dataclasses.replace(BASE, settings=dataclasses.replace(BASE.settings, serverless=ServerlessSettings())),
         False,
     ),
     ("data key", dataclasses.replace(BASE, key="b"), False),
