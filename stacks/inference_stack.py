@@ -176,6 +176,7 @@ class InferenceStack(Stack):
                 task=release.task,
                 acceptance=card.acceptance,
                 feature_names=card.feature_names,
+                positive_label=card.positive_label,
             )
             self.drift.node.add_dependency(self.model_endpoint.endpoint)
             CfnOutput(
