@@ -164,6 +164,9 @@ def _lineage_argv(args: argparse.Namespace, live_file: Path | None, work: Path) 
     argv = ["--out", str(args.dist)]
     argv += ["--commit", args.commit] if args.commit else []
     argv += ["--contract-dir", str(args.contract_dir)] if args.contract_dir else []
+    source = build_model.check_source(build_model.configured_source())
+    if "package" in source:  # a pre-built package is not trained: the push build installs it as it is
+        return argv, f"the pre-built package {source['package']} as is (a package is not rebuilt)"
     if live_file is None:
         return argv, f"the model source's data: no live release of {args.endpoint}"
     live = json.loads(live_file.read_text())

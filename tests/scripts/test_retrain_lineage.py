@@ -186,3 +186,24 @@ def test_a_retraining_run_with_the_sagemaker_runner_hands_the_build_to_a_trainin
     assert argv[argv.index("--out") + 1] == str(tmp_path / "dist") and argv[-len(runner) :] == runner
     assert json.loads((tmp_path / "dist" / "metadata.json").read_text())["model_version"] == "1.1.0"
     assert retrain.main([*retrain_argv(tmp_path, aws.key), "--runner", "sagemaker"]) == 2  # no job arguments
+
+
+def test_a_push_with_a_pre_built_package_installs_the_package_as_is_instead_of_rebuilding_the_live_model(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`model.source: {"package": ...}` with `retraining_trigger: true`: a push run's lineage build (the Synth step,
+    RETRAINING=false) after the first has a live release, and a package is not trained: it is installed as it is
+    (before: `--rebuild-of`, which build_model refuses for a package, failed every push run)."""
+    from tests.model_packages import example_package
+
+    live = retrained_is_live(aws, tmp_path)
+    package_dir = example_package("wine")
+    monkeypatch.setattr(build_model, "configured_source", lambda *_: {"package": str(package_dir)})
+    capsys.readouterr()
+    assert retrain.main(lineage_argv(tmp_path, contract_dir=tmp_path / "contract")) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    metadata = built(tmp_path)
+    assert metadata == json.loads((package_dir / "metadata.json").read_text())  # the package's card, untouched
+    assert metadata["content_sha256"] != live["content_sha256"]
+    assert summary["trained_on"] == f"the pre-built package {package_dir} as is (a package is not rebuilt)"
+    assert summary["rebuild_of"] is None
