@@ -205,6 +205,8 @@ def lineage(args: argparse.Namespace) -> int:
         argv, trained_on = _lineage_argv(args, live_file, work)
     except _Stop as stop:
         return stop.code
+    except build_model.BuildInputError as error:  # cdk.json's model.source
+        return _fail(str(error), 2)
     except (OSError, ValueError) as error:
         return _fail(f"the live model's metadata is unusable: {error}", 2)
     code = build_model.main(argv)
