@@ -89,7 +89,7 @@ def whole(app: InferenceApp, body: bytes, calls: int) -> dict[str, float]:
         return app.handle(*POST, body, "r")
 
     figures = {"prepare_and_complete": best_mean_us(request, calls)}
-    simdjson, validation.simdjson = validation.simdjson, None
+    simdjson, validation.simdjson = validation.simdjson, None  # type: ignore[assignment]
     try:
         figures["prepare_and_complete_orjson_path"] = best_mean_us(request, calls)
     finally:

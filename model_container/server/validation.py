@@ -20,7 +20,7 @@ import orjson
 try:  # pysimdjson (model_container/requirements.txt): array-form rows straight into a float64 buffer
     import simdjson
 except ImportError:  # a checkout whose environment predates the pin: every body takes the orjson path
-    simdjson = None
+    simdjson = None  # type: ignore[assignment]
 
 NUMBER_TYPES = frozenset((int, float))  # exact types: bool is an int subclass and is rejected
 # Only what a plain decimal CSV can contain; anything else (quotes, letters, nan/inf, "1_0") is refused

@@ -13,7 +13,7 @@ from typing import Any
 try:
     import orjson
 except ImportError:  # pinned in requirements.txt; without it the job still runs, on the standard library's parser
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 Instance = list[Any] | dict[str, Any]
 
