@@ -30,6 +30,7 @@ import json
 import re
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +230,17 @@ def metadata_value(value: Any) -> str:
     return re.sub(r"\s+", " ", _METADATA_UNSAFE.sub(" ", str(value))).strip()[:256] or "-"
 
 
+def entity_description(text: str, limit: int = 1024) -> str:
+    """Text as an EntityDescription takes it (ModelPackageDescription: length 0-1024, pattern
+    `[\\p{L}\\p{M}\\p{Z}\\p{S}\\p{N}\\p{P}]*`, SageMaker API reference, CreateModelPackage,
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModelPackage.html): every other character
+    (Unicode category C: control characters such as a newline or tab, format, private use) becomes a space, runs of
+    whitespace one space, at most `limit` characters. botocore checks no pattern, so a card's free text would
+    otherwise pass every check and be refused by CreateModelPackage after the gate."""
+    kept = "".join(" " if unicodedata.category(char).startswith("C") else char for char in text)
+    return re.sub(r"\s+", " ", kept).strip()[:limit]
+
+
 def task_metrics(build: Build) -> dict[str, float]:
     """The gate's recomputed holdout metrics of the build's task (model_container/card.py METRICS), in order."""
     found = build.gate.get("holdout_metrics", {})
@@ -345,10 +357,11 @@ def create_request(
     if build.instance_types:
         specification["SupportedRealtimeInferenceInstanceTypes"] = list(build.instance_types)
     card = ModelCard.from_dict(build.metadata)
-    description = f"{card.name} {card.version} ({card.task.replace('_', ' ')}): {card.description}"
+    suffix = entity_description(f" (commit {build.commit})", 128)
+    description = entity_description(f"{card.name} {card.version} ({card.task.replace('_', ' ')}): {card.description}")
     return {
         "ModelPackageGroupName": group,
-        "ModelPackageDescription": f"{description} (commit {build.commit})"[:1024],
+        "ModelPackageDescription": description[: 1024 - len(suffix) - 1] + " " + suffix,
         "InferenceSpecification": specification,
         "ModelApprovalStatus": PENDING,
         "MetadataProperties": {"CommitId": build.commit, "GeneratedBy": generated_by[:1024]},

@@ -554,3 +554,30 @@ def test_an_invalid_card_is_not_registered(build_dir: Path, capsys: pytest.Captu
     (build_dir / "gate" / "metadata.json").write_text(json.dumps(metadata(task="ranking")))
     assert rmp.main(register_argv(build_dir)) == 2
     assert "model card field 'task'" in capsys.readouterr().err
+
+
+# ModelPackageDescription is an EntityDescription: length 0-1024, pattern [\p{L}\p{M}\p{Z}\p{S}\p{N}\p{P}]* (SageMaker
+# API reference, CreateModelPackage, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModelPackage.html);
+# botocore does not check patterns, so the Stubber cannot: the test checks each character's Unicode category.
+
+
+def is_entity_description(text: str) -> bool:
+    import unicodedata
+
+    return len(text) <= 1024 and all(unicodedata.category(char)[0] in "LMZSNP" for char in text)
+
+
+@pytest.mark.parametrize(
+    "description",
+    ["line one\nline two", "tab\tseparated", "carriage\r\nreturn", "zero\u200bwidth", "bell\x07", "x" * 2000],
+)
+def test_a_card_description_with_control_characters_registers_a_valid_description(
+    model_package: Path, build_dir: Path, description: str
+) -> None:
+    card = ModelCard.load(model_package)
+    request = request_of(build_dir, {**card.raw, "description": description})
+    registered = request["ModelPackageDescription"]
+    assert is_entity_description(registered), repr(registered)
+    assert re.search(r" \(commit [^()]+\)$", registered), registered[-40:]  # the commit is never cut off
+    words = "".join(char if is_entity_description(char) else " " for char in description).split()
+    assert " ".join(words)[:100] in registered  # the text survives, its control characters as spaces
