@@ -140,6 +140,42 @@ def check_source(raw: Any, where: str = "model.source") -> dict[str, str]:
     return {"train": raw["train"], "data": raw["data"]}
 
 
+# The images build the model source where model_container/Dockerfile put it: `COPY model_container/ model_container/`
+# into /src, less what model_container/Dockerfile.dockerignore leaves out of the context (dist/, bench/,
+# monitoring/). A source outside those paths would build here and fail in the image build (or the training job).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IMAGE_PACKAGE = "model_container"
+IMAGE_EXCLUDED = ("dist", "bench", "monitoring")
+
+
+def _outside_image(kind: str, where: str, value: str) -> str:
+    return (
+        f"{where}.{kind} {value!r} is outside what model_container/Dockerfile copies into the image "
+        f"(model_container/ without {', '.join(IMAGE_EXCLUDED)}/): put it under model_container/, e.g. "
+        'model_container/models/<your_model>/ (README "Bring your own model")'
+    )
+
+
+def check_in_image(spec: Mapping[str, str], where: str = "model.source") -> None:
+    """Refuse a source the image build cannot see: an entry point outside the model_container package, or a local
+    CSV or package directory outside model_container/ (S3 URIs are read from S3)."""
+    for kind in ("train", "data"):
+        value = spec.get(kind)
+        if value is None or (kind == "data" and is_csv_source(value)):
+            continue
+        parts = value.partition(":")[0].split(".")
+        if parts[0] != IMAGE_PACKAGE or len(parts) < 2 or parts[1] in IMAGE_EXCLUDED:
+            raise BuildInputError(_outside_image(kind, where, value))
+    for kind in ("data", "package"):
+        value = spec.get(kind)
+        if value is None or value.startswith("s3://") or (kind == "data" and not is_csv_source(value)):
+            continue
+        path = Path(value).resolve()
+        inside = path.relative_to(REPO_ROOT).parts if path.is_relative_to(REPO_ROOT) else ()
+        if inside[:1] != (IMAGE_PACKAGE,) or (len(inside) > 1 and inside[1] in IMAGE_EXCLUDED):
+            raise BuildInputError(_outside_image(kind, where, value))
+
+
 def entry_point(spec: str, field: str) -> Callable[..., Any]:
     module_name, _, function = spec.partition(":")
     try:
@@ -999,6 +1035,8 @@ def main(argv: list[str] | None = None) -> int:
         return sagemaker_train()
     args = build_parser().parse_args(arguments)
     try:
+        source = chosen_source(args)
+        check_in_image(check_source(configured_source() if source is None else source))
         parent = read_parent(args.parent) if args.parent else None
         live = read_parent(args.rebuild_of) if args.rebuild_of else None
         metadata = build(
@@ -1007,7 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
             args.version,
             args.commit,
             args.contract_dir,
-            source=chosen_source(args),
+            source=source,
             dataset=args.dataset,
             parent=parent,
             holdout_fraction=args.holdout_fraction,

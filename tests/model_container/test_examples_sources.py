@@ -211,3 +211,37 @@ def test_the_cli_reads_cdk_json_and_takes_an_example_or_a_source(
     assert summary["model_name"] == ModelCard.load(tmp_path / "dist").name
     assert main([*base, "--source", "{not json"]) == 2
     assert "--source must be a JSON object" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("source", "field"),
+    [
+        ({"train": "my_models.churn:train", "data": "model_container.models.wine.train:load"}, "train"),
+        ({"train": "model_container.models.wine.train:train", "data": "tools.loaders:load"}, "data"),
+        ({"train": "model_container.bench.run:train", "data": "model_container.models.wine.train:load"}, "train"),
+        ({"train": "model_container.models.wine.train:train", "data": "data/train.csv"}, "data"),
+        ({"train": "model_container.models.wine.train:train", "data": "/tmp/train.csv"}, "data"),
+        ({"package": "packages/churn"}, "package"),
+        ({"package": "model_container/dist"}, "package"),
+    ],
+)
+def test_make_model_refuses_a_source_the_image_build_cannot_see(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: dict[str, str], field: str
+) -> None:
+    """model_container/Dockerfile copies model_container/ (Dockerfile.dockerignore leaves out dist/, bench/,
+    monitoring/) and builds the source there: anything else builds here and fails in the image."""
+    base = ["--out", str(tmp_path / "dist"), "--contract-dir", str(tmp_path / "contract"), "--commit", "c"]
+    assert main([*base, "--source", json.dumps(source)]) == 2
+    err = capsys.readouterr().err
+    assert f"model.source.{field} {source[field]!r} is outside what model_container/Dockerfile copies" in err
+    assert "put it under model_container/" in err
+    assert not (tmp_path / "dist").exists()
+
+
+def test_the_dockerfile_copies_what_the_image_check_allows() -> None:
+    from model_container.build_model import IMAGE_EXCLUDED, REPO_ROOT
+
+    dockerfile = (REPO_ROOT / "model_container" / "Dockerfile").read_text()
+    assert "COPY model_container/ model_container/" in dockerfile
+    ignored = (REPO_ROOT / "model_container" / "Dockerfile.dockerignore").read_text().split()
+    assert {f"model_container/{name}/" for name in IMAGE_EXCLUDED} <= set(ignored)

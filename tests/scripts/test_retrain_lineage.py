@@ -199,6 +199,9 @@ def test_a_push_with_a_pre_built_package_installs_the_package_as_is_instead_of_r
     live = retrained_is_live(aws, tmp_path)
     package_dir = example_package("wine")
     monkeypatch.setattr(build_model, "configured_source", lambda *_: {"package": str(package_dir)})
+    # The test's package is a temporary directory, outside the paths the image build copies (which `make model`
+    # refuses for a real source, build_model.check_in_image): a user's package lives under model_container/.
+    monkeypatch.setattr(build_model, "check_in_image", lambda *_: None)
     capsys.readouterr()
     assert retrain.main(lineage_argv(tmp_path, contract_dir=tmp_path / "contract")) == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
