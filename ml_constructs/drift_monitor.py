@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -36,7 +35,6 @@ CODE_DIR = "lambda_src/drift_monitor"
 # the card field, leaving ~90 resources of headroom for the rest of the stack, rather than failing later with CDK's
 # generic "Number of resources ... is greater than allowed maximum of 500" or silently leaving features unwatched.
 MAX_ALARMED_FEATURES = 300
-FEATURE_SCHEMA = Path("model_container/contract/feature_schema.json")
 METRICS_NAMESPACE = "MlApi/ModelDrift"
 DRIFT_EVENT_SOURCE = "ml-platform.drift-monitor"
 DRIFT_DETAIL_TYPE = "Model Drift Detected"
@@ -103,8 +101,8 @@ class DriftMonitor(Construct):
     prediction, drift count, and the model `task`'s ground-truth quality metrics, see `quality_alarms`). The Lambda
     job runs one at a time under `decision_locks` (DecisionLockTable).
 
-    `task`, `acceptance` and `feature_names` are the served model's card's (model_container/card.py); without
-    `feature_names`, the contract's feature_schema.json.
+    `task`, `acceptance` and `feature_names` are the served model's card's (model_container/card.py; required: a
+    generated copy such as contract/feature_schema.json may be another model's).
 
     `release_table_name` (default `<prefix>-releases`, the data stack's release history, encrypted with
     `placement.data_key`): the job reads which model build served a version from it, to compare with that build's
@@ -129,16 +127,12 @@ class DriftMonitor(Construct):
         release_table_name: str | None = None,
         task: Task = BINARY,
         acceptance: Mapping[str, Mapping[str, float]] | None = None,
-        feature_names: Sequence[str] | None = None,
+        feature_names: Sequence[str],
     ) -> None:
         super().__init__(scope, construct_id)
         self.model_task = task
         self.quality = quality_alarms(task, acceptance or {}, settings.min_accuracy)
-        self.feature_names = check_feature_alarms(
-            list(feature_names)
-            if feature_names is not None
-            else [f["name"] for f in json.loads(FEATURE_SCHEMA.read_text())["features"]]
-        )
+        self.feature_names = check_feature_alarms(list(feature_names))
         stack = Stack.of(self)
         release_table_name = release_table_name or f"{prefix}-releases"
         thresholds = {

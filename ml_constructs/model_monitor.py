@@ -27,7 +27,6 @@ from model_container.card import Task
 from platform_config import MonitoringSettings
 
 ANALYZER_REGISTRIES = Path(__file__).with_name("model_monitor_images.json")
-FEATURE_SCHEMA = Path("model_container/contract/feature_schema.json")
 METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 BASELINE_COMMAND = "python -m scripts.model_monitor_baseline"
 # A monitoring execution is a processing job: it fails, or completes with an exit message naming violations.
@@ -35,10 +34,6 @@ MONITORING_EXECUTION = {"source": ["aws.sagemaker"], "detail_type": ["SageMaker 
 FAILED_OR_VIOLATIONS = {
     "$or": [{"ProcessingJobStatus": ["Failed"]}, {"ExitMessage": [{"prefix": "CompletedWithViolations"}]}]
 }
-
-
-def _contract_features() -> list[str]:
-    return [f["name"] for f in json.loads(FEATURE_SCHEMA.read_text())["features"]]
 
 
 def analyzer_image(region: str) -> str:
@@ -56,9 +51,9 @@ class ModelMonitorSchedule(Construct):
 
     `task`, `acceptance` and `feature_names` are the served model's card's (model_container/card.py): the
     model-quality job's problem type and alarms follow the task and acceptance, the drift alarms the feature order of
-    the baseline (default: model_container/contract/feature_schema.json). `positive_label` is a binary card's: for 0,
-    the model-quality job is handed P(label = 1) and alarms on accuracy and AUC, not on precision and recall
-    (ml_constructs/model_quality_monitor.py CLASS_ONE_ONLY).
+    the baseline (required: the card's, never a generated copy such as contract/feature_schema.json).
+    `positive_label` is a binary card's: for 0, the model-quality job is handed P(label = 1) and alarms on accuracy
+    and AUC, not on precision and recall (ml_constructs/model_quality_monitor.py CLASS_ONE_ONLY).
     Without a baseline nothing is scheduled; synth warns with the command that creates one."""
 
     def __init__(
@@ -78,12 +73,12 @@ class ModelMonitorSchedule(Construct):
         placement: FunctionPlacement,
         task: Task = "binary_classification",  # a card without task
         acceptance: Mapping[str, Mapping[str, float]] | None = None,
-        feature_names: Sequence[str] | None = None,
+        feature_names: Sequence[str],
         positive_label: int | None = 1,  # a binary card's (ModelCard.positive_label; None for other tasks)
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.feature_names = check_feature_alarms(list(feature_names or _contract_features()))
+        self.feature_names = check_feature_alarms(list(feature_names))
         monitor = settings.model_monitor
         image = analyzer_image(stack.region)
         version_prefix = f"model-monitor/{endpoint_name}/{model_version}"

@@ -156,7 +156,9 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 
 
 def monitor_stack(monitoring: dict[str, Any], version: str, **card_props: Any) -> Stack:
-    """One ModelMonitorSchedule in a stack of its own, with a VPC placement (the test environment qa)."""
+    """One ModelMonitorSchedule in a stack of its own, with a VPC placement (the test environment qa); the default
+    card's features unless `feature_names` is given."""
+    card_props.setdefault("feature_names", FEATURES)
     app = App()
     stack = Stack(app, "Monitor", env={"account": "123456789012", "region": "us-east-1"})
     vpc = ec2.Vpc(
@@ -386,3 +388,16 @@ def test_a_positive_label_0_card_alarms_only_on_what_model_monitor_computes_for_
     else:
         assert watched == {"accuracy", "auc"}
         assert warnings and "precision, recall" in str(warnings[0].entry.data)
+
+
+def test_the_features_are_the_cards_never_a_contract_file() -> None:
+    """No fallback to model_container/contract/feature_schema.json (another model's after a source change)."""
+    import inspect
+
+    from ml_constructs.drift_monitor import DriftMonitor
+
+    for construct in (ModelMonitorSchedule, DriftMonitor):
+        parameter = inspect.signature(construct.__init__).parameters["feature_names"]
+        assert parameter.default is inspect.Parameter.empty, construct.__name__
+    for module in ("ml_constructs/model_monitor.py", "ml_constructs/drift_monitor.py"):
+        assert 'feature_schema.json")' not in (ROOT / module).read_text()
