@@ -11,6 +11,11 @@ Rules followed (each from AWS's documentation):
 - SageMaker hosting in a VPC downloads the model from S3 and pulls the image from ECR through the VPC; ECR
   serves layers from S3 (SageMaker Developer Guide, "Give SageMaker AI hosted endpoints access to resources
   in your Amazon VPC"; ECR User Guide, "Amazon ECR interface VPC endpoints").
+- SageMaker processing jobs (Model Monitor's schedules) in a VPC: SageMaker pulls the container from ECR, and with
+  a VpcConfig its own processes on the instance move S3 data and send logs and metrics through that VPC, network
+  isolation or not (SageMaker Developer Guide, "Give SageMaker AI Processing Jobs Access to Resources in Your
+  Amazon VPC"; AWS re:Post Knowledge Center, "How does my SageMaker container access Amazon S3 data and push logs
+  to CloudWatch when I turn on network isolation?"). The same holds for the hosted model above.
 - Fargate tasks pull their image (ECR API, Docker registry, S3) and send awslogs through the task's ENI
   (ECS Developer Guide, "Amazon ECS interface VPC endpoints").
 - Lambda writes its logs, manages its ENIs and delivers to its dead-letter queue itself, outside the VPC;
@@ -85,6 +90,21 @@ def computes(stage: StageModel) -> list[Compute]:
                         tuple(stage.targets(ref.stack, resource["Properties"][role])),
                         implicit=frozenset(implicit),
                         excluded=frozenset(excluded),
+                    )
+                )
+    # Model Monitor's scheduled processing jobs: the job definition holds the network and the role.
+    for resource_type in ("AWS::SageMaker::DataQualityJobDefinition", "AWS::SageMaker::ModelQualityJobDefinition"):
+        for ref, resource in stage.resources(resource_type):
+            vpc = resource["Properties"].get("NetworkConfig", {}).get("VpcConfig")
+            if vpc:
+                found.append(
+                    Compute(
+                        "SageMaker monitoring job",
+                        ref,
+                        tuple(stage.targets(ref.stack, vpc["Subnets"])),
+                        tuple(stage.targets(ref.stack, vpc["SecurityGroupIds"])),
+                        tuple(stage.targets(ref.stack, resource["Properties"]["RoleArn"])),
+                        implicit=frozenset({"s3", "ecr", "logs", "cloudwatch"}),
                     )
                 )
     for ref, rule in stage.resources("AWS::Events::Rule"):
@@ -181,6 +201,24 @@ def prefix_list_service(stage: StageModel, stack: str, value: Any) -> str | None
 def covers(cidr: str, subnets: list[ipaddress.IPv4Network]) -> bool:
     network = ipaddress.ip_network(cidr)
     return all(subnet.subnet_of(network) for subnet in subnets)  # type: ignore[arg-type]
+
+
+def interface_endpoints(stage: StageModel) -> dict[str, Ref]:
+    """The stage's interface endpoints by service (`sagemaker.api`)."""
+    return {
+        service_name(stage, ref.stack, endpoint["Properties"]["ServiceName"]): ref
+        for ref, endpoint in stage.resources("AWS::EC2::VPCEndpoint")
+        if endpoint["Properties"].get("VpcEndpointType") == "Interface"
+    }
+
+
+def without(stage: StageModel, refs: list[Ref]) -> StageModel:
+    """A copy of `stage` without the resources `refs` (what the app would be had it not created them)."""
+    templates = {stack: {**template, "Resources": dict(template.get("Resources", {}))}
+                 for stack, template in stage.templates.items()}  # fmt: skip
+    for ref in refs:
+        del templates[ref.stack]["Resources"][ref.logical_id]
+    return StageModel(stage.name, templates)
 
 
 def unreachable(stage: StageModel) -> list[str]:
