@@ -9,12 +9,15 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from ml_constructs.nag import acknowledge
-from ml_constructs.private_network import PrivateNetwork
+from ml_constructs.private_network import PrivateNetwork, compute_kinds, interface_services
+from ml_constructs.training_runner import pipeline_training
 from platform_config import EnvironmentSettings
 
 
 class NetworkStack(Stack):
-    """Private network for inference; flow logs encrypted with the data stack's logs key."""
+    """Private network for inference; flow logs encrypted with the data stack's logs key. Its interface endpoints
+    are those the environment's compute calls (`compute_kinds`, from the settings the inference stack builds from,
+    and the pipeline's `training.runner` for its production): exposed as `compute_kinds`."""
 
     def __init__(
         self,
@@ -28,8 +31,14 @@ class NetworkStack(Stack):
     ) -> None:
         self._zones = list(settings.network.availability_zones)
         super().__init__(scope, construct_id, **kwargs)
+        self.compute_kinds = compute_kinds(settings, training_jobs=pipeline_training(self, settings.name) is not None)
         self.network = PrivateNetwork(
-            self, "Network", settings=settings.network, logs_key=logs_key, removal_policy=removal_policy
+            self,
+            "Network",
+            settings=settings.network,
+            logs_key=logs_key,
+            removal_policy=removal_policy,
+            interface_endpoints=interface_services(self.compute_kinds),
         )
         # CDK acknowledges this itself when it supplies the AZs; here the config does (network.availability_zones).
         acknowledge(
