@@ -51,6 +51,7 @@ from ml_constructs.pipeline_steps import (
     model_package_approval_step,
     model_package_check_step,
     model_package_uri,
+    model_source_description,
     package_read,
     pipeline_source,
     register_model_package_step,
@@ -525,6 +526,7 @@ class DeliveryPipeline(Construct):
             upload_key_arn=key.key_arn,
             profile=access.profile,
             region=access.region,
+            model_source=model_source_description(environment),
         )
 
     def _stage_topics(self, prefix: str, settings: PipelineSettings, key: kms.IKey) -> dict[str, sns.Topic]:

@@ -8,6 +8,7 @@ Model Registry cross-account: "Set up discoverability" and "Register a Model Ver
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -513,6 +514,17 @@ class RetrainingInputs:
     upload_key_arn: str
     profile: str
     region: str
+    model_source: str = "model.source (cdk.json)"  # model_source_description: what a push run builds without lineage
+
+
+def model_source_description(environment: EnvironmentSettings | None) -> str:
+    """The configured model source, as the Synth step's log names it (cdk.json model.source)."""
+    source = getattr(getattr(environment, "model", None), "source", None)
+    if getattr(source, "package", None):
+        return f"model.source.package {source.package}"  # type: ignore[union-attr]
+    if getattr(source, "train", None):
+        return f"model.source train {source.train} on data {source.data}"  # type: ignore[union-attr]
+    return "model.source (cdk.json)"
 
 
 def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[str], list[str]]:
@@ -521,8 +533,9 @@ def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[s
 
     A failing command fails the step, so exit 5 (unchanged) or 4 (refused) stops a retraining run there. A push
     run that cannot assume production's Synth role, for whatever reason (on the first run the StepAccess stage has
-    not created it yet), builds the bundled dataset and says so; the model gate, which reads production strictly
-    after StepAccess, then judges that build against the live model when there is one.
+    not created it yet), builds the configured model source (cdk.json model.source) and says which; the model gate,
+    which reads production strictly after StepAccess, then judges that build against the live model when there is
+    one.
 
     With `training.runner: sagemaker` the retraining run trains as a SageMaker training job in production, with
     the arguments production's inference stack gives as its output (`--training-stack`, read through production's
@@ -556,9 +569,9 @@ def retraining_commands(inputs: RetrainingInputs, training: Any) -> tuple[list[s
         args.append(f"--labels-uri s3://{inputs.capture_bucket}/{labels}")
     retrain = ".venv/bin/python -m scripts.retrain run " + " ".join(args)
     lineage = ".venv/bin/python -m scripts.retrain lineage " + " ".join(live) + " " + commit
-    first_run = (
-        'echo "Synth: cannot assume the production Synth role (a first run creates it in its StepAccess stage): '
-        'building the bundled dataset"'
+    first_run = "echo " + shlex.quote(
+        "Synth: cannot assume the production Synth role (a first run creates it in its StepAccess stage): building "
+        f"{inputs.model_source} as configured, without the live model's lineage"
     )
     push = f"if aws sts get-caller-identity --profile {inputs.profile} >/dev/null; then {lineage}; else {first_run}; fi"
     before = [f'make deps && if [ "$RETRAINING" = "true" ]; then {retrain}; else {push}; fi']

@@ -565,13 +565,15 @@ def test_with_ground_truth_the_retraining_run_reads_only_the_capture_and_label_p
 def test_the_synth_commands_choose_the_build_a_run_can_make(tmp_path, retraining, assumable, ran) -> None:
     """The Synth step's shell, run with stand-ins for make, aws and the venv's python: a retraining run retrains,
     a push run rebuilds the live model's lineage, and a push run that cannot assume production's role yet (the
-    first run creates it after Synth) builds the bundled dataset and says so."""
+    first run creates it after Synth) builds the configured model source and names it."""
     import subprocess
 
     from ml_constructs.pipeline_steps import RetrainingInputs, retraining_commands
     from platform_config.settings import TrainingSettings
 
-    [build], [verify] = retraining_commands(RetrainingInputs(**RETRAINING_INPUTS), TrainingSettings())
+    source = "model.source train model_container.models.wine.train:train on data model_container.models.wine.train:load"
+    inputs = RetrainingInputs(**RETRAINING_INPUTS, model_source=source)
+    [build], [verify] = retraining_commands(inputs, TrainingSettings())
     bin_dir, venv = tmp_path / "bin", tmp_path / ".venv" / "bin"
     bin_dir.mkdir()
     venv.mkdir(parents=True)
@@ -591,7 +593,7 @@ def test_the_synth_commands_choose_the_build_a_run_can_make(tmp_path, retraining
     assert ("scripts.retrain lineage" in calls) == (ran == "lineage")
     assert ("scripts.retrain verify" in calls) == (ran != "bundled")
     if ran == "bundled":
-        assert "building the bundled dataset" in result.stdout
+        assert f"building {source} as configured, without the live model's lineage" in result.stdout
     if ran != "run":
         assert "aws sts get-caller-identity --profile prod" in calls
 

@@ -151,3 +151,19 @@ def test_the_synth_step_gets_the_read_of_the_configured_s3_model_source() -> Non
     assert model_data_uri(environment(data="model_container.models.wine.train:load")) is None
     assert model_data_uri(environment(data="data/train.csv")) is None
     assert model_package_uri(environment(package="s3://model-packages/p/")) == "s3://model-packages/p/"
+
+
+def test_the_synth_log_names_the_configured_model_source() -> None:
+    from types import SimpleNamespace
+
+    from ml_constructs.pipeline_steps import model_source_description
+
+    def environment(**source: str | None) -> Any:
+        return SimpleNamespace(
+            model=SimpleNamespace(source=SimpleNamespace(**{"package": None, "data": None, **source}))
+        )
+
+    assert model_source_description(environment(package="s3://b/p/")) == "model.source.package s3://b/p/"
+    trained = environment(train="m.train:train", data="s3://b/train.csv")
+    assert model_source_description(trained) == "model.source train m.train:train on data s3://b/train.csv"
+    assert model_source_description(None) == "model.source (cdk.json)"
