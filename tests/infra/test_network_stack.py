@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match
 
-from ml_constructs.private_network import INTERFACE_ENDPOINTS
+from ml_constructs.private_network import compute_kinds, interface_services
+from platform_config import load_environments
 
 ENVS = ("dev", "staging", "prod")
 
@@ -29,17 +30,20 @@ def test_subnets_span_the_configured_azs(synthesized, cdk_context, env: str) -> 
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_vpc_endpoints_for_sagemaker_hosting(synthesized, env: str) -> None:
+def test_vpc_endpoints_for_sagemaker_hosting(synthesized, cdk_context, env: str) -> None:
+    # Each environment creates only the interface endpoints its compute calls (private_network.py COMPUTE_CALLS,
+    # compute_kinds); the shipped pipeline retrains in CodeBuild, so no training jobs are in any VPC.
+    [settings] = [s for s in load_environments(cdk_context["ml-platform"]) if s.name == env]
+    kinds = compute_kinds(settings, training_jobs=False)
+    expected = {f"com.amazonaws.eu-west-1.{s}" for s in interface_services(kinds)}
+    # Every environment hosts the model: its image from ECR, its logs and metrics to CloudWatch (host-vpc).
+    assert {f"com.amazonaws.eu-west-1.{s}" for s in ("ecr.api", "ecr.dkr", "logs", "monitoring")} <= expected
     endpoints = synthesized.resources(env, "network", "AWS::EC2::VPCEndpoint").values()
-    services = {
-        e["Properties"]["ServiceName"] if isinstance(e["Properties"]["ServiceName"], str) else "s3" for e in endpoints
-    }
-    expected = {f"com.amazonaws.eu-west-1.{s.short_name}" for s in INTERFACE_ENDPOINTS.values()}
-    assert expected <= services
     gateway = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Gateway"]
     assert len(gateway) == 2  # S3 and DynamoDB
     interfaces = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
-    assert len(interfaces) == len(INTERFACE_ENDPOINTS)
+    assert {e["Properties"]["ServiceName"] for e in interfaces} == expected
+    assert len(interfaces) == len(expected)
     assert all(e["Properties"]["PrivateDnsEnabled"] for e in interfaces)
 
 
