@@ -12,7 +12,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_constructs.alarm_topic import alarm_topic
-from model_container.card import BINARY, MULTICLASS, REGRESSION
+from model_container.card import BINARY, MAX_CLASS_SHARES, MULTICLASS, OTHER_CLASSES, REGRESSION
 from platform_config import AlarmSettings
 
 CONTAINER_NAMESPACE = "MlApi/ModelServer"
@@ -48,8 +48,6 @@ PREDICTION_METRICS: dict[str, tuple[str, ...]] = {
     MULTICLASS: ("PredictedClassShare",),
     REGRESSION: ("MeanPredictedValue",),
 }
-MAX_CLASS_SHARES = 50
-OTHER_CLASSES = "(other classes)"
 
 
 def prediction_metrics(task: str, class_names: Sequence[str], dims: dict[str, str]) -> list[cloudwatch.Metric]:

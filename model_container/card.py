@@ -12,6 +12,7 @@ A card without ``task`` is a card of a release older than this field: a binary c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -68,6 +69,10 @@ LABEL_NAME = re.compile(r"[\x20-\x7e]{1,255}")
 # (model_container/server/metrics.py; the rest would share "(other classes)", which the dashboards cannot tell
 # apart) and the drift job publishes ClassRecall per class. A card has at most this many classes.
 MAX_CLASSES = 50
+# The container's PredictedClassShare streams and the dashboard's graphs of them (model_container/server/metrics.py,
+# ml_constructs/endpoint_alarms.py): one stream per class up to MAX_CLASS_SHARES, the rest under OTHER_CLASSES.
+MAX_CLASS_SHARES = MAX_CLASSES
+OTHER_CLASSES = "(other classes)"
 
 
 class CardError(ValueError):
@@ -337,3 +342,12 @@ class ModelCard:
             probabilities = {name: (0.1 if i == 0 else share) for i, name in enumerate(self.label_names)}
             return {"label": self.classes - 1, "probabilities": probabilities, "model_version": self.version}
         return {"value": 151.25, "model_version": self.version}
+
+
+def card_field_digests(raw: Mapping[str, Any], fields: Sequence[str]) -> dict[str, str]:
+    """SHA-256 of each card field's canonical JSON (null when absent): what contract generation records in
+    generated-from.json and what synth recomputes to refuse a stale contract (one function for both sides)."""
+    return {
+        name: hashlib.sha256(json.dumps(raw.get(name), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        for name in fields
+    }

@@ -10,6 +10,7 @@ from typing import Any
 from aws_cdk import App, Environment
 
 from ml_constructs.nag import add_rule_packs
+from model_container.card import card_field_digests
 from platform_config import CONTEXT_KEY, load_environments, load_pipeline, select_environments
 from stacks.pipeline_stack import PipelineStack
 from stacks.platform_stage import PlatformStage
@@ -28,14 +29,6 @@ REGENERATE = (
 
 class StaleContractError(RuntimeError):
     """The generated API contract does not match the model card (or was edited after generation)."""
-
-
-def card_field_digests(raw: dict[str, Any], fields: list[str]) -> dict[str, str]:
-    """The same digests as model_container/contract/generate.py card_field_digests (canonical JSON, null if absent)."""
-    return {
-        name: hashlib.sha256(json.dumps(raw.get(name), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        for name in fields
-    }
 
 
 def _read_json(path: Path, what: str, fix: str) -> Any:

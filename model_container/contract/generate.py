@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from model_container.card import BINARY, MULTICLASS, ModelCard
+from model_container.card import BINARY, MULTICLASS, ModelCard, card_field_digests
 from model_container.contract import CONTRACT_DIR, DEFAULT_CARD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -522,12 +521,6 @@ def sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def card_field_digests(raw: Any, fields: tuple[str, ...] | list[str] = CARD_FIELDS) -> dict[str, str]:
-    """SHA-256 of each field's canonical JSON (null when absent). stacks/app_builder.py computes the same with the
-    standard library, so the same json.dumps arguments on both sides."""
-    return {name: sha256(json.dumps(raw.get(name), sort_keys=True, separators=(",", ":")).encode()) for name in fields}
-
-
 def manifest(card: ModelCard, outputs: dict[str, bytes], api_version: int) -> bytes:
     """generated-from.json: what the outputs were generated from, as hashes that synth compares (as data). The card
     is recorded by its contract fields, not by path: a package built elsewhere with the same fields has this
@@ -535,7 +528,7 @@ def manifest(card: ModelCard, outputs: dict[str, bytes], api_version: int) -> by
     document = {
         "generator": REGENERATE,
         "api_version": api_version,
-        "card": {"fields": card_field_digests(card.raw)},
+        "card": {"fields": card_field_digests(card.raw, CARD_FIELDS)},
         "inputs": {"generate.py": sha256(Path(__file__).read_bytes())},
         "outputs": {name: sha256(content) for name, content in outputs.items()},
     }

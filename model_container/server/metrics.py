@@ -18,14 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from model_container.card import BINARY, MULTICLASS, REGRESSION
+from model_container.card import BINARY, MAX_CLASS_SHARES, MULTICLASS, OTHER_CLASSES, REGRESSION
 from model_container.server.model import Tally
 
 NAMESPACE = "MlApi/ModelServer"
 # Each class name is a dimension value, so a metric stream (CloudWatch bills custom metrics per stream): past
-# this many classes, the rest share one stream named OTHER_CLASSES.
-MAX_CLASS_SHARES = 50
-OTHER_CLASSES = "(other classes)"
+# MAX_CLASS_SHARES classes (model_container/card.py), the rest share one stream named OTHER_CLASSES.
 MAX_LATENCY_SAMPLES = 200_000  # bounds memory; counts stay exact past it
 CLIENT_CLOSED = 499  # a response the client left before it could be sent: counted apart, not as a 4xx
 # Stored at 1-second resolution so the guard alarms can use 10-second periods (CloudWatch User Guide,

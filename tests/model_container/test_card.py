@@ -107,11 +107,8 @@ def test_printable_ascii_class_names_up_to_255_characters_are_taken() -> None:
 
 
 def test_a_card_with_more_classes_than_the_metric_streams_is_refused() -> None:
-    from ml_constructs.endpoint_alarms import MAX_CLASS_SHARES as DASHBOARD_CLASSES
     from model_container.card import MAX_CLASSES
-    from model_container.server.metrics import MAX_CLASS_SHARES
 
-    assert MAX_CLASSES == MAX_CLASS_SHARES == DASHBOARD_CLASSES  # every class has its own stream and graph
     ModelCard.from_dict(multiclass_card(MAX_CLASSES, 3))
     with pytest.raises(
         CardError, match=rf"model card field 'labels': {MAX_CLASSES + 1} classes; at most {MAX_CLASSES}"
