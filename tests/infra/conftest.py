@@ -20,11 +20,6 @@ VARIANT_MODULES = {"test_model_monitor.py", "test_drift_task.py", "test_reachabi
 TASK_MODULES = {"test_model_release.py"}
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # xdist registers this marker; without xdist (`-p no:xdist`, one process) the suite must still collect.
-    config.addinivalue_line("markers", "xdist_group(name): run on the xdist worker that holds this group")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Keep every infra test on one xdist worker so the app is synthesized once, not once per worker.
     for item in items:

@@ -21,6 +21,7 @@ import pytest
 from model_container.build_model import build
 from model_container.card import ModelCard
 from model_container.local_serving import entrypoint_command, free_port
+from model_container.server.logs import LogWriter
 from tests.model_container.task_packages import TASKS, package
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,6 +138,16 @@ class ServerProcess:
             code = self.proc.wait()
         self.log_file.close()
         return code
+
+
+@pytest.fixture
+def logs() -> Iterator[LogWriter]:
+    """A LogWriter on a pipe of the test's own, so request logs do not mix into pytest's output."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    yield LogWriter(fd=write_end)
+    os.close(read_end)
+    os.close(write_end)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -30,15 +28,6 @@ TWO_WORKERS = {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "M
 @pytest.fixture(scope="module")
 def model(model_build) -> LoadedModel:
     return LoadedModel.load(model_build.model_dir)
-
-
-@pytest.fixture
-def logs() -> Iterator[LogWriter]:
-    read_end, write_end = os.pipe()
-    os.set_blocking(read_end, False)
-    yield LogWriter(fd=write_end)
-    os.close(read_end)
-    os.close(write_end)
 
 
 @pytest.fixture

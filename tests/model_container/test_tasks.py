@@ -5,10 +5,8 @@ features, the card's row cap, the metrics, the model-quality record, and load er
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +35,6 @@ KEYS = {
 @pytest.fixture(scope="session")
 def loaded(task_package: Package) -> LoadedModel:
     return LoadedModel.load(task_package.model_dir)
-
-
-@pytest.fixture
-def logs() -> Iterator[LogWriter]:
-    read_end, write_end = os.pipe()
-    os.set_blocking(read_end, False)
-    yield LogWriter(fd=write_end)
-    os.close(read_end)
-    os.close(write_end)
 
 
 def app_of(model: LoadedModel, logs: LogWriter, batch: bool = False) -> InferenceApp:
