@@ -56,9 +56,14 @@ class TrainingRunner(Construct):
     The execution role (Developer Guide, "CreateTrainingJob API: Execution Role Permissions") may read the
     dataset, job and checkpoint prefixes, write the job output and checkpoint prefixes, use the data key (with
     grants only for AWS resources: the volume), pull the image from `repository`, write its job's log streams
-    and metrics, and manage the job's network interfaces. The security group has no ingress and egress only HTTPS
-    to S3's gateway endpoint (Developer Guide, "Give SageMaker AI Training Jobs Access to Resources in Your Amazon
-    VPC": a job in a private subnet reaches S3 through the VPC endpoint)."""
+    and metrics, and manage the job's network interfaces. The security group has no ingress and egress only HTTPS,
+    to S3's gateway endpoint and to the interface endpoints' security group (`endpoint_security_group`, the one
+    PrivateNetwork puts on every interface endpoint): with a VpcConfig the job's ENIs are its only network
+    (Developer Guide, "Give SageMaker AI Training Jobs Access to Resources in Your Amazon VPC",
+    https://docs.aws.amazon.com/sagemaker/latest/dg/train-vpc.html: S3 through the VPC endpoint), and SageMaker's
+    own processes on the instance send the job's logs and metrics to CloudWatch through that VPC (re:Post Knowledge
+    Center, https://repost.aws/knowledge-center/sagemaker-access-network-isolation), as the role's ECR grants pull
+    the image (private_network.py COMPUTE_CALLS row `training-jobs`: ecr.api, ecr.dkr, logs, monitoring)."""
 
     def __init__(
         self,
@@ -70,6 +75,7 @@ class TrainingRunner(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         s3_prefix_list_id: str,
+        endpoint_security_group: ec2.ISecurityGroup,
         data_key: kms.IKey,
         bucket_name: str,
         repository: ecr.IRepository,
@@ -94,10 +100,15 @@ class TrainingRunner(Construct):
             "SecurityGroup",
             vpc=vpc,
             allow_all_outbound=False,
-            description=f"{self.name_prefix} jobs: no ingress, HTTPS to S3 only",
+            description=f"{self.name_prefix} jobs: no ingress, HTTPS to S3 and the interface endpoints only",
         )
         self.security_group.add_egress_rule(
             ec2.Peer.prefix_list(s3_prefix_list_id), ec2.Port.tcp(443), "HTTPS to S3 (gateway endpoint)"
+        )
+        # Logs, metrics and the image through the interface endpoints: to their group, not to the whole VPC CIDR
+        # (that group admits HTTPS from the VPC CIDR, which holds these subnets).
+        self.security_group.add_egress_rule(
+            endpoint_security_group, ec2.Port.tcp(443), "HTTPS to the interface endpoints (logs, metrics, ECR)"
         )
         self.log_group = None
         if owns_training_log_group:
@@ -354,6 +365,7 @@ def add_training_runner(
         vpc=network.vpc,
         subnets=network.inference_subnets,
         s3_prefix_list_id=network.gateway_prefix_lists.ids["s3"],
+        endpoint_security_group=network.endpoint_security_group,
         data_key=data_key,
         bucket_name=bucket_name,
         repository=image.repository,

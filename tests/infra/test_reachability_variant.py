@@ -3,8 +3,6 @@ the drift job as an ECS Fargate task, SageMaker training jobs in production."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.infra.app_model import load_stages
 from tests.infra.reachability import computes, interface_endpoints, services_called, unreachable, without
 
@@ -13,28 +11,26 @@ def test_the_fargate_drift_task_reaches_ecr_s3_and_logs_and_all_it_calls(variant
     [prod] = [stage for stage in load_stages(variant.outdir) if stage.name == "prod"]
     [task] = [c for c in computes(prod) if c.kind == "ECS task"]
     assert {"ecr.api", "ecr.dkr", "s3", "logs"} <= services_called(prod, task)
-    problems = [p for p in unreachable(prod) if TRAINING not in p]
+    problems = unreachable(prod)
     assert not problems, "\n".join(problems)
 
 
-# Known and handed over (notes/requests.md, H6): the training jobs' security group lets HTTPS out to S3 only.
 TRAINING = "SageMaker training job"
 
 
 def test_every_variant_stage_is_reachable(variant) -> None:
-    problems = [p for stage in load_stages(variant.outdir) for p in unreachable(stage) if TRAINING not in p]
+    problems = [p for stage in load_stages(variant.outdir) for p in unreachable(stage)]
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ml_constructs/training_runner.py: the training jobs' security group allows HTTPS to the S3 prefix list "
-    "only, but SageMaker sends a VPC job's logs and metrics (and pulls its image) through the VPC's interface "
-    "endpoints; remove this mark when it lets HTTPS out to them",
-)
 def test_the_training_jobs_reach_every_service_they_call(variant) -> None:
+    """training.runner sagemaker (production, in the inference subnets): S3 through the gateway, logs, metrics
+    and ECR through the interface endpoints (ml_constructs/training_runner.py lets HTTPS out to their group)."""
     stages = [stage for stage in load_stages(variant.outdir) if stage.name in ("prod", "Pipeline-prod")]
-    assert all(any(c.kind == TRAINING for c in computes(stage)) for stage in stages)
+    assert len(stages) == 2
+    for stage in stages:
+        [job] = [c for c in computes(stage) if c.kind == TRAINING]
+        assert {"ecr.api", "ecr.dkr", "logs", "monitoring", "s3"} <= services_called(stage, job)
     problems = [p for stage in stages for p in unreachable(stage) if TRAINING in p]
     assert not problems, "\n".join(problems)
 

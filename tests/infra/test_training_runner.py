@@ -30,6 +30,8 @@ from tests.infra.cfn_resolve import Resolver
 from tests.infra.small_stacks import imported_vpc
 
 PREFIX, BUCKET = "mlapi-prod", "mlapi-prod-artifacts-123456789012-eu-west-1"
+# The interface endpoints' security group (ml_constructs/private_network.py `endpoint_security_group`).
+ENDPOINT_GROUP = "sg-0e0d0c0b0a0908070"
 # The inference stack's output the Synth step reads (ml_constructs/training_runner.py, scripts/training_job.py).
 JOB_ARGUMENTS_OUTPUT = "TrainingJobArguments"
 SETTINGS = TrainingSettings(runner="sagemaker", spot=True, max_runtime_seconds=1800, max_wait_seconds=2400)
@@ -75,6 +77,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Small:
         vpc=vpc,
         subnets=ec2.SubnetSelection(subnet_group_name="inference"),
         s3_prefix_list_id="pl-6da54004",
+        endpoint_security_group=ec2.SecurityGroup.from_security_group_id(
+            stack, "Endpoints", ENDPOINT_GROUP, allow_all_outbound=False
+        ),
         data_key=data_key,
         bucket_name=BUCKET,
         repository=ecr.Repository.from_repository_name(stack, "Repo", "mlapi-model-train"),
@@ -138,15 +143,20 @@ def test_the_jobs_network_interfaces_are_created_and_deleted_only_in_the_vpc(sma
     assert eni["Condition"] == {"ArnEquals": {"ec2:Vpc": vpc}}
 
 
-def test_the_security_group_has_no_ingress_and_only_https_to_s3(small: Small) -> None:
+def test_the_security_group_has_no_ingress_and_only_https_to_s3_and_the_interface_endpoints(small: Small) -> None:
+    """With a VpcConfig the job's logs, metrics and image go through the VPC's interface endpoints (train-vpc;
+    re:Post sagemaker-access-network-isolation): HTTPS to their group as well as to S3's prefix list, nothing else."""
     [group] = small.of_type("AWS::EC2::SecurityGroup")
     assert "SecurityGroupIngress" not in group["Properties"]
-    # CDK writes a prefix-list rule as its own AWS::EC2::SecurityGroupEgress (there is exactly one rule either way).
-    [egress] = group["Properties"].get("SecurityGroupEgress", []) + [
+    # CDK writes prefix-list and group rules as their own AWS::EC2::SecurityGroupEgress resources.
+    rules = group["Properties"].get("SecurityGroupEgress", []) + [
         r["Properties"] for r in small.of_type("AWS::EC2::SecurityGroupEgress")
     ]
     assert not small.of_type("AWS::EC2::SecurityGroupIngress")
-    assert egress["DestinationPrefixListId"] == "pl-6da54004" and egress["FromPort"] == egress["ToPort"] == 443
+    assert all(r["IpProtocol"] == "tcp" and r["FromPort"] == r["ToPort"] == 443 for r in rules), rules
+    destinations = sorted(r.get("DestinationPrefixListId") or r.get("DestinationSecurityGroupId") for r in rules)
+    assert destinations == sorted(["pl-6da54004", ENDPOINT_GROUP])
+    assert not any("CidrIp" in r for r in rules)  # not the whole VPC: only the endpoints' group
 
 
 def test_the_training_log_group_has_the_logs_key_and_the_environments_retention(small: Small) -> None:
@@ -260,6 +270,7 @@ def wired(tmp_path_factory: pytest.TempPathFactory) -> Wired:
         vpc=vpc,
         inference_subnets=ec2.SubnetSelection(subnet_group_name="inference"),
         gateway_prefix_lists=SimpleNamespace(ids={"s3": "pl-6da54004", "dynamodb": "pl-6fa54006"}),
+        endpoint_security_group=ec2.SecurityGroup.from_security_group_id(stack, "Endpoints", ENDPOINT_GROUP),
     )
     settings = TrainingSettings(runner="sagemaker", spot=False, max_runtime_seconds=1200, owns_log_group=False)
     runner = add_training_runner(
