@@ -6,10 +6,11 @@
 For each environment (the cloud assembly's `assembly-<env>` stage) it prices what the templates declare: endpoint
 instance hours (autoscaling bounds and target), serverless inference, interface VPC endpoints per AZ-hour, API
 Gateway requests, WAF, CloudWatch alarms, dashboards and logs (ingestion and storage at the configured retention
-and request-log sampling), data capture to S3, the scheduled drift job, KMS keys, CloudTrail data events and
-DynamoDB. Each line says its assumption; usage figures (bytes per request, log line sizes, ...) are in the price
-table's `usage`. A resource type that is neither priced nor listed in FREE or UNPRICED fails the run, so a new
-billable resource cannot go unseen (tests/scripts/test_cost_estimate.py checks the whole app).
+and request-log sampling), data capture to S3, the scheduled drift job, Model Monitor's scheduled processing jobs,
+KMS keys, CloudTrail data events and DynamoDB. Each line says its assumption; usage figures (bytes per request,
+log line sizes, run times, ...) are in the price table's `usage`. A resource type that is neither priced nor listed
+in FREE or UNPRICED fails the run, so a new billable resource cannot go unseen (tests/infra/test_cost_coverage.py
+checks the whole app, shipped and variant).
 
 Exit codes: 0 printed, 2 unusable input (no such assembly, price table missing a price, unknown resource type).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,6 +79,14 @@ FREE = frozenset(
         "AWS::CE::AnomalyMonitor",
         "AWS::CE::AnomalySubscription",
         "AWS::EC2::VPCEndpoint",
+        "AWS::ECS::Cluster",  # no charge of its own; the drift task's runs are priced by `scheduled_jobs`
+        "AWS::ECS::TaskDefinition",
+        "AWS::SSM::Parameter",  # standard tier (the training runner's job arguments): no charge
+        # Model Monitor's job definitions cost nothing until a MonitoringSchedule runs them (priced by `monitoring`).
+        *(
+            f"AWS::SageMaker::{kind}JobDefinition"
+            for kind in ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability")
+        ),
     }
 )  # VPCEndpoint: gateway endpoints are free; interface endpoints are priced by `interface_endpoints`.
 # Billed, but by use this estimate cannot know; the reason is printed with the table.
@@ -294,11 +304,17 @@ def scheduled_jobs(env: Environment) -> Iterator[Line]:
     functions = {
         r["_logical_id"]: r.get("Properties", {}) for r in env.resources if r["Type"] == "AWS::Lambda::Function"
     }
+    tasks = {
+        r["_logical_id"]: r.get("Properties", {}) for r in env.resources if r["Type"] == "AWS::ECS::TaskDefinition"
+    }
     for rule in env.of_type("AWS::Events::Rule"):
         schedule = rule.get("ScheduleExpression", "")
         if not schedule.startswith("cron(5 *"):  # the hourly drift job (ml_constructs/drift_monitor.py)
             continue
         for target in rule.get("Targets", []):
+            if "EcsParameters" in target:  # monitoring.runner fargate: the same job as an ECS Fargate task
+                yield from _fargate_run(env, tasks, target["EcsParameters"])
+                continue
             function = functions.get(str(target.get("Arn", {}).get("Fn::GetAtt", [""])[0]))
             if function is None:
                 continue
@@ -306,6 +322,92 @@ def scheduled_jobs(env: Environment) -> Iterator[Line]:
             seconds = env.usage["drift_run_seconds"]
             cost = env.hours * seconds * memory_gb * env.price("lambda_per_gb_second")
             yield Line("drift job (hourly Lambda)", cost, cost, f"{seconds:g} s a run at {memory_gb:g} GB")
+
+
+# SageMaker Developer Guide, "The cron expression for monitoring schedule" (model-monitor-schedule-expression):
+# hourly cron(0 * ? * * *), daily cron(0 H ? * * *), every N hours from H cron(0 H/N ? * * *), or NOW (one run).
+_MONITOR_CRON = re.compile(r"cron\(0 (?P<hours>\*|\d{1,2}|\d{1,2}/\d{1,2}) \? \* \* \*\)")
+_JOB_DEFINITIONS = tuple(
+    f"AWS::SageMaker::{kind}JobDefinition"
+    for kind in ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability")
+)
+
+
+def monitor_runs_per_month(expression: str, hours_per_month: float) -> tuple[float, str]:
+    """Runs a month of a Model Monitor schedule expression, and how it reads it."""
+    if expression == "NOW":
+        return 1.0, "NOW: one run, not recurring"
+    match = _MONITOR_CRON.fullmatch(expression.strip())
+    if match is None:
+        raise EstimateError(f"schedule expression {expression!r} is none of Model Monitor's hourly/daily forms")
+    days = hours_per_month / 24
+    hours = match["hours"]
+    if hours == "*":
+        return 24 * days, "hourly"
+    if "/" in hours:
+        start, step = (int(part) for part in hours.split("/"))
+        if not 0 <= start <= 23 or not 1 <= step <= 24:
+            raise EstimateError(f"schedule expression {expression!r}: hours {hours} out of range")
+        per_day = math.ceil(24 / step)  # "every N hours" (the guide's reading), whatever hour it starts at
+        return per_day * days, f"every {step} h from {start}:00 UTC, {per_day} a day"
+    return days, "daily"
+
+
+def monitoring(env: Environment) -> Iterator[Line]:
+    """Each MonitoringSchedule runs a processing job on its job definition's cluster (instance type and count) per
+    schedule interval; a run is billed per instance-second for its run time, assumed in usage."""
+    definitions: dict[str, dict[str, Any]] = {}
+    for resource in (r for r in env.resources if r["Type"] in _JOB_DEFINITIONS):
+        props = resource.get("Properties", {})
+        definitions[resource["_logical_id"]] = props
+        if isinstance(props.get("JobDefinitionName"), str):
+            definitions[props["JobDefinitionName"]] = props
+    seconds = float(env.usage["model_monitor_run_seconds"])
+    for resource in (r for r in env.resources if r["Type"] == "AWS::SageMaker::MonitoringSchedule"):
+        schedule = resource.get("Properties", {})
+        config = schedule.get("MonitoringScheduleConfig", {})
+        name = schedule.get("MonitoringScheduleName")
+        name = name if isinstance(name, str) else resource.get("_logical_id", "monitoring schedule")
+        if "MonitoringJobDefinition" in config:  # inline definition
+            definition = config["MonitoringJobDefinition"]
+            resources, stopping = definition.get("MonitoringResources", {}), definition.get("StoppingCondition", {})
+        else:
+            reference = config.get("MonitoringJobDefinitionName")
+            if isinstance(reference, dict):  # {"Fn::GetAtt": [logical id, "JobDefinitionName"]} or {"Ref": ...}
+                reference = (reference.get("Fn::GetAtt") or [reference.get("Ref")])[0]
+            definition = definitions.get(str(reference))
+            if definition is None:
+                raise EstimateError(f"{name}: no job definition {reference!r} in the environment's templates")
+            resources, stopping = definition.get("JobResources", {}), definition.get("StoppingCondition", {})
+        cluster = resources.get("ClusterConfig", {})
+        kind, count = cluster.get("InstanceType"), int(cluster.get("InstanceCount", 1))
+        hourly = env.prices.get("sagemaker_processing_per_hour", {}).get(kind)
+        if hourly is None:
+            raise EstimateError(f"no processing price for {kind} in the price table (sagemaker_processing_per_hour)")
+        expression = config.get("ScheduleConfig", {}).get("ScheduleExpression", "")
+        runs, how = monitor_runs_per_month(str(expression), env.hours)
+        cost = runs * count * hourly * seconds / 3600
+        note = f"{runs:g} runs ({how}) x {count} {kind} at {hourly} USD/h, {seconds:g} s a run assumed"
+        note += " (usage.model_monitor_run_seconds"
+        if "MaxRuntimeInSeconds" in stopping:
+            cap = float(stopping["MaxRuntimeInSeconds"])
+            note += f"; {runs * count * hourly * cap / 3600:.2f} if every run took its {cap:g} s cap"
+        note += ")"
+        yield Line(f"Model Monitor {name}", cost, cost, note)
+
+
+def _fargate_run(env: Environment, tasks: dict[str, dict[str, Any]], ecs: dict[str, Any]) -> Iterator[Line]:
+    """An hourly Fargate run of the task definition: vCPU-hours and GB-hours for the run time (per second)."""
+    reference = ecs.get("TaskDefinitionArn", {})
+    task = tasks.get(str(reference.get("Ref", "")) if isinstance(reference, dict) else "")
+    if task is None:
+        raise EstimateError(f"scheduled ECS target's task definition {reference!r} is not in the environment")
+    vcpus, memory_gb = float(task["Cpu"]) / 1024, float(task["Memory"]) / 1024
+    seconds = env.usage["drift_run_seconds"]
+    hourly = vcpus * env.price("fargate_vcpu_per_hour") + memory_gb * env.price("fargate_gb_per_hour")
+    cost = env.hours * hourly * max(seconds, 60) / 3600  # Fargate bills per second, at least a minute
+    note = f"{seconds:g} s a run, {vcpus:g} vCPU and {memory_gb:g} GB (Linux x86, 20 GB ephemeral storage included)"
+    yield Line("drift job (hourly Fargate task)", cost, cost, note)
 
 
 def keys(env: Environment) -> Iterator[Line]:
@@ -339,6 +441,7 @@ PRICERS: dict[str, Callable[[Environment], Iterator[Line]]] = {
     "AWS::CloudWatch::Dashboard": dashboards,
     "AWS::Logs::LogGroup": logs,
     "AWS::Events::Rule": scheduled_jobs,
+    "AWS::SageMaker::MonitoringSchedule": monitoring,
     "AWS::KMS::Key": keys,
     "AWS::CloudTrail::Trail": trails,
     "AWS::DynamoDB::Table": tables,

@@ -130,3 +130,96 @@ def test_serverless_costs_nothing_idle(tmp_path: Path) -> None:
     seconds = PRICES["usage"].get("serverless_seconds_per_request", 0.02)
     assert line.idle == 0
     assert line.busy == pytest.approx(10 * MONTH_SECONDS * seconds * 2 * PRICES["sagemaker_serverless_per_gb_second"])
+
+
+def monitor_environment(expression: str, **overrides: Any) -> dict[str, Any]:
+    """Model Monitor: a data-quality job definition on 2 x ml.m5.xlarge and its schedule (by name), and a model-quality
+    one on 1 x ml.m5.large, daily, its schedule referring to it by GetAtt."""
+    cluster = {"InstanceCount": 2, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}
+    return small_environment(
+        DataQuality=resource(
+            "AWS::SageMaker::DataQualityJobDefinition",
+            JobDefinitionName="mlapi-dev-data-quality-1-0-0",
+            JobResources={"ClusterConfig": cluster},
+            StoppingCondition={"MaxRuntimeInSeconds": 1800},
+        ),
+        DataQualitySchedule=resource(
+            "AWS::SageMaker::MonitoringSchedule",
+            MonitoringScheduleName="mlapi-dev-data-quality",
+            MonitoringScheduleConfig={
+                "MonitoringJobDefinitionName": "mlapi-dev-data-quality-1-0-0",
+                "MonitoringType": "DataQuality",
+                "ScheduleConfig": {"ScheduleExpression": expression},
+            },
+        ),
+        ModelQuality=resource(
+            "AWS::SageMaker::ModelQualityJobDefinition",
+            JobResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large"}},
+        ),
+        ModelQualitySchedule=resource(
+            "AWS::SageMaker::MonitoringSchedule",
+            MonitoringScheduleName="mlapi-dev-model-quality",
+            MonitoringScheduleConfig={
+                "MonitoringJobDefinitionName": {"Fn::GetAtt": ["ModelQuality", "JobDefinitionName"]},
+                "MonitoringType": "ModelQuality",
+                "ScheduleConfig": {"ScheduleExpression": "cron(0 12 ? * * *)"},
+            },
+        ),
+        **overrides,
+    )
+
+
+def test_a_monitoring_schedule_runs_its_job_definitions_cluster_per_interval(tmp_path: Path) -> None:
+    """Job definitions are free; each schedule bills runs x instances x the processing price x the assumed run time,
+    whatever the request rate."""
+    lines = lines_of(write_assembly(tmp_path, monitor_environment("cron(0 * ? * * *)")), rps=0)
+    processing, seconds = PRICES["sagemaker_processing_per_hour"], PRICES["usage"]["model_monitor_run_seconds"]
+    hourly = lines["Model Monitor mlapi-dev-data-quality"]
+    assert hourly.idle == hourly.busy == pytest.approx(HOURS * 2 * processing["ml.m5.xlarge"] * seconds / 3600)
+    assert "730 runs (hourly) x 2 ml.m5.xlarge" in hourly.assumption
+    assert "usage.model_monitor_run_seconds" in hourly.assumption  # the run time is an assumption, said so
+    cap = HOURS * 2 * processing["ml.m5.xlarge"] * 1800 / 3600
+    assert f"{cap:.2f} if every run took its 1800 s cap" in hourly.assumption
+    daily = lines["Model Monitor mlapi-dev-model-quality"]
+    assert daily.idle == pytest.approx(HOURS / 24 * processing["ml.m5.large"] * seconds / 3600)
+    assert not any(item.endswith("JobDefinition") for item in lines)
+
+
+@pytest.mark.parametrize(
+    ("expression", "per_day"),
+    [("cron(0 * ? * * *)", 24), ("cron(0 0 ? * * *)", 1), ("cron(0 0/6 ? * * *)", 4), ("cron(0 17/12 ? * * *)", 2)],
+)
+def test_schedule_expressions_in_model_monitors_forms(expression: str, per_day: int) -> None:
+    runs, _ = cost_estimate.monitor_runs_per_month(expression, HOURS)
+    assert runs == pytest.approx(per_day * HOURS / 24)
+
+
+def test_a_schedule_expression_model_monitor_does_not_take_is_refused(tmp_path: Path) -> None:
+    root = write_assembly(tmp_path, monitor_environment("rate(1 hour)"))
+    with pytest.raises(cost_estimate.EstimateError, match=r"'rate\(1 hour\)'"):
+        lines_of(root, rps=0)
+
+
+def test_an_unpriced_processing_instance_fails_naming_the_table_key(tmp_path: Path) -> None:
+    template = monitor_environment("cron(0 * ? * * *)")
+    template["Resources"]["DataQuality"]["Properties"]["JobResources"]["ClusterConfig"]["InstanceType"] = "ml.p5.48xl"
+    with pytest.raises(cost_estimate.EstimateError, match="sagemaker_processing_per_hour"):
+        lines_of(write_assembly(tmp_path, template), rps=0)
+
+
+def test_the_hourly_fargate_drift_task_bills_vcpu_and_memory_per_run(tmp_path: Path) -> None:
+    template = small_environment(
+        Cluster=resource("AWS::ECS::Cluster"),
+        Task=resource("AWS::ECS::TaskDefinition", Cpu="1024", Memory="4096"),
+        Hourly=resource(
+            "AWS::Events::Rule",
+            ScheduleExpression="cron(5 * * * ? *)",
+            Targets=[
+                {"Arn": {"Fn::GetAtt": ["Cluster", "Arn"]}, "EcsParameters": {"TaskDefinitionArn": {"Ref": "Task"}}}
+            ],
+        ),
+    )
+    line = lines_of(write_assembly(tmp_path, template), rps=0)["drift job (hourly Fargate task)"]
+    seconds = PRICES["usage"]["drift_run_seconds"]
+    per_hour = PRICES["fargate_vcpu_per_hour"] + 4 * PRICES["fargate_gb_per_hour"]
+    assert line.idle == pytest.approx(HOURS * per_hour * max(seconds, 60) / 3600)
