@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -38,19 +39,11 @@ MAX_ALARMED_FEATURES = 300
 METRICS_NAMESPACE = "MlApi/ModelDrift"
 DRIFT_EVENT_SOURCE = "ml-platform.drift-monitor"
 DRIFT_DETAIL_TYPE = "Model Drift Detected"
-# The drift job's CloudWatch names of the card's quality metrics (lambda_src/drift_monitor/drift_engine/
-# metrics_publisher.py QUALITY_METRIC_NAMES; tests/infra/test_drift_monitor.py runs that publisher against these).
-QUALITY_METRIC_NAMES = {
-    "accuracy": "Accuracy",
-    "precision": "Precision",
-    "recall": "Recall",
-    "roc_auc": "RocAuc",
-    "macro_f1": "MacroF1",
-    "min_class_recall": "MinClassRecall",
-    "rmse": "RMSE",
-    "mae": "MAE",
-    "r2": "R2",
-}
+# The drift job's CloudWatch names of the card's quality metrics, read as data from the job's own table
+# (tests/infra/test_drift_monitor.py runs the job's publisher against the alarms made from them).
+QUALITY_METRIC_NAMES: dict[str, str] = json.loads(
+    (Path(__file__).resolve().parents[1] / CODE_DIR / "drift_engine" / "quality_metrics.json").read_text()
+)["names"]
 # Without the card's acceptance bound for them: accuracy alarms below monitoring.min_accuracy (classifiers), R²
 # below 0, a model worse on labelled traffic than predicting the mean (regression: a scale-free default).
 DEFAULT_R2_MIN = 0.0

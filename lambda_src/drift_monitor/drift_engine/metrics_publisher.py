@@ -1,7 +1,9 @@
 """CloudWatch metrics for a run, sent with PutMetricData in API-sized batches."""
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from drift_engine.capture_records import CaptureStats
@@ -13,22 +15,14 @@ MAX_METRICS_PER_CALL = 1000
 
 Datum = dict[str, Any]
 
-# CloudWatch metric names of the ground-truth quality metrics (card metric names -> metric names), per task:
+# CloudWatch metric names of the ground-truth quality metrics (card metric names -> metric names, in
+# quality_metrics.json, which the infrastructure reads as data), per task:
 # binary accuracy, precision, recall, roc_auc; multiclass accuracy, macro_f1, min_class_recall (and ClassRecall
 # with a `Class` dimension per class name); regression rmse, mae, r2. ml_constructs/drift_monitor.py alarms on them
 # (tests/infra/test_drift_monitor.py runs this publisher against the construct's alarms).
-QUALITY_METRIC_NAMES = {
-    "accuracy": "Accuracy",
-    "precision": "Precision",
-    "recall": "Recall",
-    "roc_auc": "RocAuc",
-    "macro_f1": "MacroF1",
-    "min_class_recall": "MinClassRecall",
-    "rmse": "RMSE",
-    "mae": "MAE",
-    "r2": "R2",
-}
-CLASS_RECALL = "ClassRecall"
+_NAMES = json.loads(Path(__file__).with_name("quality_metrics.json").read_text())
+QUALITY_METRIC_NAMES: dict[str, str] = _NAMES["names"]
+CLASS_RECALL: str = _NAMES["class_recall"]
 
 
 def _datum(name: str, value: float, dims: dict[str, str], when: datetime, unit: str = "None") -> Datum:
