@@ -18,7 +18,7 @@ from drift_engine.capture_records import MAX_MALFORMED_SAMPLES, CapturedRow
 from drift_engine.drift_statistics import Reservoir, roc_auc
 from drift_engine.feature_drift import DEFAULT_RESERVOIR_SIZE
 from drift_engine.model_output import BINARY, MULTICLASS, ModelOutput
-from drift_engine.payload_decoding import MalformedPayload, loads
+from drift_engine.payload_decoding import MalformedPayload, finite_number, loads
 
 Truth = int | float  # a class index, or a regression target
 
@@ -52,14 +52,7 @@ class LabelSet:
 def to_truth(value: Any) -> Truth:
     """A ground-truth value: a finite number (or its text), an int when integer-valued (a class index), else a
     float (a regression target); raises MalformedPayload otherwise, e.g. for `"inf"` or `1e999`."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise MalformedPayload(f"bad label: {str(value)[:40]!r}")
-    try:
-        number = float(value)
-    except ValueError as error:
-        raise MalformedPayload(f"bad label: {str(value)[:40]!r}") from error
-    if not math.isfinite(number):
-        raise MalformedPayload(f"bad label: {str(value)[:40]!r} is not finite")
+    number = finite_number(value)
     return int(number) if number.is_integer() else number
 
 

@@ -132,10 +132,9 @@ def to_float(value: Any) -> float:
     return number if math.isfinite(number) else math.nan
 
 
-def to_label(value: Any) -> int:
-    """A class label: an integer-valued finite number (or its text); raises MalformedPayload otherwise.
-
-    `1e999` in JSON and `inf` in CSV are infinite floats, which int() rejects with OverflowError."""
+def finite_number(value: Any) -> float:
+    """A finite number, or its text; raises MalformedPayload otherwise (bools, `"inf"`, and `1e999`, which JSON
+    and CSV parsers turn into an infinite float)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise MalformedPayload(f"bad label: {str(value)[:40]!r}")
     try:
@@ -144,6 +143,14 @@ def to_label(value: Any) -> int:
         raise MalformedPayload(f"bad label: {str(value)[:40]!r}") from error
     if not math.isfinite(number):
         raise MalformedPayload(f"bad label: {str(value)[:40]!r} is not finite")
+    return number
+
+
+def to_label(value: Any) -> int:
+    """A class label: an integer-valued finite number (or its text); raises MalformedPayload otherwise."""
+    number = finite_number(value)
+    if not number.is_integer():
+        raise MalformedPayload(f"bad label: {str(value)[:40]!r} is not a class index")
     return int(number)
 
 

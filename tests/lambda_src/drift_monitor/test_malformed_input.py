@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -64,6 +65,11 @@ BAD_LINES = {
         "bad label",
     ),
     "csv label inf": (_with_output("text/csv", "CSV", "inf,0.7,1.0.0"), "bad label"),
+    # A class index is integer-valued: 1.5 is not truncated to class 1.
+    "json label 1.5": (
+        _with_output("application/json", "JSON", '{"predictions": [{"label": 1.5, "probability": 0.7}]}'),
+        "bad label",
+    ),
     "deeply nested line": ('{"captureData": ' + "[" * DEEP + "]" * DEEP + "}", "bad json line"),
     "deeply nested body": (_with_input_data("[" * DEEP + "]" * DEEP), "bad json"),
 }
@@ -92,7 +98,7 @@ def test_bad_lines_in_a_window_are_reported_not_fatal(platform: Platform) -> Non
     assert report["rows_analysed"] == 100
     capture = report["capture"]
     assert (capture["records"], capture["malformed_records"]) == (20 + len(bad), len(bad))
-    assert capture["malformed_reasons"] == {"bad eventMetadata": 2, "bad label": 2, "bad json line": 1, "bad json": 1}
+    assert capture["malformed_reasons"] == Counter(reason for _, reason in BAD_LINES.values())
     sources = [sample["source"] for sample in capture["malformed_samples"]]
     assert sources == [f"{CAPTURE_ROOT}/a.jsonl:{11 + i}" for i in range(len(bad))]
     assert platform.metric("MalformedRecords", EndpointName="churn-ep") == [float(len(bad))]
