@@ -434,12 +434,13 @@ def retrained_build(dist: Path, tmp_path: Path) -> Path:
     from model_container.contract import load_feature_schema
     from model_container.dataset import snapshot as snapshots
     from model_container.dataset.sources import FeatureContract, base_part, bundled_dataset
+    from tests.model_packages import spread_rows
 
     contract_dir = tmp_path / "contract"
     shutil.copytree(REPO / "model_container" / "contract", contract_dir, ignore=shutil.ignore_patterns("*.py"))
     contract = FeatureContract.from_schema(load_feature_schema(contract_dir / "feature_schema.json"))
     _, features, labels = bundled_dataset()
-    rows = np.arange(0, 400, 10)
+    rows = np.array(spread_rows(40, len(labels)))
     captured = snapshots.Part("captured", np.asarray(features)[rows] * 1.03, np.asarray(labels)[rows])
     snapshot = snapshots.assemble(contract.names, [base_part(None, contract), captured], snapshots.Checks())
     snapshots.write(snapshot, tmp_path / "snapshot")
