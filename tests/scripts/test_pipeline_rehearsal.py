@@ -476,7 +476,11 @@ def test_a_retraining_run_is_judged_on_fresh_labels_and_keeps_the_live_baseline(
     assert report["live"]["metrics_source"] == (
         f"scored on the candidate's holdout ({holdout_rows} rows), as the candidate"
     )
-    assert {k: report["live"]["metrics"][k] for k in live.metrics} != {k: live.holdout_metrics[k] for k in live.metrics}
+    own = {k: live.holdout_metrics[k] for k in live.metrics}
+    rescored = {k: report["live"]["metrics"][k] for k in live.metrics}
+    # A model perfect on both holdouts (the wine example scores 1.0 on every metric) scores the same on either.
+    if set(own.values()) != {1.0}:
+        assert rescored != own
 
     # Prod's publication comes before the deploy: the live model's baseline stays as it was.
     prod = names("prod")
