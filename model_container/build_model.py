@@ -234,6 +234,11 @@ class TrainingSource:
         return [str(labels[str(i)]) for i in range(len(labels))]
 
     @property
+    def classes(self) -> int | None:
+        """The card's classes (labels 0..classes-1), None for a regressor: the labels a snapshot may hold."""
+        return len(self.label_names) if self.classifier else None
+
+    @property
     def features_description(self) -> str:
         """The authored feature_schema.description, or one naming the model."""
         authored = (self.card.get("feature_schema") or {}).get("description")
@@ -802,7 +807,7 @@ def train_on_source(source: TrainingSource, params: dict[str, Any], commit: str)
     data = source.data()
     x_train, x_test, y_train, y_test = split(data, params["holdout_fraction"], params["seed"], source.classifier)
     schema = feature_schema(data.names, x_train, source.features_description, source.task, source.label_names)
-    snapshot = source_snapshot(data, FeatureContract.from_schema(schema))
+    snapshot = source_snapshot(data, FeatureContract.from_schema(schema, source.classes))
     snapshot = snapshots.Snapshot(
         snapshot.feature_names,
         snapshot.sources,
@@ -830,7 +835,7 @@ def train_on_snapshot(
         schema = load_feature_schema(contract_dir / "feature_schema.json")
     except (OSError, ValueError) as error:
         raise BuildInputError(f"cannot read the feature contract in {contract_dir}: {error}") from None
-    contract = FeatureContract.from_schema(schema)
+    contract = FeatureContract.from_schema(schema, source.classes)
     snapshot = load_snapshot(dataset, contract)
     if parent is not None:
         check_changed(parent, snapshot.content_sha256, params, contract, source)

@@ -262,7 +262,8 @@ def plan(args: argparse.Namespace) -> Plan:
     args.seed = source.seed if args.seed is None else args.seed
     args.holdout_fraction = source.holdout_fraction if args.holdout_fraction is None else args.holdout_fraction
     try:
-        contract = FeatureContract.from_schema(load_feature_schema(args.contract_dir / "feature_schema.json"))
+        schema = load_feature_schema(args.contract_dir / "feature_schema.json")
+        contract = FeatureContract.from_schema(schema, source.classes)
     except (OSError, ValueError) as error:
         raise build_model.BuildInputError(f"cannot read the feature contract in {args.contract_dir}: {error}") from None
     snapshot = build_model.load_snapshot(args.dataset, contract)

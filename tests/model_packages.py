@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model_container.build_model import build, example_source
@@ -41,3 +42,17 @@ def example_package(name: str) -> Path:
 def model_package(request: pytest.FixtureRequest) -> Path:
     """An example model package directory, one per task."""
     return example_package(request.param)
+
+
+def disagreeing_labels(y: np.ndarray) -> np.ndarray:
+    """Labels that disagree with `y`, of the configured model's task (cdk.json's model.source): the next class of a
+    classifier (1 - y for a binary one), a regressor's target moved by half."""
+    from model_container.dataset.sources import configured_classes
+
+    classes = configured_classes()
+    return (y + 1) % classes if classes else y * 1.5
+
+
+def spread_rows(count: int, rows: int, step: int = 10) -> list[int]:
+    """`count` row indexes `step` apart, wrapping at `rows` (a dataset may have fewer than count * step rows)."""
+    return [(i * step) % rows for i in range(count)]

@@ -43,7 +43,8 @@ def build_snapshot(args: argparse.Namespace, s3: Any) -> Snapshot:
     if args.capture_uri:
         window = _window(args.until, args.days)
         parts.append(captured_part(args.capture_uri, args.labels_uri, window, contract, s3))
-    return assemble(contract.names, parts, Checks(args.min_rows, args.min_class_fraction))
+    # min_class_fraction checks each class of a classifier's card; a regressor's targets have none.
+    return assemble(contract.names, parts, Checks(args.min_rows, args.min_class_fraction, contract.classes))
 
 
 def upload(s3: Any, snapshot: Snapshot, out: Path, prefix_uri: str, kms_key_id: str | None) -> None:
@@ -93,7 +94,7 @@ def run_build(args: argparse.Namespace) -> int:
         "out": str(args.out),
         "content_sha256": manifest["content_sha256"],
         "rows": manifest["rows"],
-        "label_distribution": manifest["label_distribution"],
+        "label_distribution": manifest.get("label_distribution"),  # None: a regressor's targets
         "sources": {source["source"]: source["rows"] for source in manifest["sources"]},
         "snapshot_uri": manifest.get("snapshot_uri"),
     }

@@ -1,10 +1,15 @@
-"""Where snapshot rows come from: the bundled dataset, CSV files under `training.dataset_uri`, and captured
-traffic joined with its ground-truth labels by the drift engine."""
+"""Where snapshot rows come from: the model source's own data (`model.source.data` of cdk.json's
+ml-platform.defaults.model.source), CSV files under `training.dataset_uri`, and captured traffic joined with its
+ground-truth labels by the drift engine.
+
+Labels follow the configured model's card: a classifier's are class indexes 0..classes-1, a regressor's targets
+any finite number (FeatureContract.classes; None for regression)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -17,9 +22,8 @@ import numpy as np
 
 from model_container.dataset.snapshot import Part, SnapshotError
 
-BUNDLED_URI = "bundled:sklearn.datasets.load_breast_cancer"
 LABEL_COLUMN = "label"
-LABELS = (0, 1)
+CONFIGURED: Any = object()  # FeatureContract.from_schema's default: the classes of the configured model source
 
 
 def safe_identifier(name: str) -> str:
@@ -27,14 +31,68 @@ def safe_identifier(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
 
 
-def bundled_dataset() -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(feature names, features, labels) of the dataset shipped with scikit-learn, 1 = malignant."""
-    from sklearn.datasets import load_breast_cancer
+def model_source() -> Any:
+    """The configured model source (build_model.TrainingSource of cdk.json's model.source): retraining trains
+    the model the platform serves, so its data and its card's task come from there. A pre-built package has no
+    training entry point to retrain with."""
+    from model_container import build_model
 
-    data = load_breast_cancer()
-    names = [safe_identifier(n) for n in data.feature_names]
-    # sklearn encodes 0 = malignant, 1 = benign; we flip it so the positive class (1) is the finding.
-    return names, data.data.astype(np.float64), (data.target == 0).astype(np.int64)
+    spec = build_model.check_source(build_model.configured_source())
+    if "package" in spec:
+        raise SnapshotError(
+            f"{build_model.SOURCE_KEY} is a pre-built package ({spec['package']}): retraining needs a training "
+            "entry point ({'train': ..., 'data': ...})"
+        )
+    try:
+        return build_model.TrainingSource.resolve(spec)
+    except build_model.BuildInputError as error:
+        raise SnapshotError(str(error)) from None
+
+
+def configured_classes() -> int | None:
+    """The configured model's classes (its card's labels), None for a regressor."""
+    source = model_source()
+    return len(source.label_names) if source.classifier else None
+
+
+def bundled_dataset() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(feature names, features, labels or targets) of the configured model source's own data."""
+    data = _source_data()
+    return list(data.names), data.x, data.y
+
+
+def bundled_uri() -> str:
+    """Where the configured model source's own data comes from (its Data.uri, e.g. python:package.module:load)."""
+    return str(_source_data().uri)
+
+
+_SOURCE_DATA: dict[str, Any] = {}
+
+
+def _source_data() -> Any:
+    from model_container import build_model
+
+    key = json.dumps(build_model.configured_source(), sort_keys=True)
+    if key not in _SOURCE_DATA:
+        try:
+            _SOURCE_DATA[key] = model_source().data()
+        except build_model.BuildInputError as error:
+            raise SnapshotError(str(error)) from None
+    return _SOURCE_DATA[key]
+
+
+def valid_label(label: Any, classes: int | None) -> bool:
+    """A class index 0..classes-1 of a classifier, or a finite number (a regression target)."""
+    if isinstance(label, bool) or not isinstance(label, int | float | np.integer | np.floating):
+        return False
+    if classes is None:
+        return math.isfinite(float(label))
+    return float(label).is_integer() and 0 <= int(label) < classes
+
+
+def label_vector(labels: Sequence[Any], classes: int | None) -> np.ndarray:
+    """int64 class indexes of a classifier, float64 targets of a regressor."""
+    return np.array(labels, dtype=np.int64 if classes is not None else np.float64)
 
 
 @dataclass(frozen=True)
@@ -47,14 +105,18 @@ class FeatureContract:
     names: tuple[str, ...]
     minimum: np.ndarray
     maximum: np.ndarray
+    # The classes of the model's labels (0..classes-1); None: a regressor's targets.
+    classes: int | None = 2
 
     @classmethod
-    def from_schema(cls, schema: Mapping[str, Any]) -> FeatureContract:
+    def from_schema(cls, schema: Mapping[str, Any], classes: int | None = CONFIGURED) -> FeatureContract:
+        """The contract of `schema`, labels as the configured model source's card says unless `classes` is given."""
         features = schema["features"]
         return cls(
             tuple(f["name"] for f in features),
             np.array([f["minimum"] for f in features], dtype=np.float64),
             np.array([f["maximum"] for f in features], dtype=np.float64),
+            configured_classes() if classes is CONFIGURED else classes,
         )
 
     def inside(self, features: np.ndarray) -> np.ndarray:
@@ -70,8 +132,11 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 # ---- the base dataset ---------------------------------------------------------------------------------------
-def parse_base_csv(content: bytes, origin: str, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """A CSV with a header naming every contract feature and `label` (0/1), in any column order."""
+def parse_base_csv(
+    content: bytes, origin: str, names: Sequence[str], classes: int | None = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV with a header naming every contract feature and `label` (a class index 0..classes-1, or a
+    regression target when `classes` is None), in any column order."""
     try:
         reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
         header = reader.fieldnames or []
@@ -84,14 +149,15 @@ def parse_base_csv(content: bytes, origin: str, names: Sequence[str]) -> tuple[n
     for number, record in enumerate(reader, start=2):
         try:
             values = [float(record[name]) for name in names]
-            label = int(record[LABEL_COLUMN])
+            label = float(record[LABEL_COLUMN])
         except (TypeError, ValueError):
             raise SnapshotError(f"{origin}:{number}: a feature or the label is not a number") from None
-        if label not in LABELS or not all(math.isfinite(v) for v in values):
-            raise SnapshotError(f"{origin}:{number}: label must be 0 or 1 and features finite numbers")
+        if not valid_label(label, classes) or not all(math.isfinite(v) for v in values):
+            wanted = "a finite number" if classes is None else f"a class index 0..{classes - 1}"
+            raise SnapshotError(f"{origin}:{number}: label must be {wanted} and features finite numbers")
         rows.append(values)
         labels.append(label)
-    return np.array(rows, dtype=np.float64).reshape(-1, len(names)), np.array(labels, dtype=np.int64)
+    return np.array(rows, dtype=np.float64).reshape(-1, len(names)), label_vector(labels, classes)
 
 
 def _s3_csv_objects(s3: Any, uri: str) -> Iterable[tuple[str, bytes, dict[str, Any]]]:
@@ -118,18 +184,20 @@ def _local_csv_files(directory: Path) -> Iterable[tuple[str, bytes, dict[str, An
 
 
 def base_part(uri: str | None, contract: FeatureContract, s3: Any = None) -> Part:
-    """The configured dataset (CSV files under an s3:// prefix, or a local directory), or the bundled one."""
+    """The configured dataset (CSV files under an s3:// prefix, or a local directory), or the model source's own."""
     if uri is None:
         names, bundled_features, bundled_labels = bundled_dataset()
         if tuple(names) != contract.names:
-            raise SnapshotError("the bundled dataset's features are not the feature contract's")
-        return _within_contract("base", bundled_features, bundled_labels, contract, {"uri": BUNDLED_URI})
+            raise SnapshotError(
+                "the model source's data has other features than the feature contract's (run `make model`)"
+            )
+        return _within_contract("base", bundled_features, bundled_labels, contract, {"uri": bundled_uri()})
     objects = _s3_csv_objects(s3, uri) if uri.startswith("s3://") else _local_csv_files(Path(uri))
     features: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     described: list[dict[str, Any]] = []
     for origin, content, description in objects:
-        rows, row_labels = parse_base_csv(content, origin, contract.names)
+        rows, row_labels = parse_base_csv(content, origin, contract.names, contract.classes)
         features.append(rows)
         labels.append(row_labels)
         described.append({**description, "rows": len(row_labels)})
@@ -149,7 +217,7 @@ def _within_contract(
 
 
 # ---- captured traffic with ground truth ---------------------------------------------------------------------
-def labelled_records(records: Iterable[Sequence[Any]], labels: Any) -> tuple[int, list[tuple[Any, int]]]:
+def labelled_records(records: Iterable[Sequence[Any]], labels: Any) -> tuple[int, list[tuple[Any, int | float]]]:
     """(captured rows, (captured row, label) pairs) by the drift engine's own join (ground_truth.record_labels:
     labels by inferenceId or eventId, a record's label list matched to its instances in order). Pairs come grouped
     by the model version that served them (versions sorted), in capture order within one. Training needs no
@@ -161,11 +229,12 @@ def labelled_records(records: Iterable[Sequence[Any]], labels: Any) -> tuple[int
         rows += len(record)
         if record:
             by_version[engine.row_version(record[0])].extend(engine.record_labels(record[0].join_key, record, labels))
-    return rows, [(row, int(label)) for version in sorted(by_version) for row, label in by_version[version]]
+    # A label is the engine's Truth: an int when integer-valued (a class index), else a float (a target).
+    return rows, [(row, label) for version in sorted(by_version) for row, label in by_version[version]]
 
 
 def training_rows(
-    pairs: Sequence[tuple[Any, int]], contract: FeatureContract
+    pairs: Sequence[tuple[Any, int | float]], contract: FeatureContract
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Features in contract order (the drift engine's rows_to_matrix: lists by position, objects by name) and
     labels of the usable pairs, with a count of every reason a pair was left out."""
@@ -179,7 +248,7 @@ def training_rows(
             dropped["schema_mismatch"] += 1
         elif np.isnan(matrix).any():
             dropped["incomplete"] += 1
-        elif label not in LABELS:
+        elif not valid_label(label, contract.classes):
             dropped["bad_label"] += 1
         elif not contract.inside(matrix)[0]:
             dropped["out_of_contract"] += 1
@@ -187,7 +256,7 @@ def training_rows(
             features.append(matrix[0])
             labels.append(label)
     shape = (len(features), len(contract.names))
-    return np.array(features, dtype=np.float64).reshape(shape), np.array(labels, dtype=np.int64), dict(dropped)
+    return np.array(features, dtype=np.float64).reshape(shape), label_vector(labels, contract.classes), dict(dropped)
 
 
 def captured_part(capture_uri: str, labels_uri: str, window: Any, contract: FeatureContract, s3: Any) -> Part:

@@ -16,7 +16,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 from ml_constructs.model_monitor import ModelMonitorSchedule, analyzer_image
 from ml_constructs.platform_function import FunctionPlacement
-from model_container.card import ModelCard
+from model_container.card import BINARY, MULTICLASS, REGRESSION, ModelCard
 from platform_config.loader import build
 from platform_config.settings import MonitoringSettings
 from tests.infra.conftest import Variant
@@ -71,14 +71,21 @@ def test_a_baselined_version_gets_an_hourly_isolated_encrypted_data_quality_sche
 
 
 def test_labelled_traffic_gets_an_hourly_model_quality_job_and_an_accuracy_alarm(inference: Template) -> None:
+    """The job's problem type and prediction attributes are the card's task's; classifiers alarm on accuracy, a
+    regressor on RMSE (the metrics Model Monitor publishes per problem type)."""
     [definition] = inference.find_resources("AWS::SageMaker::ModelQualityJobDefinition").values()
     props = definition["Properties"]
     spec = props["ModelQualityAppSpecification"]
-    assert spec["ProblemType"] == "BinaryClassification"
+    problem, prediction, probability = {
+        BINARY: ("BinaryClassification", "label", "probability"),
+        MULTICLASS: ("MulticlassClassification", "label", None),
+        REGRESSION: ("Regression", "value", None),
+    }[CARD.task]
+    assert spec["ProblemType"] == problem
     assert spec["Environment"]["RECORD_MODE"] == "model_quality"
     assert spec["RecordPreprocessorSourceUri"].endswith(f"/{VERSION}/record_preprocessor.py")
     endpoint = props["ModelQualityJobInput"]["EndpointInput"]
-    assert (endpoint["InferenceAttribute"], endpoint["ProbabilityAttribute"]) == ("label", "probability")
+    assert (endpoint["InferenceAttribute"], endpoint.get("ProbabilityAttribute")) == (prediction, probability)
     assert (endpoint["StartTimeOffset"], endpoint["EndTimeOffset"]) == ("-PT2H", "-PT1H")
     capture_bucket = "mlapi-dev-capture-123456789012-eu-west-1"
     assert props["ModelQualityJobInput"]["GroundTruthS3Input"]["S3Uri"] == f"s3://{capture_bucket}/ground-truth/"
@@ -93,10 +100,12 @@ def test_labelled_traffic_gets_an_hourly_model_quality_job_and_an_accuracy_alarm
             }
         },
     )
+    regressor = CARD.task == REGRESSION
+    metric, comparison = ("rmse", "GreaterThanThreshold") if regressor else ("accuracy", "LessThanThreshold")
     inference.has_resource_properties(
         "AWS::CloudWatch::Alarm",
-        {"AlarmName": "mlapi-dev-model-accuracy", "Namespace": "aws/sagemaker/Endpoints/model-metrics",
-         "MetricName": "accuracy", "ComparisonOperator": "LessThanThreshold"},
+        {"AlarmName": f"mlapi-dev-model-{metric}", "Namespace": "aws/sagemaker/Endpoints/model-metrics",
+         "MetricName": metric, "ComparisonOperator": comparison},
     )  # fmt: skip
 
 

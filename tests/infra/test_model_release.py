@@ -23,13 +23,14 @@ from aws_cdk import aws_s3 as s3
 
 from ml_constructs.alarm_topic import alarm_topic
 from ml_constructs.batch_inference import BatchInference
+from ml_constructs.drift_monitor import METRICS_NAMESPACE, quality_alarms
 from ml_constructs.encrypted_logs import LogPolicy
 from ml_constructs.endpoint_alarms import PREDICTION_METRICS
 from ml_constructs.model_endpoint import ModelEndpoint, ModelRelease
 from ml_constructs.nag import add_rule_packs
 from model_container.card import MULTICLASS, REGRESSION, CardError, ModelCard
 from platform_config import EndpointSettings, ModelSource, load_environments
-from platform_config.settings import BatchSettings
+from platform_config.settings import BatchSettings, MonitoringSettings
 from tests.infra.cfn_resolve import Resolver
 from tests.infra.small_stacks import imported_vpc
 from tests.model_packages import example_package
@@ -169,14 +170,20 @@ def test_the_batch_report_names_the_output_fields_of_the_task(small_stacks: dict
 
 
 # --- a whole environment per task, every nag pack on --------------------------------------------------------------
-def environment_synth(package: Path, contract_dir: Path, outdir: Path) -> dict[str, dict[str, Any]]:
+def environment_synth(
+    package: Path, contract_dir: Path, outdir: Path, monitoring: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """dev alone (PlatformStage, as build_stages adds it) serving `package` with the contract generated from its
-    card; raises on any unacknowledged nag finding. Returns its templates by stack name."""
+    card, cdk.json's settings with `monitoring` over its defaults; raises on any unacknowledged nag finding.
+    Returns its templates by stack name."""
     from model_container.contract import generate
     from stacks.platform_stage import PlatformStage
 
     assert generate.main(["--card", str(package), "--dir", str(contract_dir)]) == 0
     context = copy.deepcopy(json.loads((ROOT / "cdk.json").read_text())["context"])
+    if monitoring:
+        defaults = context["ml-platform"]["defaults"]
+        defaults["monitoring"] = {**defaults.get("monitoring", {}), **monitoring}
     [dev] = [e for e in load_environments(context["ml-platform"], default_account="123456789012") if e.name == "dev"]
     dev = dataclasses.replace(dev, model=dataclasses.replace(dev.model, artifact_dir=str(package)))
     app = App(context=context, outdir=str(outdir))
@@ -190,7 +197,9 @@ def environment_synth(package: Path, contract_dir: Path, outdir: Path) -> dict[s
 def test_an_environment_synthesizes_for_a_multiclass_and_a_regression_model(tmp_path: Path, name: str) -> None:
     package = example_package(name)
     card = ModelCard.load(package)
-    templates = environment_synth(package, tmp_path / "contract", tmp_path / "cdk.out")
+    # With labels uploaded (monitoring.ground_truth_prefix) the drift job also alarms on the card's quality metrics.
+    monitoring = {"ground_truth_prefix": "ground-truth/"}
+    templates = environment_synth(package, tmp_path / "contract", tmp_path / "cdk.out", monitoring)
     inference = templates["mlapi-dev-inference"]["Resources"]
 
     def of_type(resource_type: str) -> list[dict[str, Any]]:
@@ -210,6 +219,31 @@ def test_an_environment_synthesizes_for_a_multiclass_and_a_regression_model(tmp_
     others = {m for task, names in PREDICTION_METRICS.items() if task != card.task for m in names}
     assert all(metric in body for metric in PREDICTION_METRICS[card.task])
     assert not any(metric in body for metric in others - set(PREDICTION_METRICS[card.task]))
+    # Drift alarms: one PSI alarm per feature of this card (and no other), plus the prediction's drift.
+    alarms = {a["AlarmName"]: a for a in of_type("AWS::CloudWatch::Alarm") if isinstance(a.get("AlarmName"), str)}
+    psi = [a for a in alarms.values() if a.get("MetricName") == "PSI"]
+    drifted = {d["Value"] for a in psi for d in a["Dimensions"] if d["Name"] == "Feature"}
+    assert drifted == set(card.feature_names)
+    assert {f"mlapi-dev-drift-{f}" for f in card.feature_names} <= set(alarms)
+    assert alarms["mlapi-dev-drift-prediction"]["MetricName"] == "PredictionPSI"
+    # Ground-truth quality alarms: the card's task's metrics, at the card's acceptance bounds (the model gate's).
+    quality = {
+        name.removeprefix("mlapi-dev-model-"): alarm
+        for name, alarm in alarms.items()
+        if name.startswith("mlapi-dev-model-") and alarm.get("Namespace") == METRICS_NAMESPACE
+    }
+    expected = quality_alarms(card.task, card.acceptance, MonitoringSettings().min_accuracy)
+    assert sorted(quality) == sorted(a.metric.replace("_", "-") for a in expected) and expected
+    for bound in expected:
+        alarm = quality[bound.metric.replace("_", "-")]
+        assert (alarm["MetricName"], alarm["Threshold"]) == (bound.metric_name, bound.threshold)
+        below = "LessThanThreshold" if bound.side == "min" else "GreaterThanThreshold"
+        assert alarm["ComparisonOperator"] == below
+        assert bound.metric in card.acceptance or bound.metric in ("accuracy", "r2")  # a documented default
+    if card.task == REGRESSION:
+        assert {"rmse", "mae", "r2"} <= set(quality) and "accuracy" not in quality
+    else:
+        assert {"accuracy", "macro-f1", "min-class-recall"} <= set(quality) and "roc-auc" not in quality
 
 
 def test_the_configured_model_source_reaches_the_image_build_as_json() -> None:

@@ -29,6 +29,18 @@ def model(model_build) -> LoadedModel:
     return LoadedModel.load(model_build.model_dir)
 
 
+@pytest.fixture(scope="module")
+def binary_model(packages) -> LoadedModel:
+    """The binary example, whatever cdk.json serves: the tests of BinaryModel's inlined hot path (`label`,
+    `probability`) need a binary card; the other tasks' shapes are tests/model_container/test_tasks.py's."""
+    return LoadedModel.load(packages("binary").model_dir)
+
+
+@pytest.fixture(scope="module")
+def binary_rows(packages) -> list[list[float]]:
+    return packages("binary").rows
+
+
 def csv_body(model: LoadedModel, rows: int = 1) -> bytes:
     row = ",".join(
         str((f["training_min"] + f["training_max"]) / 2) for f in model.metadata["feature_schema"]["features"]
@@ -45,7 +57,8 @@ def test_media_type_and_accept_parsing() -> None:
         assert not accepts_json(accept), accept
 
 
-def test_prediction_shape(model: LoadedModel, log_pipe) -> None:
+def test_prediction_shape(binary_model: LoadedModel, log_pipe) -> None:
+    model = binary_model
     app = InferenceApp(log_pipe[0])
     app.model = model
     response = app.handle(b"POST", b"/invocations", b"text/csv", b"", csv_body(model, 3), "r1")
@@ -100,8 +113,9 @@ def test_load_refuses_missing_or_tampered_model(model_build, tmp_path: Path) -> 
         LoadedModel.load(tmp_path)
 
 
-def test_predict_rounds_the_same_for_small_and_large_batches(model: LoadedModel, holdout_rows) -> None:
-    rows = np.array(holdout_rows[:40], dtype=np.float32)
+def test_predict_rounds_the_same_for_small_and_large_batches(binary_model: LoadedModel, binary_rows) -> None:
+    model = binary_model
+    rows = np.array(binary_rows[:40], dtype=np.float32)
     small = [p for start in range(0, 40, 4) for p in model.predict(rows[start : start + 4])[0]]
     large, labels = model.predict(rows)
     assert small == large and len(set(large)) > 10
@@ -118,9 +132,10 @@ def test_a_row_predicts_the_same_alone_and_in_any_batch(model: LoadedModel, hold
         np.array(holdout_rows * 3, dtype=np.float32)
         * rng.uniform(0.9, 1.1, (len(holdout_rows) * 3, model.validator.width))
     ).astype(np.float32)
-    _, raw = model._run(model.output_names, {model.input_name: rows}, None)
+    # The graph's scores: a classifier's probabilities (its second output), a regressor's values (its only one).
+    raw = model._run(model.output_names, {model.input_name: rows}, None)[-1]
     alone = [
-        model._run(model.output_names, {model.input_name: rows[i : i + 2]}, None)[1][0] for i in range(len(rows) - 1)
+        model._run(model.output_names, {model.input_name: rows[i : i + 2]}, None)[-1][0] for i in range(len(rows) - 1)
     ]
     assert np.array_equal(np.array(alone), raw[:-1])  # the property predict() relies on for two or more rows
     together, _ = model.predict(rows)

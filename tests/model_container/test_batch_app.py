@@ -20,6 +20,7 @@ from model_container.server.batch import BatchInferenceApp, execution_parameters
 from model_container.server.config import ServerConfig
 from model_container.server.logs import LogWriter
 from model_container.server.model import LoadedModel
+from tests.model_container.task_packages import csv_cells, cycle_rows
 
 CSV, JSONL, JSON = b"text/csv", b"application/jsonlines", b"application/json"
 TWO_WORKERS = {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
@@ -102,17 +103,19 @@ def test_execution_parameters_route_exists_only_in_batch_mode(batch: BatchInfere
 def test_csv_mini_batch_answers_one_csv_line_per_record_equal_to_realtime(
     batch: BatchInferenceApp, realtime: InferenceApp, holdout_rows
 ) -> None:
-    rows = holdout_rows[:50]
+    rows = cycle_rows(holdout_rows, 50)
     response = post(batch, csv_lines(rows))
     assert (response.status, response.content_type, response.rows) == (200, CSV, 50)
     lines = response.body.decode().split("\n")
     assert lines[-1] == "" and len(lines) == 51  # newline-terminated, one line per record
     parsed = [line.split(",") for line in lines[:-1]]
-    expected = realtime_predictions(realtime, rows)
-    assert [(int(label), float(p), version) for label, p, version in parsed] == [
-        (e["label"], e["probability"], e["model_version"]) for e in expected
+    expected = [csv_cells(e) for e in realtime_predictions(realtime, rows)]
+    # label (classifiers), the task's scores, model_version: the real-time answer's fields, in its order
+    assert [[float(c) for c in cells[:-1]] + [cells[-1]] for cells in parsed] == [
+        [float(c) for c in cells[:-1]] + [cells[-1]] for cells in expected  # type: ignore[arg-type]
     ]
-    assert all(len(p.split(".")[1]) == 6 for _, p, _ in parsed)  # fixed 6 decimals, never 1e-06
+    scores = [cell for cells in parsed for cell in cells[:-1] if "." in cell]  # probabilities or values
+    assert scores and all(len(p.split(".")[1]) == 6 for p in scores)  # fixed 6 decimals, never 1e-06
 
 
 def test_jsonlines_mini_batch_takes_arrays_and_objects(
@@ -132,7 +135,7 @@ def test_jsonlines_mini_batch_takes_arrays_and_objects(
 def test_multi_record_bodies_have_no_realtime_row_cap(
     batch: BatchInferenceApp, realtime: InferenceApp, holdout_rows, feature_schema
 ) -> None:
-    rows = (holdout_rows * 100)[: feature_schema["max_batch_rows"] + 1]
+    rows = cycle_rows(holdout_rows, feature_schema["max_batch_rows"] + 1)
     assert error(post(realtime, csv_lines(rows)))["code"] == "too_many_rows"
     response = post(batch, csv_lines(rows))
     assert response.status == 200 and response.body.count(b"\n") == len(rows)

@@ -14,6 +14,7 @@ import pytest
 
 from model_container.card import BINARY, MULTICLASS, ModelCard
 from tests.model_container.batch_driver import MB, BatchDriver, TransformJob, container_environment
+from tests.model_container.task_packages import cycle_rows
 
 # Real server processes; the real-time `server` fixture is shared with the other server tests of this group.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("model_server")]
@@ -31,8 +32,15 @@ def batch_server(start_server, model_build) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def distinct_rows(holdout_rows) -> list[list[float]]:
-    """12,000 rows, no two alike (holdout rows scaled by up to 4 %), so that any reordering shows."""
-    return [[v * (1 + (i % 401) / 10_000) for v in holdout_rows[i % len(holdout_rows)]] for i in range(12_000)]
+    """At least 12,000 rows and 3.5 MB of CSV (three or more 1 MB mini-batches at any row width: 13 wine features
+    make a row half as long as 30 breast-cancer ones), no two alike (holdout rows scaled by up to 4 %), so that any
+    reordering shows."""
+
+    def scaled(i: int) -> list[float]:
+        return [v * (1 + (i % 401) / 10_000) for v in holdout_rows[i % len(holdout_rows)]]
+
+    row_bytes = len(csv_file([scaled(i) for i in range(100)])) / 100
+    return [scaled(i) for i in range(max(12_000, int(3.5 * MB / row_bytes)))]
 
 
 def csv_file(rows: list[list[float]]) -> bytes:
@@ -101,7 +109,7 @@ def test_csv_file_in_concurrent_mini_batches_equals_the_realtime_predictions_in_
 
 def test_jsonlines_file_single_record_strategy(batch_server, server, holdout_rows, feature_schema) -> None:
     names = [f["name"] for f in feature_schema["features"]]
-    rows = holdout_rows[:40]
+    rows = cycle_rows(holdout_rows, 40)
     data = b"".join(
         json.dumps(dict(zip(names, row, strict=True)) if i % 3 else row).encode() + b"\n" for i, row in enumerate(rows)
     )
@@ -150,13 +158,14 @@ def test_a_record_over_max_payload_fails_its_file_and_the_job_goes_on(
 
 
 def test_a_malformed_line_fails_its_file_with_the_line_named(batch_server, distinct_rows, tmp_path: Path) -> None:
-    lines = csv_file(distinct_rows[:9000]).decode().splitlines()
-    bad_line = 6321  # 1-based, in the second or a later mini-batch of 1 MB
+    driver = BatchDriver(batch_server.port, TransformJob(max_payload_mb=1, max_concurrent_transforms=2))
+    _, first_batch = next(driver.mini_batches(csv_file(distinct_rows)))
+    bad_line = first_batch.count(b"\n") + 1500  # 1-based, in the second or a later mini-batch of 1 MB
+    lines = csv_file(distinct_rows[: bad_line + 2700]).decode().splitlines()
     lines[bad_line - 1] = lines[bad_line - 1].replace(",", ";", 1)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "broken.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "in" / "fine.csv").write_bytes(csv_file(distinct_rows[:5]))
-    driver = BatchDriver(batch_server.port, TransformJob(max_payload_mb=1, max_concurrent_transforms=2))
     result = driver.run(tmp_path / "in", tmp_path / "out")
     assert result.status == "Failed"
     broken = result.files[0]

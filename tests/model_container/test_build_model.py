@@ -33,6 +33,7 @@ from model_container.build_model import (
 from model_container.contract import FEATURE_SCHEMA_PATH, load_feature_schema
 from model_container.dataset import Checks, Part, assemble, load, write
 from model_container.dataset.sources import FeatureContract, base_part, bundled_dataset, safe_identifier
+from tests.model_packages import disagreeing_labels
 
 OUTPUTS = ["baseline.csv", "baseline_predictions.csv", "holdout.csv", "metadata.json", "model.onnx", "model.tar.gz"]
 
@@ -90,7 +91,7 @@ def write_snapshot(directory: Path, fresh: int = 0, uri: str | None = None) -> P
     if fresh:
         _, x, y = bundled_dataset()
         description = {"capture_uri": "s3://capture/capture/e/AllTraffic/", "labels_uri": "s3://capture/gt/"}
-        parts.append(Part("captured", x[-fresh:] * 1.01, 1 - y[-fresh:], description))  # labels that disagree
+        parts.append(Part("captured", x[-fresh:] * 1.01, disagreeing_labels(y[-fresh:]), description))
     write(assemble(contract.names, parts, Checks()), directory, {"snapshot_uri": uri} if uri else None)
     return directory
 

@@ -16,7 +16,7 @@ from moto import mock_aws
 from model_container.contract import load_feature_schema
 from model_container.dataset import SnapshotError, load
 from model_container.dataset.cli import EXIT_AWS, EXIT_REFUSED, EXIT_UNUSABLE, main
-from model_container.dataset.sources import BUNDLED_URI, FeatureContract, bundled_dataset
+from model_container.dataset.sources import FeatureContract, bundled_dataset, bundled_uri, configured_classes
 from tests.release_table import create_release_table
 
 REGION = "eu-west-1"
@@ -24,7 +24,10 @@ BUCKET = "mlapi-prod-capture-111111111111-eu-west-1"
 CAPTURE = f"s3://{BUCKET}/capture/mlapi-prod-endpoint/AllTraffic/"
 LABELS = f"s3://{BUCKET}/ground-truth/"
 UNTIL = "2026-12-01T00:00:00Z"  # with --days 1 the window is 2026-11-30 00:00 to 24:00
+# The configured model source's own data (cdk.json's model.source): counts and labels below follow it.
 NAMES, X, Y = bundled_dataset()
+ROWS, CLASSES = len(Y), configured_classes()  # CLASSES None: a regressor's targets
+COUNTS = np.bincount(Y, minlength=CLASSES) if CLASSES else None
 
 
 PROFILE, PROFILE_REGION = "production", "us-east-1"  # the profile's own region: --environment-region must win
@@ -128,9 +131,13 @@ def test_the_bundled_snapshot_is_canonical_and_deterministic(tmp_path: Path, s3:
     manifest = json.loads((first / "manifest.json").read_text())
     assert manifest == json.loads((second / "manifest.json").read_text())  # no timestamps, no run ids
     assert manifest["content_sha256"] == hashlib.sha256(content).hexdigest()
-    assert manifest["rows"] == 569 and manifest["label_distribution"] == {"0": 357, "1": 212}
+    assert manifest["rows"] == ROWS
+    if COUNTS is not None:  # breast cancer: {"0": 357, "1": 212}
+        assert manifest["label_distribution"] == {str(label): int(n) for label, n in enumerate(COUNTS)}
+    else:
+        assert "label_distribution" not in manifest
     assert manifest["sources"] == [
-        {"source": "base", "rows": 569, "uri": BUNDLED_URI, "dropped": {"out_of_contract": 0}}
+        {"source": "base", "rows": ROWS, "uri": bundled_uri(), "dropped": {"out_of_contract": 0}}
     ]
     snapshot = load(first)
     assert snapshot.feature_names == tuple(NAMES)
@@ -159,7 +166,7 @@ def test_captured_traffic_joins_its_ground_truth_as_the_drift_engine_does(tmp_pa
         [
             capture_record([dict(zip(names, row(6), strict=True))], "evt-f"),  # a row as named features
             capture_record([[1e9] * len(names)], "evt-g"),  # outside the contract: the API refuses such rows
-            capture_record([row(7)], "evt-h"),  # label 3 is no class
+            capture_record([row(7)], "evt-h"),  # label 3.5 is no class (a regressor's target, though)
             capture_record([row(8)[:5]], "evt-i"),  # 5 features: not the schema
         ],
     )
@@ -177,7 +184,7 @@ def test_captured_traffic_joins_its_ground_truth_as_the_drift_engine_does(tmp_pa
             json.dumps({"eventId": "evt-e", "label": 1}),
             json.dumps({"eventId": "evt-f", "label": 0}),
             json.dumps({"eventId": "evt-g", "label": 1}),
-            json.dumps({"eventId": "evt-h", "label": 3}),
+            json.dumps({"eventId": "evt-h", "label": 3.5}),
             json.dumps({"eventId": "evt-i", "label": 1}),
             json.dumps({"eventId": "evt-old", "label": 1}),
             "garbage",
@@ -189,9 +196,13 @@ def test_captured_traffic_joins_its_ground_truth_as_the_drift_engine_does(tmp_pa
     features, labels = snapshot.part("captured")
     # inf-a (2 rows), evt-b, evt-f served by 1.0.0, then evt-e (no response, no version): grouped by the serving
     # version as the drift engine groups them, in capture order within a version.
-    assert labels.tolist() == [1, 0, 1, 0, 1]
-    assert np.array_equal(features, np.array([row(0), row(1), row(2), row(6), row(5)]))
-    assert snapshot.part("base")[0].shape == (569, 30)
+    if CLASSES is None:  # evt-h's 3.5 is a target too
+        assert labels.tolist() == [1, 0, 1, 0, 3.5, 1] and labels.dtype == np.float64
+        assert np.array_equal(features, np.array([row(0), row(1), row(2), row(6), row(7), row(5)]))
+    else:
+        assert labels.tolist() == [1, 0, 1, 0, 1] and labels.dtype == np.int64
+        assert np.array_equal(features, np.array([row(0), row(1), row(2), row(6), row(5)]))
+    assert snapshot.part("base")[0].shape == X.shape
     captured = json.loads((out / "manifest.json").read_text())["sources"][1]
     assert captured["window"] == {"start": "2026-11-30T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
     assert (captured["capture_files"], captured["label_files"]) == (2, 1)
@@ -201,8 +212,9 @@ def test_captured_traffic_joins_its_ground_truth_as_the_drift_engine_does(tmp_pa
         1,
     )
     assert captured["labelled_rows"] == 8  # evt-c's count mismatch and evt-d's missing label never join
-    assert captured["dropped"] == {"schema_mismatch": 1, "incomplete": 0, "bad_label": 1, "out_of_contract": 1}
-    assert captured["rows"] == 5 and captured["capture_uri"] == CAPTURE and captured["labels_uri"] == LABELS
+    bad = 0 if CLASSES is None else 1
+    assert captured["dropped"] == {"schema_mismatch": 1, "incomplete": 0, "bad_label": bad, "out_of_contract": 1}
+    assert captured["rows"] == 6 - bad and captured["capture_uri"] == CAPTURE and captured["labels_uri"] == LABELS
 
 
 def test_the_hash_follows_the_content_not_the_files_it_came_from(tmp_path: Path, s3: Any) -> None:
@@ -233,8 +245,9 @@ def test_the_base_dataset_comes_from_a_versioned_s3_prefix_with_its_object_versi
         lines += [",".join([str(Y[i]), *(repr(v) for v in reversed(X[i].tolist())), "north"]) for i in indices]
         return ("\n".join(lines) + "\n").encode()
 
-    s3.put_object(Bucket=BUCKET, Key="datasets/v3/part-2.csv", Body=csv_of(range(300, 569)))
-    first = s3.put_object(Bucket=BUCKET, Key="datasets/v3/part-1.csv", Body=csv_of(range(300)))
+    half = ROWS // 2
+    s3.put_object(Bucket=BUCKET, Key="datasets/v3/part-2.csv", Body=csv_of(range(half, ROWS)))
+    first = s3.put_object(Bucket=BUCKET, Key="datasets/v3/part-1.csv", Body=csv_of(range(half)))
     s3.put_object(Bucket=BUCKET, Key="datasets/v3/README.txt", Body=b"not data")
     code, out = build(tmp_path, "--dataset-uri", f"s3://{BUCKET}/datasets/v3/", out="v3")
     assert code == 0
@@ -242,14 +255,14 @@ def test_the_base_dataset_comes_from_a_versioned_s3_prefix_with_its_object_versi
     assert np.array_equal(snapshot.features, X) and np.array_equal(snapshot.labels, Y)  # keys in order
     base = snapshot.manifest["sources"][0]
     assert [(o["key"], o["rows"]) for o in base["objects"]] == [
-        ("datasets/v3/part-1.csv", 300),
-        ("datasets/v3/part-2.csv", 269),
+        ("datasets/v3/part-1.csv", half),
+        ("datasets/v3/part-2.csv", ROWS - half),
     ]
     assert base["objects"][0]["version_id"] == first["VersionId"]
     assert base["objects"][0]["etag"] == first["ETag"].strip('"')
     # The bundled data and the same rows from S3 are the same training data: the same hash.
     assert snapshot.content_sha256 == load(build(tmp_path, out="bundled")[1]).content_sha256
-    s3.put_object(Bucket=BUCKET, Key="datasets/v3/part-1.csv", Body=csv_of(range(1, 300)))  # a new version
+    s3.put_object(Bucket=BUCKET, Key="datasets/v3/part-1.csv", Body=csv_of(range(1, half)))  # a new version
     changed = load(build(tmp_path, "--dataset-uri", f"s3://{BUCKET}/datasets/v3/", out="v3b")[1])
     assert changed.content_sha256 != snapshot.content_sha256
     assert changed.manifest["sources"][0]["objects"][0]["version_id"] != first["VersionId"]
@@ -258,27 +271,32 @@ def test_the_base_dataset_comes_from_a_versioned_s3_prefix_with_its_object_versi
 def test_a_base_csv_without_a_feature_is_unusable_and_names_the_file(
     tmp_path: Path, s3: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    s3.put_object(Bucket=BUCKET, Key="datasets/bad/data.csv", Body=b"label,mean_radius\n1,10.0\n")
+    s3.put_object(Bucket=BUCKET, Key="datasets/bad/data.csv", Body=f"label,{NAMES[0]}\n1,10.0\n".encode())
     code, out = build(tmp_path, "--dataset-uri", f"s3://{BUCKET}/datasets/bad/")
     assert code == EXIT_UNUSABLE and not out.exists()
     error = capsys.readouterr().err
-    assert f"s3://{BUCKET}/datasets/bad/data.csv: missing column(s) mean_texture" in error
+    assert f"s3://{BUCKET}/datasets/bad/data.csv: missing column(s) {NAMES[1]}, " in error
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--min-rows", "600"], "569 rows is below training.min_rows 600"),
-        (["--min-class-fraction", "0.4"], "label 1 makes up 0.373 of the rows (212 of 569), below"),
-    ],
-)
+@pytest.mark.parametrize("check", ["min-rows", "min-class-fraction"])
 def test_a_snapshot_too_small_or_too_skewed_is_refused(
-    tmp_path: Path, s3: Any, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+    tmp_path: Path, s3: Any, capsys: pytest.CaptureFixture[str], check: str
 ) -> None:
+    """Breast cancer: 569 rows is below min_rows 600; label 1 makes up 0.373 of the rows (212 of 569)."""
+    if check == "min-rows":
+        extra, message = ["--min-rows", str(ROWS + 31)], f"{ROWS} rows is below training.min_rows {ROWS + 31}"
+    elif COUNTS is None:
+        pytest.skip("a regressor's targets have no classes for training.min_class_fraction to check")
+    else:
+        rarest = int(np.argmin(COUNTS))
+        fraction = COUNTS[rarest] / ROWS
+        extra = ["--min-class-fraction", "0.4"]
+        message = f"label {rarest} makes up {fraction:.3f} of the rows ({COUNTS[rarest]} of {ROWS}), below"
     code, out = build(tmp_path, *extra)
     assert code == EXIT_REFUSED and not out.exists()
     assert message in capsys.readouterr().err
-    code, _ = build(tmp_path, "--min-rows", "569", "--min-class-fraction", "0.37", out="at-the-limits")
+    floor = f"{int(COUNTS.min() / ROWS * 100) / 100}" if COUNTS is not None else "0.4"
+    code, _ = build(tmp_path, "--min-rows", str(ROWS), "--min-class-fraction", floor, out="at-the-limits")
     assert code == 0
 
 
@@ -306,11 +324,15 @@ def test_an_aws_error_exits_3(tmp_path: Path, s3: Any, capsys: pytest.CaptureFix
 def test_a_tampered_or_rewritten_snapshot_is_refused(tmp_path: Path, s3: Any) -> None:
     _, out = build(tmp_path)
     content = (out / "snapshot.csv").read_bytes()
-    (out / "snapshot.csv").write_bytes(content.replace(b"base,0,", b"base,1,", 1))
+    (out / "snapshot.csv").write_bytes(content.replace(b"\nbase,", b"\nbase,9", 1))  # another first label
     with pytest.raises(SnapshotError, match="is not the manifest's content_sha256"):
         load(out)
     # Same numbers, another spelling: the hash would no longer identify the data, so it is not a snapshot.
-    rewritten = content.replace(b",17.99,", b",17.990,", 1)
+    header, first, rest = content.split(b"\n", 2)
+    cells = first.split(b",")
+    at = next(i for i, cell in enumerate(cells) if i > 1 and b"." in cell and b"e" not in cell)
+    cells[at] += b"0"  # 17.99 -> 17.990
+    rewritten = b"\n".join([header, b",".join(cells), rest])
     (out / "snapshot.csv").write_bytes(rewritten)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["content_sha256"] = hashlib.sha256(rewritten).hexdigest()
@@ -356,7 +378,8 @@ def test_a_retraining_run_yields_a_new_model_when_labels_arrived_and_says_so_whe
     (tmp_path / "live.json").write_text(json.dumps(live))
 
     def retrain(name: str) -> int:
-        code, snapshot = build(tmp_path, *with_traffic("--min-rows", "500", "--min-class-fraction", "0.2"), out=name)
+        checks = ("--min-rows", str(min(500, ROWS)), "--min-class-fraction", "0.2")
+        code, snapshot = build(tmp_path, *with_traffic(*checks), out=name)
         assert code == 0
         args = ["--out", str(tmp_path / f"{name}-dist"), "--contract-dir", str(CONTRACT_DIR), "--commit", "c"]
         return build_main([*args, "--dataset", str(snapshot), "--parent", str(tmp_path / "live.json")])
@@ -372,7 +395,8 @@ def test_a_retraining_run_yields_a_new_model_when_labels_arrived_and_says_so_whe
     assert retrain("labelled") == 0
     retrained = json.loads((tmp_path / "labelled-dist" / "metadata.json").read_text())
     assert retrained["model_version"] == "1.1.0" and retrained["content_sha256"] != live["content_sha256"]
-    assert retrained["lineage"]["holdout"]["by_source"] == {"base": 114, "captured": 8}
+    base_holdout = live["lineage"]["holdout"]["by_source"]["base"]  # 114 breast-cancer rows
+    assert retrained["lineage"]["holdout"]["by_source"] == {"base": base_holdout, "captured": 8}
 
 
 def test_production_reads_go_through_the_environment_profile_and_the_upload_through_the_pipelines_credentials(

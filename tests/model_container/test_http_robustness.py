@@ -18,16 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from model_container.card import ModelCard
-from tests.model_container.task_packages import package
+from model_container.contract import load_feature_schema
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("model_server")]
 
-# A valid row of the default package (the session `server`'s model): the middle of each feature's training range.
-ROW = [
-    round((f["training_min"] + f["training_max"]) / 2, 4)
-    for f in ModelCard.load(package("binary")).feature_schema["features"]
-]
+# A valid row of the configured model (the session `server`'s, cdk.json's model.source, whose contract `make model`
+# regenerated): the middle of each feature's training range.
+ROW = [round((f["training_min"] + f["training_max"]) / 2, 4) for f in load_feature_schema()["features"]]
 
 
 def invocation(rows: int = 1, *, extra: bytes = b"") -> bytes:

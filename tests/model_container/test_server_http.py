@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+from model_container.card import BINARY, MULTICLASS, REGRESSION
+from tests.model_container.task_packages import cycle_rows
+
 # Starts real servers; one xdist worker shares the session server.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("model_server")]
 
@@ -43,23 +46,30 @@ def test_json_arrays_objects_and_csv_agree(server, model_build, holdout_rows, fe
     assert status_a == status_o == status_c == 200
     assert arrays == objects == from_csv
     assert len(arrays["predictions"]) == 20  # type: ignore[index]
-    assert arrays["predictions"][0] == {
-        "label": arrays["predictions"][0]["label"],  # type: ignore[index]
-        "probability": arrays["predictions"][0]["probability"],  # type: ignore[index]
-        "model_version": model_build.card.version,
-    }
+    first = arrays["predictions"][0]  # type: ignore[index]
+    fields = {BINARY: ["label", "probability"], MULTICLASS: ["label", "probabilities"], REGRESSION: ["value"]}
+    assert list(first) == [*fields[model_build.card.task], "model_version"]
+    assert first["model_version"] == model_build.card.version
 
 
 def test_predictions_match_holdout_labels(server, model_build, holdout_rows) -> None:
-    labels = [int(line.split(",")[0]) for line in (model_build.dist / "holdout.csv").read_text().splitlines()]
+    """The served answers score the holdout as the card says: accuracy (classifiers) or RMSE (regression)."""
+    truth = [float(line.split(",")[0]) for line in (model_build.dist / "holdout.csv").read_text().splitlines()]
     status, result = server.invoke({"instances": holdout_rows})
+    assert status == 200
+    metrics = model_build.metadata["holdout_metrics"]
+    if model_build.card.task == REGRESSION:
+        values = [p["value"] for p in result["predictions"]]  # type: ignore[index]
+        rmse = (sum((v - t) ** 2 for v, t in zip(values, truth, strict=True)) / len(truth)) ** 0.5
+        assert rmse == pytest.approx(metrics["rmse"], rel=0.01)
+        return
     predicted = [p["label"] for p in result["predictions"]]  # type: ignore[index]
-    accuracy = sum(p == t for p, t in zip(predicted, labels, strict=True)) / len(labels)
-    assert status == 200 and accuracy == pytest.approx(model_build.metadata["holdout_metrics"]["accuracy"], abs=0.01)
+    accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
+    assert accuracy == pytest.approx(metrics["accuracy"], abs=0.01)
 
 
 def test_large_batch(server, holdout_rows) -> None:
-    rows = (holdout_rows * 50)[:5000]
+    rows = cycle_rows(holdout_rows, 5000)
     status, result = server.invoke({"instances": rows})
     assert status == 200 and len(result["predictions"]) == 5000  # type: ignore[index]
 

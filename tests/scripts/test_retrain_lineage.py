@@ -18,7 +18,7 @@ import pytest
 
 from lambda_src.releases.release_history.repository import Release, ReleaseRepository, Status
 from model_container import build_model
-from model_container.build_model import CONTRACT_DIR, DEFAULT_SOURCE, TrainingSource
+from model_container.build_model import CONTRACT_DIR, TrainingSource, configured_source
 from scripts import retrain
 from tests.model_container.test_dataset import PROFILE, Call, calls, through
 from tests.scripts import test_retraining_run as retraining_run
@@ -96,14 +96,16 @@ def test_a_code_change_that_changes_the_model_is_the_live_versions_next_patch(
     aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     live = retrained_is_live(aws, tmp_path)
-    pushed = {**TrainingSource.resolve(DEFAULT_SOURCE).hyperparameters, "C": 0.5}  # the pushed model_card.json
+    card = TrainingSource.resolve(configured_source()).hyperparameters
+    first = next(name for name, value in card.items() if isinstance(value, float))  # breast cancer's C, diabetes' alpha
+    pushed = {**card, first: card[first] / 2}  # the pushed model_card.json
     monkeypatch.setattr(TrainingSource, "hyperparameters", property(lambda _: pushed))
     assert retrain.main(lineage_argv(tmp_path)) == 0, capsys.readouterr().err
     metadata = built(tmp_path)
     assert metadata["model_version"] == "1.1.1" and metadata["content_sha256"] != live["content_sha256"]
     assert metadata["lineage"]["parent_version"] == "1.1.0"
     assert metadata["lineage"]["dataset"]["content_sha256"] == live["lineage"]["dataset"]["content_sha256"]
-    assert metadata["lineage"]["parameters"]["hyperparameters"]["C"] == 0.5
+    assert metadata["lineage"]["parameters"]["hyperparameters"][first] == card[first] / 2
 
 
 def test_a_first_run_without_a_live_release_builds_the_bundled_dataset(
@@ -118,7 +120,7 @@ def test_a_first_run_without_a_live_release_builds_the_bundled_dataset(
     trained_on = json.loads(capsys.readouterr().out.splitlines()[-1])["trained_on"]
     assert "the model source's data: no live release" in trained_on
     metadata = built(tmp_path)
-    assert metadata["model_version"] == TrainingSource.resolve(DEFAULT_SOURCE).card["model_version"]
+    assert metadata["model_version"] == TrainingSource.resolve(configured_source()).card["model_version"]
     assert metadata["lineage"]["kind"] == "source" and metadata["lineage"]["parent_version"] is None
 
 

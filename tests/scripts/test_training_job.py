@@ -14,13 +14,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from model_container.build_model import CONTRACT_DIR, DEFAULT_SOURCE, TrainingSource, build, sagemaker_train
+from model_container.build_model import CONTRACT_DIR, TrainingSource, build, configured_source, sagemaker_train
 from model_container.contract import load_feature_schema
 from model_container.dataset import Checks, Part, assemble, write
 from model_container.dataset.sources import FeatureContract, base_part, bundled_dataset
 from scripts import training_job
 from scripts.training_job import main
 from tests.model_container.test_dataset import PROFILE, Call, calls
+from tests.model_packages import disagreeing_labels
 
 __all__ = ["calls"]  # the fixture: every AWS call with the profile and region of its session
 
@@ -33,7 +34,7 @@ IMAGE = f"111111111111.dkr.ecr.{REGION}.amazonaws.com/model-train:abc"
 def snapshot_dir(directory: Path, fresh: int, uri: str | None = None) -> Path:
     contract = FeatureContract.from_schema(load_feature_schema())
     _, x, y = bundled_dataset()
-    parts = [base_part(None, contract), Part("captured", x[:fresh] * 1.01, 1 - y[:fresh], {})]
+    parts = [base_part(None, contract), Part("captured", x[:fresh] * 1.01, disagreeing_labels(y[:fresh]), {})]
     write(assemble(contract.names, parts, Checks()), directory, {"snapshot_uri": uri} if uri else None)
     return directory
 
@@ -147,13 +148,13 @@ def test_a_spot_job_trains_in_the_private_subnets_under_the_data_key_with_checkp
     for key in (f"training/datasets/{digest}/snapshot.csv", "training/jobs/retrain-1/parent/metadata.json"):
         stored = s3.get_object(Bucket=BUCKET, Key=key)
         assert (stored["ServerSideEncryption"], stored["SSEKMSKeyId"]) == ("aws:kms", KEY)
-    training = TrainingSource.resolve(DEFAULT_SOURCE)
+    training = TrainingSource.resolve(configured_source())
     assert request["HyperParameters"] == {
         "seed": str(training.seed),
         "holdout_fraction": repr(training.holdout_fraction),
         "commit": "pipeline-commit",
         "version": "1.1.0",
-        "source": json.dumps(DEFAULT_SOURCE, sort_keys=True),  # the configured model.source, trained in the job
+        "source": json.dumps(configured_source(), sort_keys=True),  # the configured model.source, trained in the job
     }
     assert {"Key": "DatasetSha256", "Value": digest} in request["Tags"]
 
