@@ -94,9 +94,10 @@ RECORDS ?= 10000000
 bench-drift: deps
 	$(BIN)/python scripts/bench_drift.py --records $(RECORDS)
 
-## lint: ruff and mypy over every package (each Lambda folder type-checked as its own code root, as it runs)
+## lint: ruff (lint and format) and mypy over every package (each Lambda folder type-checked as its own code root, as it runs)
 lint: deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy platform_config ml_constructs stacks scripts model_container app.py
 	for fn in lambda_src/*/; do (cd $$fn && MYPYPATH=. $(CURDIR)/$(BIN)/mypy --explicit-package-bases .) || exit 1; done
 

@@ -23,11 +23,15 @@ NAMESPACE = "MlApi/Releases"
 # Metrics the handlers emit when something needs a person (RELEASES.md, "Bounded and honest failure"): per function,
 # (metric, what it means). Powertools adds the dimension service=<POWERTOOLS_SERVICE_NAME>.
 OPERATOR_METRICS = {
-    "controller": (("RollbackGaveUp", "an alarm's rollback gave up (retries spent or refused): roll back by hand"),
-                   ("NotificationFailed", "a release notice could not be published; read the function's log"),
-                   ("MalformedEvent", "an alarm event without the documented shape was ignored")),
-    "recorder": (("NotificationFailed", "a release notice could not be published; read the function's log"),
-                 ("MalformedEvent", "an endpoint event without the documented shape was ignored")),
+    "controller": (
+        ("RollbackGaveUp", "an alarm's rollback gave up (retries spent or refused): roll back by hand"),
+        ("NotificationFailed", "a release notice could not be published; read the function's log"),
+        ("MalformedEvent", "an alarm event without the documented shape was ignored"),
+    ),
+    "recorder": (
+        ("NotificationFailed", "a release notice could not be published; read the function's log"),
+        ("MalformedEvent", "an endpoint event without the documented shape was ignored"),
+    ),
 }
 # Async retries of the controller; its MAX_ROLLBACK_ATTEMPTS must be one more (see RELEASES.md).
 CONTROLLER_RETRIES = 2
@@ -236,13 +240,20 @@ class ReleaseSafety(Construct):
                     period=Duration.minutes(5),
                 )
                 alarms.append(self._alarm(f"{name}-{metric_name}", prefix, topic, metric, meaning))
-            alarms.append(self._alarm(
-                f"{name}-dead-letters", prefix, topic, _visible(fn.dead_letter_queue),
-                f"an event for the release {name} failed all its retries; it waits in the dead-letter queue"))
+            alarms.append(
+                self._alarm(
+                    f"{name}-dead-letters",
+                    prefix,
+                    topic,
+                    _visible(fn.dead_letter_queue),
+                    f"an event for the release {name} failed all its retries; it waits in the dead-letter queue",
+                )
+            )
         return alarms
 
-    def _alarm(self, name: str, prefix: str, topic: sns.ITopic, metric: cloudwatch.IMetric,
-               meaning: str) -> cloudwatch.Alarm:
+    def _alarm(
+        self, name: str, prefix: str, topic: sns.ITopic, metric: cloudwatch.IMetric, meaning: str
+    ) -> cloudwatch.Alarm:
         return topic_alarm(
             self,
             name.title().replace("-", ""),

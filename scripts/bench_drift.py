@@ -206,14 +206,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rows_per_record} row(s) each")  # fmt: skip
     verdict = f"status {report['status']}, drifted {report['drifted_features']}"
     print(f"rows analysed      {summary['rows_total']:,}; {verdict}")
-    print(f"elapsed            {elapsed:,.1f} s  ({rate:,.0f} records/s); CPU {cpu:,.1f} s "
-          f"({args.records / cpu:,.0f} records per CPU second: the figure on a machine shared with other work)")
+    print(
+        f"elapsed            {elapsed:,.1f} s  ({rate:,.0f} records/s); CPU {cpu:,.1f} s "
+        f"({args.records / cpu:,.0f} records per CPU second: the figure on a machine shared with other work)"
+    )
     print(f"projected 10M      {projected / 60:,.1f} min  (Lambda timeout {LAMBDA_TIMEOUT_S / 60:.0f} min)")
     print(f"peak RSS           {peak:,.0f} MB  (before the run {rss_before:,.0f} MB; "
           f"Lambda memory {LAMBDA_MEMORY_MB} MB)")  # fmt: skip
     fits = peak < LAMBDA_MEMORY_MB and projected < LAMBDA_TIMEOUT_S
-    print(f"target             {'met' if fits else 'NOT met'} (10M records within {LAMBDA_MEMORY_MB} MB and 15 min"
-          f"{'' if args.records >= TARGET_RECORDS else '; projected from this run'})")
+    print(
+        f"target             {'met' if fits else 'NOT met'} (10M records within {LAMBDA_MEMORY_MB} MB and 15 min"
+        f"{'' if args.records >= TARGET_RECORDS else '; projected from this run'})"
+    )
     return 0 if fits else 1
 
 

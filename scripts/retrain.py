@@ -307,12 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--min-class-fraction", type=float, default=0.2, help="training.min_class_fraction")
     run_parser.add_argument("--holdout-fraction", type=float, default=build_model.HOLDOUT_FRACTION)
     run_parser.add_argument(
-        "--runner", choices=["build", "sagemaker"], default="build", help="training.runner; sagemaker takes "
-        "scripts/training_job.py's arguments after `--` (ml_constructs/training_runner.py job_arguments)"
+        "--runner",
+        choices=["build", "sagemaker"],
+        default="build",
+        help="training.runner; sagemaker takes "
+        "scripts/training_job.py's arguments after `--` (ml_constructs/training_runner.py job_arguments)",
     )
     run_parser.add_argument(
-        "--training-stack", help="sagemaker: production's inference stack, whose TrainingJobArguments output names "
-        "the SSM parameter of the runner's arguments (instead of `--`); without it yet the run trains in the build"
+        "--training-stack",
+        help="sagemaker: production's inference stack, whose TrainingJobArguments output names "
+        "the SSM parameter of the runner's arguments (instead of `--`); without it yet the run trains in the build",
     )
     run_parser.add_argument("--upload", help="s3://PIPELINE_ARTIFACTS/datasets/: where the snapshot is kept")
     run_parser.add_argument("--kms-key-id", help="the upload's SSE-KMS key")

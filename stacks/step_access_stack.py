@@ -56,7 +56,6 @@ class StepAccessStack(Stack):
                     "Authorization Reference, Application Auto Scaling): the autoscaling guard's only read of it.",
                 )
 
-
     def _grant_training_jobs(self, access: EnvironmentAccess) -> None:
         """With `training.runner: sagemaker`, production's Synth role also starts the retraining run's SageMaker
         training job (ml_constructs/training_runner.py `caller_statements`): a job runs in the caller's account."""

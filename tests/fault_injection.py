@@ -93,8 +93,13 @@ class Call:
         return f"{self.service}.{self.operation}"
 
 
-_THROTTLE = {"dynamodb": ("ProvisionedThroughputExceededException", 400), "s3": ("SlowDown", 503),
-             "sns": ("Throttled", 400), "cloudwatch": ("Throttling", 400), "lambda": ("TooManyRequestsException", 429)}
+_THROTTLE = {
+    "dynamodb": ("ProvisionedThroughputExceededException", 400),
+    "s3": ("SlowDown", 503),
+    "sns": ("Throttled", 400),
+    "cloudwatch": ("Throttling", 400),
+    "lambda": ("TooManyRequestsException", 429),
+}
 _INTERNAL = {"dynamodb": "InternalServerError", "sagemaker": "InternalFailure"}
 _CONDITIONAL_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 
@@ -121,10 +126,12 @@ class FaultKind:
         if code == "TransactionCanceledException":
             items = call.params.get("TransactItems", [])
             response["CancellationReasons"] = [
-                {"Code": "ConditionalCheckFailed" if _conditioned(i) else "None"} for i in items]
+                {"Code": "ConditionalCheckFailed" if _conditioned(i) else "None"} for i in items
+            ]
             reasons = ", ".join(r["Code"] for r in response["CancellationReasons"])
-            response["Error"]["Message"] = f"Transaction cancelled, please refer cancellation reasons for specific " \
-                                           f"reasons [{reasons}]"
+            response["Error"]["Message"] = (
+                f"Transaction cancelled, please refer cancellation reasons for specific reasons [{reasons}]"
+            )
         error_class = client.exceptions.from_code(code)
         return error_class(response, call.operation)  # type: ignore[no-any-return]
 
@@ -148,10 +155,12 @@ def _conditional_code(call: Call) -> tuple[str, int]:
     return "ConditionalCheckFailedException", 400
 
 
-THROTTLE = FaultKind("throttle", lambda c: True, lambda c: _THROTTLE.get(c.service, ("ThrottlingException", 400)),
-                     retryable=True)
-INTERNAL = FaultKind("internal", lambda c: True, lambda c: (_INTERNAL.get(c.service, "InternalError"), 500),
-                     retryable=True)
+THROTTLE = FaultKind(
+    "throttle", lambda c: True, lambda c: _THROTTLE.get(c.service, ("ThrottlingException", 400)), retryable=True
+)
+INTERNAL = FaultKind(
+    "internal", lambda c: True, lambda c: (_INTERNAL.get(c.service, "InternalError"), 500), retryable=True
+)
 UNAVAILABLE = FaultKind("unavailable", lambda c: True, lambda c: ("ServiceUnavailable", 503), retryable=True)
 
 
@@ -163,8 +172,12 @@ def _server_error(call: Call) -> tuple[str, int]:
 
 SERVER_ERROR = FaultKind("server_error", lambda c: True, _server_error, retryable=True)
 CONDITIONAL = FaultKind("conditional", _is_conditional, _conditional_code, retryable=False)
-NO_SUCH_KEY = FaultKind("no_such_key", lambda c: c.service == "s3" and c.operation == "GetObject",
-                        lambda c: ("NoSuchKey", 404), retryable=False)
+NO_SUCH_KEY = FaultKind(
+    "no_such_key",
+    lambda c: c.service == "s3" and c.operation == "GetObject",
+    lambda c: ("NoSuchKey", 404),
+    retryable=False,
+)
 FAULTS: tuple[FaultKind, ...] = (THROTTLE, INTERNAL, UNAVAILABLE, CONDITIONAL, NO_SUCH_KEY)
 # The same with one 5xx kind (SERVER_ERROR: 500 or 503 by operation): about a quarter fewer runs.
 FAST_FAULTS: tuple[FaultKind, ...] = (THROTTLE, SERVER_ERROR, CONDITIONAL, NO_SUCH_KEY)
@@ -205,7 +218,9 @@ class _Interceptor:
         fault = self.fault
         if fault is not None and index == fault.call and self.fired is None:
             if fault.expected is not None and (call.service, call.operation) != (
-                    fault.expected.service, fault.expected.operation):
+                fault.expected.service,
+                fault.expected.operation,
+            ):
                 raise ScenarioNotDeterministic(f"call {index} is {call}, recorded {fault.expected}")
             self.fired = call
             raise fault.kind.error(client, call)
@@ -293,8 +308,11 @@ class Trace:
     @property
     def unhandled(self) -> list[str]:
         """Steps that still failed after Lambda's retry (a bounded handler has none with one fault)."""
-        return [f"{s.name}: {s.final.error!r}" if s.final.error else f"{s.name}: {s.final.result!r}"
-                for s in self.steps if s.final.failed]
+        return [
+            f"{s.name}: {s.final.error!r}" if s.final.error else f"{s.name}: {s.final.result!r}"
+            for s in self.steps
+            if s.final.failed
+        ]
 
     def results(self, name: str) -> list[Any]:
         """Results of every attempt of step `name` (exceptions included)."""
@@ -321,8 +339,9 @@ def _attempt(step: Step[W], world: W, interceptor: _Interceptor) -> Attempt:
     return attempt
 
 
-def run_scenario(scenario: Scenario[W], fault: InjectedFault | None = None, *, retries: int = 1,
-                 checks: bool = True) -> Trace:
+def run_scenario(
+    scenario: Scenario[W], fault: InjectedFault | None = None, *, retries: int = 1, checks: bool = True
+) -> Trace:
     """Run every step (a failed step is invoked again `retries` times without fault); check after each
     (unless `checks` is False: recording at collection time leaves the checks to the tests).
 
@@ -350,8 +369,13 @@ def run_scenario(scenario: Scenario[W], fault: InjectedFault | None = None, *, r
         for step in scenario.steps[first:]:
             if recording:
                 _STEPS[scenario.name].append(
-                    (_backend_snapshot(), copy.deepcopy(scenario.world_state(world, None)),  # type: ignore[misc]
-                     list(trace.steps), list(interceptor.calls)))
+                    (
+                        _backend_snapshot(),
+                        copy.deepcopy(scenario.world_state(world, None)),  # type: ignore[misc]
+                        list(trace.steps),
+                        list(interceptor.calls),
+                    )
+                )
             run = StepRun(step.name, [_attempt(step, world, interceptor)])
             while run.final.failed and len(run.attempts) <= retries:
                 run.attempts.append(_attempt(step, world, interceptor))  # Lambda's retry, same event
@@ -360,8 +384,9 @@ def run_scenario(scenario: Scenario[W], fault: InjectedFault | None = None, *, r
             if checks:
                 scenario.check(world, trace)
     if fault is not None and interceptor.fired is None:
-        raise ScenarioNotDeterministic(f"{scenario.name}: the run made {len(interceptor.calls)} calls, "
-                                       f"never reached {fault}")
+        raise ScenarioNotDeterministic(
+            f"{scenario.name}: the run made {len(interceptor.calls)} calls, never reached {fault}"
+        )
     return trace
 
 
@@ -398,15 +423,18 @@ def _backend_snapshot() -> list[tuple[Any, str, str, Any]]:
     models = [cls for classes in model_data.values() for cls in classes.values()]
     tracked = {cls: len(cls.instances_tracked) for cls in models}  # type: ignore[attr-defined]
     snapshot: list[tuple[Any, str, str, Any]] = [
-                (backends, account, region, copy.deepcopy(backend))
-                for backends in list(BackendDict._instances)  # type: ignore[misc]
-                for account, region, backend in backends.iter_backends()]
+        (backends, account, region, copy.deepcopy(backend))
+        for backends in list(BackendDict._instances)  # type: ignore[misc]
+        for account, region, backend in backends.iter_backends()
+    ]
     for cls, count in tracked.items():
         del cls.instances_tracked[count:]  # type: ignore[attr-defined]
     # S3 keeps bucket -> account on the BackendDict itself, and a reset clears it.
-    snapshot += [(backends, "", "", dict(backends.bucket_accounts))  # type: ignore[attr-defined]
-                 for backends in list(BackendDict._instances)  # type: ignore[misc]
-                 if isinstance(getattr(backends, "bucket_accounts", None), dict)]
+    snapshot += [
+        (backends, "", "", dict(backends.bucket_accounts))  # type: ignore[attr-defined]
+        for backends in list(BackendDict._instances)  # type: ignore[misc]
+        if isinstance(getattr(backends, "bucket_accounts", None), dict)
+    ]
     return snapshot
 
 
@@ -503,8 +531,9 @@ def count_pairs(scenarios: Sequence[Scenario[Any]]) -> int:
 
 
 @contextmanager
-def failing(match: Callable[[Call, list[Call]], bool], kind: FaultKind = THROTTLE,
-            times: int = 1) -> Iterator[list[Call]]:
+def failing(
+    match: Callable[[Call, list[Call]], bool], kind: FaultKind = THROTTLE, times: int = 1
+) -> Iterator[list[Call]]:
     """For targeted tests: within the block, the first `times` calls for which `match(call, calls_so_far)` is true
     fail with `kind` (as botocore raises it after its retries). Yields the list of calls made in the block."""
     calls: list[Call] = []

@@ -24,10 +24,22 @@ ARG = re.compile(r"ARG\s+(\w+)(?:=(\S*))?", re.I)
 
 
 def dockerfiles() -> list[Path]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
-    return sorted({ROOT / p for p in listed if re.fullmatch(r"(.*/)?(Dockerfile(\.[\w-]+)?|[\w.-]+\.Dockerfile)", p)
-                   and not p.endswith(".dockerignore") and (ROOT / p).is_file()})
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return sorted(
+        {
+            ROOT / p
+            for p in listed
+            if re.fullmatch(r"(.*/)?(Dockerfile(\.[\w-]+)?|[\w.-]+\.Dockerfile)", p)
+            and not p.endswith(".dockerignore")
+            and (ROOT / p).is_file()
+        }
+    )
 
 
 def _instructions(text: str) -> list[str]:
@@ -108,10 +120,14 @@ def test_no_image_comes_from_docker_hub(path: Path) -> None:
         ("ARG BASE=python:3.11\nFROM ${BASE} AS build\n", ["FROM ${BASE} (python:3.11)"]),
         ("FROM docker.io/library/python:3.11\n", ["is on Docker Hub"]),
         ("FROM public.ecr.aws/docker/library/python:3.11 AS build\nFROM build\nCOPY --from=build /a /b\n", []),
-        ("FROM public.ecr.aws/docker/library/python:3.11\nCOPY --from=busybox:1 /bin/sh /sh\n",
-         ["COPY --from busybox:1"]),
-        ("FROM public.ecr.aws/docker/library/python:3.11\nRUN --mount=type=bind,from=alpine,target=/a true\n",
-         ["RUN --mount from alpine"]),
+        (
+            "FROM public.ecr.aws/docker/library/python:3.11\nCOPY --from=busybox:1 /bin/sh /sh\n",
+            ["COPY --from busybox:1"],
+        ),
+        (
+            "FROM public.ecr.aws/docker/library/python:3.11\nRUN --mount=type=bind,from=alpine,target=/a true\n",
+            ["RUN --mount from alpine"],
+        ),
         ("ARG BASE\nFROM $BASE\n", ["ARG without a default"]),
         ("FROM --platform=linux/amd64 localhost:5000/python:3.11\n", []),
     ],

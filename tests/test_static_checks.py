@@ -21,6 +21,11 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout
 
 
+def test_code_is_formatted() -> None:
+    result = run(str(BIN / "ruff"), "format", "--check", ".")
+    assert result.returncode == 0, f"run `ruff format .` (make lint checks it):\n{result.stdout}"
+
+
 @pytest.mark.slow
 def test_mypy_is_clean() -> None:
     result = run(

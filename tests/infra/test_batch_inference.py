@@ -352,7 +352,6 @@ def test_dev_batch_runs_the_dev_endpoints_model(synthesized) -> None:
     assert request["TransformOutput"]["KmsKeyId"] == request["TransformResources"]["VolumeKmsKeyId"] == "TOKEN"
 
 
-
 # --- /aws/sagemaker/TransformJobs: owned, encrypted, with the environment's retention (issue 18) -----------------
 TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
 

@@ -32,15 +32,29 @@ ROOT = Path(__file__).resolve().parents[2]
 def _stack(app: App) -> tuple[Stack, DecisionLockTable, FunctionPlacement]:
     stack = Stack(app, "Locks", env={"account": "123456789012", "region": "eu-west-1"})
     key = kms.Key(stack, "Key", enable_key_rotation=True)
-    placement = FunctionPlacement(vpc=None, subnets=None, security_group=None, data_key=key, logs_key=key,
-                                  log_retention_days=365, removal_policy=RemovalPolicy.DESTROY)
+    placement = FunctionPlacement(
+        vpc=None,
+        subnets=None,
+        security_group=None,
+        data_key=key,
+        logs_key=key,
+        log_retention_days=365,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
     return stack, DecisionLockTable(stack, "Locks", key=key, removal_policy=RemovalPolicy.DESTROY), placement
 
 
 def _function(stack: Stack, placement: FunctionPlacement, name: str, **options: Any) -> PlatformFunction:
-    return PlatformFunction(stack, name, function_name=name, code=lambda_.Code.from_asset(
-        str(ROOT / "lambda_src/retraining_trigger")), handler="retraining_trigger.registry.handler",
-        environment={}, placement=placement, **options)
+    return PlatformFunction(
+        stack,
+        name,
+        function_name=name,
+        code=lambda_.Code.from_asset(str(ROOT / "lambda_src/retraining_trigger")),
+        handler="retraining_trigger.registry.handler",
+        environment={},
+        placement=placement,
+        **options,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +69,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
 
 
 def _function_named(template: Template, name: str) -> dict[str, Any]:
-    [function] = [f["Properties"] for f in template.find_resources("AWS::Lambda::Function").values()
-                  if f["Properties"]["FunctionName"] == name]
+    [function] = [
+        f["Properties"]
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["FunctionName"] == name
+    ]
     return function
 
 
@@ -71,27 +88,42 @@ def test_each_function_gets_its_lock_and_a_lease_longer_than_its_timeout(templat
     for name, lease in (("mlapi-registry-trigger", "90"), ("mlapi-drift-monitor", "930")):
         function = _function_named(template, name)
         assert function["Environment"]["Variables"] == {
-            "DECISION_LOCK_TABLE": {"Ref": table_id}, "DECISION_LOCK_NAME": name, "DECISION_LOCK_LEASE_SECONDS": lease}
+            "DECISION_LOCK_TABLE": {"Ref": table_id},
+            "DECISION_LOCK_NAME": name,
+            "DECISION_LOCK_LEASE_SECONDS": lease,
+        }
         assert "ReservedConcurrentExecutions" not in function
 
 
 def test_a_function_reaches_only_its_own_lock_item(template: Template) -> None:
     policies = template.find_resources("AWS::IAM::ManagedPolicy")
     for name in ("mlapi-registry-trigger", "mlapi-drift-monitor"):
-        [document] = [p["Properties"]["PolicyDocument"] for p in policies.values()
-                      if name in json.dumps(p["Properties"]["PolicyDocument"])]
+        [document] = [
+            p["Properties"]["PolicyDocument"]
+            for p in policies.values()
+            if name in json.dumps(p["Properties"]["PolicyDocument"])
+        ]
         [statement] = [s for s in document["Statement"] if "dynamodb:PutItem" in s["Action"]]
         assert sorted(statement["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"]
         assert statement["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"LOCK#{name}"]}}
-        findings = analyze_policy_string(json.dumps({"Version": "2012-10-17", "Statement": [
-            {**statement, "Resource": "arn:aws:dynamodb:eu-west-1:123456789012:table/locks"}]})).findings
+        findings = analyze_policy_string(
+            json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{**statement, "Resource": "arn:aws:dynamodb:eu-west-1:123456789012:table/locks"}],
+                }
+            )
+        ).findings
         assert not findings, findings
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"timeout_seconds": 300}, "timeout 300 s + 30 s"),
-    ({"timeout_seconds": 60, "retry_attempts": 0}, "retry_attempts must be 2 (is 0)"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout_seconds": 300}, "timeout 300 s + 30 s"),
+        ({"timeout_seconds": 60, "retry_attempts": 0}, "retry_attempts must be 2 (is 0)"),
+    ],
+)
 def test_a_function_retried_when_busy_must_free_the_lock_within_lambdas_retries(
     options: dict[str, int], message: str
 ) -> None:

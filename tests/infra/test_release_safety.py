@@ -165,6 +165,10 @@ def test_every_operator_metric_and_dead_letter_queue_alarms_to_the_topic(synthes
             key = ("MlApi/Releases", metric, json.dumps([{"Name": "service", "Value": f"release-{function}"}]))
             assert key in by_metric, f"no alarm on {key}"
             assert by_metric[key]["AlarmActions"] and by_metric[key]["Threshold"] == 1
-    dead_letters = [a for a in alarms if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
-                    and str(a.get("AlarmName", "")).startswith(f"mlapi-{env}-release-")]
+    dead_letters = [
+        a
+        for a in alarms
+        if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and str(a.get("AlarmName", "")).startswith(f"mlapi-{env}-release-")
+    ]
     assert len(dead_letters) == 2 and all(a["AlarmActions"] for a in dead_letters)

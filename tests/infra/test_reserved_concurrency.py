@@ -50,8 +50,9 @@ def _lock_statements(template: dict[str, Any], properties: dict[str, Any]) -> li
 
 
 def test_every_deciding_function_holds_a_decision_lock_instead(synthesized: Synthesized) -> None:
-    deciders = [(label, p, t) for label, p, t in _functions(synthesized)
-                if str(p.get("FunctionName", "")).endswith(DECIDERS)]
+    deciders = [
+        (label, p, t) for label, p, t in _functions(synthesized) if str(p.get("FunctionName", "")).endswith(DECIDERS)
+    ]
     found = {suffix for _, p, _ in deciders for suffix in DECIDERS if str(p["FunctionName"]).endswith(suffix)}
     assert found == set(DECIDERS), f"the shipped config has all four deciders; found only {sorted(found)}"
     missing = []
@@ -59,8 +60,13 @@ def test_every_deciding_function_holds_a_decision_lock_instead(synthesized: Synt
         variables = properties.get("Environment", {}).get("Variables", {})
         name = variables.get("DECISION_LOCK_NAME")
         statements = _lock_statements(template, properties)
-        if not ({"DECISION_LOCK_TABLE", "DECISION_LOCK_LEASE_SECONDS"} <= set(variables) and name and any(
+        if not (
+            {"DECISION_LOCK_TABLE", "DECISION_LOCK_LEASE_SECONDS"} <= set(variables)
+            and name
+            and any(
                 s["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == [f"LOCK#{name}"]
-                for s in statements)):
+                for s in statements
+            )
+        ):
             missing.append(f"{label} ({properties['FunctionName']})")
     assert not missing, f"no decision lock (ml_constructs/decision_lock.py DecisionLockTable.attach): {missing}"

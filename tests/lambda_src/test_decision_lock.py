@@ -45,10 +45,14 @@ def dynamodb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
         client.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}])
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+        )
         yield client
 
 
@@ -129,8 +133,9 @@ def test_a_lease_that_ran_out_does_not_release_its_successors_lock(dynamodb: Any
     assert lock(dynamodb, clock).current() == successor
 
 
-@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "AccessDeniedException",
-                                  "ResourceNotFoundException"])
+@pytest.mark.parametrize(
+    "code", ["ProvisionedThroughputExceededException", "AccessDeniedException", "ResourceNotFoundException"]
+)
 def test_other_dynamodb_errors_are_raised_not_taken_for_a_busy_or_free_lock(code: str) -> None:
     client = boto3.client("dynamodb", region_name=REGION)
     with Stubber(client) as stub:

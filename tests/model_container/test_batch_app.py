@@ -112,7 +112,8 @@ def test_csv_mini_batch_answers_one_csv_line_per_record_equal_to_realtime(
     expected = [csv_cells(e) for e in realtime_predictions(realtime, rows)]
     # label (classifiers), the task's scores, model_version: the real-time answer's fields, in its order
     assert [[float(c) for c in cells[:-1]] + [cells[-1]] for cells in parsed] == [
-        [float(c) for c in cells[:-1]] + [cells[-1]] for cells in expected  # type: ignore[arg-type]
+        [float(c) for c in cells[:-1]] + [cells[-1]]
+        for cells in expected  # type: ignore[arg-type]
     ]
     scores = [cell for cells in parsed for cell in cells[:-1] if "." in cell]  # probabilities or values
     assert scores and all(len(p.split(".")[1]) == 6 for p in scores)  # fixed 6 decimals, never 1e-06

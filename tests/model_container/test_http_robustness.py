@@ -186,9 +186,9 @@ def test_sigterm_under_keep_alive_load_answers_every_request_sent(model_build, s
 # --- 2. head limit per request -----------------------------------------------------------------------------
 def test_pipelined_request_after_a_large_one_is_not_431(server) -> None:
     big_body = b"1" * 100_000
-    big = (
-        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s"
-        % (len(big_body), big_body)
+    big = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(big_body),
+        big_body,
     )
     ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
     with connect(server.port) as sock:

@@ -271,7 +271,8 @@ def test_polling_waits_through_in_progress_until_the_job_completes(monkeypatch: 
         for status in ("InProgress", "InProgress", "Completed"):  # the waiter's polls
             stubber.add_response("describe_training_job", _described(status), {"TrainingJobName": "job"})
         stubber.add_response(
-            "describe_training_job", _described("Completed", BillableTimeInSeconds=30, TrainingTimeInSeconds=100),
+            "describe_training_job",
+            _described("Completed", BillableTimeInSeconds=30, TrainingTimeInSeconds=100),
             {"TrainingJobName": "job"},
         )  # the description the runner reports from
         job = training_job.wait_for_job(client, "job", _polling_args())

@@ -113,9 +113,7 @@ def test_a_stack_still_being_created_is_not_ready() -> None:
     ("code", "not_ready"),
     [("AccessDenied", True), ("ThrottlingException", False), ("InternalFailure", False)],
 )
-def test_only_a_read_the_step_may_not_make_yet_is_not_ready_other_errors_are_raised(
-    code: str, not_ready: bool
-) -> None:
+def test_only_a_read_the_step_may_not_make_yet_is_not_ready_other_errors_are_raised(code: str, not_ready: bool) -> None:
     """AccessDenied: the Synth role's DescribeStacks grant deploys in the StepAccess stage, after the run's Synth.
     Anything else (throttled past botocore's retries, a service fault) is an error, not a reason to train elsewhere."""
     client, stubber = cloudformation_answering((code, "no"))

@@ -18,8 +18,15 @@ _ALREADY_SETTLED = {"ApprovalAlreadyCompletedException", "InvalidApprovalTokenEx
 class PendingApprovals:
     """Reads approval tokens from GetPipelineState and answers them with PutApprovalResult."""
 
-    def __init__(self, codepipeline: Any, parameters: Parameters, *, attempts: int, delay_seconds: float,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        codepipeline: Any,
+        parameters: Parameters,
+        *,
+        attempts: int,
+        delay_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client, self._parameters = codepipeline, parameters
         self._attempts, self._delay, self._sleep = attempts, delay_seconds, sleep
         self.execution_id: str | None = None
@@ -28,8 +35,9 @@ class PendingApprovals:
     def _read(self) -> dict[str, str]:
         """Tokens of the approval actions that are InProgress now; also notes the stage's execution id."""
         state = self._client.get_pipeline_state(name=self._parameters.pipeline)
-        stage = next((s for s in state.get("stageStates", []) if s.get("stageName") == self._parameters.approval_stage),
-                     None)
+        stage = next(
+            (s for s in state.get("stageStates", []) if s.get("stageName") == self._parameters.approval_stage), None
+        )
         if stage is None:
             raise LookupError(f"pipeline {self._parameters.pipeline} has no stage {self._parameters.approval_stage}")
         self.execution_id = stage.get("latestExecution", {}).get("pipelineExecutionId")
@@ -38,8 +46,11 @@ class PendingApprovals:
             latest = action.get("latestExecution") or {}
             if action.get("actionName") in self._parameters.approval_actions:
                 self.statuses[action["actionName"]] = str(latest.get("status") or "not started")
-            if action.get("actionName") in self._parameters.approval_actions and latest.get("status") == "InProgress" \
-                    and latest.get("token"):
+            if (
+                action.get("actionName") in self._parameters.approval_actions
+                and latest.get("status") == "InProgress"
+                and latest.get("token")
+            ):
                 tokens[action["actionName"]] = latest["token"]
         return tokens
 
@@ -75,8 +86,12 @@ class PendingApprovals:
         for action, token in tokens.items():
             try:
                 self._client.put_approval_result(
-                    pipelineName=self._parameters.pipeline, stageName=self._parameters.approval_stage,
-                    actionName=action, result={"summary": summary, "status": "Approved"}, token=token)
+                    pipelineName=self._parameters.pipeline,
+                    stageName=self._parameters.approval_stage,
+                    actionName=action,
+                    result={"summary": summary, "status": "Approved"},
+                    token=token,
+                )
                 results[action] = "approved"
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")

@@ -25,8 +25,9 @@ def _region(environment: str | None) -> str | None:
     return None if not region or region.startswith("unknown") else region
 
 
-def synthesized_stacks(archive: zipfile.ZipFile, watched: tuple[str, ...],
-                       assembly: str | None = None) -> list[SynthesizedStack]:
+def synthesized_stacks(
+    archive: zipfile.ZipFile, watched: tuple[str, ...], assembly: str | None = None
+) -> list[SynthesizedStack]:
     """The watched stacks' templates, from the (nested) assembly manifests of the archive.
 
     A stack name can occur in more than one nested assembly: an app that adds its own stages and a
@@ -34,8 +35,12 @@ def synthesized_stacks(archive: zipfile.ZipFile, watched: tuple[str, ...],
     whose templates differ (construct paths reach Name tags and logical ids). Only the pipeline's
     one is deployed, so `assembly` (the nested assembly directory) must then say which.
     """
-    manifests = [n for n in archive.namelist() if posixpath.basename(n) == "manifest.json"
-                 and (assembly is None or posixpath.dirname(n).strip("/") == assembly.strip("/"))]
+    manifests = [
+        n
+        for n in archive.namelist()
+        if posixpath.basename(n) == "manifest.json"
+        and (assembly is None or posixpath.dirname(n).strip("/") == assembly.strip("/"))
+    ]
     if not manifests:
         raise JobError(f"no manifest.json for assembly {assembly!r} in the input artifact")
     found: list[SynthesizedStack] = []
@@ -72,6 +77,8 @@ def synthesized_stacks(archive: zipfile.ZipFile, watched: tuple[str, ...],
     for name in watched:
         places = sorted(posixpath.dirname(s.template_path) or "." for s in found if s.stack_name == name)
         if len(places) > 1:
-            raise JobError(f"stack {name} is synthesized in several assemblies ({', '.join(places)}): "
-                           "set UserParameters.assembly to the one the pipeline deploys")
+            raise JobError(
+                f"stack {name} is synthesized in several assemblies ({', '.join(places)}): "
+                "set UserParameters.assembly to the one the pipeline deploys"
+            )
     return sorted(found, key=lambda s: watched.index(s.stack_name))  # in the order the user listed them

@@ -34,9 +34,12 @@ class AuditLog:
         """The job's recorded decision (with this attempt noted), or None when none is recorded."""
         try:
             response = self._table.update_item(
-                Key=self.key(job_id), ConditionExpression="attribute_exists(pk)",
+                Key=self.key(job_id),
+                ConditionExpression="attribute_exists(pk)",
                 UpdateExpression="SET attempts = list_append(if_not_exists(attempts, :none), :now)",
-                ExpressionAttributeValues={":none": [], ":now": [when]}, ReturnValues="ALL_NEW")
+                ExpressionAttributeValues={":none": [], ":now": [when]},
+                ReturnValues="ALL_NEW",
+            )
         except ClientError as error:
             if _code(error) != CONDITION_FAILED:
                 raise
@@ -55,18 +58,25 @@ class AuditLog:
             # when botocore retried it after a lost response. That decision stands.
             existing = self.resume(job_id, when)
             if existing is None:
-                raise RuntimeError(f"audit record of job {job_id}: the write was refused as a duplicate, "
-                                   "yet no record is there") from error
+                raise RuntimeError(
+                    f"audit record of job {job_id}: the write was refused as a duplicate, yet no record is there"
+                ) from error
             return existing, False
         return item, True
 
     def settle(self, job_id: str, approvals: dict[str, str], decision: str, summary: str) -> None:
         self._table.update_item(
-            Key=self.key(job_id), ConditionExpression="attribute_exists(pk)",
+            Key=self.key(job_id),
+            ConditionExpression="attribute_exists(pk)",
             UpdateExpression="SET approvals = :a, decision = :d, summary = :s",
-            ExpressionAttributeValues={":a": approvals, ":d": decision, ":s": summary})
+            ExpressionAttributeValues={":a": approvals, ":d": decision, ":s": summary},
+        )
 
     def note_outcome(self, job_id: str, outcome: str) -> None:
         """Why the job ended without completing its decision (best effort: the log line is the primary record)."""
-        self._table.update_item(Key=self.key(job_id), ConditionExpression="attribute_exists(pk)",
-                                UpdateExpression="SET outcome = :o", ExpressionAttributeValues={":o": outcome})
+        self._table.update_item(
+            Key=self.key(job_id),
+            ConditionExpression="attribute_exists(pk)",
+            UpdateExpression="SET outcome = :o",
+            ExpressionAttributeValues={":o": outcome},
+        )

@@ -63,14 +63,18 @@ class Clients:
         if role:
             assumed = boto3.client("sts", config=_RETRY).assume_role(RoleArn=role, RoleSessionName="change-classifier")
             c = assumed["Credentials"]
-            credentials = {"aws_access_key_id": c["AccessKeyId"], "aws_secret_access_key": c["SecretAccessKey"],
-                           "aws_session_token": c["SessionToken"]}
+            credentials = {
+                "aws_access_key_id": c["AccessKeyId"],
+                "aws_secret_access_key": c["SecretAccessKey"],
+                "aws_session_token": c["SessionToken"],
+            }
         return lambda region: boto3.client("cloudformation", region_name=region, config=_RETRY, **credentials)
 
 
 def default_clients() -> Clients:
-    return Clients(codepipeline=boto3.client("codepipeline", config=_RETRY),
-                   dynamodb=boto3.resource("dynamodb", config=_RETRY))
+    return Clients(
+        codepipeline=boto3.client("codepipeline", config=_RETRY), dynamodb=boto3.resource("dynamodb", config=_RETRY)
+    )
 
 
 def _now() -> str:
@@ -96,9 +100,12 @@ def _compare_all(job: Job, clients: Clients) -> tuple[list[StackComparison], str
 
 
 def _approvals(job: Job, clients: Clients) -> PendingApprovals:
-    return PendingApprovals(clients.codepipeline, job.parameters,
-                            attempts=int(os.environ.get("APPROVAL_WAIT_ATTEMPTS", "10")),
-                            delay_seconds=float(os.environ.get("APPROVAL_WAIT_SECONDS", "3")))
+    return PendingApprovals(
+        clients.codepipeline,
+        job.parameters,
+        attempts=int(os.environ.get("APPROVAL_WAIT_ATTEMPTS", "10")),
+        delay_seconds=float(os.environ.get("APPROVAL_WAIT_SECONDS", "3")),
+    )
 
 
 def classify(job: Job, clients: Clients, approvals: PendingApprovals) -> tuple[dict[str, Any], dict[str, str] | None]:
@@ -110,18 +117,27 @@ def classify(job: Job, clients: Clients, approvals: PendingApprovals) -> tuple[d
     execution_id = approvals.current_execution() if changed else approvals.execution_id
     if changed:
         decision = "left-for-humans"
-        summary = "model or inference change: approvals left for humans (" + \
-                  "; ".join(f"{c.stack}: {', '.join(c.reasons[:3])}" for c in changed) + ")"
+        summary = (
+            "model or inference change: approvals left for humans ("
+            + "; ".join(f"{c.stack}: {', '.join(c.reasons[:3])}" for c in changed)
+            + ")"
+        )
     elif tokens is None:
         decision = "left-for-humans"
-        summary = (f"no model or inference change, but approvals {', '.join(parameters.approval_actions)} "
-                   f"were not all pending after {approvals.attempts} checks: left for humans")
+        summary = (
+            f"no model or inference change, but approvals {', '.join(parameters.approval_actions)} "
+            f"were not all pending after {approvals.attempts} checks: left for humans"
+        )
     else:
         decision, summary = "auto-approving", AUTO_APPROVAL_SUMMARY
     record = {
-        "pipeline": parameters.pipeline, "execution_id": execution_id or "unknown",
-        "commit": commit or "unknown", "decision": decision, "summary": summary,
-        "stacks_compared": [c.to_item() for c in comparisons], "approval_actions": list(parameters.approval_actions),
+        "pipeline": parameters.pipeline,
+        "execution_id": execution_id or "unknown",
+        "commit": commit or "unknown",
+        "decision": decision,
+        "summary": summary,
+        "stacks_compared": [c.to_item() for c in comparisons],
+        "approval_actions": list(parameters.approval_actions),
     }
     return record, tokens
 
@@ -130,19 +146,22 @@ def _decided(job: Job, clients: Clients, audit: AuditLog) -> tuple[dict[str, Any
     """The job's decision: the one an earlier attempt recorded, or a new one, recorded before anything acts on it."""
     recorded = audit.resume(job.id, _now())
     if recorded is not None:
-        logger.info("resuming the recorded decision", extra={"decision": recorded.get("decision"),
-                                                                "attempts": len(recorded.get("attempts", []))})
+        logger.info(
+            "resuming the recorded decision",
+            extra={"decision": recorded.get("decision"), "attempts": len(recorded.get("attempts", []))},
+        )
         return recorded, None
     approvals = _approvals(job, clients)
     record, tokens = classify(job, clients, approvals)
     stored, written = audit.record(_now(), job.id, record)  # before approving: no approval without an audit record
-    logger.info("classified" if written else "decided already: completing the recorded decision",
-                extra={k: stored.get(k) for k in ("decision", "execution_id", "commit", "summary")})
+    logger.info(
+        "classified" if written else "decided already: completing the recorded decision",
+        extra={k: stored.get(k) for k in ("decision", "execution_id", "commit", "summary")},
+    )
     return stored, tokens if written else None
 
 
-def _approve(job: Job, clients: Clients, audit: AuditLog, record: dict[str, Any],
-             tokens: dict[str, str] | None) -> str:
+def _approve(job: Job, clients: Clients, audit: AuditLog, record: dict[str, Any], tokens: dict[str, str] | None) -> str:
     """Approve what the record decided to approve; a retry reads the tokens again and skips what is answered."""
     approvals = _approvals(job, clients)
     if tokens is None:
@@ -160,7 +179,8 @@ def _approve(job: Job, clients: Clients, audit: AuditLog, record: dict[str, Any]
 def _report_success(clients: Clients, current_job: str, summary: str) -> None:
     try:
         clients.codepipeline.put_job_success_result(
-            jobId=current_job, executionDetails={"summary": summary[:2048], "percentComplete": 100})
+            jobId=current_job, executionDetails={"summary": summary[:2048], "percentComplete": 100}
+        )
     except ClientError as error:
         # An earlier attempt's report went through although its response was lost: the job is no longer open.
         if _code(error) != "InvalidJobStateException":
@@ -168,8 +188,9 @@ def _report_success(clients: Clients, current_job: str, summary: str) -> None:
         logger.warning("job already reported (InvalidJobStateException): nothing left to do")
 
 
-def _complete(job: Job, clients: Clients, audit: AuditLog, record: dict[str, Any],
-              tokens: dict[str, str] | None) -> dict[str, str]:
+def _complete(
+    job: Job, clients: Clients, audit: AuditLog, record: dict[str, Any], tokens: dict[str, str] | None
+) -> dict[str, str]:
     """Act on the recorded decision and report it. A failure here is left to Lambda's retry, which resumes this
     same record (never decides again); on the last attempt the job is failed explicitly ("gave up")."""
     try:
@@ -183,20 +204,27 @@ def _complete(job: Job, clients: Clients, audit: AuditLog, record: dict[str, Any
     except Exception as error:
         attempt, last = len(record.get("attempts") or [1]), ATTEMPTS
         if attempt < last:
-            logger.exception("completing the recorded decision failed: Lambda's retry completes it",
-                             extra={"decision": record.get("decision"), "attempt": attempt, "attempts": last})
+            logger.exception(
+                "completing the recorded decision failed: Lambda's retry completes it",
+                extra={"decision": record.get("decision"), "attempt": attempt, "attempts": last},
+            )
             raise
         return _give_up(clients, audit, job.id, record, error, attempt)
     return {"job_id": job.id, "result": "success", "summary": summary}
 
 
-def _give_up(clients: Clients, audit: AuditLog, current_job: str, record: dict[str, Any], error: Exception,
-             attempt: int) -> dict[str, str]:
-    outcome = (f"gave up after {attempt} attempts completing decision {record.get('decision')}: "
-               f"{type(error).__name__}: {error}")[:1000]
+def _give_up(
+    clients: Clients, audit: AuditLog, current_job: str, record: dict[str, Any], error: Exception, attempt: int
+) -> dict[str, str]:
+    outcome = (
+        f"gave up after {attempt} attempts completing decision {record.get('decision')}: "
+        f"{type(error).__name__}: {error}"
+    )[:1000]
     logger.error("gave up: the recorded decision could not be completed", extra={"outcome": outcome})
-    for step, call in (("audit outcome", lambda: audit.note_outcome(current_job, outcome)),
-                       ("job failure report", lambda: _fail_job(clients, current_job, RuntimeError(outcome)))):
+    for step, call in (
+        ("audit outcome", lambda: audit.note_outcome(current_job, outcome)),
+        ("job failure report", lambda: _fail_job(clients, current_job, RuntimeError(outcome))),
+    ):
         try:
             call()
         except Exception:
@@ -214,7 +242,10 @@ def _failure_type(error: Exception) -> str:
     if isinstance(error, JobError | LookupError):  # bad parameters, artifact or pipeline/stage name
         return "ConfigurationError"
     if isinstance(error, ClientError) and _code(error) in {
-            "AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+    }:
         return "PermissionError"
     return "JobFailed"
 
@@ -226,7 +257,8 @@ def _failure_message(error: Exception) -> str:
 def _report_failure(clients: Clients, current_job: str, failure_type: str, message: str) -> None:
     try:
         clients.codepipeline.put_job_failure_result(
-            jobId=current_job, failureDetails={"type": failure_type, "message": message})
+            jobId=current_job, failureDetails={"type": failure_type, "message": message}
+        )
     except ClientError as report_error:
         if _code(report_error) != "InvalidJobStateException":
             logger.exception("reporting the job's failure failed: Lambda retries the job")
@@ -245,8 +277,13 @@ def _record_failure(job: Job, audit: AuditLog, error: Exception) -> dict[str, An
     """Record that the job failed before deciding, so a redelivery reports the same failure instead of deciding
     after CodePipeline has closed the job; returns the job's record as stored (an earlier decision stands), or
     None when the table cannot take it (the failure report still goes out)."""
-    record = {"pipeline": job.parameters.pipeline, "decision": FAILED, "summary": _failure_message(error),
-              "failure_type": _failure_type(error), "approval_actions": list(job.parameters.approval_actions)}
+    record = {
+        "pipeline": job.parameters.pipeline,
+        "decision": FAILED,
+        "summary": _failure_message(error),
+        "failure_type": _failure_type(error),
+        "approval_actions": list(job.parameters.approval_actions),
+    }
     try:
         stored, _ = audit.record(_now(), job.id, record)
     except Exception:
@@ -318,8 +355,10 @@ def decide(event: dict[str, Any], clients: Clients, lock: DecisionLock, request_
         if busy.subject == current_job:
             logger.info("job already being classified by another invocation", extra={"holder": busy.holder})
             return {"job_id": current_job, "result": "duplicate", "message": f"{busy.holder} classifies this job"}
-        logger.warning("another classification holds the lock; Lambda retries this job",
-                       extra={"holder": busy.holder, "holder_job": busy.subject, "expires_at": busy.expires_at})
+        logger.warning(
+            "another classification holds the lock; Lambda retries this job",
+            extra={"holder": busy.holder, "holder_job": busy.subject, "expires_at": busy.expires_at},
+        )
         raise
     except Exception as error:  # the lock cannot be checked: no decision, and the job says why
         logger.exception("decision lock unavailable")

@@ -50,8 +50,10 @@ def _names(raw: dict[str, Any], key: str) -> tuple[str, ...]:
     """A list of names; a bare string is refused, since tuple("ModelApproval") would be its characters."""
     value = raw.get(key)
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise JobError(f"UserParameters.{key} must be a JSON list of names, e.g. [\"ModelApproval\"], "
-                       f"not {type(value).__name__} {json.dumps(value, default=str)[:100]}")
+        raise JobError(
+            f'UserParameters.{key} must be a JSON list of names, e.g. ["ModelApproval"], '
+            f"not {type(value).__name__} {json.dumps(value, default=str)[:100]}"
+        )
     if not value:
         raise JobError("UserParameters: approval_actions and watched_stacks must not be empty")
     return tuple(value)
@@ -76,10 +78,15 @@ def parse_parameters(text: Any) -> Parameters:
         raise JobError(f"UserParameters must be a JSON object, not {type(raw).__name__}")
     required = {key: _text(raw, key, required=True) for key in ("pipeline", "approval_stage", "audit_table")}
     return Parameters(
-        pipeline=str(required["pipeline"]), approval_stage=str(required["approval_stage"]),
-        approval_actions=_names(raw, "approval_actions"), watched_stacks=_names(raw, "watched_stacks"),
-        audit_table=str(required["audit_table"]), audit_pk=_text(raw, "audit_pk", required=False) or "",
-        assembly=_text(raw, "assembly", required=False), cfn_role_arn=_text(raw, "cfn_role_arn", required=False))
+        pipeline=str(required["pipeline"]),
+        approval_stage=str(required["approval_stage"]),
+        approval_actions=_names(raw, "approval_actions"),
+        watched_stacks=_names(raw, "watched_stacks"),
+        audit_table=str(required["audit_table"]),
+        audit_pk=_text(raw, "audit_pk", required=False) or "",
+        assembly=_text(raw, "assembly", required=False),
+        cfn_role_arn=_text(raw, "cfn_role_arn", required=False),
+    )
 
 
 def parse_job(event: dict[str, Any]) -> Job:
@@ -90,17 +97,27 @@ def parse_job(event: dict[str, Any]) -> Job:
         artifact = data["inputArtifacts"][0]
         location = artifact["location"]["s3Location"]
         credentials = data["artifactCredentials"]
-        strings = {"job id": job["id"], "bucketName": location["bucketName"], "objectKey": location["objectKey"],
-                   **{k: credentials[k] for k in ("accessKeyId", "secretAccessKey", "sessionToken")}}
+        strings = {
+            "job id": job["id"],
+            "bucketName": location["bucketName"],
+            "objectKey": location["objectKey"],
+            **{k: credentials[k] for k in ("accessKeyId", "secretAccessKey", "sessionToken")},
+        }
         wrong = sorted(k for k, v in strings.items() if not isinstance(v, str) or not v)
         if wrong:
             raise JobError(f"malformed CodePipeline job event: {', '.join(wrong)} must be non-empty strings")
         revision = artifact.get("revision")
-        return Job(id=job["id"], parameters=parameters, artifact_bucket=location["bucketName"],
-                   artifact_key=location["objectKey"],
-                   artifact_revision=revision if isinstance(revision, str) else None,
-                   credentials={"aws_access_key_id": credentials["accessKeyId"],
-                                "aws_secret_access_key": credentials["secretAccessKey"],
-                                "aws_session_token": credentials["sessionToken"]})
+        return Job(
+            id=job["id"],
+            parameters=parameters,
+            artifact_bucket=location["bucketName"],
+            artifact_key=location["objectKey"],
+            artifact_revision=revision if isinstance(revision, str) else None,
+            credentials={
+                "aws_access_key_id": credentials["accessKeyId"],
+                "aws_secret_access_key": credentials["secretAccessKey"],
+                "aws_session_token": credentials["sessionToken"],
+            },
+        )
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise JobError(f"malformed CodePipeline job event or UserParameters: {error!r}") from None

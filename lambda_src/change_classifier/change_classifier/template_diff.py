@@ -39,8 +39,11 @@ def normalize(template: dict[str, Any]) -> dict[str, Any]:
         resource.pop("Metadata", None)
         if isinstance(resource.get("Properties"), dict):
             _strip_tags(resource["Properties"])
-    for section, key in (("Conditions", "CDKMetadataAvailable"), ("Parameters", "BootstrapVersion"),
-                         ("Rules", "CheckBootstrapVersion")):
+    for section, key in (
+        ("Conditions", "CDKMetadataAvailable"),
+        ("Parameters", "BootstrapVersion"),
+        ("Rules", "CheckBootstrapVersion"),
+    ):
         if isinstance(result.get(section), dict):
             result[section].pop(key, None)
             if not result[section]:

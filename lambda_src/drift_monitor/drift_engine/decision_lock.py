@@ -75,8 +75,10 @@ class DecisionLock:
         """The lock ml_constructs.decision_lock wired to this function; unset variables fail loudly."""
         missing = [v for v in (TABLE_VARIABLE, NAME_VARIABLE, LEASE_VARIABLE) if not os.environ.get(v)]
         if missing:
-            raise RuntimeError(f"decision lock not configured ({', '.join(missing)} unset): "
-                               "wire ml_constructs.decision_lock.DecisionLock to this function")
+            raise RuntimeError(
+                f"decision lock not configured ({', '.join(missing)} unset): "
+                "wire ml_constructs.decision_lock.DecisionLock to this function"
+            )
         return cls(dynamodb, os.environ[TABLE_VARIABLE], os.environ[NAME_VARIABLE], int(os.environ[LEASE_VARIABLE]))
 
     @property
@@ -91,8 +93,13 @@ class DecisionLock:
             try:
                 self.dynamodb.put_item(
                     TableName=self.table,
-                    Item={**self.key, "holder": {"S": holder}, "subject": {"S": subject},
-                          "expires_at": {"N": str(lease.expires_at)}, "acquired_at": {"N": str(now)}},
+                    Item={
+                        **self.key,
+                        "holder": {"S": holder},
+                        "subject": {"S": subject},
+                        "expires_at": {"N": str(lease.expires_at)},
+                        "acquired_at": {"N": str(now)},
+                    },
                     ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now OR holder = :holder",
                     ExpressionAttributeValues={":now": {"N": str(now)}, ":holder": {"S": holder}},
                 )

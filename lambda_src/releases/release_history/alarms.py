@@ -42,8 +42,13 @@ def parse_alarm_event(event: object) -> AlarmEvent | None:
     if not isinstance(state, dict) or not isinstance(state.get("value"), str) or state["value"] not in ALARM_STATES:
         raise MalformedEventError("detail.state is not an object with a known value")
     timestamp = safe_time(state.get("timestamp")) or safe_time(event.get("time"))
-    return AlarmEvent(name=name, state=str(state["value"]), reason=str(state.get("reason") or ""),
-                      timestamp=timestamp, occurrence=_occurrence(name, state, event, timestamp))
+    return AlarmEvent(
+        name=name,
+        state=str(state["value"]),
+        reason=str(state.get("reason") or ""),
+        timestamp=timestamp,
+        occurrence=_occurrence(name, state, event, timestamp),
+    )
 
 
 def _occurrence(name: str, state: dict[str, Any], event: dict[str, Any], timestamp: datetime | None) -> str:
@@ -61,8 +66,9 @@ def alarm_states(cloudwatch: Any, names: tuple[str, ...]) -> dict[str, str]:
     states: dict[str, str] = {}
     for start in range(0, len(names), 100):  # DescribeAlarms takes at most 100 names
         paginator = cloudwatch.get_paginator("describe_alarms")
-        pages = paginator.paginate(AlarmNames=list(names[start:start + 100]),
-                                   AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+        pages = paginator.paginate(
+            AlarmNames=list(names[start : start + 100]), AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+        )
         for page in pages:
             for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
                 states[alarm["AlarmName"]] = alarm["StateValue"]

@@ -31,22 +31,33 @@ def _global_flags(top_level: bool) -> argparse.ArgumentParser:
     # commands' copies use SUPPRESS so they only override when given (fresh actions each time,
     # because argparse shares parent actions between parsers).
     env = os.environ.get
-    defaults = {"region": env("AWS_REGION") or env("AWS_DEFAULT_REGION"), "profile": env("AWS_PROFILE"),
-                "table": env("RELEASES_TABLE") or env("TABLE_NAME"), "endpoint": env("ENDPOINT_NAME")}
+    defaults = {
+        "region": env("AWS_REGION") or env("AWS_DEFAULT_REGION"),
+        "profile": env("AWS_PROFILE"),
+        "table": env("RELEASES_TABLE") or env("TABLE_NAME"),
+        "endpoint": env("ENDPOINT_NAME"),
+    }
     flags = argparse.ArgumentParser(add_help=False)
-    for name, text in (("region", "AWS region (env AWS_REGION)"), ("profile", "AWS profile (env AWS_PROFILE)"),
-                       ("table", "release table (env RELEASES_TABLE)"),
-                       ("endpoint", "endpoint name (env ENDPOINT_NAME)")):
-        flags.add_argument(f"--{name}", help=text,
-                           default=defaults[name] if top_level else argparse.SUPPRESS)
-    flags.add_argument("--json", action="store_true", help="JSON output",
-                       default=False if top_level else argparse.SUPPRESS)
+    for name, text in (
+        ("region", "AWS region (env AWS_REGION)"),
+        ("profile", "AWS profile (env AWS_PROFILE)"),
+        ("table", "release table (env RELEASES_TABLE)"),
+        ("endpoint", "endpoint name (env ENDPOINT_NAME)"),
+    ):
+        flags.add_argument(f"--{name}", help=text, default=defaults[name] if top_level else argparse.SUPPRESS)
+    flags.add_argument(
+        "--json", action="store_true", help="JSON output", default=False if top_level else argparse.SUPPRESS
+    )
     return flags
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="release_history", parents=[_global_flags(True)],
-                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="release_history",
+        parents=[_global_flags(True)],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common = _global_flags(False)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -66,12 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", parents=[common], help="put the endpoint on a release")
     rollback.add_argument("--to", required=True, dest="target", help="release id (endpoint config name)")
     rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    rollback.add_argument("--force", action="store_true",
-                          help="allow a release that never went live or was rolled back (it is baked again)")
+    rollback.add_argument(
+        "--force",
+        action="store_true",
+        help="allow a release that never went live or was rolled back (it is baked again)",
+    )
     rollback.add_argument("--reason", default="manual rollback")
     rollback.add_argument("--by", default=None, help="who (default: caller identity)")
-    for name, text in (("freeze", "make automatic rollback notify-only"),
-                       ("unfreeze", "re-enable automatic rollback (also lifts the flap guard)")):
+    for name, text in (
+        ("freeze", "make automatic rollback notify-only"),
+        ("unfreeze", "re-enable automatic rollback (also lifts the flap guard)"),
+    ):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("--reason", required=True)
         command.add_argument("--by", default=None, help="who (default: caller identity)")
@@ -118,10 +134,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace, repo: ReleaseRepository) -> None:
-    release = Release(release_id=args.release_id, endpoint_name=repo.endpoint_name, status=Status.DEPLOYING,
-                      registered_at=iso(utcnow()), model_version=args.model_version,
-                      model_hash=args.model_hash, image=args.image, commit=args.commit,
-                      approved_by=args.approved_by)
+    release = Release(
+        release_id=args.release_id,
+        endpoint_name=repo.endpoint_name,
+        status=Status.DEPLOYING,
+        registered_at=iso(utcnow()),
+        model_version=args.model_version,
+        model_hash=args.model_hash,
+        image=args.image,
+        commit=args.commit,
+        approved_by=args.approved_by,
+    )
     if not repo.register(release):
         raise RefusedError(f"release {args.release_id} is already registered")
     _out(args, release.to_dict(), f"registered {args.release_id}")
@@ -130,29 +153,42 @@ def _register(args: argparse.Namespace, repo: ReleaseRepository) -> None:
 def _rollback(args: argparse.Namespace, repo: ReleaseRepository, endpoint: EndpointGateway, who: str) -> int:
     target = _get(repo, args.target)
     if target.status == Status.ROLLED_BACK and not args.force:
-        raise RefusedError(f"release {target.release_id} was rolled back ({target.rollback_reason or 'no reason'}); "
-                           "use --force to deploy it anyway")
+        raise RefusedError(
+            f"release {target.release_id} was rolled back ({target.rollback_reason or 'no reason'}); "
+            "use --force to deploy it anyway"
+        )
     if not target.live_at and not args.force:
         raise RefusedError(f"release {target.release_id} never went live; use --force to deploy it anyway")
     pending = repo.intent()
     if pending and pending.state == IntentState.OPEN:
         if pending.to_release != target.release_id:
-            raise RefusedError(f"a rollback {pending.from_release} -> {pending.to_release} by {pending.by} is open "
-                               f"since {pending.opened_at}; finish it with `rollback --to {pending.to_release}`")
+            raise RefusedError(
+                f"a rollback {pending.from_release} -> {pending.to_release} by {pending.by} is open "
+                f"since {pending.opened_at}; finish it with `rollback --to {pending.to_release}`"
+            )
         return _finish(args, repo, endpoint, pending)  # resume: verify with DescribeEndpoint, then record
     state = endpoint.describe()
     if state.config_name == target.release_id:
-        _out(args, {"result": "already_on_target", "release": target.release_id},
-             f"endpoint already on {target.release_id}")
+        _out(
+            args,
+            {"result": "already_on_target", "release": target.release_id},
+            f"endpoint already on {target.release_id}",
+        )
         return 0
     if state.busy:
         raise RefusedError(f"endpoint {state.name} is {state.status}; try again when it is InService")
     if not args.yes and not _confirm(f"Update {state.name} from {state.config_name} to {target.release_id}?"):
         raise RefusedError("not confirmed (use --yes to skip the prompt)")
     repo.ensure(state.config_name, iso(state.last_modified), lambda: endpoint.config_metadata(state.config_name))
-    intent = Intent(episode=f"operator:{uuid.uuid4()}", from_release=state.config_name,
-                    to_release=target.release_id, by=who, reason=f"{args.reason} (by {who})",
-                    opened_at=iso(utcnow()), automatic=False)
+    intent = Intent(
+        episode=f"operator:{uuid.uuid4()}",
+        from_release=state.config_name,
+        to_release=target.release_id,
+        by=who,
+        reason=f"{args.reason} (by {who})",
+        opened_at=iso(utcnow()),
+        automatic=False,
+    )
     if not repo.open_intent(intent):
         raise RefusedError("another rollback opened meanwhile; see `releases list` and try again")
     return _finish(args, repo, endpoint, intent)
@@ -166,13 +202,18 @@ def _finish(args: argparse.Namespace, repo: ReleaseRepository, endpoint: Endpoin
         moved = _moved(endpoint, intent)
         if not moved:
             raise
-        _fail(EXIT_AWS, f"the endpoint IS moving to {intent.to_release} (UpdateEndpoint succeeded), but recording "
-                        f"the release history failed: {error}. Run `rollback --to {intent.to_release}` again to "
-                        "record it (the controller completes it too).")
+        _fail(
+            EXIT_AWS,
+            f"the endpoint IS moving to {intent.to_release} (UpdateEndpoint succeeded), but recording "
+            f"the release history failed: {error}. Run `rollback --to {intent.to_release}` again to "
+            "record it (the controller completes it too).",
+        )
         return EXIT_AWS
     if result == RollbackResult.ABANDONED:
-        raise RefusedError(f"the endpoint moved to another config meanwhile; nothing changed "
-                           f"({intent.from_release} -> {intent.to_release} abandoned)")
+        raise RefusedError(
+            f"the endpoint moved to another config meanwhile; nothing changed "
+            f"({intent.from_release} -> {intent.to_release} abandoned)"
+        )
     payload = {"result": str(result), "from": intent.from_release, "to": intent.to_release}
     _out(args, payload, f"{result}: {intent.from_release} -> {intent.to_release}")
     return 0
@@ -219,8 +260,9 @@ def _table(releases: list[Release]) -> str:
     rows = [("RELEASE", "STATUS", "MODEL", "COMMIT", "DEPLOYED", "NOTE")]
     for r in releases:
         note = r.rollback_alarm or r.superseded_by or ""
-        rows.append((r.release_id, str(r.status), r.model_version or "-", (r.commit or "-")[:12],
-                     r.deployed_at or "-", note))
+        rows.append(
+            (r.release_id, str(r.status), r.model_version or "-", (r.commit or "-")[:12], r.deployed_at or "-", note)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 

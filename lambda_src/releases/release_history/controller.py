@@ -102,8 +102,10 @@ def _decide_bounded(rt: Runtime, alarm: AlarmEvent) -> Decision:
 def _gave_up(rt: Runtime, alarm: AlarmEvent, detail: str) -> Decision:
     metrics.add_metric(name="RollbackGaveUp", unit=MetricUnit.Count, value=1)
     logger.error("rollback gave up", extra={"alarm": alarm.name, "detail": detail})
-    notice = (f"Rollback gave up on {rt.settings.endpoint_name}",
-              {"alarm": alarm.name, "reason": alarm.reason, "detail": detail, "action": RUNBOOK})
+    notice = (
+        f"Rollback gave up on {rt.settings.endpoint_name}",
+        {"alarm": alarm.name, "reason": alarm.reason, "detail": detail, "action": RUNBOOK},
+    )
     return "gave_up", detail, notice
 
 
@@ -130,15 +132,23 @@ def handle_alarm(rt: Runtime, alarm: AlarmEvent) -> Decision:
     if state.busy:
         raise EndpointBusyError(f"endpoint is {state.status}")
     # A config the history does not know is recorded as deployed when the endpoint last changed, not now.
-    current = repo.ensure(state.config_name, iso(state.last_modified),
-                          lambda: rt.endpoint.config_metadata(state.config_name))
+    current = repo.ensure(
+        state.config_name, iso(state.last_modified), lambda: rt.endpoint.config_metadata(state.config_name)
+    )
     if current.status == Status.ROLLED_BACK:
         return "already_rolled_back", f"{current.release_id} is already rolled back", None
-    facts: dict[str, Any] = {"alarm": alarm.name, "reason": alarm.reason, "endpoint": state.name,
-                             "bad_release": current.release_id}
+    facts: dict[str, Any] = {
+        "alarm": alarm.name,
+        "reason": alarm.reason,
+        "endpoint": state.name,
+        "bad_release": current.release_id,
+    }
     if state.status != "InService":
-        return "endpoint_not_in_service", state.status, (
-            f"Alarm {alarm.name}: endpoint is {state.status}, no rollback", facts)
+        return (
+            "endpoint_not_in_service",
+            state.status,
+            (f"Alarm {alarm.name}: endpoint is {state.status}, no rollback", facts),
+        )
     if alarm.timestamp is None:
         return "undated", "the event has no usable time", (f"Alarm {alarm.name}: undated event, no rollback", facts)
     alarm_at = iso(alarm.timestamp)
@@ -152,18 +162,36 @@ def handle_alarm(rt: Runtime, alarm: AlarmEvent) -> Decision:
     if held:
         return held[0], held[1], (f"Alarm {alarm.name}: {held[1]}; no automatic rollback", facts)
     if target is None:
-        return "no_last_known_good", f"no release to roll {current.release_id} back to", (
-            f"Alarm {alarm.name}: no last known good release, nothing changed", facts)
+        return (
+            "no_last_known_good",
+            f"no release to roll {current.release_id} back to",
+            (f"Alarm {alarm.name}: no last known good release, nothing changed", facts),
+        )
     if not rt.settings.auto_rollback:
-        return "notify_only", "AUTO_ROLLBACK=false", (
-            f"Alarm {alarm.name}: auto rollback disabled, would roll back", facts)
+        return (
+            "notify_only",
+            "AUTO_ROLLBACK=false",
+            (f"Alarm {alarm.name}: auto rollback disabled, would roll back", facts),
+        )
     if freeze.frozen:
-        return "frozen", f"frozen by {freeze.by}: {freeze.reason}", (
-            f"Alarm {alarm.name}: rollback frozen, would roll back",
-            {**facts, "frozen_by": freeze.by, "frozen_reason": freeze.reason})
-    decided = Intent(episode=alarm.occurrence, from_release=current.release_id, to_release=target.release_id,
-                     by=BY, reason=f"alarm {alarm.name} at {alarm_at}: {alarm.reason}", opened_at=iso(now),
-                     automatic=True, alarm=alarm.name)
+        return (
+            "frozen",
+            f"frozen by {freeze.by}: {freeze.reason}",
+            (
+                f"Alarm {alarm.name}: rollback frozen, would roll back",
+                {**facts, "frozen_by": freeze.by, "frozen_reason": freeze.reason},
+            ),
+        )
+    decided = Intent(
+        episode=alarm.occurrence,
+        from_release=current.release_id,
+        to_release=target.release_id,
+        by=BY,
+        reason=f"alarm {alarm.name} at {alarm_at}: {alarm.reason}",
+        opened_at=iso(now),
+        automatic=True,
+        alarm=alarm.name,
+    )
     result = roll_back(repo, rt.endpoint, decided)
     if result == RollbackResult.LOCKED:
         raise EndpointBusyError("another rollback is open")  # retry: it completes that one first
@@ -182,8 +210,9 @@ def _stale(current: Release, alarm_at: str) -> Decision | None:
     return None
 
 
-def _flap_guard(rt: Runtime, last: Intent | None, freeze: Freeze, current: Release,
-                now: datetime) -> tuple[str, str] | None:
+def _flap_guard(
+    rt: Runtime, last: Intent | None, freeze: Freeze, current: Release, now: datetime
+) -> tuple[str, str] | None:
     """After an automatic rollback: never a second step back, and nothing within the cooldown, until an
     operator acts (a CLI rollback replaces the intent; freeze/unfreeze after it counts too)."""
     if last is None or not last.automatic or last.outcome != RollbackResult.ROLLED_BACK or not last.completed_at:
@@ -191,8 +220,10 @@ def _flap_guard(rt: Runtime, last: Intent | None, freeze: Freeze, current: Relea
     if freeze.at and freeze.at > last.completed_at:
         return None
     if current.release_id == last.to_release:
-        return "walk_back_refused", (f"{current.release_id} was restored by the automatic rollback from "
-                                     f"{last.from_release}; a further step back needs an operator")
+        return "walk_back_refused", (
+            f"{current.release_id} was restored by the automatic rollback from "
+            f"{last.from_release}; a further step back needs an operator"
+        )
     completed = safe_time(last.completed_at)
     until = completed + timedelta(minutes=rt.settings.cooldown_minutes) if completed else now
     if now < until:
@@ -202,12 +233,20 @@ def _flap_guard(rt: Runtime, last: Intent | None, freeze: Freeze, current: Relea
 
 def _acted(rt: Runtime, intent: Intent, result: RollbackResult) -> Decision:
     detail = f"{intent.from_release} -> {intent.to_release}"
-    facts = {"alarm": intent.alarm, "endpoint": rt.settings.endpoint_name, "bad_release": intent.from_release,
-             "target": intent.to_release, "reason": intent.reason}
+    facts = {
+        "alarm": intent.alarm,
+        "endpoint": rt.settings.endpoint_name,
+        "bad_release": intent.from_release,
+        "target": intent.to_release,
+        "reason": intent.reason,
+    }
     if result == RollbackResult.ROLLED_BACK:
         metrics.add_metric(name="RollbackPerformed", unit=MetricUnit.Count, value=1)
-        return str(result), detail, (
-            f"Rolled back {rt.settings.endpoint_name} from {intent.from_release} to {intent.to_release}", facts)
+        return (
+            str(result),
+            detail,
+            (f"Rolled back {rt.settings.endpoint_name} from {intent.from_release} to {intent.to_release}", facts),
+        )
     return str(result), detail, (f"Rollback {detail} {result}", facts)
 
 

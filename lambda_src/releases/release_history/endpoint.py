@@ -12,9 +12,14 @@ from .timeutil import EPOCH, parse_time
 BUSY_STATUSES = frozenset({"Creating", "Updating", "RollingBack", "SystemUpdating", "Deleting"})
 
 _EVENT_STATUS = {  # EventBridge uses IN_SERVICE style, the API InService style
-    "IN_SERVICE": "InService", "CREATING": "Creating", "UPDATING": "Updating",
-    "SYSTEM_UPDATING": "SystemUpdating", "ROLLING_BACK": "RollingBack", "DELETING": "Deleting",
-    "FAILED": "Failed", "OUT_OF_SERVICE": "OutOfService",
+    "IN_SERVICE": "InService",
+    "CREATING": "Creating",
+    "UPDATING": "Updating",
+    "SYSTEM_UPDATING": "SystemUpdating",
+    "ROLLING_BACK": "RollingBack",
+    "DELETING": "Deleting",
+    "FAILED": "Failed",
+    "OUT_OF_SERVICE": "OutOfService",
 }
 
 
@@ -87,8 +92,13 @@ class EndpointGateway:
         if not image and config.get("ProductionVariants"):
             image = self._model_image(config["ProductionVariants"][0].get("ModelName"))
         approvers = [a.strip() for a in tag.get("approved-by", "").split(",") if a.strip()]
-        return {"model_version": tag.get("model-version"), "model_hash": tag.get("model-hash"),
-                "commit": tag.get("commit"), "image": image, "approved_by": approvers}
+        return {
+            "model_version": tag.get("model-version"),
+            "model_hash": tag.get("model-hash"),
+            "commit": tag.get("commit"),
+            "image": image,
+            "approved_by": approvers,
+        }
 
     def _model_image(self, model_name: str | None) -> str | None:
         if not model_name:

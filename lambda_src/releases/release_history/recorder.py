@@ -93,8 +93,13 @@ def record_state_change(rt: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     # following InService event says which config won.
     # The entry (its last_event_time) is also the evidence that the endpoint tried this config (_attempted).
     at = iso(event_at)
-    noted = _settled(rt, release, release.status,
-                     rt.repo.note_event(release, event_time=at, by=BY, reason=f"endpoint {status}"), event_time=at)
+    noted = _settled(
+        rt,
+        release,
+        release.status,
+        rt.repo.note_event(release, event_time=at, by=BY, reason=f"endpoint {status}"),
+        event_time=at,
+    )
     return {"outcome": "noted" if noted else "duplicate", "release": config, "status": status}
 
 
@@ -117,12 +122,23 @@ def _on_in_service(rt: Runtime, release: Release, event_at: datetime) -> dict[st
     replaced, lost, reason = _in_flight(rt, release, prior, is_new, at)
     # Writes in an order a retry can redo: the InService release first (its conditional write carries the event
     # time, so a redo is a no-op), then the releases it settles, then the position last.
-    outcome = _settle_current(rt, release, prior, at, event_at, switched=previous != release.release_id,
-                              lost=[r.release_id for r in lost])
+    outcome = _settle_current(
+        rt, release, prior, at, event_at, switched=previous != release.release_id, lost=[r.release_id for r in lost]
+    )
     for other in replaced:
-        _settled(rt, other, Status.SUPERSEDED, rt.repo.transition(
-            other, Status.SUPERSEDED, at=at, by=BY, reason=f"replaced by {release.release_id} before promotion",
-            updates={"superseded_by": release.release_id}))
+        _settled(
+            rt,
+            other,
+            Status.SUPERSEDED,
+            rt.repo.transition(
+                other,
+                Status.SUPERSEDED,
+                at=at,
+                by=BY,
+                reason=f"replaced by {release.release_id} before promotion",
+                updates={"superseded_by": release.release_id},
+            ),
+        )
     closed = [other.release_id for other in lost if _roll_back_attempt(rt, other, release, reason, at)]
     rt.repo.set_position(release.release_id, at)
     return {"outcome": outcome, "release": release.release_id, "rolled_back": closed}
@@ -135,33 +151,64 @@ def _settled(rt: Runtime, release: Release, to: Status, written: bool, event_tim
         return True
     fresh = rt.repo.get(release.release_id)
     done = fresh is not None and (
-        fresh.status == to if event_time is None else (fresh.last_event_time or "") >= event_time)
+        fresh.status == to if event_time is None else (fresh.last_event_time or "") >= event_time
+    )
     if done:
         return False
     raise ConcurrentChangeError(f"release {release.release_id} changed while recording; retrying")
 
 
-def _settle_current(rt: Runtime, release: Release, prior: Status, at: str, event_at: datetime, *,
-                    switched: bool, lost: list[str]) -> str:
+def _settle_current(
+    rt: Runtime, release: Release, prior: Status, at: str, event_at: datetime, *, switched: bool, lost: list[str]
+) -> str:
     """The InService release's own transition. On a retry the conditional write (event_time) is a no-op."""
     if prior == Status.DEPLOYING or (prior == Status.SUPERSEDED and not release.live_at):
         bake_until = iso(event_at + timedelta(minutes=rt.settings.bake_minutes))
-        if _settled(rt, release, Status.BAKING, rt.repo.transition(
-                release, Status.BAKING, at=at, by=BY, reason="InService; baking", event_time=at,
-                updates={"deployed_at": at, "bake_until": bake_until}), event_time=at):
+        if _settled(
+            rt,
+            release,
+            Status.BAKING,
+            rt.repo.transition(
+                release,
+                Status.BAKING,
+                at=at,
+                by=BY,
+                reason="InService; baking",
+                event_time=at,
+                updates={"deployed_at": at, "bake_until": bake_until},
+            ),
+            event_time=at,
+        ):
             metrics.add_metric(name="ReleaseBaking", unit=MetricUnit.Count, value=1)
         return "baking"
     if prior == Status.SUPERSEDED:
-        _settled(rt, release, Status.LIVE, rt.repo.transition(
-            release, Status.LIVE, at=at, by=BY, reason="endpoint back on this release", event_time=at,
-            updates={"deployed_at": at}), event_time=at)
+        _settled(
+            rt,
+            release,
+            Status.LIVE,
+            rt.repo.transition(
+                release,
+                Status.LIVE,
+                at=at,
+                by=BY,
+                reason="endpoint back on this release",
+                event_time=at,
+                updates={"deployed_at": at},
+            ),
+            event_time=at,
+        )
         return "restored"
     if switched or lost:
         # deployed_at moves so that alarms raised while the other release was tried count as stale.
         # Includes a rolled-back config put back by hand: recorded, never resurrected.
         why = "endpoint switched to this config" if switched else f"endpoint kept this config; {lost} failed"
-        _settled(rt, release, release.status, rt.repo.note_event(
-            release, event_time=at, by=BY, reason=why, updates={"deployed_at": at}), event_time=at)
+        _settled(
+            rt,
+            release,
+            release.status,
+            rt.repo.note_event(release, event_time=at, by=BY, reason=why, updates={"deployed_at": at}),
+            event_time=at,
+        )
         return "switched" if switched else "kept"
     return "unchanged"  # e.g. autoscaling weight/capacity updates on the same config
 
@@ -171,13 +218,16 @@ def _attempted(other: Release, failure_reason: str | None) -> bool:
     reason does. A release that is only registered (the pipeline has not called UpdateEndpoint yet) is not."""
     if other.status != Status.DEPLOYING:
         return True
-    named = bool(failure_reason) and re.search(rf"(?<![\w-]){re.escape(other.release_id)}(?![\w-])",
-                                               failure_reason or "") is not None
+    named = (
+        bool(failure_reason)
+        and re.search(rf"(?<![\w-]){re.escape(other.release_id)}(?![\w-])", failure_reason or "") is not None
+    )
     return other.last_event_time is not None or named
 
 
-def _in_flight(rt: Runtime, current: Release, prior: Status, is_new: bool,
-               at: str) -> tuple[list[Release], list[Release], str | None]:
+def _in_flight(
+    rt: Runtime, current: Release, prior: Status, is_new: bool, at: str
+) -> tuple[list[Release], list[Release], str | None]:
     """Other in-flight releases the endpoint left behind by being InService on `current`: (baking releases a
     new release replaced, attempts lost, SageMaker's failure reason). Reads only."""
     state = rt.endpoint.describe()
@@ -199,16 +249,26 @@ def _in_flight(rt: Runtime, current: Release, prior: Status, is_new: bool,
 def _roll_back_attempt(rt: Runtime, other: Release, current: Release, failure_reason: str | None, at: str) -> bool:
     alarms = alarms_named_in(failure_reason, rt.settings.alarm_names)
     reason = failure_reason or f"endpoint returned to {current.release_id}"
-    written = rt.repo.transition(other, Status.ROLLED_BACK, at=at, by=BY, reason=reason,
-                                 updates={"rolled_back_at": at, "rollback_reason": reason,
-                                          "rollback_alarm": ",".join(alarms) or None})
+    written = rt.repo.transition(
+        other,
+        Status.ROLLED_BACK,
+        at=at,
+        by=BY,
+        reason=reason,
+        updates={"rolled_back_at": at, "rollback_reason": reason, "rollback_alarm": ",".join(alarms) or None},
+    )
     if not _settled(rt, other, Status.ROLLED_BACK, written):
         return False
     metrics.add_metric(name="ReleaseRolledBack", unit=MetricUnit.Count, value=1)
     by = "by SageMaker" if failure_reason else f"(endpoint returned to {current.release_id})"
-    rt.notifier.notify(f"Release {other.release_id} rolled back {by}", release=other.release_id,
-                       endpoint=rt.settings.endpoint_name, now_serving=current.release_id, alarms=alarms,
-                       reason=reason)
+    rt.notifier.notify(
+        f"Release {other.release_id} rolled back {by}",
+        release=other.release_id,
+        endpoint=rt.settings.endpoint_name,
+        now_serving=current.release_id,
+        alarms=alarms,
+        reason=reason,
+    )
     return True
 
 

@@ -108,11 +108,20 @@ class Intent:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "Intent":
-        return cls(episode=item["episode"], from_release=item["from_release"], to_release=item["to_release"],
-                   by=item["by"], reason=item.get("reason", ""), opened_at=item["opened_at"],
-                   automatic=bool(item.get("automatic")), alarm=item.get("alarm"),
-                   state=IntentState(item.get("intent_state", "open")), completed_at=item.get("completed_at"),
-                   outcome=item.get("outcome"), note=item.get("note"))
+        return cls(
+            episode=item["episode"],
+            from_release=item["from_release"],
+            to_release=item["to_release"],
+            by=item["by"],
+            reason=item.get("reason", ""),
+            opened_at=item["opened_at"],
+            automatic=bool(item.get("automatic")),
+            alarm=item.get("alarm"),
+            state=IntentState(item.get("intent_state", "open")),
+            completed_at=item.get("completed_at"),
+            outcome=item.get("outcome"),
+            note=item.get("note"),
+        )
 
 
 @dataclass(frozen=True)
@@ -126,8 +135,18 @@ class Freeze:
 
 
 # What a pipeline registration adds to a record made from tags.
-_PIPELINE_FIELDS = ("source", "registered_at", "model_version", "model_hash", "image", "commit", "approved_by",
-                    "model_package_arn", "approvals", "emergency_override")
+_PIPELINE_FIELDS = (
+    "source",
+    "registered_at",
+    "model_version",
+    "model_hash",
+    "image",
+    "commit",
+    "approved_by",
+    "model_package_arn",
+    "approvals",
+    "emergency_override",
+)
 
 
 def _plain(value: Any) -> Any:
@@ -171,12 +190,16 @@ class ReleaseRepository:
         """Create the record; False if a release with that id already exists (never overwritten)."""
         release.status_changed_at = release.status_changed_at or release.registered_at
         if not release.history:
-            release.history = [{"at": release.registered_at, "to": str(release.status),
-                                "by": release.source, "reason": "registered"}]
+            release.history = [
+                {"at": release.registered_at, "to": str(release.status), "by": release.source, "reason": "registered"}
+            ]
         item = {k: v for k, v in release.to_dict().items() if v not in (None, [], "")}
-        item.update(self._key(f"RELEASE#{release.release_id}"),
-                    status_key=self._status_key(release.status), approved_by=release.approved_by,
-                    history=release.history)
+        item.update(
+            self._key(f"RELEASE#{release.release_id}"),
+            status_key=self._status_key(release.status),
+            approved_by=release.approved_by,
+            history=release.history,
+        )
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -188,8 +211,7 @@ class ReleaseRepository:
     def _enrich(self, release: Release) -> bool:
         """The pipeline's registration arrived after the recorder made a record from the config's tags (an
         InService event first): keep the status and history, take the pipeline's metadata and approvals."""
-        fields_ = {k: v for k, v in release.to_dict().items()
-                   if k in _PIPELINE_FIELDS and v not in (None, [], "")}
+        fields_ = {k: v for k, v in release.to_dict().items() if k in _PIPELINE_FIELDS and v not in (None, [], "")}
         names = {f"#m{i}": k for i, k in enumerate(fields_)}
         values: dict[str, Any] = {f":m{i}": v for i, v in enumerate(fields_.values())}
         sets = ", ".join(f"#m{i} = :m{i}" for i in range(len(fields_)))
@@ -198,8 +220,10 @@ class ReleaseRepository:
             self._table.update_item(
                 Key=self._key(f"RELEASE#{release.release_id}"),
                 UpdateExpression=f"SET {sets}",
-                ConditionExpression="#source = :tags", ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values)
+                ConditionExpression="#source = :tags",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
         except ClientError as error:
             if _condition_failed(error):
                 return False  # registered by the pipeline already: never overwritten
@@ -211,9 +235,14 @@ class ReleaseRepository:
         existing = self.get(release_id)
         if existing:
             return existing
-        release = Release(release_id=release_id, endpoint_name=self.endpoint_name,
-                          status=Status.DEPLOYING, registered_at=at, source=TAG_SOURCE,
-                          **load_metadata())
+        release = Release(
+            release_id=release_id,
+            endpoint_name=self.endpoint_name,
+            status=Status.DEPLOYING,
+            registered_at=at,
+            source=TAG_SOURCE,
+            **load_metadata(),
+        )
         self.register(release)  # a concurrent creator may win; either way re-read the stored one
         stored = self.get(release_id)
         if stored is None:
@@ -222,16 +251,21 @@ class ReleaseRepository:
 
     def list_releases(self) -> list[Release]:
         """All releases of the endpoint, newest registration first."""
-        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                            ExpressionAttributeValues={":pk": self._pk, ":prefix": "RELEASE#"})
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": self._pk, ":prefix": "RELEASE#"},
+        )
         releases = [Release.from_item(i) for i in items]
         return sorted(releases, key=lambda r: (r.registered_at, r.release_id), reverse=True)
 
     def by_status(self, status: Status) -> list[Release]:
         """Releases currently in `status`, most recent status change first (GSI, eventually consistent)."""
-        items = self._query(IndexName=STATUS_INDEX, ScanIndexForward=False,
-                            KeyConditionExpression="status_key = :k",
-                            ExpressionAttributeValues={":k": self._status_key(status)})
+        items = self._query(
+            IndexName=STATUS_INDEX,
+            ScanIndexForward=False,
+            KeyConditionExpression="status_key = :k",
+            ExpressionAttributeValues={":k": self._status_key(status)},
+        )
         return [Release.from_item(i) for i in items]
 
     def last_known_good(self, exclude: str | None = None) -> Release | None:
@@ -247,34 +281,50 @@ class ReleaseRepository:
                     return release
         return None
 
-    def transition(self, release: Release, to: Status, *, at: str, by: str, reason: str,
-                   event_time: str | None = None, updates: dict[str, Any] | None = None) -> bool:
+    def transition(
+        self,
+        release: Release,
+        to: Status,
+        *,
+        at: str,
+        by: str,
+        reason: str,
+        event_time: str | None = None,
+        updates: dict[str, Any] | None = None,
+    ) -> bool:
         """Move `release` from its current (read) status to `to`; False if it changed meanwhile.
 
         With event_time, the write also requires the record's last_event_time to be older, so
         duplicate and out-of-order endpoint events are ignored.
         """
         entry = {"at": at, "from": str(release.status), "to": str(to), "by": by, "reason": reason}
-        sets = {"status": str(to), "status_key": self._status_key(to), "status_changed_at": at,
-                **(updates or {})}
-        return self._update(release.release_id, sets, entry, expected_status=release.status,
-                            event_time=event_time)
+        sets = {"status": str(to), "status_key": self._status_key(to), "status_changed_at": at, **(updates or {})}
+        return self._update(release.release_id, sets, entry, expected_status=release.status, event_time=event_time)
 
-    def note_event(self, release: Release, *, event_time: str, by: str, reason: str,
-                   updates: dict[str, Any] | None = None) -> bool:
+    def note_event(
+        self, release: Release, *, event_time: str, by: str, reason: str, updates: dict[str, Any] | None = None
+    ) -> bool:
         """Append an audit entry (and optional fields) without changing the status."""
         entry = {"at": event_time, "status": str(release.status), "by": by, "reason": reason}
-        return self._update(release.release_id, updates or {}, entry, expected_status=release.status,
-                            event_time=event_time)
+        return self._update(
+            release.release_id, updates or {}, entry, expected_status=release.status, event_time=event_time
+        )
 
     def promote(self, release: Release, *, at: str, by: str, reason: str) -> bool:
         """Atomically make a baking release live and supersede the previous live one(s)."""
         actions = [self._transition_action(release, Status.LIVE, at, by, reason, {"live_at": at})]
         for previous in self.by_status(Status.LIVE):
             if previous.release_id != release.release_id:
-                actions.append(self._transition_action(
-                    previous, Status.SUPERSEDED, at, by, f"superseded by {release.release_id}",
-                    {"superseded_by": release.release_id}))
+                actions.append(
+                    self._transition_action(
+                        previous,
+                        Status.SUPERSEDED,
+                        at,
+                        by,
+                        f"superseded by {release.release_id}",
+                        {"superseded_by": release.release_id},
+                    )
+                )
         try:
             self._table.meta.client.transact_write_items(TransactItems=actions)
         except ClientError as error:
@@ -297,7 +347,8 @@ class ReleaseRepository:
                 Key=self._key("CONTROL#endpoint"),
                 UpdateExpression="SET config_name = :c, last_event_time = :t",
                 ConditionExpression="attribute_not_exists(last_event_time) OR last_event_time < :t",
-                ExpressionAttributeValues={":c": config_name, ":t": event_time})
+                ExpressionAttributeValues={":c": config_name, ":t": event_time},
+            )
         except ClientError as error:
             if _condition_failed(error):
                 return False
@@ -311,14 +362,25 @@ class ReleaseRepository:
 
     def open_intent(self, intent: Intent) -> bool:
         """Write the decision before acting; False if another intent is open (someone else is rolling back)."""
-        item = {**self._key("CONTROL#intent"), "episode": intent.episode, "from_release": intent.from_release,
-                "to_release": intent.to_release, "by": intent.by, "reason": intent.reason,
-                "opened_at": intent.opened_at, "automatic": intent.automatic, "intent_state": str(IntentState.OPEN)}
+        item = {
+            **self._key("CONTROL#intent"),
+            "episode": intent.episode,
+            "from_release": intent.from_release,
+            "to_release": intent.to_release,
+            "by": intent.by,
+            "reason": intent.reason,
+            "opened_at": intent.opened_at,
+            "automatic": intent.automatic,
+            "intent_state": str(IntentState.OPEN),
+        }
         if intent.alarm:
             item["alarm"] = intent.alarm
         try:
-            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk) OR intent_state = :closed",
-                                 ExpressionAttributeValues={":closed": str(IntentState.CLOSED)})
+            self._table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR intent_state = :closed",
+                ExpressionAttributeValues={":closed": str(IntentState.CLOSED)},
+            )
         except ClientError as error:
             if _condition_failed(error):
                 return False
@@ -342,23 +404,52 @@ class ReleaseRepository:
         bad, target = self.get(intent.from_release), self.get(intent.to_release)
         actions = []
         if bad is not None and bad.status != Status.ROLLED_BACK:
-            actions.append(self._transition_action(bad, Status.ROLLED_BACK, at, intent.by, intent.reason, {
-                "rolled_back_at": at, "rollback_alarm": intent.alarm, "rollback_reason": intent.reason}))
+            actions.append(
+                self._transition_action(
+                    bad,
+                    Status.ROLLED_BACK,
+                    at,
+                    intent.by,
+                    intent.reason,
+                    {"rolled_back_at": at, "rollback_alarm": intent.alarm, "rollback_reason": intent.reason},
+                )
+            )
         if target is not None:
             restored = target.live_at is not None
             to = Status.LIVE if restored else Status.DEPLOYING
             if target.status != to and not (not restored and target.status in (Status.DEPLOYING, Status.BAKING)):
-                actions.append(self._transition_action(
-                    target, to, at, intent.by, f"restored by rollback from {intent.from_release}",
-                    {"restored_at": at} if restored else {"readmitted_at": at}))
+                actions.append(
+                    self._transition_action(
+                        target,
+                        to,
+                        at,
+                        intent.by,
+                        f"restored by rollback from {intent.from_release}",
+                        {"restored_at": at} if restored else {"readmitted_at": at},
+                    )
+                )
             if restored:
                 for other in self.by_status(Status.LIVE):
                     if other.release_id not in (intent.from_release, intent.to_release):
-                        actions.append(self._transition_action(
-                            other, Status.SUPERSEDED, at, intent.by, f"superseded by {intent.to_release}",
-                            {"superseded_by": intent.to_release}))
-        actions.append({"Update": {"TableName": self._table.name, "Key": self._key("CONTROL#intent"),
-                                   **self._close_parts(intent, "rolled_back", at, "")}})
+                        actions.append(
+                            self._transition_action(
+                                other,
+                                Status.SUPERSEDED,
+                                at,
+                                intent.by,
+                                f"superseded by {intent.to_release}",
+                                {"superseded_by": intent.to_release},
+                            )
+                        )
+        actions.append(
+            {
+                "Update": {
+                    "TableName": self._table.name,
+                    "Key": self._key("CONTROL#intent"),
+                    **self._close_parts(intent, "rolled_back", at, ""),
+                }
+            }
+        )
         try:
             self._table.meta.client.transact_write_items(TransactItems=actions)
         except ClientError as error:
@@ -368,28 +459,35 @@ class ReleaseRepository:
         return True
 
     def _close_parts(self, intent: Intent, outcome: str, at: str, note: str) -> dict[str, Any]:
-        return {"UpdateExpression": "SET intent_state = :closed, completed_at = :at, outcome = :o, note = :n",
-                "ConditionExpression": "intent_state = :open AND episode = :e",
-                "ExpressionAttributeValues": {":closed": str(IntentState.CLOSED), ":open": str(IntentState.OPEN),
-                                              ":at": at, ":o": outcome, ":n": note, ":e": intent.episode}}
+        return {
+            "UpdateExpression": "SET intent_state = :closed, completed_at = :at, outcome = :o, note = :n",
+            "ConditionExpression": "intent_state = :open AND episode = :e",
+            "ExpressionAttributeValues": {
+                ":closed": str(IntentState.CLOSED),
+                ":open": str(IntentState.OPEN),
+                ":at": at,
+                ":o": outcome,
+                ":n": note,
+                ":e": intent.episode,
+            },
+        }
 
     # ---- freeze flag ------------------------------------------------------------------------
     def get_freeze(self) -> Freeze:
         item = self._table.get_item(Key=self._key("CONTROL#freeze"), ConsistentRead=True).get("Item")
         if not item:
             return Freeze(frozen=False)
-        return Freeze(frozen=bool(item.get("frozen")), reason=item.get("reason"), by=item.get("by"),
-                      at=item.get("at"))
+        return Freeze(frozen=bool(item.get("frozen")), reason=item.get("reason"), by=item.get("by"), at=item.get("at"))
 
     def set_freeze(self, frozen: bool, *, reason: str, by: str, at: str) -> None:
         entry = {"at": at, "frozen": frozen, "by": by, "reason": reason}
         self._table.update_item(
             Key=self._key("CONTROL#freeze"),
             UpdateExpression="SET frozen = :f, reason = :r, #by = :b, #at = :a, "
-                             "#history = list_append(if_not_exists(#history, :empty), :entry)",
+            "#history = list_append(if_not_exists(#history, :empty), :entry)",
             ExpressionAttributeNames={"#by": "by", "#at": "at", "#history": "history"},
-            ExpressionAttributeValues={":f": frozen, ":r": reason, ":b": by, ":a": at,
-                                       ":entry": [entry], ":empty": []})
+            ExpressionAttributeValues={":f": frozen, ":r": reason, ":b": by, ":a": at, ":entry": [entry], ":empty": []},
+        )
 
     # ---- rollback lock ----------------------------------------------------------------------
     def acquire_lock(self, holder: str, *, now: datetime, ttl_seconds: int, purpose: str) -> bool:
@@ -397,11 +495,17 @@ class ReleaseRepository:
         until = now + timedelta(seconds=ttl_seconds)
         try:
             self._table.put_item(
-                Item={**self._key("LOCK#rollback"), "holder": holder, "purpose": purpose,
-                      "until": iso(until), "expires_at": int(until.timestamp()) + 86400},
+                Item={
+                    **self._key("LOCK#rollback"),
+                    "holder": holder,
+                    "purpose": purpose,
+                    "until": iso(until),
+                    "expires_at": int(until.timestamp()) + 86400,
+                },
                 ConditionExpression="attribute_not_exists(pk) OR #until < :now",
                 ExpressionAttributeNames={"#until": "until"},
-                ExpressionAttributeValues={":now": iso(now)})
+                ExpressionAttributeValues={":now": iso(now)},
+            )
         except ClientError as error:
             if _condition_failed(error):
                 return False
@@ -410,8 +514,11 @@ class ReleaseRepository:
 
     def release_lock(self, holder: str) -> None:
         try:
-            self._table.delete_item(Key=self._key("LOCK#rollback"), ConditionExpression="holder = :h",
-                                    ExpressionAttributeValues={":h": holder})
+            self._table.delete_item(
+                Key=self._key("LOCK#rollback"),
+                ConditionExpression="holder = :h",
+                ExpressionAttributeValues={":h": holder},
+            )
         except ClientError as error:
             if not _condition_failed(error):
                 raise
@@ -426,7 +533,8 @@ class ReleaseRepository:
             Key=self._key(f"ALARM#{occurrence}"),
             UpdateExpression="ADD attempts :one SET expires_at = :exp",
             ExpressionAttributeValues={":one": 1, ":exp": int(now.timestamp()) + 30 * 86400},
-            ReturnValues="UPDATED_NEW")
+            ReturnValues="UPDATED_NEW",
+        )
         return int(result["Attributes"]["attempts"])
 
     def settle_alarm(self, occurrence: str, outcome: str, *, now: datetime, detail: str) -> bool:
@@ -436,8 +544,13 @@ class ReleaseRepository:
                 Key=self._key(f"ALARM#{occurrence}"),
                 UpdateExpression="SET outcome = :o, detail = :d, settled_at = :a, expires_at = :exp",
                 ConditionExpression="attribute_not_exists(outcome)",
-                ExpressionAttributeValues={":o": outcome, ":d": detail, ":a": iso(now),
-                                           ":exp": int(now.timestamp()) + 30 * 86400})
+                ExpressionAttributeValues={
+                    ":o": outcome,
+                    ":d": detail,
+                    ":a": iso(now),
+                    ":exp": int(now.timestamp()) + 30 * 86400,
+                },
+            )
         except ClientError as error:
             if _condition_failed(error):
                 return False
@@ -459,8 +572,9 @@ class ReleaseRepository:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _update_parts(self, sets: dict[str, Any], entry: dict[str, Any], expected_status: Status,
-                      event_time: str | None) -> dict[str, Any]:
+    def _update_parts(
+        self, sets: dict[str, Any], entry: dict[str, Any], expected_status: Status, event_time: str | None
+    ) -> dict[str, Any]:
         names = {"#status": "status", "#history": "history"}
         values: dict[str, Any] = {":expected": str(expected_status), ":entry": [entry], ":empty": []}
         clauses = ["#history = list_append(if_not_exists(#history, :empty), :entry)"]
@@ -472,24 +586,35 @@ class ReleaseRepository:
             names["#evt"], values[":evt"] = "last_event_time", event_time
             clauses.append("#evt = :evt")
             condition += " AND (attribute_not_exists(#evt) OR #evt < :evt)"
-        return {"UpdateExpression": "SET " + ", ".join(clauses), "ConditionExpression": condition,
-                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        return {
+            "UpdateExpression": "SET " + ", ".join(clauses),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
-    def _update(self, release_id: str, sets: dict[str, Any], entry: dict[str, Any],
-                expected_status: Status, event_time: str | None) -> bool:
+    def _update(
+        self,
+        release_id: str,
+        sets: dict[str, Any],
+        entry: dict[str, Any],
+        expected_status: Status,
+        event_time: str | None,
+    ) -> bool:
         try:
-            self._table.update_item(Key=self._key(f"RELEASE#{release_id}"),
-                                    **self._update_parts(sets, entry, expected_status, event_time))
+            self._table.update_item(
+                Key=self._key(f"RELEASE#{release_id}"), **self._update_parts(sets, entry, expected_status, event_time)
+            )
         except ClientError as error:
             if _condition_failed(error):
                 return False
             raise
         return True
 
-    def _transition_action(self, release: Release, to: Status, at: str, by: str, reason: str,
-                           updates: dict[str, Any]) -> dict[str, Any]:
+    def _transition_action(
+        self, release: Release, to: Status, at: str, by: str, reason: str, updates: dict[str, Any]
+    ) -> dict[str, Any]:
         entry = {"at": at, "from": str(release.status), "to": str(to), "by": by, "reason": reason}
         sets = {"status": str(to), "status_key": self._status_key(to), "status_changed_at": at, **updates}
         parts = self._update_parts(sets, entry, release.status, None)
-        return {"Update": {"TableName": self._table.name, "Key": self._key(f"RELEASE#{release.release_id}"),
-                           **parts}}
+        return {"Update": {"TableName": self._table.name, "Key": self._key(f"RELEASE#{release.release_id}"), **parts}}

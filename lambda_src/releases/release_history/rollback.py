@@ -16,10 +16,22 @@ from .errors import EndpointBusyError, GaveUpError, TransientAwsError
 from .repository import Intent, ReleaseRepository
 from .timeutil import iso, utcnow
 
-_TRANSIENT_CODES = {"ThrottlingException", "Throttling", "ThrottledException", "Throttled", "TooManyRequestsException",
-                    "RequestLimitExceeded", "ProvisionedThroughputExceededException", "RequestThrottled",
-                    "SlowDown", "InternalFailure", "InternalServerError", "InternalError", "ServiceUnavailable",
-                    "TransactionInProgressException"}
+_TRANSIENT_CODES = {
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "Throttled",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+}
 T = TypeVar("T")
 # Re-reads and re-tries of the history transaction within one invocation (a concurrent writer won the race).
 _RECORD_TRIES = 3
@@ -60,8 +72,7 @@ def complete(repo: ReleaseRepository, endpoint: EndpointGateway, intent: Intent)
             raise EndpointBusyError(f"endpoint {endpoint.name} is {state.status}")
         if state.config_name != intent.from_release:
             note = f"endpoint is on {state.config_name}, neither {intent.from_release} nor {intent.to_release}"
-            _aws(lambda: repo.close_intent(intent, outcome=str(RollbackResult.ABANDONED), at=iso(utcnow()),
-                                           note=note))
+            _aws(lambda: repo.close_intent(intent, outcome=str(RollbackResult.ABANDONED), at=iso(utcnow()), note=note))
             return RollbackResult.ABANDONED
         _update(repo, endpoint, intent)
     for _ in range(_RECORD_TRIES):

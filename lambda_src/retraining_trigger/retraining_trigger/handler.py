@@ -34,10 +34,16 @@ MAX_REASON = 1000  # CodePipeline variable values are limited to 1000 characters
 RECENT_EXECUTIONS = 20
 # Errors a retry cannot fix (the pipeline or lock table does not exist, the role may not call it, the request is
 # invalid): reported once as "gave up" instead of failing the invocation three times into the dead-letter queue.
-PERMANENT = frozenset({
-    "PipelineNotFoundException", "ValidationException", "AccessDenied", "AccessDeniedException",
-    "UnauthorizedOperation", "ResourceNotFoundException",
-})
+PERMANENT = frozenset(
+    {
+        "PipelineNotFoundException",
+        "ValidationException",
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "ResourceNotFoundException",
+    }
+)
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -65,8 +71,10 @@ def describe(event: Any) -> str:
     )
     raw_window = detail.get("window")
     window = _mapping(raw_window)
-    span = f"[{_text(window.get('start'))}, {_text(window.get('end'))})" if window or raw_window is None else (
-        f"[{_text(raw_window)}]"
+    span = (
+        f"[{_text(window.get('start'))}, {_text(window.get('end'))})"
+        if window or raw_window is None
+        else (f"[{_text(raw_window)}]")
     )
     return (
         f"drift on {_text(detail.get('endpointName'))} model {_text(detail.get('modelVersion'))} "
@@ -85,8 +93,9 @@ def _retraining(codepipeline: Any, pipeline: str, execution_id: str) -> bool:
         logger.info("execution listed as running is gone; skipped", extra={"execution": execution_id})
         return False
     variables = _mapping(execution.get("pipelineExecution")).get("variables") or []
-    return any(_mapping(v).get("name") == "RETRAINING" and _mapping(v).get("resolvedValue") == "true"
-               for v in variables)
+    return any(
+        _mapping(v).get("name") == "RETRAINING" and _mapping(v).get("resolvedValue") == "true" for v in variables
+    )
 
 
 def retraining_in_progress(codepipeline: Any, pipeline: str) -> str | None:
@@ -115,8 +124,9 @@ def trigger(event: dict[str, Any], codepipeline: Any, pipeline: str) -> dict[str
         variables=[{"name": "RETRAINING", "value": "true"}, {"name": "RETRAINING_REASON", "value": reason or "?"}],
         clientRequestToken=token,
     )
-    logger.info("retraining run started", extra={"execution": response["pipelineExecutionId"], "reason": reason,
-                                                  "token": token})
+    logger.info(
+        "retraining run started", extra={"execution": response["pipelineExecutionId"], "reason": reason, "token": token}
+    )
     return {"started": True, "executionId": response["pipelineExecutionId"], "reason": reason}
 
 
@@ -127,8 +137,10 @@ def _code(error: ClientError) -> str:
 def _gave_up(event: Any, error: ClientError) -> dict[str, Any]:
     """A ClientError retrying cannot fix: say so once, explicitly, instead of three identical failures."""
     reason = describe(event)
-    logger.error("gave up: retraining decision failed and retrying cannot fix it",
-                 extra={"error_code": _code(error), "error": str(error), "reason": reason})
+    logger.error(
+        "gave up: retraining decision failed and retrying cannot fix it",
+        extra={"error_code": _code(error), "error": str(error), "reason": reason},
+    )
     return {"started": False, "outcome": "gave-up", "error": _code(error), "reason": reason}
 
 
@@ -166,8 +178,10 @@ def _failed(event: Any, error: Exception) -> dict[str, Any]:
     if isinstance(error, ClientError) and _code(error) in PERMANENT:
         return _gave_up(event, error)
     code = _code(error) if isinstance(error, ClientError) else type(error).__name__
-    logger.warning("retraining decision failed; Lambda retries the event (same request token), then dead-letters it",
-                   extra={"error_code": code, "error": str(error)})
+    logger.warning(
+        "retraining decision failed; Lambda retries the event (same request token), then dead-letters it",
+        extra={"error_code": code, "error": str(error)},
+    )
     raise error
 
 
@@ -177,8 +191,9 @@ def _release(lock: DecisionLock, lease: Lease) -> None:
     except Exception:
         # The decision is made (a run started with this event's token, or none needed): raising would retry a
         # settled event. The lease runs out by itself.
-        logger.exception("releasing the decision lock failed; its lease expires",
-                         extra={"expires_at": lease.expires_at})
+        logger.exception(
+            "releasing the decision lock failed; its lease expires", extra={"expires_at": lease.expires_at}
+        )
         return
     if not released:
         logger.error("the decision lock's lease ran out before the decision ended: lengthen the lease")

@@ -22,8 +22,10 @@ ARTIFACT_BUCKET, ARTIFACT_KEY = "pipeline-artifacts", "mlapi-delivery/Synth_Outp
 AUDIT_TABLE, PIPELINE, STAGE = "approval-audit", "mlapi-delivery", "prod"
 LOCK_TABLE, LOCK_NAME = "decision-locks", "mlapi-delivery-change-classifier"
 APPROVALS = ["ModelApproval", "OperationsApproval"]
-WATCHED = {"mlapi-prod-inference": "assembly-prod/prodInference18B729AF.template.json",
-           "mlapi-prod-data": "assembly-prod/prodData007C6C9D.template.json"}
+WATCHED = {
+    "mlapi-prod-inference": "assembly-prod/prodInference18B729AF.template.json",
+    "mlapi-prod-data": "assembly-prod/prodData007C6C9D.template.json",
+}
 
 
 def synthesized(stack: str) -> dict[str, Any]:
@@ -57,16 +59,44 @@ def cdk_out_zip(edit: Callable[[str, bytes], bytes] | None = None) -> bytes:
 
 
 def job_event(parameters: dict[str, Any] | None = None, job_id: str = "job-1") -> dict[str, Any]:
-    user_parameters = {"pipeline": PIPELINE, "approval_stage": STAGE, "approval_actions": APPROVALS,
-                       "watched_stacks": list(WATCHED), "audit_table": AUDIT_TABLE, **(parameters or {})}
-    return {"CodePipeline.job": {"id": job_id, "accountId": "123456789012", "data": {
-        "actionConfiguration": {"configuration": {"FunctionName": "mlapi-change-classifier",
-                                                  "UserParameters": json.dumps(user_parameters)}},
-        "inputArtifacts": [{"name": "Synth_Output", "revision": None, "location": {
-            "type": "S3", "s3Location": {"bucketName": ARTIFACT_BUCKET, "objectKey": ARTIFACT_KEY}}}],
-        "outputArtifacts": [],
-        "artifactCredentials": {"accessKeyId": "testing", "secretAccessKey": "testing", "sessionToken": "testing"},
-    }}}
+    user_parameters = {
+        "pipeline": PIPELINE,
+        "approval_stage": STAGE,
+        "approval_actions": APPROVALS,
+        "watched_stacks": list(WATCHED),
+        "audit_table": AUDIT_TABLE,
+        **(parameters or {}),
+    }
+    return {
+        "CodePipeline.job": {
+            "id": job_id,
+            "accountId": "123456789012",
+            "data": {
+                "actionConfiguration": {
+                    "configuration": {
+                        "FunctionName": "mlapi-change-classifier",
+                        "UserParameters": json.dumps(user_parameters),
+                    }
+                },
+                "inputArtifacts": [
+                    {
+                        "name": "Synth_Output",
+                        "revision": None,
+                        "location": {
+                            "type": "S3",
+                            "s3Location": {"bucketName": ARTIFACT_BUCKET, "objectKey": ARTIFACT_KEY},
+                        },
+                    }
+                ],
+                "outputArtifacts": [],
+                "artifactCredentials": {
+                    "accessKeyId": "testing",
+                    "secretAccessKey": "testing",
+                    "sessionToken": "testing",
+                },
+            },
+        }
+    }
 
 
 @dataclass
@@ -88,20 +118,43 @@ class World:
     def deployed(self, stack: str, template: dict[str, Any] | None) -> None:
         if template is None:
             self.cloudformation.add_client_error(
-                "get_template", "ValidationError", f"Stack with id {stack} does not exist", 400,
-                expected_params={"StackName": stack, "TemplateStage": "Original"})
+                "get_template",
+                "ValidationError",
+                f"Stack with id {stack} does not exist",
+                400,
+                expected_params={"StackName": stack, "TemplateStage": "Original"},
+            )
         else:
-            self.cloudformation.add_response("get_template", {"TemplateBody": json.dumps(template)},
-                                             {"StackName": stack, "TemplateStage": "Original"})
+            self.cloudformation.add_response(
+                "get_template",
+                {"TemplateBody": json.dumps(template)},
+                {"StackName": stack, "TemplateStage": "Original"},
+            )
 
     def pipeline_state(self, statuses: dict[str, str | None], execution: str = "exec-42") -> None:
-        actions = [{"actionName": name, **({"latestExecution": {"status": status, "token": f"token-{name}"}}
-                                           if status else {})} for name, status in statuses.items()]
+        actions = [
+            {
+                "actionName": name,
+                **({"latestExecution": {"status": status, "token": f"token-{name}"}} if status else {}),
+            }
+            for name, status in statuses.items()
+        ]
         actions.append({"actionName": "ChangeClassifier", "latestExecution": {"status": "InProgress"}})
-        self.codepipeline.add_response("get_pipeline_state", {"pipelineName": PIPELINE, "stageStates": [
-            {"stageName": "Build", "latestExecution": {"pipelineExecutionId": "old", "status": "Succeeded"}},
-            {"stageName": STAGE, "actionStates": actions,
-             "latestExecution": {"pipelineExecutionId": execution, "status": "InProgress"}}]}, {"name": PIPELINE})
+        self.codepipeline.add_response(
+            "get_pipeline_state",
+            {
+                "pipelineName": PIPELINE,
+                "stageStates": [
+                    {"stageName": "Build", "latestExecution": {"pipelineExecutionId": "old", "status": "Succeeded"}},
+                    {
+                        "stageName": STAGE,
+                        "actionStates": actions,
+                        "latestExecution": {"pipelineExecutionId": execution, "status": "InProgress"},
+                    },
+                ],
+            },
+            {"name": PIPELINE},
+        )
 
     def audit_items(self) -> list[dict[str, Any]]:
         return sorted(self.table.scan()["Items"], key=lambda i: i["sk"])
@@ -117,6 +170,7 @@ class StubbedClients(Clients):
         def client(region: str | None) -> Any:
             self.regions.append(region)
             return self._cloudformation
+
         return client
 
 
@@ -197,16 +251,30 @@ class FakePipeline:
         return getattr(self, "_" + operation)(params)  # type: ignore[no-any-return]
 
     def client(self) -> Any:
-        return answering("codepipeline", "*",
-                         self._dispatch)
+        return answering("codepipeline", "*", self._dispatch)
 
     def _GetPipelineState(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        actions = [{"actionName": name, "latestExecution": {"status": status, **(
-            {"token": f"token-{name}"} if status == "InProgress" else {})}} for name, status in self.statuses.items()]
+        actions = [
+            {
+                "actionName": name,
+                "latestExecution": {"status": status, **({"token": f"token-{name}"} if status == "InProgress" else {})},
+            }
+            for name, status in self.statuses.items()
+        ]
         actions.append({"actionName": "ChangeClassifier", "latestExecution": {"status": "InProgress"}})
-        return _answer(200, {"pipelineName": params["name"], "stageStates": [
-            {"stageName": STAGE, "actionStates": actions,
-             "latestExecution": {"pipelineExecutionId": self.execution, "status": "InProgress"}}]})
+        return _answer(
+            200,
+            {
+                "pipelineName": params["name"],
+                "stageStates": [
+                    {
+                        "stageName": STAGE,
+                        "actionStates": actions,
+                        "latestExecution": {"pipelineExecutionId": self.execution, "status": "InProgress"},
+                    }
+                ],
+            },
+        )
 
     def _PutApprovalResult(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         action = params["actionName"]
@@ -229,7 +297,7 @@ class FakePipeline:
         return self._report(params["jobId"], "failure", params["failureDetails"])
 
     def outcome(self, job: str = "job-1") -> str | None:
-        """"success" / "failure" once reported, else None."""
+        """ "success" / "failure" once reported, else None."""
         reports = self.reports.get(job) or []
         return reports[0][0] if reports else None
 
@@ -241,8 +309,7 @@ class FakeCloudFormation:
         self.deployed = deployed
 
     def client(self) -> Any:
-        return answering("cloudformation", "GetTemplate",
-                         lambda operation, params: self._get_template(params))
+        return answering("cloudformation", "GetTemplate", lambda operation, params: self._get_template(params))
 
     def _get_template(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         template = self.deployed.get(params["StackName"])

@@ -24,19 +24,31 @@ from classifier_world import ARTIFACT_BUCKET, AUDIT_TABLE, LOCK_TABLE, REGION, S
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    for name, value in {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "APPROVAL_WAIT_ATTEMPTS": "3",
-                        "APPROVAL_WAIT_SECONDS": "0", "AWS_API_MAX_ATTEMPTS": "1",
-                        "POWERTOOLS_SERVICE_NAME": "change-classifier"}.items():
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "APPROVAL_WAIT_ATTEMPTS": "3",
+        "APPROVAL_WAIT_SECONDS": "0",
+        "AWS_API_MAX_ATTEMPTS": "1",
+        "POWERTOOLS_SERVICE_NAME": "change-classifier",
+    }.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
-        table, _ = (dynamodb.create_table(
-            TableName=name, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}]) for name in (AUDIT_TABLE, LOCK_TABLE))
+        table, _ = (
+            dynamodb.create_table(
+                TableName=name,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+            )
+            for name in (AUDIT_TABLE, LOCK_TABLE)
+        )
         codepipeline = boto3.client("codepipeline", region_name=REGION)
         cloudformation = boto3.client("cloudformation", region_name=REGION)
         with Stubber(codepipeline) as pipeline_stub, Stubber(cloudformation) as cfn_stub:

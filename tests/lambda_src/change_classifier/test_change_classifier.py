@@ -35,23 +35,31 @@ def deploy_unchanged(world: World) -> None:
 
 def expect_approvals(world: World, errors: dict[str, str] | None = None) -> None:
     for action in APPROVALS:
-        params = {"pipelineName": PIPELINE, "stageName": STAGE, "actionName": action,
-                  "result": {"summary": SUMMARY, "status": "Approved"}, "token": f"token-{action}"}
+        params = {
+            "pipelineName": PIPELINE,
+            "stageName": STAGE,
+            "actionName": action,
+            "result": {"summary": SUMMARY, "status": "Approved"},
+            "token": f"token-{action}",
+        }
         if errors and action in errors:
-            world.codepipeline.add_client_error("put_approval_result", errors[action], "done", 400,
-                                                expected_params=params)
+            world.codepipeline.add_client_error(
+                "put_approval_result", errors[action], "done", 400, expected_params=params
+            )
         else:
             world.codepipeline.add_response("put_approval_result", {"approvedAt": "2026-03-01T12:00:00Z"}, params)
 
 
 def expect_success(world: World) -> None:
-    world.codepipeline.add_response("put_job_success_result", {},
-                                    {"jobId": "job-1", "executionDetails": {"summary": ANY, "percentComplete": 100}})
+    world.codepipeline.add_response(
+        "put_job_success_result", {}, {"jobId": "job-1", "executionDetails": {"summary": ANY, "percentComplete": 100}}
+    )
 
 
 def expect_failure(world: World, failure_type: str) -> None:
-    world.codepipeline.add_response("put_job_failure_result", {}, {
-        "jobId": "job-1", "failureDetails": {"type": failure_type, "message": ANY}})
+    world.codepipeline.add_response(
+        "put_job_failure_result", {}, {"jobId": "job-1", "failureDetails": {"type": failure_type, "message": ANY}}
+    )
 
 
 def only_audit_item(world: World) -> dict[str, Any]:
@@ -74,7 +82,9 @@ def test_unchanged_release_is_auto_approved_and_audited(world: World) -> None:
     assert item["execution_id"] == "exec-42" and item["commit"] == COMMIT
     assert item["approvals"] == {a: "approved" for a in APPROVALS}
     assert {s["stack"]: s["changed"] for s in item["stacks_compared"]} == {
-        "mlapi-prod-inference": False, "mlapi-prod-data": False}
+        "mlapi-prod-inference": False,
+        "mlapi-prod-data": False,
+    }
     assert world.clients.regions == ["eu-west-1", "eu-west-1"]  # from the manifest's environment
 
 
@@ -110,14 +120,17 @@ def test_approval_answered_by_a_human_first_still_succeeds(world: World) -> None
     expect_success(world)
     assert run(job_event(), world.clients)["result"] == "success"
     assert only_audit_item(world)["approvals"] == {
-        "ModelApproval": "already settled: ApprovalAlreadyCompletedException", "OperationsApproval": "approved"}
+        "ModelApproval": "already settled: ApprovalAlreadyCompletedException",
+        "OperationsApproval": "approved",
+    }
 
 
 def _new_model(name: str, data: bytes) -> bytes:
     text = data.decode()
     if name.endswith("prodInference18B729AF.template.json"):
         text = text.replace("bf9558756f5ead0c", "0123456789abcdef").replace(
-            "b7ed74cbd9f5aa3705c866deac72c00d4d1e75eb5a5afd26f7e25a8fbe3cbe3a", "f" * 64)
+            "b7ed74cbd9f5aa3705c866deac72c00d4d1e75eb5a5afd26f7e25a8fbe3cbe3a", "f" * 64
+        )
     return text.encode()
 
 
@@ -125,10 +138,13 @@ def _new_lambda_code(name: str, data: bytes) -> bytes:
     return data.replace(b"d60d27aa18746dfb222177c50436c2880cdd78e6d003df076915d2ca9b31da16", b"e" * 64)
 
 
-@pytest.mark.parametrize(("edit", "reason"), [
-    (_new_model, "model hash bf9558756f5ead0c -> 0123456789abcdef"),
-    (_new_lambda_code, "Resources.ReleasesRecorderFunctionC5A01C0C changed"),
-])
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (_new_model, "model hash bf9558756f5ead0c -> 0123456789abcdef"),
+        (_new_lambda_code, "Resources.ReleasesRecorderFunctionC5A01C0C changed"),
+    ],
+)
 def test_changed_inference_stack_is_left_for_humans(world: World, edit: Any, reason: str) -> None:
     world.upload(cdk_out_zip(edit))
     deploy_unchanged(world)
@@ -173,7 +189,10 @@ def test_artifact_that_is_not_a_zip_fails_the_job(world: World) -> None:
     # The failure is the job's record: a redelivery of the job reports it again instead of deciding.
     item = only_audit_item(world)
     assert (item["decision"], item["failure_type"], item["summary"]) == (
-        "failed", "ConfigurationError", result["message"])
+        "failed",
+        "ConfigurationError",
+        result["message"],
+    )
 
 
 def test_missing_watched_stack_fails_the_job(world: World) -> None:
@@ -242,12 +261,18 @@ def test_lambda_handler_entry_point(world: World, monkeypatch: pytest.MonkeyPatc
     world.upload(b"not a zip")
     expect_failure(world, "ConfigurationError")
     monkeypatch.setattr(handler_module, "default_clients", lambda: world.clients)
-    for variable, value in {"DECISION_LOCK_TABLE": LOCK_TABLE, "DECISION_LOCK_NAME": "classifier",
-                            "DECISION_LOCK_LEASE_SECONDS": "150"}.items():
+    for variable, value in {
+        "DECISION_LOCK_TABLE": LOCK_TABLE,
+        "DECISION_LOCK_NAME": "classifier",
+        "DECISION_LOCK_LEASE_SECONDS": "150",
+    }.items():
         monkeypatch.setenv(variable, value)
-    context = SimpleNamespace(function_name="mlapi-change-classifier", memory_limit_in_mb=256,
-                              invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:x",
-                              aws_request_id="req-1")
+    context = SimpleNamespace(
+        function_name="mlapi-change-classifier",
+        memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:x",
+        aws_request_id="req-1",
+    )
     assert handler_module.handler(job_event(), context)["result"] == "failure"
 
 

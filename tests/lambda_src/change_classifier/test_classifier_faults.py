@@ -43,9 +43,16 @@ from classifier_world import (
 from tests.fault_injection import FaultCase, Scenario, Step, Trace, count_pairs, fault_cases, patched_env, run_scenario
 
 LEASE = 150
-ENVIRONMENT = {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "APPROVAL_WAIT_ATTEMPTS": "3",
-               "APPROVAL_WAIT_SECONDS": "0", "AWS_API_MAX_ATTEMPTS": "1", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_SERVICE_NAME": "change-classifier"}
+ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "APPROVAL_WAIT_ATTEMPTS": "3",
+    "APPROVAL_WAIT_SECONDS": "0",
+    "AWS_API_MAX_ATTEMPTS": "1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "POWERTOOLS_SERVICE_NAME": "change-classifier",
+}
 ARCHIVE = cdk_out_zip()
 UNCHANGED = unchanged_deployment()
 
@@ -56,21 +63,28 @@ def provision() -> None:
     dynamodb = SESSION.client("dynamodb")
     for name in (AUDIT_TABLE, LOCK_TABLE):
         dynamodb.create_table(
-            TableName=name, BillingMode="PAY_PER_REQUEST",
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}])
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+        )
 
 
 class FaultClients(Clients):
     def __init__(self, codepipeline: Any, cloudformation: Any) -> None:
-        super().__init__(codepipeline=codepipeline, dynamodb=shared("dynamodb resource",
-                                                                    lambda: SESSION.resource("dynamodb")))
+        super().__init__(
+            codepipeline=codepipeline, dynamodb=shared("dynamodb resource", lambda: SESSION.resource("dynamodb"))
+        )
         self._cloudformation = cloudformation
 
     def artifacts_s3(self, job: Any) -> Any:  # the job's own credentials, from the shared session's models
-        return shared(f"s3 {sorted(job.credentials.items())}",
-                      lambda: SESSION.client("s3", config=Config(signature_version="s3v4"), **job.credentials))
+        return shared(
+            f"s3 {sorted(job.credentials.items())}",
+            lambda: SESSION.client("s3", config=Config(signature_version="s3v4"), **job.credentials),
+        )
 
     def cloudformation_for(self, job: Any) -> Any:
         return lambda region: self._cloudformation
@@ -135,24 +149,38 @@ def _environment() -> Any:
 
 def _scenario(name: str, deployed: dict[str, Any], steps: tuple[Step[World], ...]) -> Scenario[World]:
     SCENARIO_STEPS[name] = steps
-    return Scenario(name=name, steps=steps, setup=lambda: world_with(deployed), check=check, provision=provision,
-                    environment=_environment)
+    return Scenario(
+        name=name,
+        steps=steps,
+        setup=lambda: world_with(deployed),
+        check=check,
+        provision=provision,
+        environment=_environment,
+    )
 
 
 SCENARIO_STEPS: dict[str, tuple[Step[World], ...]] = {}
-AUTO_APPROVE = _scenario("classifier_auto_approve", UNCHANGED,
-                         (Step("job", lambda w: w.decide("request-1")),))
-LEFT_FOR_HUMANS = _scenario("classifier_left_for_humans", {**UNCHANGED, "mlapi-prod-inference": None},
-                            (Step("job", lambda w: w.decide("request-1")),))
+AUTO_APPROVE = _scenario("classifier_auto_approve", UNCHANGED, (Step("job", lambda w: w.decide("request-1")),))
+LEFT_FOR_HUMANS = _scenario(
+    "classifier_left_for_humans",
+    {**UNCHANGED, "mlapi-prod-inference": None},
+    (Step("job", lambda w: w.decide("request-1")),),
+)
 # The same job delivered again after it completed (a duplicate delivery under another request id).
-REDELIVERED = _scenario("classifier_job_redelivered", UNCHANGED,
-                        (Step("job", lambda w: w.decide("request-1")), Step("again", lambda w: w.decide("request-2"))))
+REDELIVERED = _scenario(
+    "classifier_job_redelivered",
+    UNCHANGED,
+    (Step("job", lambda w: w.decide("request-1")), Step("again", lambda w: w.decide("request-2"))),
+)
 SCENARIOS = [AUTO_APPROVE, LEFT_FOR_HUMANS, REDELIVERED]
 
 
 def test_scenarios_without_faults_complete() -> None:
-    for scenario, summary in ((AUTO_APPROVE, "auto-approved: no model"), (LEFT_FOR_HUMANS, "left for humans"),
-                              (REDELIVERED, "auto-approved: no model")):
+    for scenario, summary in (
+        (AUTO_APPROVE, "auto-approved: no model"),
+        (LEFT_FOR_HUMANS, "left for humans"),
+        (REDELIVERED, "auto-approved: no model"),
+    ):
         trace = run_scenario(scenario)
         assert trace.unhandled == []
         assert [(r["result"], summary in r["summary"]) for r in trace.results("job")] == [("success", True)]

@@ -49,8 +49,9 @@ def test_another_job_being_classified_makes_this_invocation_fail_for_lambdas_ret
 
 
 def test_a_lock_table_that_cannot_be_read_fails_the_job_without_deciding(world: World) -> None:
-    world.codepipeline.add_response("put_job_failure_result", {}, {
-        "jobId": "job-1", "failureDetails": {"type": "JobFailed", "message": ANY}})
+    world.codepipeline.add_response(
+        "put_job_failure_result", {}, {"jobId": "job-1", "failureDetails": {"type": "JobFailed", "message": ANY}}
+    )
     result = decide(job_event(), world.clients, world.lock("no-such-table"), "request-1")
     assert result["result"] == "failure" and "ResourceNotFoundException" in result["message"]
     assert [i["decision"] for i in world.audit_items()] == ["failed"]  # nothing decided; the failure recorded
@@ -59,10 +60,14 @@ def test_a_lock_table_that_cannot_be_read_fails_the_job_without_deciding(world: 
 def test_an_unwired_lock_fails_the_job(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handler_module, "default_clients", lambda: world.clients)
     monkeypatch.delenv("DECISION_LOCK_TABLE", raising=False)
-    world.codepipeline.add_response("put_job_failure_result", {}, {
-        "jobId": "job-1", "failureDetails": {"type": "JobFailed", "message": ANY}})
-    context = SimpleNamespace(function_name="mlapi-change-classifier", memory_limit_in_mb=256,
-                              invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:x",
-                              aws_request_id="req-1")
+    world.codepipeline.add_response(
+        "put_job_failure_result", {}, {"jobId": "job-1", "failureDetails": {"type": "JobFailed", "message": ANY}}
+    )
+    context = SimpleNamespace(
+        function_name="mlapi-change-classifier",
+        memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:x",
+        aws_request_id="req-1",
+    )
     result = handler_module.handler(job_event(), context)
     assert result["result"] == "failure" and "DECISION_LOCK_TABLE" in result["message"]

@@ -37,8 +37,9 @@ def fake(world: World) -> tuple[World, FakePipeline, StubbedClients]:
     """The moto world with stateful CodePipeline/CloudFormation fakes instead of the scripted Stubbers."""
     world.upload(cdk_out_zip())
     pipeline = FakePipeline()
-    clients = StubbedClients(pipeline.client(), world.clients.dynamodb, FakeCloudFormation(
-        unchanged_deployment()).client())
+    clients = StubbedClients(
+        pipeline.client(), world.clients.dynamodb, FakeCloudFormation(unchanged_deployment()).client()
+    )
     return world, pipeline, clients
 
 
@@ -99,13 +100,28 @@ def test_a_string_where_a_list_is_required_is_refused_by_name(fake: Any, key: st
 
 
 # ---- malformed input is data: properties -------------------------------------------------------------
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                    max_leaves=8)
-KEYS = ("pipeline", "approval_stage", "approval_actions", "watched_stacks", "audit_table", "audit_pk", "assembly",
-        "cfn_role_arn")
-VALID = {"pipeline": "p", "approval_stage": "prod", "approval_actions": ["A"], "watched_stacks": ["S"],
-         "audit_table": "t"}
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+KEYS = (
+    "pipeline",
+    "approval_stage",
+    "approval_actions",
+    "watched_stacks",
+    "audit_table",
+    "audit_pk",
+    "assembly",
+    "cfn_role_arn",
+)
+VALID = {
+    "pipeline": "p",
+    "approval_stage": "prod",
+    "approval_actions": ["A"],
+    "watched_stacks": ["S"],
+    "audit_table": "t",
+}
 
 
 @settings(max_examples=150, deadline=None)
@@ -136,8 +152,11 @@ def test_any_event_is_a_job_or_refused_clearly(event: Any) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.fixed_dictionaries({}, optional={
-    "id": JSON | st.just("job-1"), "data": JSON | st.just(job_event()["CodePipeline.job"]["data"])}))
+@given(
+    st.fixed_dictionaries(
+        {}, optional={"id": JSON | st.just("job-1"), "data": JSON | st.just(job_event()["CodePipeline.job"]["data"])}
+    )
+)
 def test_a_damaged_job_event_fails_the_job_or_is_refused(job: dict[str, Any]) -> None:
     event = {"CodePipeline.job": job}
     if handler_module.job_id(event) is None:
@@ -151,9 +170,16 @@ def test_a_damaged_job_event_fails_the_job_or_is_refused(job: dict[str, Any]) ->
     assert job["data"] == job_event()["CodePipeline.job"]["data"]  # only the intact job parses
 
 
-@pytest.mark.parametrize("manifest", [b"[1]", b'{"artifacts": ["a"]}', b'{"artifacts": {"s": "x"}}',
-                                      b'{"artifacts": {"s": {"type": "aws:cloudformation:stack", "properties": '
-                                      b'{"stackName": "mlapi-prod-inference"}}}}'])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        b"[1]",
+        b'{"artifacts": ["a"]}',
+        b'{"artifacts": {"s": "x"}}',
+        b'{"artifacts": {"s": {"type": "aws:cloudformation:stack", "properties": '
+        b'{"stackName": "mlapi-prod-inference"}}}}',
+    ],
+)
 def test_a_malformed_manifest_is_a_configuration_error(fake: Any, manifest: bytes) -> None:
     world, pipeline, clients = fake
     world.upload(cdk_out_zip(lambda name, data: manifest if name.endswith("manifest.json") else data))

@@ -18,8 +18,9 @@ def test_commit_tag_construct_paths_and_cdk_bookkeeping_are_ignored() -> None:
 
 
 def test_tags_given_as_a_map_lose_only_the_commit() -> None:
-    template = {"Resources": {"Fn": {"Type": "AWS::SSM::Parameter", "Properties": {
-        "Tags": {"commit": "a", "model-hash": "b"}}}}}
+    template = {
+        "Resources": {"Fn": {"Type": "AWS::SSM::Parameter", "Properties": {"Tags": {"commit": "a", "model-hash": "b"}}}}
+    }
     assert normalize(template)["Resources"]["Fn"]["Properties"]["Tags"] == {"model-hash": "b"}
 
 
@@ -31,8 +32,11 @@ def test_property_changes_added_and_removed_resources_count() -> None:
     del changed["Resources"]["ModelEndpoint65D8CF31"]
     changed["Outputs"]["EndpointName"]["Value"] = "other"
     assert differences(changed, template) == [
-        "Outputs.EndpointName changed", "Resources.Extra added", "Resources.ModelConfig0D8E4CD9 changed",
-        "Resources.ModelEndpoint65D8CF31 removed"]
+        "Outputs.EndpointName changed",
+        "Resources.Extra added",
+        "Resources.ModelConfig0D8E4CD9 changed",
+        "Resources.ModelEndpoint65D8CF31 removed",
+    ]
 
 
 def test_model_hash_tag_is_read_from_the_sagemaker_model() -> None:

@@ -39,6 +39,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with mock_aws():
         state = World(repo=provision())
-        monkeypatch.setattr(SageMakerResponse, "update_endpoint", fake_update_endpoint(lambda: state.update_calls),
-                            raising=False)
+        monkeypatch.setattr(
+            SageMakerResponse, "update_endpoint", fake_update_endpoint(lambda: state.update_calls), raising=False
+        )
         yield state

@@ -82,9 +82,16 @@ class Expect:
     outcome: str | None = None  # the step's final result["outcome"], when the story fixes it
 
 
-def release_scenario(name: str, *, history: Callable[[World], None], steps: list[tuple[str, Callable[[World], Any],
-                     Expect]], updates: list[str], notices: list[str], cli_steps: tuple[str, ...] = (),
-                     env: Mapping[str, str] | None = None) -> Scenario[World]:
+def release_scenario(
+    name: str,
+    *,
+    history: Callable[[World], None],
+    steps: list[tuple[str, Callable[[World], Any], Expect]],
+    updates: list[str],
+    notices: list[str],
+    cli_steps: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+) -> Scenario[World]:
     """A Scenario over the release world: `history` runs once (provisioned), `steps` are replayed with faults."""
     story = Story()
     expectations = {step: expect for step, _, expect in steps}
@@ -92,8 +99,12 @@ def release_scenario(name: str, *, history: Callable[[World], None], steps: list
     @contextmanager
     def environment() -> Iterator[None]:
         fake = fake_update_endpoint(lambda: story.world.update_calls if story.world else [])
-        with (patched_env({**ENV, **(env or {})}, UNSET), patched_attr(SageMakerResponse, "update_endpoint", fake),
-              patched_attr(controller, "get_runtime", runtime), patched_attr(recorder, "get_runtime", runtime)):
+        with (
+            patched_env({**ENV, **(env or {})}, UNSET),
+            patched_attr(SageMakerResponse, "update_endpoint", fake),
+            patched_attr(controller, "get_runtime", runtime),
+            patched_attr(recorder, "get_runtime", runtime),
+        ):
             yield
 
     def runtime() -> Runtime:
@@ -126,9 +137,16 @@ def release_scenario(name: str, *, history: Callable[[World], None], steps: list
         if len(trace.steps) == len(steps):
             check_end(world, snapshot, trace, updates, notices)
 
-    return Scenario(name=name, steps=tuple(Step(n, fn, _failed_exit if n in cli_steps else _no) for n, fn, _ in steps),
-                    setup=setup, check=check, provision=provision_history, environment=environment, faults=FAST_FAULTS,
-                    world_state=_world_state)
+    return Scenario(
+        name=name,
+        steps=tuple(Step(n, fn, _failed_exit if n in cli_steps else _no) for n, fn, _ in steps),
+        setup=setup,
+        check=check,
+        provision=provision_history,
+        environment=environment,
+        faults=FAST_FAULTS,
+        world_state=_world_state,
+    )
 
 
 def _world_state(world: World, state: Any) -> Any:
@@ -171,8 +189,11 @@ def check_invariants(world: World, history: History) -> None:
     serving = world.endpoint.endpoint_config_name
     by_id = {r.release_id: r for r in releases}
     open_target = history.open_target
-    allowed = serving in live or serving == open_target or (
-        serving in by_id and by_id[serving].status in (Status.DEPLOYING, Status.BAKING))
+    allowed = (
+        serving in live
+        or serving == open_target
+        or (serving in by_id and by_id[serving].status in (Status.DEPLOYING, Status.BAKING))
+    )
     assert allowed, f"I2: endpoint on {serving} ({by_id.get(serving)}), live {live}, open intent to {open_target}"
 
 
@@ -221,7 +242,8 @@ def _alarm(name: str, minutes: float) -> Callable[[World], Any]:
 
 
 ALARM_ROLLBACK = release_scenario(
-    "alarm_rollback", history=_three_live,
+    "alarm_rollback",
+    history=_three_live,
     steps=[
         ("alarm", _alarm(ALARMS[1], 60), Expect({V1: S, V2: L, V3: R}, V2, "rolled_back")),
         ("alarm_redelivered", _alarm(ALARMS[1], 60), Expect({V1: S, V2: L, V3: R}, V2)),
@@ -229,10 +251,13 @@ ALARM_ROLLBACK = release_scenario(
         # The alarm flaps: an automatic rollback never takes a second step back (v2 -> v1).
         ("flap_alarm", _alarm(ALARMS[0], 250), Expect({V1: S, V2: L, V3: R}, V2, "walk_back_refused")),
     ],
-    updates=[V2], notices=["Rolled back ml-api from ml-api-v3 to ml-api-v2", "no automatic rollback"])
+    updates=[V2],
+    notices=["Rolled back ml-api from ml-api-v3 to ml-api-v2", "no automatic rollback"],
+)
 
 DEPLOY_BAKE_LIVE = release_scenario(
-    "deploy_bake_live", history=_one_live,
+    "deploy_bake_live",
+    history=_one_live,
     steps=[
         ("register_v2", _register(V2, 40), Expect({V1: L, V2: D}, V1)),
         ("updating_v2", lambda w: recorder.handler(w.state_event("UPDATING", V2, 41), CTX), Expect({V1: L, V2: D}, V1)),
@@ -241,34 +266,58 @@ DEPLOY_BAKE_LIVE = release_scenario(
         # A later alarm goes back exactly one release: the transitions above were not lost.
         ("alarm", _alarm(ALARMS[0], 60), Expect({V1: L, V2: R}, V1, "rolled_back")),
     ],
-    updates=[V1], notices=["Rolled back ml-api from ml-api-v2 to ml-api-v1"])
+    updates=[V1],
+    notices=["Rolled back ml-api from ml-api-v2 to ml-api-v1"],
+)
 
 SAGEMAKER_ROLLBACK = release_scenario(
-    "sagemaker_rollback", history=_one_live,
+    "sagemaker_rollback",
+    history=_one_live,
     steps=[
         ("register_v2", _register(V2, 40), Expect({V1: L, V2: D}, V1)),
         ("register_v3", _register(V3, 42), Expect({V1: L, V2: D, V3: D}, V1)),  # registered, not deployed yet
-        ("updating_v2", lambda w: recorder.handler(w.state_event("UPDATING", V2, 41), CTX),
-         Expect({V1: L, V2: D, V3: D}, V1)),
-        ("sagemaker_rolled_back", _in_service(V1, 50, failure=f"Rolled back: alarm {ALARMS[0]} in ALARM"),
-         Expect({V1: L, V2: R, V3: D}, V1)),
-        ("promote", lambda w: recorder.handler(w.schedule_event(), CTX),
-         Expect({V1: L, V2: R, V3: D}, V1, "nothing_to_promote")),
+        (
+            "updating_v2",
+            lambda w: recorder.handler(w.state_event("UPDATING", V2, 41), CTX),
+            Expect({V1: L, V2: D, V3: D}, V1),
+        ),
+        (
+            "sagemaker_rolled_back",
+            _in_service(V1, 50, failure=f"Rolled back: alarm {ALARMS[0]} in ALARM"),
+            Expect({V1: L, V2: R, V3: D}, V1),
+        ),
+        (
+            "promote",
+            lambda w: recorder.handler(w.schedule_event(), CTX),
+            Expect({V1: L, V2: R, V3: D}, V1, "nothing_to_promote"),
+        ),
         ("late_alarm", _alarm(ALARMS[0], 45), Expect({V1: L, V2: R, V3: D}, V1, "stale")),
     ],
-    updates=[], notices=["Release ml-api-v2 rolled back by SageMaker"])
+    updates=[],
+    notices=["Release ml-api-v2 rolled back by SageMaker"],
+)
 
 OPERATOR_ROLLBACK = release_scenario(
-    "operator_rollback", history=_two_live, cli_steps=("operator_rollback", "operator_again"),
+    "operator_rollback",
+    history=_two_live,
+    cli_steps=("operator_rollback", "operator_again"),
     steps=[
-        ("operator_rollback", lambda w: _cli("rollback", "--to", V1, "--yes", "--by", "carol", "--reason", "bad"),
-         Expect({V1: L, V2: R}, V1)),
+        (
+            "operator_rollback",
+            lambda w: _cli("rollback", "--to", V1, "--yes", "--by", "carol", "--reason", "bad"),
+            Expect({V1: L, V2: R}, V1),
+        ),
         ("in_service_v1", _in_service(V1, 240), Expect({V1: L, V2: R}, V1)),
-        ("operator_again", lambda w: _cli("rollback", "--to", V1, "--yes", "--by", "carol"),
-         Expect({V1: L, V2: R}, V1)),
+        (
+            "operator_again",
+            lambda w: _cli("rollback", "--to", V1, "--yes", "--by", "carol"),
+            Expect({V1: L, V2: R}, V1),
+        ),
         # Nothing is left to roll back to: v2 is rolled back, never a target.
         ("alarm_after", _alarm(ALARMS[0], 250), Expect({V1: L, V2: R}, V1, "no_last_known_good")),
     ],
-    updates=[V1], notices=["no last known good"])
+    updates=[V1],
+    notices=["no last known good"],
+)
 
 SCENARIOS = (ALARM_ROLLBACK, DEPLOY_BAKE_LIVE, SAGEMAKER_ROLLBACK, OPERATOR_ROLLBACK)

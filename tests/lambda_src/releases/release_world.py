@@ -31,12 +31,21 @@ ALARMS = ("ml-api-5xx", "ml-api-latency-p99", "ml-api-container-errors")
 CONFIGS = ("ml-api-v1", "ml-api-v2", "ml-api-v3", "ml-api-v4")
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{DEFAULT_ACCOUNT_ID}:{TOPIC}"
 ENV = {
-    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "AWS_API_MAX_ATTEMPTS": "2",
-    "TABLE_NAME": TABLE, "ENDPOINT_NAME": ENDPOINT, "ALARM_NAMES": ",".join(ALARMS),
-    "TOPIC_ARN": TOPIC_ARN, "BAKE_MINUTES": "0",
-    "POWERTOOLS_SERVICE_NAME": "releases", "POWERTOOLS_METRICS_NAMESPACE": "Test/Releases",
-    "POWERTOOLS_TRACE_DISABLED": "1", "RELEASES_TABLE": TABLE,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_API_MAX_ATTEMPTS": "2",
+    "TABLE_NAME": TABLE,
+    "ENDPOINT_NAME": ENDPOINT,
+    "ALARM_NAMES": ",".join(ALARMS),
+    "TOPIC_ARN": TOPIC_ARN,
+    "BAKE_MINUTES": "0",
+    "POWERTOOLS_SERVICE_NAME": "releases",
+    "POWERTOOLS_METRICS_NAMESPACE": "Test/Releases",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "RELEASES_TABLE": TABLE,
 }
 UNSET = ("AWS_PROFILE", "AUTO_ROLLBACK", "AWS_CONFIG_FILE", "ROLLBACK_COOLDOWN_MINUTES", "MAX_ROLLBACK_ATTEMPTS")
 
@@ -48,22 +57,41 @@ def provision() -> ReleaseRepository:
     cloudwatch = aws.session().client("cloudwatch")
     for alarm in ALARMS:
         cloudwatch.put_metric_alarm(
-            AlarmName=alarm, MetricName="Invocation5XXErrors", Namespace="AWS/SageMaker",
-            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold")
+            AlarmName=alarm,
+            MetricName="Invocation5XXErrors",
+            Namespace="AWS/SageMaker",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
         cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="healthy")
     sagemaker = aws.session().client("sagemaker")
     role = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/sagemaker"
     for config in CONFIGS:
         version = config.rsplit("-", 1)[-1]
-        sagemaker.create_model(ModelName=f"model-{version}", ExecutionRoleArn=role,
-                               PrimaryContainer={"Image": f"123.dkr.ecr/{ENDPOINT}:{version}"})
+        sagemaker.create_model(
+            ModelName=f"model-{version}",
+            ExecutionRoleArn=role,
+            PrimaryContainer={"Image": f"123.dkr.ecr/{ENDPOINT}:{version}"},
+        )
         sagemaker.create_endpoint_config(
             EndpointConfigName=config,
-            ProductionVariants=[{"VariantName": "main", "ModelName": f"model-{version}",
-                                 "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
-            Tags=[{"Key": "model-version", "Value": version}, {"Key": "model-hash", "Value": f"h-{version}"},
-                  {"Key": "commit", "Value": f"c-{version}"}])
+            ProductionVariants=[
+                {
+                    "VariantName": "main",
+                    "ModelName": f"model-{version}",
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+            Tags=[
+                {"Key": "model-version", "Value": version},
+                {"Key": "model-hash", "Value": f"h-{version}"},
+                {"Key": "commit", "Value": f"c-{version}"},
+            ],
+        )
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=CONFIGS[0])
     return ReleaseRepository(table, ENDPOINT)
 
@@ -108,8 +136,9 @@ class World:
     def endpoint(self) -> Any:
         return sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION].endpoints[ENDPOINT]
 
-    def set_endpoint(self, config: str | None = None, status: str = "InService",
-                     failure_reason: str | None = None) -> None:
+    def set_endpoint(
+        self, config: str | None = None, status: str = "InService", failure_reason: str | None = None
+    ) -> None:
         if config:
             self.endpoint.endpoint_config_name = config
         self.endpoint.endpoint_status = status
@@ -126,36 +155,63 @@ class World:
 
     def register(self, config: str, minutes: float) -> None:
         version = config.rsplit("-", 1)[-1]
-        assert self.repo.register(Release(
-            release_id=config, endpoint_name=ENDPOINT, status=Status.DEPLOYING,
-            registered_at=iso(self.at(minutes)), model_version=version, model_hash=f"sha256:{version}",
-            image=f"123.dkr.ecr/{ENDPOINT}@sha256:{version}", commit=f"commit-{version}",
-            approved_by=["alice"]))
+        assert self.repo.register(
+            Release(
+                release_id=config,
+                endpoint_name=ENDPOINT,
+                status=Status.DEPLOYING,
+                registered_at=iso(self.at(minutes)),
+                model_version=version,
+                model_hash=f"sha256:{version}",
+                image=f"123.dkr.ecr/{ENDPOINT}@sha256:{version}",
+                commit=f"commit-{version}",
+                approved_by=["alice"],
+            )
+        )
 
     def state_event(self, status: str, config: str, minutes: float) -> dict[str, Any]:
         millis = int(self.at(minutes).timestamp() * 1000)
-        return {"version": "0", "id": f"evt-{status}-{config}-{minutes}", "source": "aws.sagemaker",
-                "detail-type": "SageMaker Endpoint State Change", "account": DEFAULT_ACCOUNT_ID,
-                "time": iso(self.at(minutes)), "region": REGION, "resources": [self.endpoint.arn],
-                "detail": {"EndpointName": ENDPOINT, "EndpointArn": self.endpoint.arn,
-                           "EndpointConfigName": config, "EndpointStatus": status,
-                           "CreationTime": millis, "LastModifiedTime": millis, "Tags": {}}}
+        return {
+            "version": "0",
+            "id": f"evt-{status}-{config}-{minutes}",
+            "source": "aws.sagemaker",
+            "detail-type": "SageMaker Endpoint State Change",
+            "account": DEFAULT_ACCOUNT_ID,
+            "time": iso(self.at(minutes)),
+            "region": REGION,
+            "resources": [self.endpoint.arn],
+            "detail": {
+                "EndpointName": ENDPOINT,
+                "EndpointArn": self.endpoint.arn,
+                "EndpointConfigName": config,
+                "EndpointStatus": status,
+                "CreationTime": millis,
+                "LastModifiedTime": millis,
+                "Tags": {},
+            },
+        }
 
     def alarm_event(self, alarm: str, minutes: float, state: str = "ALARM") -> dict[str, Any]:
         stamp = self.at(minutes).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
-        return {"version": "0", "id": f"alarm-{alarm}-{minutes}", "source": "aws.cloudwatch",
-                "detail-type": "CloudWatch Alarm State Change", "account": DEFAULT_ACCOUNT_ID,
-                "time": iso(self.at(minutes)), "region": REGION,
-                "resources": [f"arn:aws:cloudwatch:{REGION}:{DEFAULT_ACCOUNT_ID}:alarm:{alarm}"],
-                "detail": {"alarmName": alarm,
-                           "state": {"value": state, "reason": "Threshold Crossed: 3 datapoints",
-                                     "timestamp": stamp},
-                           "previousState": {"value": "OK", "reason": "", "timestamp": stamp}}}
+        return {
+            "version": "0",
+            "id": f"alarm-{alarm}-{minutes}",
+            "source": "aws.cloudwatch",
+            "detail-type": "CloudWatch Alarm State Change",
+            "account": DEFAULT_ACCOUNT_ID,
+            "time": iso(self.at(minutes)),
+            "region": REGION,
+            "resources": [f"arn:aws:cloudwatch:{REGION}:{DEFAULT_ACCOUNT_ID}:alarm:{alarm}"],
+            "detail": {
+                "alarmName": alarm,
+                "state": {"value": state, "reason": "Threshold Crossed: 3 datapoints", "timestamp": stamp},
+                "previousState": {"value": "OK", "reason": "", "timestamp": stamp},
+            },
+        }
 
     @staticmethod
     def schedule_event() -> dict[str, Any]:
-        return {"version": "0", "id": "sched", "source": "aws.events", "detail-type": "Scheduled Event",
-                "detail": {}}
+        return {"version": "0", "id": "sched", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 
     @staticmethod
     def set_alarm(name: str, state: str) -> None:
@@ -163,13 +219,10 @@ class World:
 
     @staticmethod
     def notifications() -> list[dict[str, Any]]:
-        topic = sns_backends[DEFAULT_ACCOUNT_ID][REGION].topics[
-            f"arn:aws:sns:{REGION}:{DEFAULT_ACCOUNT_ID}:{TOPIC}"]
+        topic = sns_backends[DEFAULT_ACCOUNT_ID][REGION].topics[f"arn:aws:sns:{REGION}:{DEFAULT_ACCOUNT_ID}:{TOPIC}"]
         return [json.loads(message) for _, message, *_ in topic.sent_notifications]
 
     def status(self, config: str) -> Status:
         release = self.repo.get(config)
         assert release is not None
         return release.status
-
-

@@ -22,16 +22,22 @@ REGION = "eu-west-1"
 
 def _provision() -> None:
     boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName="t", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        TableName="t",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="harness-bucket", CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket="harness-bucket", Key="k", Body=b"x")
 
 
 def _setup() -> dict[str, Any]:
-    return {"ddb": boto3.client("dynamodb", region_name=REGION), "s3": boto3.client("s3", region_name=REGION),
-            "errors": []}
+    return {
+        "ddb": boto3.client("dynamodb", region_name=REGION),
+        "s3": boto3.client("s3", region_name=REGION),
+        "errors": [],
+    }
 
 
 def _step(world: dict[str, Any]) -> bytes:
@@ -42,8 +48,13 @@ def _step(world: dict[str, Any]) -> bytes:
     return bytes(world["s3"].get_object(Bucket="harness-bucket", Key="k")["Body"].read())
 
 
-STORY = Scenario(name="harness-story", steps=(Step("put-then-get", _step),), setup=_setup, provision=_provision,
-                 environment=lambda: patched_env({"AWS_DEFAULT_REGION": REGION}))
+STORY = Scenario(
+    name="harness-story",
+    steps=(Step("put-then-get", _step),),
+    setup=_setup,
+    provision=_provision,
+    environment=lambda: patched_env({"AWS_DEFAULT_REGION": REGION}),
+)
 
 
 def test_pairs_are_every_applicable_kind_of_every_call() -> None:

@@ -33,15 +33,19 @@ def test_list_and_show(history: World, capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run(capsys, "releases", "list", "--json")
     assert code == 0
     assert [(r["release_id"], r["status"]) for r in json.loads(out)] == [
-        ("ml-api-v3", "deploying"), ("ml-api-v2", "live"), ("ml-api-v1", "superseded")]
+        ("ml-api-v3", "deploying"),
+        ("ml-api-v2", "live"),
+        ("ml-api-v1", "superseded"),
+    ]
     code, out, _ = run(capsys, "--json", "releases", "show", "ml-api-v1")
     assert code == 0 and json.loads(out)["superseded_by"] == "ml-api-v2"
     code, out, _ = run(capsys, "releases", "list")
     assert code == 0 and out.splitlines()[0].startswith("RELEASE") and "ml-api-v2  live" in out
 
 
-def test_unknown_id_and_missing_table_exit_cleanly(history: World, capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_id_and_missing_table_exit_cleanly(
+    history: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = run(capsys, "releases", "show", "nope")
     assert code == 3 and err.startswith("error: no release 'nope'")
     monkeypatch.delenv("RELEASES_TABLE")
@@ -50,8 +54,9 @@ def test_unknown_id_and_missing_table_exit_cleanly(history: World, capsys: pytes
     assert code == 5 and "--table" in err
 
 
-def test_missing_credentials_exit_cleanly(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_credentials_exit_cleanly(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
@@ -68,8 +73,9 @@ def test_rollback_refuses_never_live_without_force(history: World, capsys: pytes
     assert code == 4 and "never went live" in err and history.update_calls == []
 
 
-def test_rollback_asks_for_confirmation(history: World, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rollback_asks_for_confirmation(
+    history: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("builtins.input", lambda _: "n")
     code, _, err = run(capsys, "rollback", "--to", "ml-api-v1")
     assert code == 4 and "not confirmed" in err and history.update_calls == []
@@ -82,8 +88,9 @@ def test_rollback_refuses_while_endpoint_updates(history: World, capsys: pytest.
 
 
 def test_rollback_to_previous_release(history: World, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "rollback", "--to", "ml-api-v1", "--yes", "--json", "--by", "carol",
-                       "--reason", "bad predictions")
+    code, out, _ = run(
+        capsys, "rollback", "--to", "ml-api-v1", "--yes", "--json", "--by", "carol", "--reason", "bad predictions"
+    )
     assert code == 0 and json.loads(out) == {"result": "rolled_back", "from": "ml-api-v2", "to": "ml-api-v1"}
     assert history.endpoint.endpoint_config_name == "ml-api-v1"
     v2 = history.repo.get("ml-api-v2")
@@ -102,8 +109,19 @@ def test_freeze_and_unfreeze(history: World, capsys: pytest.CaptureFixture[str])
 
 
 def test_register_from_pipeline(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ("releases", "register", "ml-api-v2", "--model-version", "2", "--commit", "abc",
-            "--approved-by", "alice", "--approved-by", "bob")
+    argv = (
+        "releases",
+        "register",
+        "ml-api-v2",
+        "--model-version",
+        "2",
+        "--commit",
+        "abc",
+        "--approved-by",
+        "alice",
+        "--approved-by",
+        "bob",
+    )
     assert run(capsys, *argv)[0] == 0
     assert world.repo.get("ml-api-v2").approved_by == ["alice", "bob"]  # type: ignore[union-attr]
     code, _, err = run(capsys, *argv)

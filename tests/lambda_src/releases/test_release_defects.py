@@ -36,7 +36,7 @@ def nth_write_after_update(n: int):  # type: ignore[no-untyped-def]
         ops = [str(c) for c in before]
         if "sagemaker.UpdateEndpoint" not in ops or call.service != "dynamodb" or call.operation not in WRITES:
             return False
-        after = ops[ops.index("sagemaker.UpdateEndpoint") + 1:]
+        after = ops[ops.index("sagemaker.UpdateEndpoint") + 1 :]
         return sum(1 for o in after if o.split(".")[1] in WRITES) == n - 1
 
     return match
@@ -60,8 +60,9 @@ def live(world: World) -> list[str]:
 
 # ---- 1: a retried rollback goes to the wrong release --------------------------------------------------
 @pytest.mark.parametrize("write", [1, 2])
-def test_defect_1_retried_rollback_updates_the_endpoint_once_to_the_right_release(three_live: World,
-                                                                                  write: int) -> None:
+def test_defect_1_retried_rollback_updates_the_endpoint_once_to_the_right_release(
+    three_live: World, write: int
+) -> None:
     alarm = three_live.alarm_event(ALARMS[0], 60)
     with failing(nth_write_after_update(write)):
         deliver(controller.handler, alarm)
@@ -139,10 +140,14 @@ def _lkg_query(call: Call, _: list[Call]) -> bool:
     return call.operation == "Query" and call.params.get("IndexName") == "status-index"
 
 
-@pytest.mark.parametrize(("match", "kind"), [(_describe, THROTTLE), (_freeze_read, UNAVAILABLE), (_lkg_query, THROTTLE),
-                                             (_lkg_query, INTERNAL)], ids=["describe", "freeze", "lkg", "lkg-500"])
-def test_defect_5_persistent_aws_errors_end_in_a_counted_gave_up_notice(three_live: World, match: Any,
-                                                                        kind: Any) -> None:
+@pytest.mark.parametrize(
+    ("match", "kind"),
+    [(_describe, THROTTLE), (_freeze_read, UNAVAILABLE), (_lkg_query, THROTTLE), (_lkg_query, INTERNAL)],
+    ids=["describe", "freeze", "lkg", "lkg-500"],
+)
+def test_defect_5_persistent_aws_errors_end_in_a_counted_gave_up_notice(
+    three_live: World, match: Any, kind: Any
+) -> None:
     alarm = three_live.alarm_event(ALARMS[0], 60)
     outcomes = []
     with failing(match, kind=kind, times=100):
@@ -217,15 +222,17 @@ def test_defect_10_a_serving_config_unknown_to_the_history_is_rolled_back(three_
 
 
 # ---- 11: operator CLI ------------------------------------------------------------------------------------
-def test_defect_11_rollback_to_a_rolled_back_release_needs_force(three_live: World,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_defect_11_rollback_to_a_rolled_back_release_needs_force(
+    three_live: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     controller.handler(three_live.alarm_event(ALARMS[0], 60), CTX)  # v3 rolled back, v2 live
     assert cli(["rollback", "--to", V3, "--yes", "--by", "carol"]) == 4
     assert "rolled back" in capsys.readouterr().err and len(three_live.update_calls) == 1
 
 
 def test_defect_11_history_failure_after_update_is_completed_not_reported_as_failed(
-        three_live: World, capsys: pytest.CaptureFixture[str]) -> None:
+    three_live: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     with failing(nth_write_after_update(1)):
         code = cli(["rollback", "--to", V2, "--yes", "--by", "carol"])
     _, err = capsys.readouterr()
@@ -283,8 +290,9 @@ def test_defect_13_no_second_automatic_rollback_within_the_cooldown(world: World
     assert [c["EndpointConfigName"] for c in world.update_calls] == [V1]
 
 
-def test_defect_13_force_never_makes_an_unbaked_release_live(three_live: World,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_defect_13_force_never_makes_an_unbaked_release_live(
+    three_live: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     three_live.register(V4, 30)  # never deployed, never baked
     assert cli(["rollback", "--to", V4, "--yes", "--force", "--by", "carol"]) == 0
     assert three_live.endpoint.endpoint_config_name == V4

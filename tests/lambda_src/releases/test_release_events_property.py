@@ -48,7 +48,8 @@ def live(world: World) -> list[str]:
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 
 def mangled(event: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
@@ -88,16 +89,23 @@ def test_reordered_and_duplicated_endpoint_events_settle_the_same(order: list[in
         go_live(world, V1, 0)
         world.register(V2, 10)
         world.set_endpoint(V2)
-        events = [world.state_event("CREATING", V2, 10.5), world.state_event("UPDATING", V2, 11),
-                  world.state_event("IN_SERVICE", V2, 15), world.state_event("IN_SERVICE", V2, 15),
-                  world.schedule_event()]
+        events = [
+            world.state_event("CREATING", V2, 10.5),
+            world.state_event("UPDATING", V2, 11),
+            world.state_event("IN_SERVICE", V2, 15),
+            world.state_event("IN_SERVICE", V2, 15),
+            world.schedule_event(),
+        ]
         for index in [*order, *repeats]:
             recorder.handler(events[index], CTX)
             assert len(live(world)) <= 1
         recorder.handler(world.schedule_event(), CTX)  # the next 5-minute sweep
         assert live(world) == [V2] and world.status(V1) == Status.SUPERSEDED
         assert [h["to"] for h in world.repo.get(V2).history if "to" in h] == [  # type: ignore[union-attr]
-            "deploying", "baking", "live"]
+            "deploying",
+            "baking",
+            "live",
+        ]
 
 
 @WORLDS
@@ -106,8 +114,11 @@ def test_duplicated_and_reordered_alarms_roll_back_once(order: list[str]) -> Non
     with fresh_world() as world:
         for minutes, config in ((0, V1), (10, V2), (20, V3)):
             go_live(world, config, minutes)
-        alarms = {"a": world.alarm_event(ALARMS[0], 60), "b": world.alarm_event(ALARMS[1], 61),
-                  "c": world.alarm_event(ALARMS[2], 62)}
+        alarms = {
+            "a": world.alarm_event(ALARMS[0], 60),
+            "b": world.alarm_event(ALARMS[1], 61),
+            "c": world.alarm_event(ALARMS[2], 62),
+        }
         for key in order:
             controller.handler(alarms[key], CTX)
             assert len(live(world)) <= 1

@@ -48,7 +48,7 @@ def test_promotion_waits_for_bake_and_for_alarms(world: World, monkeypatch) -> N
     world.set_alarm(ALARMS[2], "OK")
     assert recorder.handler(world.schedule_event(), CTX)["outcome"] == "promoted"
     assert recorder.handler(world.schedule_event(), CTX)["outcome"] == "nothing_to_promote"
-    assert world.repo.last_known_good() .release_id == "ml-api-v2"  # type: ignore[union-attr]
+    assert world.repo.last_known_good().release_id == "ml-api-v2"  # type: ignore[union-attr]
 
 
 def test_promotion_waits_while_endpoint_updates(world: World) -> None:

@@ -34,8 +34,7 @@ def test_last_known_good_prefers_live_then_most_recently_superseded(world: World
         at = iso(world.at(10 * minutes + 1))
         world.repo.transition(release, Status.BAKING, at=at, by="t", reason="r")
         baking = world.repo.get(config)
-        assert baking is not None and world.repo.promote(baking, at=iso(world.at(10 * minutes + 2)),
-                                                         by="t", reason="r")
+        assert baking is not None and world.repo.promote(baking, at=iso(world.at(10 * minutes + 2)), by="t", reason="r")
     assert world.repo.last_known_good().release_id == "ml-api-v3"  # type: ignore[union-attr]
     assert world.repo.last_known_good(exclude="ml-api-v3").release_id == "ml-api-v2"  # type: ignore[union-attr]
     assert world.status("ml-api-v1") == Status.SUPERSEDED
@@ -70,8 +69,13 @@ def test_a_transaction_refused_for_validation_is_not_taken_for_a_lost_race() -> 
     from release_history.repository import _condition_failed
 
     def cancelled(*codes: str) -> ClientError:
-        return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-                            "CancellationReasons": [{"Code": code} for code in codes]}, "TransactWriteItems")
+        return ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                "CancellationReasons": [{"Code": code} for code in codes],
+            },
+            "TransactWriteItems",
+        )
 
     assert _condition_failed(cancelled("None", "ConditionalCheckFailed", "None"))
     assert _condition_failed(cancelled("TransactionConflict"))

@@ -33,8 +33,14 @@ def test_release_story(world: World) -> None:
 
     assert result["outcome"] == "rolled_back"
     assert world.endpoint.endpoint_config_name == "ml-api-v2"
-    assert world.update_calls == [{"EndpointName": "ml-api", "EndpointConfigName": "ml-api-v2",
-                                   "RetainAllVariantProperties": True, "RetainDeploymentConfig": False}]
+    assert world.update_calls == [
+        {
+            "EndpointName": "ml-api",
+            "EndpointConfigName": "ml-api-v2",
+            "RetainAllVariantProperties": True,
+            "RetainDeploymentConfig": False,
+        }
+    ]
     v3 = world.repo.get("ml-api-v3")
     assert v3 is not None and v3.status == Status.ROLLED_BACK
     assert v3.rollback_alarm == ALARMS[1] and ALARMS[1] in (v3.rollback_reason or "")

@@ -100,9 +100,17 @@ def test_updating_endpoint_is_retried_then_given_up(two_live: World, monkeypatch
 
 def test_an_open_intent_of_another_episode_is_completed_not_decided_again(two_live: World) -> None:
     # An operator's rollback v2 -> v1 was decided (intent written) but never carried out.
-    assert two_live.repo.open_intent(Intent(episode="operator:x", from_release="ml-api-v2", to_release="ml-api-v1",
-                                            by="carol", reason="test", opened_at=iso(two_live.at(29)),
-                                            automatic=False))
+    assert two_live.repo.open_intent(
+        Intent(
+            episode="operator:x",
+            from_release="ml-api-v2",
+            to_release="ml-api-v1",
+            by="carol",
+            reason="test",
+            opened_at=iso(two_live.at(29)),
+            automatic=False,
+        )
+    )
     result = controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
     assert [c["EndpointConfigName"] for c in two_live.update_calls] == ["ml-api-v1"]
     assert (two_live.status("ml-api-v2"), two_live.status("ml-api-v1")) == (Status.ROLLED_BACK, Status.LIVE)
@@ -111,14 +119,23 @@ def test_an_open_intent_of_another_episode_is_completed_not_decided_again(two_li
 
 def test_throttled_update_raises_clearly_and_keeps_the_intent_open(two_live: World) -> None:
     client = get_runtime().endpoint._client
-    described = {"EndpointName": ENDPOINT, "EndpointArn": two_live.endpoint.arn,
-                 "EndpointConfigName": "ml-api-v2", "EndpointStatus": "InService",
-                 "CreationTime": two_live.at(0), "LastModifiedTime": two_live.at(15)}
+    described = {
+        "EndpointName": ENDPOINT,
+        "EndpointArn": two_live.endpoint.arn,
+        "EndpointConfigName": "ml-api-v2",
+        "EndpointStatus": "InService",
+        "CreationTime": two_live.at(0),
+        "LastModifiedTime": two_live.at(15),
+    }
     with Stubber(client) as stub:
         stub.add_response("describe_endpoint", described, {"EndpointName": ENDPOINT})
         stub.add_response("describe_endpoint", described, {"EndpointName": ENDPOINT})
-        stub.add_client_error("update_endpoint", service_error_code="ThrottlingException",
-                              service_message="Rate exceeded", http_status_code=400)
+        stub.add_client_error(
+            "update_endpoint",
+            service_error_code="ThrottlingException",
+            service_message="Rate exceeded",
+            http_status_code=400,
+        )
         with pytest.raises(TransientAwsError, match="UpdateEndpoint still failing"):
             controller.handler(two_live.alarm_event(ALARMS[0], 30), CTX)
     assert two_live.status("ml-api-v2") == Status.LIVE

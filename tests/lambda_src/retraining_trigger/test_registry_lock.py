@@ -26,8 +26,11 @@ def approved(event_id: str, version: int) -> dict[str, Any]:
 
 class Registry:
     def describe_model_package(self, ModelPackageName: str) -> dict[str, Any]:
-        return {"ModelApprovalStatus": "Approved", "ApprovalDescription": "looks good",
-                "LastModifiedBy": {"UserProfileName": "data-scientist"}}
+        return {
+            "ModelApprovalStatus": "Approved",
+            "ApprovalDescription": "looks good",
+            "LastModifiedBy": {"UserProfileName": "data-scientist"},
+        }
 
 
 class Pipeline:
@@ -41,8 +44,9 @@ class Pipeline:
 
     def list_pipeline_executions(self, pipelineName: str, maxResults: int) -> dict[str, Any]:
         time.sleep(0.2)  # both events would pass "no run in progress" without the lock
-        return {"pipelineExecutionSummaries": [{"pipelineExecutionId": e, "status": "InProgress"}
-                                               for e in self.started]}
+        return {
+            "pipelineExecutionSummaries": [{"pipelineExecutionId": e, "status": "InProgress"} for e in self.started]
+        }
 
     def start_pipeline_execution(self, name: str, clientRequestToken: str) -> dict[str, Any]:
         self.started.append(f"run-for-{clientRequestToken}")
@@ -57,10 +61,14 @@ def lock(monkeypatch: pytest.MonkeyPatch) -> Iterator[DecisionLock]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
         client.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}])
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+        )
         yield DecisionLock(client, TABLE, "mlapi-pipeline-delivery-registry-trigger", lease_seconds=90)
 
 

@@ -26,29 +26,52 @@ from trigger_world import PIPELINE, REGION, SESSION, TOKEN, Execution, FakeCodeP
 from tests.fault_injection import FaultCase, Scenario, Step, Trace, count_pairs, fault_cases, patched_env, run_scenario
 
 LOCK_TABLE, LEASE = "decision-locks", 90
-ENVIRONMENT = {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_SERVICE_NAME": "retraining-trigger"}
+ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "POWERTOOLS_SERVICE_NAME": "retraining-trigger",
+}
 
 
 def drift(event_id: str | None, feature: str = "feature_3") -> dict[str, Any]:
-    event = {"id": event_id, "source": "ml-platform.drift-monitor", "detail-type": "Model Drift Detected",
-             "detail": {"endpointName": "mlapi-prod-endpoint", "modelVersion": "1.0.0",
-                        "window": {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"},
-                        "driftedFeatures": [{"feature": feature, "psi": 0.83}]}}
+    event = {
+        "id": event_id,
+        "source": "ml-platform.drift-monitor",
+        "detail-type": "Model Drift Detected",
+        "detail": {
+            "endpointName": "mlapi-prod-endpoint",
+            "modelVersion": "1.0.0",
+            "window": {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"},
+            "driftedFeatures": [{"feature": feature, "psi": 0.83}],
+        },
+    }
     return {k: v for k, v in event.items() if v is not None}
 
 
-MONITOR = {"id": "e-2", "source": "aws.sagemaker", "detail-type": "SageMaker Processing Job State Change",
-           "detail": {"MonitoringScheduleArn": "arn:aws:sagemaker:eu-west-1:111111111111:monitoring-schedule/q",
-                      "ProcessingJobStatus": "Completed", "ExitMessage": "CompletedWithViolations"}}
+MONITOR = {
+    "id": "e-2",
+    "source": "aws.sagemaker",
+    "detail-type": "SageMaker Processing Job State Change",
+    "detail": {
+        "MonitoringScheduleArn": "arn:aws:sagemaker:eu-west-1:111111111111:monitoring-schedule/q",
+        "ProcessingJobStatus": "Completed",
+        "ExitMessage": "CompletedWithViolations",
+    },
+}
 
 
 def provision() -> None:
     SESSION.client("dynamodb").create_table(
-        TableName=LOCK_TABLE, BillingMode="PAY_PER_REQUEST",
+        TableName=LOCK_TABLE,
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}])
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+    )
 
 
 @dataclass
@@ -63,10 +86,10 @@ class World:
 
 def setup() -> World:
     # A release in progress (not a retraining run) and an old run: both are read, neither blocks retraining.
-    pipeline = FakeCodePipeline([Execution("release", variables={"RETRAINING": "false"}),
-                                 Execution("old", status="Succeeded")])
-    lock = DecisionLock(SESSION.client("dynamodb"), LOCK_TABLE, f"{PIPELINE}-retraining-trigger",
-                        lease_seconds=LEASE)
+    pipeline = FakeCodePipeline(
+        [Execution("release", variables={"RETRAINING": "false"}), Execution("old", status="Succeeded")]
+    )
+    lock = DecisionLock(SESSION.client("dynamodb"), LOCK_TABLE, f"{PIPELINE}-retraining-trigger", lease_seconds=LEASE)
     return World(pipeline, pipeline.client(), lock)
 
 

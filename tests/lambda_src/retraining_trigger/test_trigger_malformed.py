@@ -25,9 +25,12 @@ DRIFT = {
     "id": "7bf73129-1428-4cd3-a780-95db273d1602",
     "source": "ml-platform.drift-monitor",
     "detail-type": "Model Drift Detected",
-    "detail": {"endpointName": "mlapi-prod-endpoint", "modelVersion": "1.0.0",
-               "window": {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"},
-               "driftedFeatures": [{"feature": "feature_3", "psi": 0.83}]},
+    "detail": {
+        "endpointName": "mlapi-prod-endpoint",
+        "modelVersion": "1.0.0",
+        "window": {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"},
+        "driftedFeatures": [{"feature": "feature_3", "psi": 0.83}],
+    },
 }
 
 
@@ -42,15 +45,25 @@ def test_an_execution_gone_between_list_and_get_does_not_abort_the_trigger() -> 
     assert handler.trigger(DRIFT, fake.client(), PIPELINE)["started"] is True  # nothing else running: start
 
 
-@pytest.mark.parametrize(("detail", "expected"), [
-    ("a string detail", "drift on ? model ? in [?, ?): no feature named"),
-    ({**DRIFT["detail"], "driftedFeatures": None}, "drift on mlapi-prod-endpoint model 1.0.0 in "
-                                                   "[2026-11-25T12:00:00Z, 2026-11-25T13:00:00Z): no feature named"),
-    ({**DRIFT["detail"], "window": "last hour"}, "drift on mlapi-prod-endpoint model 1.0.0 in [last hour]: "
-                                                 "feature_3 (psi 0.83)"),
-    ({"driftedFeatures": "feature_3", "window": None, "endpointName": None}, "drift on ? model ? in [?, ?): "
-                                                                                "no feature named"),
-])
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ("a string detail", "drift on ? model ? in [?, ?): no feature named"),
+        (
+            {**DRIFT["detail"], "driftedFeatures": None},
+            "drift on mlapi-prod-endpoint model 1.0.0 in "
+            "[2026-11-25T12:00:00Z, 2026-11-25T13:00:00Z): no feature named",
+        ),
+        (
+            {**DRIFT["detail"], "window": "last hour"},
+            "drift on mlapi-prod-endpoint model 1.0.0 in [last hour]: feature_3 (psi 0.83)",
+        ),
+        (
+            {"driftedFeatures": "feature_3", "window": None, "endpointName": None},
+            "drift on ? model ? in [?, ?): no feature named",
+        ),
+    ],
+)
 def test_malformed_drift_details_are_described_not_crashed_on(detail: Any, expected: str) -> None:
     assert handler.describe({**DRIFT, "detail": detail}) == expected
 
@@ -112,15 +125,35 @@ def test_a_permanent_error_gives_up_explicitly(caplog: pytest.LogCaptureFixture)
 
 
 # ---- properties ------------------------------------------------------------------------------------
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                    max_leaves=10)
-DETAIL_KEYS = st.sampled_from(["endpointName", "modelVersion", "window", "driftedFeatures", "MonitoringScheduleArn",
-                               "ExitMessage", "ProcessingJobStatus"])
-EVENTS = st.fixed_dictionaries({}, optional={
-    "id": JSON, "source": st.sampled_from(["aws.sagemaker", "ml-platform.drift-monitor"]) | JSON,
-    "detail": JSON | st.dictionaries(DETAIL_KEYS, JSON | st.lists(st.dictionaries(
-        st.sampled_from(["feature", "psi"]), JSON), max_size=3), max_size=7)})
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+DETAIL_KEYS = st.sampled_from(
+    [
+        "endpointName",
+        "modelVersion",
+        "window",
+        "driftedFeatures",
+        "MonitoringScheduleArn",
+        "ExitMessage",
+        "ProcessingJobStatus",
+    ]
+)
+EVENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": JSON,
+        "source": st.sampled_from(["aws.sagemaker", "ml-platform.drift-monitor"]) | JSON,
+        "detail": JSON
+        | st.dictionaries(
+            DETAIL_KEYS,
+            JSON | st.lists(st.dictionaries(st.sampled_from(["feature", "psi"]), JSON), max_size=3),
+            max_size=7,
+        ),
+    },
+)
 
 
 @settings(max_examples=300, deadline=None)

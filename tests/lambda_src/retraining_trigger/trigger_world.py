@@ -69,17 +69,31 @@ class FakeCodePipeline:
         return client
 
     def _ListPipelineExecutions(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        return _answer(200, {"pipelineExecutionSummaries": [
-            {"pipelineExecutionId": e.id, "status": e.status} for e in self.executions[: params.get("maxResults", 100)]
-        ]})
+        return _answer(
+            200,
+            {
+                "pipelineExecutionSummaries": [
+                    {"pipelineExecutionId": e.id, "status": e.status}
+                    for e in self.executions[: params.get("maxResults", 100)]
+                ]
+            },
+        )
 
     def _GetPipelineExecution(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         found = next((e for e in self.executions if e.id == params["pipelineExecutionId"]), None)
         if found is None or found.id in self.vanishing:
             return _error("PipelineExecutionNotFoundException", f"execution {params['pipelineExecutionId']} not found")
-        return _answer(200, {"pipelineExecution": {
-            "pipelineName": params["pipelineName"], "pipelineExecutionId": found.id, "status": found.status,
-            "variables": [{"name": k, "resolvedValue": v} for k, v in found.variables.items()]}})
+        return _answer(
+            200,
+            {
+                "pipelineExecution": {
+                    "pipelineName": params["pipelineName"],
+                    "pipelineExecutionId": found.id,
+                    "status": found.status,
+                    "variables": [{"name": k, "resolvedValue": v} for k, v in found.variables.items()],
+                }
+            },
+        )
 
     def _StartPipelineExecution(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         token = params.get("clientRequestToken", "")
@@ -87,8 +101,11 @@ class FakeCodePipeline:
             return _error("ValidationException", f"clientRequestToken {token!r} fails ^[a-zA-Z0-9-]+$ / 1-128")
         if any(not v.get("value") for v in params.get("variables", [])):
             return _error("ValidationException", "a variable value must not be empty")
-        execution = Execution(f"run-{len(self.started) + 1}", variables={v["name"]: v["value"] for v in
-                                                                         params.get("variables", [])}, token=token)
+        execution = Execution(
+            f"run-{len(self.started) + 1}",
+            variables={v["name"]: v["value"] for v in params.get("variables", [])},
+            token=token,
+        )
         self.executions.insert(0, execution)
         self.started.append(execution)
         return _answer(200, {"pipelineExecutionId": execution.id})
