@@ -97,8 +97,10 @@ class CostAlerts(Construct):
                 principals=[iam.ServicePrincipal(BUDGETS), iam.ServicePrincipal(COST_ANOMALY_DETECTION)],
                 actions=["kms:GenerateDataKey*", "kms:Decrypt"],
                 resources=["*"],
+                # kms:EncryptionContext:<key> is a String condition key (AWS KMS Developer Guide, "AWS KMS condition
+                # keys", kms:EncryptionContext:context-key), so a String operator, not ArnLike.
                 conditions={
-                    "ArnLike": {
+                    "StringLike": {
                         "kms:EncryptionContext:aws:sns:topicArn": (
                             f"arn:{key_stack.partition}:sns:{key_stack.region}:{key_stack.account}:*"
                         )

@@ -182,7 +182,7 @@ def test_the_topic_key_lets_both_services_encrypt_for_this_accounts_topics_only(
     assert statement["Resource"] == "*"
     region = environment_settings(env, synthesized.context).region
     assert statement["Condition"] == {
-        "ArnLike": {"kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:{region}:{ACCOUNT}:*"}
+        "StringLike": {"kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:{region}:{ACCOUNT}:*"}
     }
     # No other key grants the two services anything.
     for other_id, other in keys.items():

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from model_container.card import BINARY, MULTICLASS, REGRESSION
+from model_container.card import BINARY, MULTICLASS, REGRESSION, ModelCard
 from tests.model_container.task_packages import cycle_rows
 
 # Starts real servers; one xdist worker shares the session server.
@@ -68,10 +68,10 @@ def test_predictions_match_holdout_labels(server, model_build, holdout_rows) -> 
     assert accuracy == pytest.approx(metrics["accuracy"], abs=0.01)
 
 
-def test_large_batch(server, holdout_rows) -> None:
-    rows = cycle_rows(holdout_rows, 5000)
-    status, result = server.invoke({"instances": rows})
-    assert status == 200 and len(result["predictions"]) == 5000  # type: ignore[index]
+def test_large_batch(server, holdout_rows, model_build) -> None:
+    cap = ModelCard.load(model_build.model_dir).max_batch_rows  # the largest batch the contract admits
+    status, result = server.invoke({"instances": cycle_rows(holdout_rows, cap)})
+    assert status == 200 and len(result["predictions"]) == cap  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
