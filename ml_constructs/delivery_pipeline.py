@@ -113,6 +113,7 @@ class DeliveryPipeline(Construct):
         staging: Stage,
         production: Stage,
         staging_prefix: str,
+        staging_bake_minutes: int,
         production_prefix: str,
         production_artifacts_bucket: str,
         staging_artifacts_bucket: str,
@@ -245,14 +246,16 @@ class DeliveryPipeline(Construct):
         )
 
         guard_alarms = ",".join(f"{staging_prefix}-{name}" for name in ROLLBACK_ALARMS)
+        bake_window = max(1, staging_bake_minutes)
         bake_check = self._env_step(
             "NoAlarmDuringBake",
             staging_access,
             source,
             [
                 "make deps",
-                # CloudFormation returns once the blue/green bake has ended: look back over it.
-                f".venv/bin/python -m scripts.bake_check --alarms {guard_alarms} --minutes 30",
+                # CloudFormation returns once the blue/green bake has ended: look back over it (staging's own
+                # deployment.bake_minutes, at least one minute so that a zero bake still reads the update's end).
+                f".venv/bin/python -m scripts.bake_check --alarms {guard_alarms} --minutes {bake_window}",
             ],
             self._alarm_reader(staging_access),
             wildcards=[staging_access.arn("cloudwatch", f"alarm:{staging_prefix}-*")],

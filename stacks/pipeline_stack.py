@@ -37,6 +37,7 @@ class PipelineStack(Stack):
             staging=PlatformStage(self, staging.name, settings=staging, commit=commit),
             production=PlatformStage(self, production.name, settings=production, commit=commit),
             staging_prefix=staging.resource_prefix(),
+            staging_bake_minutes=staging.deployment.bake_minutes,
             production_prefix=production.resource_prefix(),
             # The name DataStores gives it; prod defaults to the pipeline's own account.
             production_artifacts_bucket=artifacts_bucket(production, self.account),

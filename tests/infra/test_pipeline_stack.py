@@ -92,6 +92,14 @@ def test_staging_is_tested_after_deploy_and_bake_is_checked_before_load(synthesi
     assert "-m scripts.smoke_test" in buildspec(synthesized, staging["SmokeAndLoadTests"])
 
 
+def test_the_bake_check_looks_back_over_stagings_configured_bake(synthesized, pipeline) -> None:
+    # One config of truth: the window is staging's deployment.bake_minutes, not a number of the pipeline's own.
+    [staging] = load_environments(synthesized.context["ml-platform"], selected="staging")
+    command = build_commands(synthesized, actions(pipeline, "staging")["NoAlarmDuringBake"])
+    assert "-m scripts.bake_check --alarms mlapi-staging-" in command
+    assert f" --minutes {max(1, staging.deployment.bake_minutes)}" in command
+
+
 def test_each_approval_stage_notifies_its_own_target_with_its_instructions(synthesized, pipeline, cdk_context) -> None:
     configured = {s["name"]: s for s in cdk_context["ml-platform"]["pipeline"]["approvals"]}
     topics = synthesized.resources("pipeline", "pipeline", "AWS::SNS::Topic")
