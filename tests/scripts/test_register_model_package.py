@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from model_container.card import ModelCard
@@ -427,21 +427,7 @@ def test_the_create_request_matches_the_api_reference_shape(build_dir: Path) -> 
     """botocore validates every parameter against the SageMaker service model (CreateModelPackage), including
     what moto drops: the model card (ModelPackageModelCard) and the idempotency token (ClientToken, 1-36 of
     [a-zA-Z0-9-])."""
-    build = rmp.load_build(
-        build_dir / "cdk.out" / "assembly-Pipeline-prod",
-        build_dir / "gate" / "metadata.json",
-        build_dir / "gate" / "model-gate.json",
-        account=ACCOUNT,
-        region=REGION,
-    )
-    client = botocore.session.get_session().create_client(
-        "sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    request = rmp.create_request(GROUP, build, "s3://b/k.json", "sha256:" + "0" * 64, "codepipeline:p/execution/e")
-    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/1"
-    with Stubber(client) as stubber:
-        stubber.add_response("create_model_package", {"ModelPackageArn": arn}, {**request, "ModelCard": ANY})
-        assert client.create_model_package(**request)["ModelPackageArn"] == arn
+    _, request = validated_request(build_dir)
     card = json.loads(request["ModelCard"]["ModelCardContent"])
     assert set(card["model_overview"]) == {"model_creator", "model_artifact"}  # the model package card's overview
     assert card["additional_information"]["custom_details"]["task"] == "binary_classification"
@@ -477,10 +463,9 @@ def test_put_approval_result_requests_match_the_api_reference_shape() -> None:
         }
 
 
-def request_of(build_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
-    """The CreateModelPackage request for `card`'s package, validated against botocore's SageMaker model."""
-    (build_dir / "gate" / "metadata.json").write_text(json.dumps({**card, "content_sha256": SHA}))
-    (build_dir / "gate" / "model-gate.json").write_text(json.dumps(gate_report(card)))
+def validated_request(build_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The build in `build_dir` and its CreateModelPackage request, validated by botocore's Stubber against the
+    SageMaker service model (moto skips the card and the client token)."""
     build = rmp.load_build(
         build_dir / "cdk.out" / "assembly-Pipeline-prod",
         build_dir / "gate" / "metadata.json",
@@ -492,9 +477,18 @@ def request_of(build_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
         "sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
     )
     request = rmp.create_request(GROUP, build, "s3://b/k.json", "sha256:" + "0" * 64, "codepipeline:p/execution/e")
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/1"
     with Stubber(client) as stubber:
-        stubber.add_response("create_model_package", {"ModelPackageArn": "arn:aws:sagemaker:x"}, request)
-        client.create_model_package(**request)
+        stubber.add_response("create_model_package", {"ModelPackageArn": arn}, request)
+        assert client.create_model_package(**request)["ModelPackageArn"] == arn
+    return build, request
+
+
+def request_of(build_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """The CreateModelPackage request for `card`'s package, validated against botocore's SageMaker model."""
+    (build_dir / "gate" / "metadata.json").write_text(json.dumps({**card, "content_sha256": SHA}))
+    (build_dir / "gate" / "model-gate.json").write_text(json.dumps(gate_report(card)))
+    build, request = validated_request(build_dir)
     request["statistics"] = rmp.quality_statistics(build)
     return request
 
