@@ -58,10 +58,34 @@ def node_of(resource: dict[str, Any]) -> str | None:
     return f"{parts[1]}/{parts[2]}"
 
 
+def joined(value: Any) -> str | None:
+    """A Fn::Join of literals and pseudo parameters as one string (`mlapi-artifacts-${AWS::AccountId}`), else None:
+    a name built from the account reads the same whether the synth knew the account (tests) or not (the CLI)."""
+    if not (isinstance(value, dict) and list(value) == ["Fn::Join"]):
+        return None
+    separator, parts = value["Fn::Join"]
+    texts = []
+    for part in parts:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and str(part.get("Ref", "")).startswith("AWS::"):
+            texts.append("${" + part["Ref"] + "}")
+        else:
+            return None
+    return str(separator).join(texts)
+
+
+def as_name(value: Any) -> str | None:
+    return value if isinstance(value, str) else joined(value)
+
+
 def strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
+        text = joined(value)
+        if text is not None:
+            yield text
         for inner in value.values():
             yield from strings(inner)
     elif isinstance(value, list):
@@ -75,8 +99,9 @@ def physical_names(resources: dict[str, Any], nodes: dict[str, str | None]) -> d
     names = {}
     for logical_id, resource in resources.items():
         for key, value in resource.get("Properties", {}).items():
-            if key.endswith("Name") and isinstance(value, str) and len(value) >= 8 and nodes.get(logical_id):
-                names[value] = str(nodes[logical_id])
+            name = as_name(value) if key.endswith("Name") else None
+            if name and len(name) >= 8 and nodes.get(logical_id):
+                names[name] = str(nodes[logical_id])
     return names
 
 

@@ -57,6 +57,25 @@ def test_edges_come_from_references_imports_and_names(tmp_path: Path) -> None:
     }
 
 
+def test_names_built_from_the_account_wire_the_same_with_or_without_it(tmp_path: Path) -> None:
+    # The CLI synthesizes without an account (names are Fn::Join with AWS::AccountId), the tests with one: the
+    # picture must be the same, so a joined name is matched as `...-${AWS::AccountId}`.
+    account = {"Ref": "AWS::AccountId"}
+    bucket = {"Fn::Join": ["", ["mlapi-prod-artifacts-", account]]}
+    arn = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::mlapi-prod-artifacts-", account, "/*"]]}
+    template = {
+        "Resources": {
+            "Bucket": resource("Data/Stores/Bucket", BucketName=bucket),
+            "Policy": resource("Inference/Drift/Policy", Document={"Resource": arn}),
+        }
+    }
+    stage = tmp_path / "assembly-prod"
+    stage.mkdir()
+    (stage / "All.template.json").write_text(json.dumps(template))
+    _, edges = architecture_diagram.graph(stage)
+    assert edges == {("Inference/Drift", "Data/Stores")}
+
+
 def test_check_reports_a_stale_picture(tmp_path: Path) -> None:
     root = write_stage(tmp_path)
     out = tmp_path / "architecture.md"
