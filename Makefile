@@ -18,6 +18,7 @@ PYTEST_ARGS ?=
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
+## deps: install the pinned Python and Node dependencies (every target does it first)
 deps: $(VENV)/.deps-stamp node_modules/.deps-stamp
 
 $(VENV)/.deps-stamp: requirements.txt requirements-dev.txt
@@ -89,7 +90,7 @@ bench: deps model
 	$(BIN)/pip install --quiet -r model_container/bench/requirements.txt
 	$(BIN)/python -m model_container.bench.run
 
-# The drift job's streamed window on 10 million synthetic capture records (a fake S3; not a test).
+## bench-drift: the drift job's streamed window on RECORDS (10 million) synthetic capture records (a fake S3; not a test)
 RECORDS ?= 10000000
 bench-drift: deps
 	$(BIN)/python scripts/bench_drift.py --records $(RECORDS)
@@ -101,5 +102,6 @@ lint: deps
 	$(BIN)/mypy platform_config ml_constructs stacks scripts model_container app.py
 	for fn in lambda_src/*/; do (cd $$fn && MYPYPATH=. $(CURDIR)/$(BIN)/mypy --explicit-package-bases .) || exit 1; done
 
+## clean: remove cdk.out and the tools' caches
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

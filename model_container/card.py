@@ -338,8 +338,10 @@ class ModelCard:
         if self.task == BINARY:
             return {"label": 1, "probability": 0.973214, "model_version": self.version}
         if self.task == MULTICLASS:
-            share = round(0.9 / max(1, self.classes - 1), 6) if self.classes > 1 else 0.0
-            probabilities = {name: (0.1 if i == 0 else share) for i, name in enumerate(self.label_names)}
+            # The last class is the most probable, so `label` is the argmax of `probabilities`, as the model answers.
+            rest = round(0.3 / (self.classes - 1), 6)
+            last = round(1 - rest * (self.classes - 1), 6)
+            probabilities = {name: rest for name in self.label_names[:-1]} | {self.label_names[-1]: last}
             return {"label": self.classes - 1, "probabilities": probabilities, "model_version": self.version}
         return {"value": 151.25, "model_version": self.version}
 

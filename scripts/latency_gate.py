@@ -1,7 +1,9 @@
 """Short latency benchmark of a model package, served exactly as the image serves it, with p99 thresholds.
 
     python -m scripts.latency_gate --dist model_container/dist [--requests 2000 --concurrency 4]
-        [--p99-ms 25 --batch-rows 100 --batch-p99-ms 60] [--report reports/latency-gate.json]
+        [--p99-ms MS --batch-rows N --batch-p99-ms MS] [--report reports/latency-gate.json]
+
+(defaults: cdk.json's ml-platform.pipeline.latency_gate, the thresholds the pipeline uses)
 
 Unpacks dist/model.tar.gz as SageMaker does, starts the Dockerfile's entry point with `serve` on
 127.0.0.1, and sends single-row and batch requests from a thread pool. The request bodies come from the model
@@ -32,6 +34,9 @@ from typing import Any
 
 from model_container.card import CardError, ModelCard
 from model_container.local_serving import ServerNotReady, entrypoint_command, free_port, wait_for_ping
+from platform_config import CONTEXT_KEY
+from platform_config.loader import build
+from platform_config.settings import LatencyGate
 from scripts.smoke_test import load_failures, run_load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,14 +116,23 @@ def measure(port: int, rows: list[list[float]], *, requests: int, concurrency: i
     }
 
 
+def shipped_gate(cdk_json: Path = REPO / "cdk.json") -> LatencyGate:
+    """The pipeline's latency gate as cdk.json configures it (ml-platform.pipeline.latency_gate): run by hand, the
+    gate judges a build by the thresholds the pipeline will use."""
+    key = f"{CONTEXT_KEY}.pipeline.latency_gate"
+    raw = json.loads(cdk_json.read_text()).get("context", {}).get(CONTEXT_KEY, {}).get("pipeline", {})
+    return build(LatencyGate, (raw or {}).get("latency_gate", {}), key)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    gate = shipped_gate()
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dist", type=Path, default=Path("model_container/dist"))
-    parser.add_argument("--requests", type=int, default=2000, help="requests per run (single row, then batch)")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--p99-ms", type=float, default=25.0, help="single-row p99 threshold")
-    parser.add_argument("--batch-rows", type=int, default=100)
-    parser.add_argument("--batch-p99-ms", type=float, default=60.0, help="batch p99 threshold")
+    parser.add_argument("--requests", type=int, default=gate.requests, help="requests per run (single row, then batch)")
+    parser.add_argument("--concurrency", type=int, default=gate.concurrency)
+    parser.add_argument("--p99-ms", type=float, default=gate.single_row_p99_ms, help="single-row p99 threshold")
+    parser.add_argument("--batch-rows", type=int, default=gate.batch_rows)
+    parser.add_argument("--batch-p99-ms", type=float, default=gate.batch_p99_ms, help="batch p99 threshold")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--user", default=os.environ.get("MODEL_SERVER_USER", "nobody"), help="serve as (if root)")
     parser.add_argument("--start-timeout-s", type=float, default=60.0, help="wait this long for /ping to answer 200")

@@ -139,6 +139,10 @@ def test_the_response_model_validates_the_example_and_the_containers_answers(
     openapi_response = document(model_package, "openapi.json")["components"]["schemas"]["PredictResponse"]
     assert openapi_response["example"] == {"predictions": [card.response_example()]}
     assert validator.is_valid(openapi_response["example"])
+    if card.task == MULTICLASS:  # the example answers as a model does: the label is the most probable class
+        example = card.response_example()
+        probabilities = list(example["probabilities"].values())
+        assert example["label"] == probabilities.index(max(probabilities)) and round(sum(probabilities), 6) == 1
     model = LoadedModel.load(model_package)
     rows = np.asarray(holdout_rows(model_package), dtype=np.float32)
     answer = json.loads(model.json_body(*model.predict(rows)))

@@ -128,3 +128,14 @@ def test_a_batch_larger_than_the_card_accepts_is_capped_at_its_max_batch_rows(
     assert summary["batch"]["rows_per_request"] == 7
     assert summary["batch_rows"] == {"requested": 100, "max_batch_rows": 7, "used": 7}
     assert "--batch-rows 100 capped at the card's feature_schema.max_batch_rows 7" in err
+
+
+def test_run_by_hand_it_uses_the_pipelines_thresholds() -> None:
+    # One config of truth: without flags the gate judges as the pipeline's ModelGate step does (cdk.json).
+    from scripts.latency_gate import REPO, build_parser
+
+    gate = json.loads((REPO / "cdk.json").read_text())["context"]["ml-platform"]["pipeline"]["latency_gate"]
+    args = build_parser().parse_args([])
+    assert args.p99_ms == float(gate["single_row_p99_ms"])
+    assert args.requests == gate["requests"] and args.concurrency == gate["concurrency"]
+    assert args.batch_p99_ms == float(gate.get("batch_p99_ms", 50.0))
