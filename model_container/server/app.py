@@ -13,6 +13,7 @@ GET /ping -> 200 with an empty body once the model is loaded and warmed up, 503 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,9 @@ class InferenceApp:
         self.logs = logs
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
+        # Whether every worker of the server has loaded the model (the worker sets it from shared memory): /ping
+        # says ready only then, so no request is routed while a sibling would still answer 503.
+        self.siblings_ready: Callable[[], bool] = lambda: True
         self._media_types: dict[bytes, str] = {}
         self._accepts: dict[bytes, bool] = {}
 
@@ -153,6 +157,8 @@ class InferenceApp:
     def ping(self) -> Response:
         if self.model is None:
             raise RequestError(503, "model_not_ready", self.load_error or "model is loading")
+        if not self.siblings_ready():
+            raise RequestError(503, "model_not_ready", "not every worker has the model loaded yet (a failure is logged as model_load_failed)")
         return Response(200, content_type=b"")
 
     def validate(self, content_type: bytes, accept: bytes, body: bytes) -> np.ndarray:

@@ -26,11 +26,13 @@ NO_CPU = -1
 
 
 class ConnectionCounts:
-    """Open connections per worker, in anonymous shared memory created before the workers are forked."""
+    """Open connections and model readiness per worker, in anonymous shared memory created before the workers
+    are forked; `served()` turns true once every worker has had its model loaded at the same time."""
 
     def __init__(self, workers: int) -> None:
-        self._memory = mmap.mmap(-1, 8 * workers)  # MAP_SHARED: forked workers see each other's writes
-        self.counts = memoryview(self._memory).cast("q")
+        self._memory = mmap.mmap(-1, 8 * (2 * workers + 1))  # MAP_SHARED: forked workers see each other's writes
+        view = memoryview(self._memory).cast("q")
+        self.counts, self._ready, self._served = view[:workers], view[workers : 2 * workers], view[2 * workers :]
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -40,6 +42,14 @@ class ConnectionCounts:
 
     def total(self) -> int:
         return sum(self.counts)
+
+    def set_ready(self, index: int, ready: bool) -> None:
+        self._ready[index] = int(ready)
+        if ready and all(self._ready):
+            self._served[0] = 1
+
+    def served(self) -> bool:
+        return bool(self._served[0])
 
 
 def worker_cpu(index: int, workers: int, cpus: set[int] | None = None) -> int | None:

@@ -64,6 +64,7 @@ class Supervisor:
         self.logs.flush()
         sys.stdout.flush()
         self.counts.set(index, 0)  # a crashed worker's connections died with it
+        self.counts.set_ready(index, False)  # and its model copy: the new process loads its own
         pid = os.fork()
         if pid == 0:
             code = 1

@@ -32,14 +32,20 @@ FINAL_FLUSH_S = 1.0
 STARVED_SHARE = 0.6
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+BACKLOG = 2048
+
+
+def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """The worker's socket on the shared port; with listen=False bound only, so that the kernel hands it no
+    connection until it listens (SO_REUSEPORT spreads new connections over the group's listening sockets)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Every worker binds the same port; the kernel spreads new connections across them.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    if listen:
+        sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -67,6 +73,8 @@ class Worker:
         )
         self.loop = uvloop.new_event_loop()
         self.server: asyncio.AbstractServer | None = None
+        self.sock: socket.socket | None = None
+        self.cpu: int | None = None
         self.drain_deadline: float | None = None
         self.cut = False  # the drain deadline passed and the remaining connections were closed
         self.next_metrics_flush = time.monotonic() + config.metrics_interval_s
@@ -76,23 +84,16 @@ class Worker:
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
         asyncio.set_event_loop(self.loop)
-        sock = listening_socket(self.config.host, self.config.port)
-        self.state.on_connections = CpuSteering(sock, cpu, self.counts, self.index).connections_changed
-        self.server = self.loop.run_until_complete(
-            self.loop.create_server(lambda: HttpConnection(self.state), sock=sock)
-        )
-        self.logs.write_now(
-            {
-                "level": "info",
-                "event": "worker_listening",
-                "worker": self.index,
-                "pid": os.getpid(),
-                "uid": os.getuid(),
-                "port": self.config.port,
-                "cpu": cpu,
-                "batch": self.config.batch,
-            }
-        )
+        # At start every worker listens at once, and /ping answers 503 until all of them have the model. Once the
+        # server has been ready, a restarted worker listens only when its own model is loaded: until then its
+        # siblings take every connection, instead of it answering 503 to its share of them.
+        early = not self.counts.served()
+        self.sock = listening_socket(self.config.host, self.config.port, listen=early)
+        self.cpu = cpu
+        self.state.on_connections = CpuSteering(self.sock, cpu, self.counts, self.index).connections_changed
+        self.app.siblings_ready = self.counts.served
+        if early:
+            self.loop.run_until_complete(self._listen())
         # The model loads in a thread so /ping can answer 503 meanwhile instead of hanging.
         threading.Thread(target=self._load_model, name="model-loader", daemon=True).start()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -109,6 +110,23 @@ class Worker:
             )
             self.loop.close()
         return 0
+
+    async def _listen(self) -> None:
+        if self.server is not None or self.state.draining:
+            return
+        self.server = await self.loop.create_server(lambda: HttpConnection(self.state), sock=self.sock, backlog=BACKLOG)
+        self.logs.write_now(
+            {
+                "level": "info",
+                "event": "worker_listening",
+                "worker": self.index,
+                "pid": os.getpid(),
+                "uid": os.getuid(),
+                "port": self.config.port,
+                "cpu": self.cpu,
+                "batch": self.config.batch,
+            }
+        )
 
     def _load_model(self) -> None:
         started = time.perf_counter()
@@ -138,6 +156,10 @@ class Worker:
                 "load_seconds": round(seconds, 3),
             }
         )
+        # Logged first: once every worker is ready /ping answers 200, and the log already says which loaded.
+        self.counts.set_ready(self.index, True)
+        if self.server is None:  # a restarted worker: its share of connections starts now
+            self.loop.create_task(self._listen())
 
     def _model_failed(self, reason: str, trace: str | None) -> None:
         # Stay up and answer 503: SageMaker then reports a failed health check, and the log says why.

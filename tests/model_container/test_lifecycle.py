@@ -56,6 +56,44 @@ def test_missing_model_keeps_ping_503_and_logs_why(model_build, start_server) ->
         assert process.stop() == 0
 
 
+def test_ping_says_ready_only_once_every_worker_has_the_model(model_build, start_server) -> None:
+    # SageMaker routes invocations once /ping answers 200: a worker still loading would answer them 503.
+    process = start_server(model_build.model_dir, workers=2)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if process.request("GET", "/ping")[0] == 200:
+                    break
+            except OSError:  # not bound yet
+                pass
+            time.sleep(0.01)
+        assert len(process.events("model_ready")) == 2
+    finally:
+        assert process.stop() == 0
+
+
+def test_a_restarted_worker_takes_connections_only_once_its_model_is_loaded(
+    model_build, start_server, holdout_rows
+) -> None:
+    process = start_server(model_build.model_dir, workers=2).wait_ready()
+    try:
+        victim = process.events("worker_listening")[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        process.wait_for("worker_listening", 3)
+        records = process.log_records()
+        exited = next(i for i, r in enumerate(records) if r.get("event") == "worker_exited")
+        later = records[exited:]
+        listening = next(i for i, r in enumerate(later) if r.get("event") == "worker_listening")
+        ready = next(i for i, r in enumerate(later) if r.get("event") == "model_ready")
+        assert later[listening]["worker"] == later[ready]["worker"] == victim["worker"]
+        assert ready < listening, "the restarted worker took connections before its model was loaded"
+        assert process.request("GET", "/ping")[0] == 200
+        assert all(process.invoke({"instances": holdout_rows[:1]})[0] == 200 for _ in range(20))
+    finally:
+        assert process.stop() == 0
+
+
 def test_sigterm_lets_in_flight_request_finish(model_build, start_server, holdout_rows) -> None:
     process = start_server(model_build.model_dir).wait_ready()
     body = json.dumps({"instances": holdout_rows[:5]}).encode()
