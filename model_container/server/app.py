@@ -67,6 +67,9 @@ def accepts_json(raw: bytes) -> bool:
     return False
 
 
+NOT_ALL_WORKERS_READY = "not every worker has the model loaded yet (a failure is logged as model_load_failed)"
+
+
 class InferenceApp:
     """Routes /ping and /invocations to the loaded model and renders JSON responses."""
 
@@ -158,7 +161,7 @@ class InferenceApp:
         if self.model is None:
             raise RequestError(503, "model_not_ready", self.load_error or "model is loading")
         if not self.siblings_ready():
-            raise RequestError(503, "model_not_ready", "not every worker has the model loaded yet (a failure is logged as model_load_failed)")
+            raise RequestError(503, "model_not_ready", NOT_ALL_WORKERS_READY)
         return Response(200, content_type=b"")
 
     def validate(self, content_type: bytes, accept: bytes, body: bytes) -> np.ndarray:
