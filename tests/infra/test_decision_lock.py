@@ -25,6 +25,7 @@ from parliament import analyze_policy_string
 from ml_constructs.decision_lock import DecisionLockTable
 from ml_constructs.nag import add_rule_packs
 from ml_constructs.platform_function import FunctionPlacement, PlatformFunction
+from tests.infra.small_stacks import outside_vpc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,16 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _stack(app: App) -> tuple[Stack, DecisionLockTable, FunctionPlacement]:
     stack = Stack(app, "Locks", env={"account": "123456789012", "region": "eu-west-1"})
     key = kms.Key(stack, "Key", enable_key_rotation=True)
-    placement = FunctionPlacement(
-        vpc=None,
-        subnets=None,
-        security_group=None,
-        data_key=key,
-        logs_key=key,
-        log_retention_days=365,
-        removal_policy=RemovalPolicy.DESTROY,
-    )
-    return stack, DecisionLockTable(stack, "Locks", key=key, removal_policy=RemovalPolicy.DESTROY), placement
+    return stack, DecisionLockTable(stack, "Locks", key=key, removal_policy=RemovalPolicy.DESTROY), outside_vpc(key)
 
 
 def _function(stack: Stack, placement: FunctionPlacement, name: str, **options: Any) -> PlatformFunction:

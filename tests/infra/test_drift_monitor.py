@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aws_cdk import App, RemovalPolicy, Stack
+from aws_cdk import App, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
 
 from ml_constructs.drift_monitor import DEFAULT_R2_MIN, DriftMonitor, quality_alarms
-from ml_constructs.platform_function import FunctionPlacement
 from ml_constructs.prediction_api import TEST_INFERENCE_ID_PREFIX
 from model_container.card import ModelCard
 from platform_config import MonitoringSettings
+from tests.infra.small_stacks import outside_vpc
 from tests.model_packages import model_package
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,15 +180,7 @@ def monitor_template(card: ModelCard, outdir: Path) -> Template:
         artifacts_bucket_name="artifacts",
         reports_bucket_name="reports",
         topic=sns.Topic(stack, "Topic"),
-        placement=FunctionPlacement(
-            vpc=None,
-            subnets=None,
-            security_group=None,
-            data_key=key,
-            logs_key=key,
-            log_retention_days=365,
-            removal_policy=RemovalPolicy.DESTROY,
-        ),
+        placement=outside_vpc(key),
         task=card.task,
         acceptance=card.acceptance,
         feature_names=card.feature_names,

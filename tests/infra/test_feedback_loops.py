@@ -39,11 +39,11 @@ from moto.events.models import EventPattern, EventPatternParser
 
 from ml_constructs import retraining_trigger
 from ml_constructs.decision_lock import DecisionLockTable
-from ml_constructs.platform_function import FunctionPlacement
 from model_container.card import MULTICLASS, REGRESSION, ModelCard
 from platform_config import load_environments, load_pipeline
 from scripts import smoke_test
 from scripts.publish_baseline import publish
+from tests.infra.small_stacks import outside_vpc
 from tests.infra.test_mapping_templates import Input, Util, java_velocity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -442,15 +442,7 @@ def test_event_bus_policies_use_statement_not_the_deprecated_properties() -> Non
         "Retraining",
         pipeline_name="p-delivery",
         source_accounts=["222222222222", "111111111111"],
-        placement=FunctionPlacement(
-            vpc=None,
-            subnets=None,
-            security_group=None,
-            data_key=key,
-            logs_key=key,
-            log_retention_days=365,
-            removal_policy=RemovalPolicy.DESTROY,
-        ),
+        placement=outside_vpc(key),
         powertools=lambda_.LayerVersion.from_layer_version_arn(
             stack, "Powertools", "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3:1"
         ),
