@@ -10,18 +10,7 @@ from typing import Any
 import pytest
 
 from platform_config import ConfigError, EndpointSettings, load_environments, load_pipeline
-
-CONTEXT = json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text())["context"]["ml-platform"]
-
-
-def with_change(path: str, value: Any) -> dict[str, Any]:
-    context = copy.deepcopy(CONTEXT)
-    node = context
-    *parents, last = path.split(".")
-    for name in parents:
-        node = node.setdefault(name, {})
-    node[last] = value
-    return context
+from tests.config_context import CONTEXT, with_change
 
 
 def test_shipped_config_loads_three_environments_that_differ() -> None:

@@ -11,9 +11,7 @@ management" (event sources and encrypted topics); Budgets API reference, Notific
 
 from __future__ import annotations
 
-import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,11 +23,11 @@ from aws_cdk.assertions import Match, Template
 from ml_constructs.alarm_topic import alarm_topic
 from ml_constructs.cost_alerts import CostAlerts
 from platform_config import ConfigError, CostSettings, load_environments
+from tests.config_context import with_change
 from tests.infra.conftest import Synthesized
 
 ACCOUNT = "123456789012"  # the session synth's default account
 ENVIRONMENTS = ("dev", "staging", "prod")
-CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]["ml-platform"]
 
 
 def only(resources: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -250,16 +248,6 @@ def test_an_imported_topic_key_fails_synth_instead_of_dropping_the_key_grant() -
         small_stack(CostSettings(), imported_key=True)
 
 
-def context_with(path: str, value: Any) -> dict[str, Any]:
-    context = copy.deepcopy(CONTEXT)
-    node = context
-    *parents, last = path.split(".")
-    for name in parents:
-        node = node.setdefault(name, {})
-    node[last] = value
-    return context
-
-
 @pytest.mark.parametrize(
     ("path", "value", "key", "fragment"),
     [
@@ -287,14 +275,14 @@ def context_with(path: str, value: Any) -> dict[str, Any]:
 )
 def test_bad_cost_settings_fail_naming_the_dotted_key(path: str, value: Any, key: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        load_environments(context_with(path, value))
+        load_environments(with_change(path, value))
     assert raised.value.key.endswith(key), raised.value.key
     assert raised.value.key.startswith("ml-platform.environments.")
     assert fragment in str(raised.value)
 
 
 def test_no_threshold_at_all_fails_naming_the_key() -> None:
-    context = context_with("defaults.cost.actual_threshold_percent", [])
+    context = with_change("defaults.cost.actual_threshold_percent", [])
     context["defaults"]["cost"]["forecast_threshold_percent"] = []
     with pytest.raises(ConfigError, match=r"environments\.dev\.cost\.actual_threshold_percent'.*notifies nobody"):
         load_environments(context)
